@@ -1,0 +1,35 @@
+# Lectern: set-up, demo and tests. `make demo` and `make test` work from a fresh clone on
+# Debian with only the Rust toolchain, Python 3 + pip and apt.
+
+# Build outside the clone so CI and later clones reuse it; an empty cache still works.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/lectern/target
+# apalis-style sqlx macros must never reach for a database at build time.
+export SQLX_OFFLINE := true
+# One OpenMP thread per tesseract engine.
+export OMP_THREAD_LIMIT := 1
+ifneq ($(shell command -v mold 2>/dev/null),)
+export RUSTFLAGS := -C link-arg=-fuse-ld=mold
+endif
+
+LECTERN := $(CARGO_TARGET_DIR)/debug/lectern
+DEMO_DATA := ./lectern-data
+
+.PHONY: setup build demo test fmt bench
+
+setup:
+	./scripts/setup.sh
+
+build: setup
+	cargo build --bin lectern
+
+# The main job on the embedded default: a born-digital PDF and a scanned page.
+demo: build
+	rm -rf $(DEMO_DATA)
+	$(LECTERN) --data-dir $(DEMO_DATA) process fixtures/paper.pdf fixtures/scan.pdf
+	$(LECTERN) --data-dir $(DEMO_DATA) search "managing geospatial data shared by several organizations"
+
+test: setup
+	cargo test --no-fail-fast -- --test-threads=2
+
+fmt:
+	cargo fmt --all

@@ -1,0 +1,276 @@
+//! The command line (clap). Thin: parse flags, build the [`Context`], call into the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::config::{PipelineConfig, Settings};
+use crate::context::Context;
+use crate::engine::{self, QueueSpec};
+use crate::{http, pipeline, search, shutdown, status, storage};
+
+#[derive(Debug, Parser)]
+#[command(name = "lectern", version, about = "Turns documents into searchable knowledge and study material")]
+pub struct Cli {
+    /// Directory for the SQLite file, uploads, figures, LanceDB and artifacts.
+    #[arg(long, global = true, env = "LECTERN_DATA_DIR", default_value = "./lectern-data")]
+    pub data_dir: PathBuf,
+    /// Job store URL (sqlite:…). Default: the embedded SQLite file in the data directory.
+    #[arg(long, global = true, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory holding libraries and models fetched by scripts/setup.sh.
+    #[arg(long, global = true, env = "LECTERN_MODELS_DIR", default_value = "models/cache")]
+    pub models_dir: PathBuf,
+    /// Pipeline definition; default: jobs/pipeline.toml as built in.
+    #[arg(long, global = true, env = "LECTERN_PIPELINE")]
+    pub pipeline: Option<PathBuf>,
+    /// Threads ONNX Runtime uses per inference (layout, embedding).
+    #[arg(long, global = true, env = "LECTERN_ONNX_THREADS", default_value_t = 1)]
+    pub onnx_threads: usize,
+    /// Tesseract languages, e.g. eng or eng+fra.
+    #[arg(long, global = true, env = "LECTERN_OCR_LANG", default_value = "eng")]
+    pub ocr_lang: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (and, with --workers, every queue's worker pool).
+    Serve {
+        #[arg(long, env = "LECTERN_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Also run worker pools for all queues in this process.
+        #[arg(long)]
+        workers: bool,
+    },
+    /// Run worker pools for the given queues.
+    Worker {
+        /// Queue to serve (repeatable); default: all queues.
+        #[arg(long = "queue")]
+        queues: Vec<String>,
+        /// Jobs run at once per queue; default: the queue's setting in the pipeline.
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Process files end to end in this process and print where the results are.
+    Process {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show a document (by id) or a job (by number).
+    Status {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search indexed chunks.
+    Search {
+        query: String,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let mut settings = Settings::new(&cli.data_dir);
+    settings.database_url = cli.database_url.clone();
+    settings.models_dir = cli.models_dir.clone();
+    settings.onnx_threads = cli.onnx_threads.max(1);
+    settings.ocr_languages = cli.ocr_lang.clone();
+    let pipeline = match &cli.pipeline {
+        Some(path) => PipelineConfig::load(path)?,
+        None => PipelineConfig::builtin(),
+    };
+    let store =
+        storage::open(settings.database_url.as_deref(), &settings.data_dir).await.context("open the job store")?;
+    let ctx = Arc::new(Context::new(settings, store, pipeline));
+
+    match cli.command {
+        Command::Serve { listen, workers } => serve(ctx, &listen, workers).await,
+        Command::Worker { queues, concurrency } => {
+            let specs = queue_specs(&ctx, &queues, concurrency)?;
+            let (trigger, shutdown) = shutdown::channel();
+            tokio::spawn(async move {
+                shutdown::signal().await;
+                trigger.trigger();
+            });
+            engine::run(ctx, specs, shutdown).await;
+            Ok(0)
+        }
+        Command::Process { files } => process(ctx, &files).await,
+        Command::Status { id, json } => show_status(&ctx, &id, json).await,
+        Command::Search { query, top_k, json } => {
+            let hits = search::search(&ctx, &query, top_k).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+            } else if hits.is_empty() {
+                println!("no results (is anything indexed in {}?)", ctx.settings.lancedb_dir().display());
+            }
+            for (i, h) in hits.iter().enumerate().filter(|_| !json) {
+                let snippet: String = h.text.chars().take(100).collect();
+                println!(
+                    "{:>2}. score {:.3}  document {}  page {}\n    {snippet}…",
+                    i + 1,
+                    h.score,
+                    h.document_id,
+                    h.page
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn queue_specs(ctx: &Context, queues: &[String], concurrency: Option<usize>) -> anyhow::Result<Vec<QueueSpec>> {
+    let names: Vec<String> = if queues.is_empty() { ctx.pipeline.stages.clone() } else { queues.to_vec() };
+    names
+        .into_iter()
+        .map(|queue| {
+            let Some(config) = ctx.pipeline.queue(&queue) else {
+                bail!("unknown queue {queue:?}; queues: {}", ctx.pipeline.stages.join(", "))
+            };
+            Ok(QueueSpec { concurrency: concurrency.unwrap_or(config.concurrency), queue })
+        })
+        .collect()
+}
+
+async fn serve(ctx: Arc<Context>, listen: &str, workers: bool) -> anyhow::Result<i32> {
+    let (trigger, shutdown) = shutdown::channel();
+    let worker_task = if workers {
+        let specs = queue_specs(&ctx, &[], None)?;
+        Some(tokio::spawn(engine::run(ctx.clone(), specs, shutdown.clone())))
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("bind {listen}"))?;
+    tracing::info!(address = %listener.local_addr()?, workers, "serving");
+    let mut server_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        trigger.trigger();
+    });
+    axum::serve(listener, http::router(ctx))
+        .with_graceful_shutdown(async move { server_shutdown.wait().await })
+        .await?;
+    if let Some(task) = worker_task {
+        task.await?;
+    }
+    Ok(0)
+}
+
+async fn process(ctx: Arc<Context>, files: &[PathBuf]) -> anyhow::Result<i32> {
+    let mut docs = Vec::new();
+    for file in files {
+        let (id, _) =
+            pipeline::ingest::submit_file(&ctx, file).await.with_context(|| format!("read {}", file.display()))?;
+        docs.push((file.clone(), id));
+    }
+    let (trigger, shutdown) = shutdown::channel();
+    let specs = queue_specs(&ctx, &[], None)?;
+    let workers = tokio::spawn(engine::run(ctx.clone(), specs, shutdown));
+
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{spinner} {prefix:30!} [{bar:14}] {msg}")?.progress_chars("=> ");
+    let stages = ctx.pipeline.stages.clone();
+    let progress: Vec<ProgressBar> = docs
+        .iter()
+        .map(|(file, _)| {
+            let bar = bars.add(ProgressBar::new(stages.len() as u64));
+            bar.set_style(style.clone());
+            bar.set_prefix(file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        })
+        .collect();
+    let mut finished = vec![false; docs.len()];
+    while finished.iter().any(|f| !f) {
+        for (i, (_, id)) in docs.iter().enumerate() {
+            if finished[i] {
+                continue;
+            }
+            let Some(doc) = ctx.store.document(id).await? else { continue };
+            let stage = doc.stage.clone().unwrap_or_default();
+            let done_stages = stages.iter().position(|s| *s == stage).unwrap_or(0) as u64;
+            progress[i].set_position(if doc.status == "done" { stages.len() as u64 } else { done_stages });
+            progress[i].set_message(format!("{} {}", doc.status, stage));
+            if doc.is_finished() {
+                finished[i] = true;
+                let msg = match &doc.error {
+                    Some(e) if doc.status == "failed" => format!("failed: {e}"),
+                    _ => "done".to_string(),
+                };
+                progress[i].finish_with_message(msg);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    trigger.trigger();
+    workers.await?;
+
+    let mut failed = 0;
+    for (file, id) in &docs {
+        let status = status::document_status(&ctx, id).await?.context("document vanished")?;
+        println!("\n{}  →  document {id}: {}", file.display(), status.document.status);
+        if let Some(e) = &status.document.error {
+            println!("  error: {e}");
+            failed += 1;
+            continue;
+        }
+        println!("  pages: {}  figures: {}", status.document.pages.unwrap_or(0), status.figures.len());
+        for a in &status.artifacts {
+            println!("  {:<16} {}", a.name, a.path);
+        }
+    }
+    let indexed = ctx.index().await.ok();
+    if let Some(index) = indexed {
+        if let Ok(n) = index.count(None).await {
+            println!("\nLanceDB: {n} chunks in {}", ctx.settings.lancedb_dir().display());
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+async fn show_status(ctx: &Context, id: &str, json: bool) -> anyhow::Result<i32> {
+    if let Ok(job_id) = id.parse::<i64>() {
+        let job = ctx.store.job(job_id).await?.with_context(|| format!("no job {job_id}"))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&job)?);
+        } else {
+            println!(
+                "job {}  {}  queue {}  stage {}  attempt {}/{}{}",
+                job.id,
+                job.state.as_str(),
+                job.queue,
+                job.stage,
+                job.attempt,
+                job.max_attempts,
+                job.error.map(|e| format!("\n  error: {e}")).unwrap_or_default()
+            );
+        }
+        return Ok(0);
+    }
+    let status = status::document_status(ctx, id).await?.with_context(|| format!("no document {id}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(0);
+    }
+    let d = &status.document;
+    println!("document {}  {}  ({} pages, {})", d.id, d.status, d.pages.unwrap_or(0), d.filename);
+    if let Some(e) = &d.error {
+        println!("  error: {e}");
+    }
+    for j in &status.jobs {
+        println!("  job {:>5}  {:<9} {:<9} attempt {}/{}", j.id, j.stage, j.state.as_str(), j.attempt, j.max_attempts);
+    }
+    for a in &status.artifacts {
+        println!("  artifact {:<16} {}", a.name, a.path);
+    }
+    Ok(0)
+}

@@ -1,0 +1,147 @@
+//! Settings (data directory, database, model paths) and the pipeline definition
+//! loaded from `jobs/pipeline.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid pipeline definition {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("pipeline definition: {0}")]
+    Invalid(String),
+}
+
+/// Where things live. Everything a run produces goes under `data_dir`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// `None`: the embedded SQLite file `<data_dir>/lectern.db`.
+    pub database_url: Option<String>,
+    /// Directory the set-up script fills from `models/manifest.toml`.
+    pub models_dir: PathBuf,
+    /// Threads ONNX Runtime may use inside one inference (layout, embedding).
+    pub onnx_threads: usize,
+    /// Tesseract language(s), e.g. "eng" or "eng+fra".
+    pub ocr_languages: String,
+}
+
+impl Settings {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            database_url: None,
+            models_dir: PathBuf::from("models/cache"),
+            onnx_threads: 1,
+            ocr_languages: "eng".to_string(),
+        }
+    }
+
+    pub fn uploads_dir(&self) -> PathBuf {
+        self.data_dir.join("uploads")
+    }
+    /// Per-document work directory: pages, figures, chunks, artifacts.
+    pub fn document_dir(&self, document_id: &str) -> PathBuf {
+        self.data_dir.join("documents").join(document_id)
+    }
+    pub fn lancedb_dir(&self) -> PathBuf {
+        self.data_dir.join("lancedb")
+    }
+    pub fn pdfium_library(&self) -> PathBuf {
+        self.models_dir.join("lib/libpdfium.so")
+    }
+    pub fn onnxruntime_library(&self) -> PathBuf {
+        self.models_dir.join("lib/libonnxruntime.so.1.31.1")
+    }
+    pub fn layout_model(&self) -> PathBuf {
+        self.models_dir.join("layout/layout_cdla.onnx")
+    }
+    pub fn embedding_model_dir(&self) -> PathBuf {
+        self.models_dir.join("minilm")
+    }
+}
+
+/// Defaults of one queue.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub concurrency: usize,
+    pub timeout_secs: u64,
+    pub max_attempts: i32,
+    pub backoff_ms: u64,
+    pub priority: i32,
+}
+
+/// The pipeline: stage order and per-queue defaults. Each stage runs on the queue of
+/// the same name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    pub stages: Vec<String>,
+    pub queues: BTreeMap<String, QueueConfig>,
+}
+
+/// The pipeline definition shipped with this build, used when no file is given.
+const BUILTIN_PIPELINE: &str = include_str!("../jobs/pipeline.toml");
+
+impl PipelineConfig {
+    pub fn builtin() -> Self {
+        Self::parse(BUILTIN_PIPELINE, Path::new("jobs/pipeline.toml")).expect("built-in pipeline is valid")
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::parse(&text, path)
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        for stage in &config.stages {
+            if crate::pipeline::Stage::parse(stage).is_none() {
+                return Err(ConfigError::Invalid(format!("unknown stage {stage:?}")));
+            }
+            if !config.queues.contains_key(stage) {
+                return Err(ConfigError::Invalid(format!("stage {stage:?} has no [queues.{stage}] table")));
+            }
+        }
+        if config.stages.first().map(String::as_str) != Some("ingest") {
+            return Err(ConfigError::Invalid("the first stage must be \"ingest\"".into()));
+        }
+        Ok(config)
+    }
+
+    pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
+        self.queues.get(name)
+    }
+
+    /// The stage after `stage`, if any.
+    pub fn next_stage(&self, stage: &str) -> Option<&str> {
+        let i = self.stages.iter().position(|s| s == stage)?;
+        self.stages.get(i + 1).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_pipeline_runs_every_stage_in_order() {
+        let p = PipelineConfig::builtin();
+        assert_eq!(p.stages, ["ingest", "render", "layout", "ocr", "chunk", "embed", "generate"]);
+        assert_eq!(p.next_stage("ocr"), Some("chunk"));
+        assert_eq!(p.next_stage("generate"), None);
+        assert!(p.queue("ocr").unwrap().concurrency >= 1);
+    }
+
+    #[test]
+    fn unknown_stage_is_rejected() {
+        let bad = "stages = [\"ingest\", \"teleport\"]\n[queues.ingest]\nconcurrency=1\ntimeout_secs=1\nmax_attempts=1\nbackoff_ms=1\npriority=0\n";
+        let err = PipelineConfig::parse(bad, Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("teleport"), "{err}");
+    }
+}

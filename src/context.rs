@@ -1,0 +1,71 @@
+//! Shared state of a Lectern process: settings, the job store, the pipeline definition,
+//! and the heavy resources (pdfium, ONNX models, LanceDB) loaded on first use, so a worker
+//! that only serves the `ocr` queue never loads the embedding model.
+
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+use crate::config::{PipelineConfig, Settings};
+use crate::index::VectorIndex;
+use crate::pipeline::StageError;
+use crate::pipeline::embed::Embedder;
+use crate::pipeline::layout::LayoutModel;
+use crate::pipeline::render::PdfiumHost;
+use crate::pipeline::workdir::WorkDir;
+use crate::storage::JobStore;
+
+pub struct Context {
+    pub settings: Settings,
+    pub store: Arc<dyn JobStore>,
+    pub pipeline: PipelineConfig,
+    layout: OnceCell<Arc<LayoutModel>>,
+    embedder: OnceCell<Arc<Embedder>>,
+    index: OnceCell<Arc<VectorIndex>>,
+}
+
+impl Context {
+    pub fn new(settings: Settings, store: Arc<dyn JobStore>, pipeline: PipelineConfig) -> Self {
+        Self { settings, store, pipeline, layout: OnceCell::new(), embedder: OnceCell::new(), index: OnceCell::new() }
+    }
+
+    pub fn workdir(&self, document_id: &str) -> WorkDir {
+        WorkDir::new(self.settings.document_dir(document_id))
+    }
+
+    /// The process's single pdfium owner thread.
+    pub async fn pdfium(&self) -> Result<Arc<PdfiumHost>, StageError> {
+        let path = self.settings.pdfium_library();
+        tokio::task::spawn_blocking(move || PdfiumHost::get(&path)).await?
+    }
+
+    pub async fn layout_model(&self) -> Result<Arc<LayoutModel>, StageError> {
+        let settings = self.settings.clone();
+        self.layout
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || LayoutModel::load(&settings).map(Arc::new)).await?
+            })
+            .await
+            .cloned()
+    }
+
+    pub async fn embedder(&self) -> Result<Arc<Embedder>, StageError> {
+        let settings = self.settings.clone();
+        self.embedder
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || Embedder::load(&settings).map(Arc::new)).await?
+            })
+            .await
+            .cloned()
+    }
+
+    pub async fn index(&self) -> Result<Arc<VectorIndex>, StageError> {
+        let dir = self.settings.lancedb_dir();
+        self.index
+            .get_or_try_init(|| async move {
+                VectorIndex::open(&dir).await.map(Arc::new).map_err(|e| StageError::transient("open LanceDB", e))
+            })
+            .await
+            .cloned()
+    }
+}

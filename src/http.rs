@@ -1,0 +1,124 @@
+//! The HTTP API (axum). Handlers are thin: parse, call the store or pipeline, answer JSON.
+//!
+//! - `POST /v1/documents` — multipart upload (field `file`); streams to disk, answers 202
+//!   with the document and first job ids at once.
+//! - `GET /v1/documents/{id}` — document status, its jobs, figures and artifacts.
+//! - `GET /v1/jobs/{id}` — job status, stage, attempts, error.
+//! - `POST /v1/search` — `{query, top_k}` → nearest chunks with provenance.
+//! - `GET /healthz`.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::context::Context;
+use crate::pipeline::ingest::{self, UploadWriter};
+use crate::search;
+
+/// Largest accepted upload.
+pub const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+pub fn router(ctx: Arc<Context>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/v1/documents", post(upload))
+        .route("/v1/documents/{id}", get(document))
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/search", post(search_handler))
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .with_state(ctx)
+}
+
+async fn upload(State(ctx): State<Arc<Context>>, mut multipart: Multipart) -> Result<Response, ApiError> {
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| ApiError::BadRequest(e.to_string()))? {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let filename = field.file_name().unwrap_or("upload").to_string();
+        let mut writer = UploadWriter::create(&ctx.settings).await.map_err(internal)?;
+        loop {
+            match field.chunk().await {
+                Ok(Some(bytes)) => {
+                    if let Err(e) = writer.write(&bytes).await {
+                        writer.abort().await;
+                        return Err(internal(e));
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    writer.abort().await;
+                    return Err(ApiError::BadRequest(format!("upload interrupted: {e}")));
+                }
+            }
+        }
+        let stored = writer.finish().await.map_err(internal)?;
+        let (document_id, job_id) =
+            ingest::submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &filename).await.map_err(internal)?;
+        let body = json!({ "document_id": document_id, "job_id": job_id, "sha256": stored.sha256 });
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
+    Err(ApiError::BadRequest("multipart field \"file\" is missing".into()))
+}
+
+async fn job(State(ctx): State<Arc<Context>>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    let job = ctx.store.job(id).await.map_err(internal)?.ok_or_else(|| ApiError::NotFound(format!("job {id}")))?;
+    Ok(Json(job).into_response())
+}
+
+async fn document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let status = crate::status::document_status(&ctx, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
+    Ok(Json(status).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct SearchRequest {
+    query: String,
+    #[serde(default = "default_top_k")]
+    top_k: usize,
+}
+
+fn default_top_k() -> usize {
+    5
+}
+
+async fn search_handler(State(ctx): State<Arc<Context>>, Json(req): Json<SearchRequest>) -> Result<Response, ApiError> {
+    if req.query.trim().is_empty() {
+        return Err(ApiError::BadRequest("query is empty".into()));
+    }
+    let hits = search::search(&ctx, &req.query, req.top_k.clamp(1, 100)).await.map_err(internal)?;
+    Ok(Json(json!({ "hits": hits })).into_response())
+}

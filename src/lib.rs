@@ -1,0 +1,33 @@
+//! Lectern: a background job engine that turns uploaded documents into searchable
+//! knowledge and study material.
+//!
+//! # Layout
+//!
+//! - [`storage`] — the job store interface ([`storage::JobStore`]) and its backends
+//!   ([`storage::sqlite`], the embedded default). Documents, jobs, figures, artifacts.
+//! - [`engine`] — worker pools: claim, lease + heartbeat, run a stage, retry with backoff,
+//!   enqueue the next stage.
+//! - [`pipeline`] — one module per stage: [`pipeline::ingest`], [`pipeline::render`]
+//!   (pdfium), [`pipeline::layout`] (ONNX layout model), [`pipeline::ocr`] (tesseract),
+//!   [`pipeline::chunk`], [`pipeline::embed`] (fastembed → LanceDB) and
+//!   [`pipeline::generate`] (cheat sheet, quiz, flashcards).
+//! - [`index`] — the LanceDB table of chunk vectors; [`search`] queries it.
+//! - [`http`] — the HTTP API; [`cli`] — the command line. Both are thin.
+//! - [`context`] — shared process state and lazily loaded models; [`config`] — settings
+//!   and the pipeline definition (`jobs/pipeline.toml`); [`onnx`] — the one ONNX Runtime
+//!   environment; [`sniff`] — file types from bytes; [`status`] — the operator's view of
+//!   a document; [`shutdown`] — graceful stop.
+
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod engine;
+pub mod http;
+pub mod index;
+pub mod onnx;
+pub mod pipeline;
+pub mod search;
+pub mod shutdown;
+pub mod sniff;
+pub mod status;
+pub mod storage;

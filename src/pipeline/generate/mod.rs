@@ -1,0 +1,47 @@
+//! Stage 7, generate: study material from the indexed chunks, with no LLM:
+//! a cheat sheet (.docx), a quiz (.pdf, answer key on its own page) and flashcards (.json
+//! with SM-2 scheduling fields). Content is extractive: sentences ranked by how many of the
+//! document's frequent terms they carry.
+
+pub mod cheatsheet;
+pub mod flashcards;
+pub mod quiz;
+pub mod text;
+
+use super::StageError;
+use super::workdir::write_atomic;
+use crate::context::Context;
+use crate::storage::Artifact;
+
+pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
+    let chunks = super::chunk::load(ctx, document_id)?;
+    let figures = ctx.store.figures(document_id).await?;
+    let doc = ctx.store.document(document_id).await?.ok_or_else(|| StageError::BadInput("document is gone".into()))?;
+    let dir = ctx.workdir(document_id).artifacts_dir();
+    let title = doc.filename.clone();
+    let artifacts = tokio::task::spawn_blocking(move || -> Result<Vec<Artifact>, StageError> {
+        let material = text::Material::from_chunks(&chunks);
+        let outputs = [
+            ("cheatsheet.docx", cheatsheet::MEDIA_TYPE, cheatsheet::build(&title, &material, &figures)?),
+            ("quiz.pdf", quiz::MEDIA_TYPE, quiz::build(&title, &material)?),
+            ("flashcards.json", flashcards::MEDIA_TYPE, flashcards::build(&material, chrono::Utc::now())?),
+        ];
+        let mut artifacts = Vec::new();
+        for (name, media_type, bytes) in outputs {
+            let path = dir.join(name);
+            write_atomic(&path, &bytes)?;
+            artifacts.push(Artifact {
+                name: name.to_string(),
+                path: path.to_string_lossy().into_owned(),
+                media_type: media_type.to_string(),
+                size_bytes: bytes.len() as i64,
+            });
+        }
+        Ok(artifacts)
+    })
+    .await??;
+    for artifact in &artifacts {
+        ctx.store.put_artifact(document_id, artifact).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Stage 1, ingest: uploads are stored content-addressed (sha256) under the data
+//! directory; the `documents` row and the first job are committed together. The ingest
+//! job then checks the stored bytes (type sniffed from content, not the name; empty,
+//! corrupt and encrypted files rejected with a clear reason) and counts pages.
+
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::StageError;
+use crate::config::{PipelineConfig, Settings};
+use crate::context::Context;
+use crate::sniff::{self, MediaType};
+use crate::storage::{JobStore, NewDocument, NewJob, StoreError};
+use sha2::{Digest, Sha256};
+
+/// Images above this many pixels are refused (decompression bombs).
+pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
+
+/// Where the upload with this hash is stored.
+pub fn upload_path(settings: &Settings, sha256: &str) -> PathBuf {
+    settings.uploads_dir().join(&sha256[..2]).join(sha256)
+}
+
+/// Keeps a file name printable and path-free: directories, control characters and
+/// leading dots are dropped; any other Unicode is kept.
+pub fn sanitize_filename(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base.chars().filter(|c| !c.is_control()).collect::<String>();
+    let clean = clean.trim().trim_start_matches('.').chars().take(200).collect::<String>();
+    if clean.is_empty() { "upload".to_string() } else { clean }
+}
+
+/// A stored upload.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub sha256: String,
+    pub size_bytes: i64,
+}
+
+/// Streams an upload into the content-addressed store, hashing on the way; the bytes
+/// land under their sha256 only when complete.
+pub struct UploadWriter {
+    tmp: PathBuf,
+    file: tokio::fs::File,
+    hasher: Sha256,
+    size: u64,
+    uploads: PathBuf,
+}
+
+impl UploadWriter {
+    pub async fn create(settings: &Settings) -> std::io::Result<Self> {
+        let uploads = settings.uploads_dir();
+        tokio::fs::create_dir_all(&uploads).await?;
+        let tmp = uploads.join(format!(".incoming-{}", uuid::Uuid::new_v4()));
+        let file = tokio::fs::File::create(&tmp).await?;
+        Ok(Self { tmp, file, hasher: Sha256::new(), size: 0, uploads })
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        self.file.write_all(bytes).await
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub async fn finish(self) -> std::io::Result<Stored> {
+        self.file.sync_all().await?;
+        let sha256 = hex::encode(self.hasher.finalize());
+        let dest = self.uploads.join(&sha256[..2]).join(&sha256);
+        tokio::fs::create_dir_all(dest.parent().expect("upload path has a parent")).await?;
+        tokio::fs::rename(&self.tmp, &dest).await?;
+        Ok(Stored { sha256, size_bytes: self.size as i64 })
+    }
+
+    /// Drops a partial upload.
+    pub async fn abort(self) {
+        let _ = tokio::fs::remove_file(&self.tmp).await;
+    }
+}
+
+/// Copies a local file into the upload store.
+pub async fn store_file(settings: &Settings, path: &Path) -> std::io::Result<Stored> {
+    let mut source = tokio::fs::File::open(path).await?;
+    let mut writer = UploadWriter::create(settings).await?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = source.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        writer.write(&buf[..n]).await?;
+    }
+    writer.finish().await
+}
+
+/// The first job of a document.
+pub fn first_job(pipeline: &PipelineConfig, document_id: &str) -> NewJob {
+    stage_job(pipeline, "ingest", document_id)
+}
+
+/// A job for `stage` on its own queue with that queue's defaults.
+pub fn stage_job(pipeline: &PipelineConfig, stage: &str, document_id: &str) -> NewJob {
+    let queue = pipeline.queue(stage).expect("validated pipeline has a queue per stage");
+    NewJob {
+        queue: stage.to_string(),
+        stage: stage.to_string(),
+        document_id: Some(document_id.to_string()),
+        payload: serde_json::json!({ "document_id": document_id }),
+        priority: queue.priority,
+        max_attempts: queue.max_attempts,
+        run_at: None,
+    }
+}
+
+/// Registers a stored upload as a document and enqueues its first job, in one transaction.
+pub async fn submit(
+    store: &dyn JobStore,
+    pipeline: &PipelineConfig,
+    stored: &Stored,
+    filename: &str,
+) -> Result<(String, i64), StoreError> {
+    let id = uuid::Uuid::now_v7().to_string();
+    let doc = NewDocument {
+        id: id.clone(),
+        sha256: stored.sha256.clone(),
+        filename: sanitize_filename(filename),
+        size_bytes: stored.size_bytes,
+    };
+    let job_id = store.insert_document(&doc, &first_job(pipeline, &id)).await?;
+    Ok((id, job_id))
+}
+
+/// Stores a local file and submits it.
+pub async fn submit_file(ctx: &Context, path: &Path) -> anyhow::Result<(String, i64)> {
+    let stored = store_file(&ctx.settings, path).await?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &name).await?)
+}
+
+/// The ingest job: validate the stored bytes and record type and page count.
+pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
+    let doc = ctx
+        .store
+        .document(document_id)
+        .await?
+        .ok_or_else(|| StageError::BadInput(format!("document {document_id} does not exist")))?;
+    let path = upload_path(&ctx.settings, &doc.sha256);
+    if doc.size_bytes == 0 {
+        return Err(StageError::BadInput("the upload is empty (0 bytes)".into()));
+    }
+    let mut head = vec![0u8; 2048];
+    let n = tokio::fs::File::open(&path).await?.read(&mut head).await?;
+    head.truncate(n);
+    let media = sniff::sniff(&head).ok_or_else(|| {
+        StageError::BadInput(format!(
+            "unsupported file type: the content looks like {}; Lectern accepts PDF, PNG, JPEG and TIFF",
+            sniff::describe(&head)
+        ))
+    })?;
+    let pages = match media {
+        MediaType::Pdf => ctx.pdfium().await?.page_count(path).await?,
+        _ => tokio::task::spawn_blocking(move || check_image(&path)).await??,
+    };
+    ctx.store.set_document_info(document_id, media.mime(), pages as i64).await?;
+    Ok(())
+}
+
+/// Reads an image's header and refuses pixel bombs; images are one page each.
+fn check_image(path: &Path) -> Result<u32, StageError> {
+    let reader = image::ImageReader::open(path)?
+        .with_guessed_format()
+        .map_err(|e| StageError::BadInput(format!("unreadable image: {e}")))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| StageError::BadInput(format!("unreadable image: {e}")))?;
+    if w as u64 * h as u64 > MAX_IMAGE_PIXELS {
+        return Err(StageError::BadInput(format!(
+            "image is {w}×{h} pixels, over the limit of {MAX_IMAGE_PIXELS} pixels"
+        )));
+    }
+    Ok(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_file_names_are_made_safe() {
+        assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+        assert_eq!(sanitize_filename("C:\\x\\..\\report.pdf"), "report.pdf");
+        assert_eq!(sanitize_filename(".hidden"), "hidden");
+        assert_eq!(sanitize_filename("a\u{0}b\nc.pdf"), "abc.pdf");
+        assert_eq!(sanitize_filename("résumé 東京.pdf"), "résumé 東京.pdf");
+        assert_eq!(sanitize_filename("../"), "upload");
+    }
+}

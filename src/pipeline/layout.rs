@@ -1,0 +1,210 @@
+//! Stage 3, layout: the ONNX layout model (PP-PicoDet trained on CDLA, `layout_cdla.onnx`)
+//! finds regions on each page image; figure regions are cropped and saved as PNG files
+//! linked to the document and page.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use image::{RgbImage, imageops::FilterType};
+use ndarray::Array4;
+use ort::session::Session;
+use ort::value::Tensor;
+
+use super::StageError;
+use super::render::{LAYOUT_DPI, pixels_per_point};
+use super::workdir::{Page, Region, WorkDir};
+use crate::config::Settings;
+use crate::context::Context;
+use crate::storage::Figure;
+
+/// Labels of `layout_cdla.onnx`, in output order.
+pub const LABELS: [&str; 10] = [
+    "text",
+    "title",
+    "figure",
+    "figure_caption",
+    "table",
+    "table_caption",
+    "header",
+    "footer",
+    "reference",
+    "equation",
+];
+const INPUT_W: u32 = 608;
+const INPUT_H: u32 = 800;
+const STRIDES: [u32; 4] = [8, 16, 32, 64];
+const REG_MAX: usize = 7;
+/// Photos often score ~0.45 as figures; other labels need more confidence.
+const FIGURE_THRESHOLD: f32 = 0.4;
+const THRESHOLD: f32 = 0.5;
+const NMS_IOU: f32 = 0.5;
+/// Figures smaller than this (in points, either side) are decoration.
+const MIN_FIGURE_SIDE: f32 = 36.0;
+
+pub struct LayoutModel {
+    session: Mutex<Session>,
+}
+
+impl LayoutModel {
+    pub fn load(settings: &Settings) -> Result<Self, StageError> {
+        let env = crate::onnx::environment(&settings.onnxruntime_library()).map_err(StageError::Transient)?;
+        let path = settings.layout_model();
+        let configure = |e: ort::Error<_>| StageError::transient("configure layout session", e);
+        let session = Session::builder(&env)
+            .map_err(|e| StageError::transient("configure layout session", e))?
+            .with_intra_threads(settings.onnx_threads)
+            .map_err(configure)?
+            .with_inter_threads(1)
+            .map_err(configure)?
+            .commit_from_file(&path)
+            .map_err(|e| StageError::transient(&format!("load layout model {}", path.display()), e))?;
+        Ok(Self { session: Mutex::new(session) })
+    }
+
+    /// Detects regions; boxes are in the image's pixel coordinates.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Region>, StageError> {
+        let input = preprocess(image);
+        let mut session = self.session.lock().map_err(|_| StageError::Transient("layout session poisoned".into()))?;
+        let tensor = Tensor::from_array(input).map_err(|e| StageError::transient("layout input", e))?;
+        let outputs = session.run(ort::inputs![tensor]).map_err(|e| StageError::transient("layout inference", e))?;
+        let mut arrays = Vec::with_capacity(outputs.len());
+        for (_, value) in outputs.iter() {
+            let (shape, data) =
+                value.try_extract_tensor::<f32>().map_err(|e| StageError::transient("layout output", e))?;
+            arrays.push((shape.to_vec(), data.to_vec()));
+        }
+        drop(outputs);
+        drop(session);
+        decode(&arrays, image.width() as f32 / INPUT_W as f32, image.height() as f32 / INPUT_H as f32)
+    }
+}
+
+/// Stretch-resize to 608×800, BGR, /255, ImageNet mean/std, NCHW.
+fn preprocess(image: &RgbImage) -> Array4<f32> {
+    let resized = image::imageops::resize(image, INPUT_W, INPUT_H, FilterType::Triangle);
+    let mean = [0.485f32, 0.456, 0.406];
+    let std = [0.229f32, 0.224, 0.225];
+    let mut input = Array4::<f32>::zeros((1, 3, INPUT_H as usize, INPUT_W as usize));
+    for (x, y, p) in resized.enumerate_pixels() {
+        let bgr = [p[2], p[1], p[0]];
+        for c in 0..3 {
+            input[[0, c, y as usize, x as usize]] = (bgr[c] as f32 / 255.0 - mean[c]) / std[c];
+        }
+    }
+    input
+}
+
+/// PicoDet head: per stride a score map [N, classes] and a DFL box map [N, 4*(REG_MAX+1)].
+fn decode(outputs: &[(Vec<i64>, Vec<f32>)], sx: f32, sy: f32) -> Result<Vec<Region>, StageError> {
+    if outputs.len() != 2 * STRIDES.len() {
+        return Err(StageError::Transient(format!("layout model gave {} outputs, expected 8", outputs.len())));
+    }
+    let classes = LABELS.len();
+    let mut candidates: Vec<(usize, f32, [f32; 4])> = Vec::new();
+    for (level, stride) in STRIDES.iter().enumerate() {
+        let (_, scores) = &outputs[level];
+        let (_, boxes) = &outputs[level + STRIDES.len()];
+        let fm_w = INPUT_W.div_ceil(*stride) as usize;
+        let n = scores.len() / classes;
+        for i in 0..n {
+            let s = &scores[i * classes..(i + 1) * classes];
+            let (best, score) = s.iter().copied().enumerate().fold((0, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+            let threshold = if LABELS[best] == "figure" { FIGURE_THRESHOLD } else { THRESHOLD };
+            if score < threshold {
+                continue;
+            }
+            let cx = ((i % fm_w) as f32 + 0.5) * *stride as f32;
+            let cy = ((i / fm_w) as f32 + 0.5) * *stride as f32;
+            let mut d = [0f32; 4];
+            for (side, dist) in d.iter_mut().enumerate() {
+                let bins = &boxes[(i * 4 + side) * (REG_MAX + 1)..(i * 4 + side + 1) * (REG_MAX + 1)];
+                let max = bins.iter().copied().fold(f32::MIN, f32::max);
+                let exp: Vec<f32> = bins.iter().map(|v| (v - max).exp()).collect();
+                let sum: f32 = exp.iter().sum();
+                *dist = exp.iter().enumerate().map(|(k, e)| k as f32 * e / sum).sum::<f32>() * *stride as f32;
+            }
+            let b = [
+                (cx - d[0]).clamp(0.0, INPUT_W as f32) * sx,
+                (cy - d[1]).clamp(0.0, INPUT_H as f32) * sy,
+                (cx + d[2]).clamp(0.0, INPUT_W as f32) * sx,
+                (cy + d[3]).clamp(0.0, INPUT_H as f32) * sy,
+            ];
+            candidates.push((best, score, b));
+        }
+    }
+    candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut kept: Vec<(usize, f32, [f32; 4])> = Vec::new();
+    for c in candidates {
+        if kept.iter().all(|k| k.0 != c.0 || iou(&k.2, &c.2) <= NMS_IOU) {
+            kept.push(c);
+        }
+    }
+    Ok(kept.into_iter().map(|(l, score, bbox)| Region { label: LABELS[l].to_string(), score, bbox }).collect())
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    inter / (area(a) + area(b) - inter + 1e-5)
+}
+
+pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
+    let model = ctx.layout_model().await?;
+    let workdir = ctx.workdir(document_id);
+    let (pages, figures) = tokio::task::spawn_blocking(move || analyse(&model, &workdir)).await??;
+    for (page, figs) in figures {
+        ctx.store.replace_figures(document_id, page, &figs).await?;
+    }
+    ctx.workdir(document_id).save_pages(&pages)
+}
+
+type PageFigures = Vec<(i64, Vec<Figure>)>;
+
+fn analyse(model: &LayoutModel, workdir: &WorkDir) -> Result<(Vec<Page>, PageFigures), StageError> {
+    let mut pages = workdir.load_pages()?;
+    let mut figures = Vec::new();
+    let figures_dir = workdir.figures_dir();
+    std::fs::create_dir_all(&figures_dir)?;
+    for page in &mut pages {
+        let Some(name) = &page.layout_image else { continue };
+        let image = image::open(workdir.pages_dir().join(name))
+            .map_err(|e| StageError::transient("read layout image", e))?
+            .to_rgb8();
+        let to_points = 1.0 / pixels_per_point(LAYOUT_DPI);
+        let regions = model.detect(&image)?;
+        let mut page_figures = Vec::new();
+        for region in &regions {
+            let pts = region.bbox.map(|v| v * to_points);
+            if region.label != "figure" || (pts[2] - pts[0]) < MIN_FIGURE_SIDE || (pts[3] - pts[1]) < MIN_FIGURE_SIDE {
+                continue;
+            }
+            let idx = page_figures.len() as i64;
+            let file = figures_dir.join(format!("p{:04}-{idx:02}.png", page.number));
+            crop(&image, region.bbox, &file)?;
+            page_figures.push(Figure {
+                page: page.number as i64,
+                idx,
+                label: region.label.clone(),
+                score: region.score as f64,
+                bbox: pts.map(|v| v as f64),
+                path: file.to_string_lossy().into_owned(),
+            });
+        }
+        page.regions = regions.into_iter().map(|r| Region { bbox: r.bbox.map(|v| v * to_points), ..r }).collect();
+        figures.push((page.number as i64, page_figures));
+    }
+    Ok((pages, figures))
+}
+
+fn crop(image: &RgbImage, bbox: [f32; 4], path: &Path) -> Result<(), StageError> {
+    let x0 = bbox[0].max(0.0) as u32;
+    let y0 = bbox[1].max(0.0) as u32;
+    let x1 = (bbox[2].ceil() as u32).min(image.width());
+    let y1 = (bbox[3].ceil() as u32).min(image.height());
+    let view = image::imageops::crop_imm(image, x0, y0, x1.saturating_sub(x0).max(1), y1.saturating_sub(y0).max(1));
+    view.to_image()
+        .save_with_format(path, image::ImageFormat::Png)
+        .map_err(|e| StageError::transient("write figure", e))
+}

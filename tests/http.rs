@@ -1,0 +1,91 @@
+//! The HTTP API over a real socket: upload answers 202 at once with ids; polling the job
+//! and the document shows progress until done; a zero-byte upload ends as a failed job
+//! with a readable reason.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+async fn start() -> (String, tempfile::TempDir, lectern::shutdown::Trigger) {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let (trigger, _workers) = common::start_workers(&ctx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, lectern::http::router(ctx)).await.unwrap() });
+    (format!("http://{addr}"), dir, trigger)
+}
+
+async fn upload(client: &reqwest::Client, base: &str, name: &str, bytes: Vec<u8>) -> Value {
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
+    let started = Instant::now();
+    let resp = client.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert!(started.elapsed() < Duration::from_secs(5), "upload answers at once");
+    resp.json().await.unwrap()
+}
+
+async fn wait_document(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let doc: Value = client.get(format!("{base}/v1/documents/{id}")).send().await.unwrap().json().await.unwrap();
+        if doc["status"] == "done" || doc["status"] == "failed" {
+            return doc;
+        }
+        assert!(start.elapsed() < Duration::from_secs(600), "document stuck: {doc}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_then_poll_until_done() {
+    let (base, _dir, _trigger) = start().await;
+    let client = reqwest::Client::new();
+    let health: Value = client.get(format!("{base}/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+
+    let created = upload(&client, &base, "../../scan?.pdf", std::fs::read(common::fixture("scan.pdf")).unwrap()).await;
+    let (doc_id, job_id) = (created["document_id"].as_str().unwrap().to_string(), created["job_id"].as_i64().unwrap());
+    let job: Value = client.get(format!("{base}/v1/jobs/{job_id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job["stage"], "ingest");
+    assert!(job["attempt"].is_number() && job["state"].is_string());
+
+    let doc = wait_document(&client, &base, &doc_id).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    assert_eq!(doc["filename"], "scan?.pdf", "path parts are stripped from the name");
+    assert_eq!(doc["jobs"].as_array().unwrap().len(), 7);
+    assert_eq!(doc["artifacts"].as_array().unwrap().len(), 3);
+    let job: Value = client.get(format!("{base}/v1/jobs/{job_id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((job["state"].as_str(), job["attempt"].as_i64()), (Some("done"), Some(1)));
+
+    let hits: Value = client
+        .post(format!("{base}/v1/search"))
+        .json(&serde_json::json!({ "query": "Emanuel Goldberg developed a machine", "top_k": 3 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(hits["hits"][0]["document_id"], doc_id.as_str());
+
+    let missing = client.get(format!("{base}/v1/jobs/999999")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_byte_upload_fails_with_reason() {
+    let (base, _dir, _trigger) = start().await;
+    let client = reqwest::Client::new();
+    let created = upload(&client, &base, "nothing.pdf", Vec::new()).await;
+    let doc = wait_document(&client, &base, created["document_id"].as_str().unwrap()).await;
+    assert_eq!(doc["status"], "failed");
+    assert!(doc["error"].as_str().unwrap().contains("empty"), "{doc}");
+    let job: Value =
+        client.get(format!("{base}/v1/jobs/{}", created["job_id"])).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job["state"], "failed");
+    assert!(job["error"].as_str().unwrap().contains("empty"));
+}

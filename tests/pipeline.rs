@@ -1,0 +1,56 @@
+//! Full pipeline runs through the worker engine on the embedded default (SQLite file +
+//! local LanceDB): good documents reach `done` through every queue, bad ones fail with a
+//! readable reason, and the workers keep going.
+
+mod common;
+
+use std::time::Duration;
+
+use lectern::pipeline::ingest;
+use lectern::storage::JobState;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_flow_through_every_queue_and_bad_ones_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let (trigger, workers) = common::start_workers(&ctx);
+
+    // Bad input first: the same workers must go on to process the good documents.
+    let empty = common::write_file(dir.path(), "empty.pdf", b"");
+    let mut truncated = std::fs::read(common::fixture("paper.pdf")).unwrap();
+    truncated.truncate(3000);
+    let corrupt = common::write_file(dir.path(), "corrupt.pdf", &truncated);
+    let mut ids = Vec::new();
+    for path in [empty, corrupt, common::fixture("paper.pdf"), common::fixture("scan.pdf")] {
+        ids.push(ingest::submit_file(&ctx, &path).await.unwrap().0);
+    }
+    let docs = common::wait_finished(&ctx, &ids, Duration::from_secs(600)).await;
+
+    assert_eq!(docs[0].status, "failed");
+    assert!(docs[0].error.as_deref().unwrap().contains("empty"), "{:?}", docs[0].error);
+    assert_eq!(docs[1].status, "failed");
+    assert!(docs[1].error.as_deref().unwrap().contains("corrupt"), "{:?}", docs[1].error);
+    let failed_jobs = ctx.store.jobs_for_document(&ids[1]).await.unwrap();
+    assert_eq!(failed_jobs.len(), 1);
+    assert_eq!((failed_jobs[0].state, failed_jobs[0].attempt), (JobState::Failed, 1), "bad input is not retried");
+
+    for (doc, id) in docs[2..].iter().zip(&ids[2..]) {
+        assert_eq!(doc.status, "done", "{doc:?}");
+        let jobs = ctx.store.jobs_for_document(id).await.unwrap();
+        let stages: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+        assert_eq!(stages, ["ingest", "render", "layout", "ocr", "chunk", "embed", "generate"]);
+        assert!(jobs.iter().all(|j| j.state == JobState::Done));
+        assert_eq!(ctx.store.artifacts(id).await.unwrap().len(), 3);
+    }
+    assert!(!ctx.store.figures(&ids[2]).await.unwrap().is_empty(), "figures from the paper");
+
+    // Search finds the right document and page, for the text layer and for OCR text.
+    let hits =
+        lectern::search::search(&ctx, "managing geospatial data shared by several organizations", 5).await.unwrap();
+    assert_eq!((hits[0].document_id.as_str(), hits[0].page), (ids[2].as_str(), 2), "{hits:#?}");
+    let hits = lectern::search::search(&ctx, "Emanuel Goldberg developed a machine", 5).await.unwrap();
+    assert_eq!((hits[0].document_id.as_str(), hits[0].page), (ids[3].as_str(), 1), "{hits:#?}");
+
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(30), workers).await.expect("workers stop on shutdown").unwrap();
+}
