@@ -28,8 +28,10 @@ demo: build
 	$(LECTERN) --data-dir $(DEMO_DATA) process fixtures/paper.pdf fixtures/scan.pdf
 	$(LECTERN) --data-dir $(DEMO_DATA) search "managing geospatial data shared by several organizations"
 
+# PostgreSQL (scripts/pg.sh: a private cluster on a free local port) backs the PostgreSQL
+# half of the store conformance suite and the multi-process tests.
 test: setup
-	cargo test --no-fail-fast -- --test-threads=2
+	LECTERN_TEST_PG_URL=$$(./scripts/pg.sh start) cargo test --no-fail-fast -- --test-threads=2
 
 fmt:
 	cargo fmt --all

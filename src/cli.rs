@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::config::{PipelineConfig, Settings};
 use crate::context::Context;
-use crate::engine::{self, QueueSpec};
+use crate::engine::QueueSpec;
 use crate::{http, pipeline, search, shutdown, status, storage};
 
 #[derive(Debug, Parser)]
@@ -34,6 +34,15 @@ pub struct Cli {
     /// Tesseract languages, e.g. eng or eng+fra.
     #[arg(long, global = true, env = "LECTERN_OCR_LANG", default_value = "eng")]
     pub ocr_lang: String,
+    /// Seconds a claimed job is held without a heartbeat before another worker may take it.
+    #[arg(long, global = true, env = "LECTERN_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// On shutdown, seconds running jobs may take to finish before they are released.
+    #[arg(long, global = true, env = "LECTERN_GRACE_SECS", default_value_t = 30)]
+    pub grace_secs: u64,
+    /// Hours finished jobs are kept before workers delete them (0: keep forever).
+    #[arg(long, global = true, env = "LECTERN_RETENTION_HOURS", default_value_t = 168)]
+    pub retention_hours: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,13 +58,17 @@ pub enum Command {
         workers: bool,
     },
     /// Run worker pools for the given queues.
+    ///
+    /// `--concurrency` values pair with `--queue` values in order
+    /// (`--queue ocr --concurrency 2 --queue embed --concurrency 1`); a single value applies
+    /// to every queue; without it each queue uses its setting in the pipeline.
     Worker {
         /// Queue to serve (repeatable); default: all queues.
         #[arg(long = "queue")]
         queues: Vec<String>,
-        /// Jobs run at once per queue; default: the queue's setting in the pipeline.
+        /// Jobs run at once per queue (repeatable, paired with --queue).
         #[arg(long)]
-        concurrency: Option<usize>,
+        concurrency: Vec<usize>,
     },
     /// Process files end to end in this process and print where the results are.
     Process {
@@ -65,6 +78,18 @@ pub enum Command {
     /// Show a document (by id) or a job (by number).
     Status {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a job (by number) or every unfinished job of a document (by id).
+    Cancel { id: String },
+    /// Operate on jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Jobs per queue and state.
+    Queues {
         #[arg(long)]
         json: bool,
     },
@@ -78,12 +103,26 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Revive a failed, dead or cancelled job with fresh attempts.
+    Retry { id: i64 },
+    /// Delete finished jobs older than the given hours now.
+    Cleanup {
+        #[arg(long, default_value_t = 168)]
+        older_than_hours: u64,
+    },
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut settings = Settings::new(&cli.data_dir);
     settings.database_url = cli.database_url.clone();
     settings.models_dir = cli.models_dir.clone();
     settings.onnx_threads = cli.onnx_threads.max(1);
     settings.ocr_languages = cli.ocr_lang.clone();
+    settings.lease = Duration::from_secs(cli.lease_secs.max(1));
+    settings.grace = Duration::from_secs(cli.grace_secs);
+    settings.retention = (cli.retention_hours > 0).then(|| Duration::from_secs(cli.retention_hours * 3600));
     let pipeline = match &cli.pipeline {
         Some(path) => PipelineConfig::load(path)?,
         None => PipelineConfig::builtin(),
@@ -95,13 +134,57 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Serve { listen, workers } => serve(ctx, &listen, workers).await,
         Command::Worker { queues, concurrency } => {
-            let specs = queue_specs(&ctx, &queues, concurrency)?;
+            let specs = queue_specs(&ctx, &queues, &concurrency)?;
             let (trigger, shutdown) = shutdown::channel();
             tokio::spawn(async move {
                 shutdown::signal().await;
                 trigger.trigger();
             });
-            engine::run(ctx, specs, shutdown).await;
+            pipeline::run_workers(ctx, specs, shutdown).await;
+            Ok(0)
+        }
+        Command::Cancel { id } => {
+            if let Ok(job) = id.parse::<i64>() {
+                match ctx.store.cancel_job(job).await? {
+                    Some(state) => println!("job {job}: {}", state.as_str()),
+                    None => bail!("no job {job}"),
+                }
+            } else {
+                let n = ctx.store.cancel_document(&id).await?;
+                println!("document {id}: cancelled ({n} unfinished jobs stopped)");
+            }
+            Ok(0)
+        }
+        Command::Jobs { command: JobsCommand::Retry { id } } => {
+            if !ctx.store.retry_job(id).await? {
+                bail!("job {id} is not failed, dead or cancelled (or does not exist)");
+            }
+            println!("job {id}: available again");
+            Ok(0)
+        }
+        Command::Jobs { command: JobsCommand::Cleanup { older_than_hours } } => {
+            let before = storage::now_ms() - (older_than_hours * 3_600_000) as i64;
+            println!("deleted {} finished jobs", ctx.store.cleanup(before).await?);
+            Ok(0)
+        }
+        Command::Queues { json } => {
+            let stats = ctx.store.queue_stats(storage::now_ms()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                println!(
+                    "{:<10} {:>9} {:>7} {:>7} {:>6} {:>5} {:>9} {:>10}",
+                    "queue", "available", "running", "done", "failed", "dead", "cancelled", "oldest"
+                );
+                for q in stats {
+                    let oldest =
+                        q.oldest_available_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_default();
+                    println!(
+                        "{:<10} {:>9} {:>7} {:>7} {:>6} {:>5} {:>9} {:>10}",
+                        q.queue, q.available, q.running, q.done, q.failed, q.dead, q.cancelled, oldest
+                    );
+                }
+            }
             Ok(0)
         }
         Command::Process { files } => process(ctx, &files).await,
@@ -128,15 +211,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-fn queue_specs(ctx: &Context, queues: &[String], concurrency: Option<usize>) -> anyhow::Result<Vec<QueueSpec>> {
+fn queue_specs(ctx: &Context, queues: &[String], concurrency: &[usize]) -> anyhow::Result<Vec<QueueSpec>> {
     let names: Vec<String> = if queues.is_empty() { ctx.pipeline.stages.clone() } else { queues.to_vec() };
+    if concurrency.len() > 1 && concurrency.len() != names.len() {
+        bail!(
+            "give one --concurrency for all queues, or one per --queue ({} queues, {} values)",
+            names.len(),
+            concurrency.len()
+        );
+    }
     names
         .into_iter()
-        .map(|queue| {
+        .enumerate()
+        .map(|(i, queue)| {
             let Some(config) = ctx.pipeline.queue(&queue) else {
                 bail!("unknown queue {queue:?}; queues: {}", ctx.pipeline.stages.join(", "))
             };
-            Ok(QueueSpec { concurrency: concurrency.unwrap_or(config.concurrency), queue })
+            let n = concurrency.get(i).or(concurrency.first()).copied().unwrap_or(config.concurrency);
+            Ok(QueueSpec { concurrency: n.max(1), queue })
         })
         .collect()
 }
@@ -144,8 +236,8 @@ fn queue_specs(ctx: &Context, queues: &[String], concurrency: Option<usize>) -> 
 async fn serve(ctx: Arc<Context>, listen: &str, workers: bool) -> anyhow::Result<i32> {
     let (trigger, shutdown) = shutdown::channel();
     let worker_task = if workers {
-        let specs = queue_specs(&ctx, &[], None)?;
-        Some(tokio::spawn(engine::run(ctx.clone(), specs, shutdown.clone())))
+        let specs = queue_specs(&ctx, &[], &[])?;
+        Some(tokio::spawn(pipeline::run_workers(ctx.clone(), specs, shutdown.clone())))
     } else {
         None
     };
@@ -173,8 +265,8 @@ async fn process(ctx: Arc<Context>, files: &[PathBuf]) -> anyhow::Result<i32> {
         docs.push((file.clone(), id));
     }
     let (trigger, shutdown) = shutdown::channel();
-    let specs = queue_specs(&ctx, &[], None)?;
-    let workers = tokio::spawn(engine::run(ctx.clone(), specs, shutdown));
+    let specs = queue_specs(&ctx, &[], &[])?;
+    let workers = tokio::spawn(pipeline::run_workers(ctx.clone(), specs, shutdown));
 
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template("{spinner} {prefix:30!} [{bar:14}] {msg}")?.progress_chars("=> ");
@@ -199,7 +291,12 @@ async fn process(ctx: Arc<Context>, files: &[PathBuf]) -> anyhow::Result<i32> {
             let stage = doc.stage.clone().unwrap_or_default();
             let done_stages = stages.iter().position(|s| *s == stage).unwrap_or(0) as u64;
             progress[i].set_position(if doc.status == "done" { stages.len() as u64 } else { done_stages });
-            progress[i].set_message(format!("{} {}", doc.status, stage));
+            progress[i].set_message(format!(
+                "{} {stage} (pages {}/{})",
+                doc.status,
+                doc.pages_done,
+                doc.pages.unwrap_or(0)
+            ));
             if doc.is_finished() {
                 finished[i] = true;
                 let msg = match &doc.error {
@@ -262,12 +359,28 @@ async fn show_status(ctx: &Context, id: &str, json: bool) -> anyhow::Result<i32>
         return Ok(0);
     }
     let d = &status.document;
-    println!("document {}  {}  ({} pages, {})", d.id, d.status, d.pages.unwrap_or(0), d.filename);
+    println!(
+        "document {}  {}  stage {}  pages {}/{}  ({})",
+        d.id,
+        d.status,
+        d.stage.as_deref().unwrap_or("-"),
+        d.pages_done,
+        d.pages.unwrap_or(0),
+        d.filename
+    );
     if let Some(e) = &d.error {
         println!("  error: {e}");
     }
     for j in &status.jobs {
-        println!("  job {:>5}  {:<9} {:<9} attempt {}/{}", j.id, j.stage, j.state.as_str(), j.attempt, j.max_attempts);
+        let pages = j.payload.get("pages").map(|p| format!(" pages {p}")).unwrap_or_default();
+        println!(
+            "  job {:>5}  {:<9} {:<9} attempt {}/{}{pages}",
+            j.id,
+            j.stage,
+            j.state.as_str(),
+            j.attempt,
+            j.max_attempts
+        );
     }
     for a in &status.artifacts {
         println!("  artifact {:<16} {}", a.name, a.path);

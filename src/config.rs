@@ -28,6 +28,12 @@ pub struct Settings {
     pub onnx_threads: usize,
     /// Tesseract language(s), e.g. "eng" or "eng+fra".
     pub ocr_languages: String,
+    /// How long a claimed job is held without a heartbeat.
+    pub lease: std::time::Duration,
+    /// On shutdown, how long running jobs may finish before they are released.
+    pub grace: std::time::Duration,
+    /// Finished jobs are deleted after this long (`None`: kept).
+    pub retention: Option<std::time::Duration>,
 }
 
 impl Settings {
@@ -38,6 +44,9 @@ impl Settings {
             models_dir: PathBuf::from("models/cache"),
             onnx_threads: 1,
             ocr_languages: "eng".to_string(),
+            lease: std::time::Duration::from_secs(30),
+            grace: std::time::Duration::from_secs(30),
+            retention: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
         }
     }
 
@@ -76,12 +85,30 @@ pub struct QueueConfig {
     pub priority: i32,
 }
 
-/// The pipeline: stage order and per-queue defaults. Each stage runs on the queue of
-/// the same name.
+/// Which stages run per page range rather than per document.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FanOutConfig {
+    /// Consecutive stages that run once per page range.
+    pub stages: Vec<String>,
+    /// Pages per job in those stages.
+    pub pages_per_job: u32,
+}
+
+impl Default for FanOutConfig {
+    fn default() -> Self {
+        Self { stages: Vec::new(), pages_per_job: 1 }
+    }
+}
+
+/// The pipeline: stage order, page fan-out and per-queue defaults. Each stage runs on the
+/// queue of the same name.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     pub stages: Vec<String>,
+    #[serde(default)]
+    pub fan_out: FanOutConfig,
     pub queues: BTreeMap<String, QueueConfig>,
 }
 
@@ -111,7 +138,19 @@ impl PipelineConfig {
         if config.stages.first().map(String::as_str) != Some("ingest") {
             return Err(ConfigError::Invalid("the first stage must be \"ingest\"".into()));
         }
+        for stage in &config.fan_out.stages {
+            if !config.stages.contains(stage) || stage == "ingest" {
+                return Err(ConfigError::Invalid(format!("fan_out stage {stage:?} is not a stage after ingest")));
+            }
+        }
+        if config.fan_out.pages_per_job == 0 {
+            return Err(ConfigError::Invalid("fan_out.pages_per_job must be at least 1".into()));
+        }
         Ok(config)
+    }
+
+    pub fn is_per_page(&self, stage: &str) -> bool {
+        self.fan_out.stages.iter().any(|s| s == stage)
     }
 
     pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
@@ -136,6 +175,7 @@ mod tests {
         assert_eq!(p.next_stage("ocr"), Some("chunk"));
         assert_eq!(p.next_stage("generate"), None);
         assert!(p.queue("ocr").unwrap().concurrency >= 1);
+        assert!(p.is_per_page("render") && p.is_per_page("ocr") && !p.is_per_page("chunk"));
     }
 
     #[test]

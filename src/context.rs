@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::OnceCell;
 
 use crate::config::{PipelineConfig, Settings};
+use crate::engine::EngineConfig;
 use crate::index::VectorIndex;
 use crate::pipeline::StageError;
 use crate::pipeline::embed::Embedder;
@@ -27,6 +28,15 @@ pub struct Context {
 impl Context {
     pub fn new(settings: Settings, store: Arc<dyn JobStore>, pipeline: PipelineConfig) -> Self {
         Self { settings, store, pipeline, layout: OnceCell::new(), embedder: OnceCell::new(), index: OnceCell::new() }
+    }
+
+    pub fn engine_config(&self) -> EngineConfig {
+        let mut config = EngineConfig::new(self.pipeline.queues.clone());
+        config.lease = self.settings.lease;
+        config.heartbeat = (self.settings.lease / 3).min(std::time::Duration::from_secs(2));
+        config.grace = self.settings.grace;
+        config.retention = self.settings.retention;
+        config
     }
 
     pub fn workdir(&self, document_id: &str) -> WorkDir {

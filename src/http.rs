@@ -3,7 +3,10 @@
 //! - `POST /v1/documents` — multipart upload (field `file`); streams to disk, answers 202
 //!   with the document and first job ids at once.
 //! - `GET /v1/documents/{id}` — document status, its jobs, figures and artifacts.
-//! - `GET /v1/jobs/{id}` — job status, stage, attempts, error.
+//! - `POST /v1/documents/{id}/cancel` — cancel every unfinished job of a document.
+//! - `GET /v1/jobs/{id}` — job status, stage, attempts, error;
+//!   `POST /v1/jobs/{id}/cancel`, `POST /v1/jobs/{id}/retry`.
+//! - `GET /v1/queues` — jobs per queue and state, age of the oldest waiting job.
 //! - `POST /v1/search` — `{query, top_k}` → nearest chunks with provenance.
 //! - `GET /healthz`.
 
@@ -54,7 +57,11 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/v1/documents", post(upload))
         .route("/v1/documents/{id}", get(document))
+        .route("/v1/documents/{id}/cancel", post(cancel_document))
         .route("/v1/jobs/{id}", get(job))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{id}/retry", post(retry_job))
+        .route("/v1/queues", get(queues))
         .route("/v1/search", post(search_handler))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .with_state(ctx)
@@ -102,6 +109,32 @@ async fn document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Re
         .map_err(internal)?
         .ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
     Ok(Json(status).into_response())
+}
+
+async fn cancel_job(State(ctx): State<Arc<Context>>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    let state =
+        ctx.store.cancel_job(id).await.map_err(internal)?.ok_or_else(|| ApiError::NotFound(format!("job {id}")))?;
+    Ok(Json(json!({ "id": id, "state": state })).into_response())
+}
+
+async fn retry_job(State(ctx): State<Arc<Context>>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    if !ctx.store.retry_job(id).await.map_err(internal)? {
+        return Err(ApiError::BadRequest(format!("job {id} is not failed, dead or cancelled")));
+    }
+    Ok(Json(json!({ "id": id, "state": "available" })).into_response())
+}
+
+async fn cancel_document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if ctx.store.document(&id).await.map_err(internal)?.is_none() {
+        return Err(ApiError::NotFound(format!("document {id}")));
+    }
+    let jobs = ctx.store.cancel_document(&id).await.map_err(internal)?;
+    Ok(Json(json!({ "id": id, "status": "cancelled", "jobs_stopped": jobs })).into_response())
+}
+
+async fn queues(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
+    let stats = ctx.store.queue_stats(crate::storage::now_ms()).await.map_err(internal)?;
+    Ok(Json(json!({ "queues": stats })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

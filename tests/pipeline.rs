@@ -37,9 +37,18 @@ async fn documents_flow_through_every_queue_and_bad_ones_fail_cleanly() {
     for (doc, id) in docs[2..].iter().zip(&ids[2..]) {
         assert_eq!(doc.status, "done", "{doc:?}");
         let jobs = ctx.store.jobs_for_document(id).await.unwrap();
-        let stages: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+        let mut stages: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+        stages.sort_by_key(|s| ctx.pipeline.stages.iter().position(|p| p == s));
+        stages.dedup();
         assert_eq!(stages, ["ingest", "render", "layout", "ocr", "chunk", "embed", "generate"]);
-        assert!(jobs.iter().all(|j| j.state == JobState::Done));
+        assert!(jobs.iter().all(|j| j.state == JobState::Done && j.attempt == 1));
+        // Per-page stages ran once per range of 4 pages; the rest once per document.
+        let ranges = (doc.pages.unwrap() as usize).div_ceil(4);
+        for stage in &ctx.pipeline.stages {
+            let n = jobs.iter().filter(|j| &j.stage == stage).count();
+            assert_eq!(n, if ctx.pipeline.is_per_page(stage) { ranges } else { 1 }, "{stage}");
+        }
+        assert_eq!(doc.pages_done, doc.pages.unwrap());
         assert_eq!(ctx.store.artifacts(id).await.unwrap().len(), 3);
     }
     assert!(!ctx.store.figures(&ids[2]).await.unwrap().is_empty(), "figures from the paper");

@@ -6,10 +6,15 @@ mod common;
 use std::io::Read;
 
 use lectern::pipeline::workdir::TextSource;
-use lectern::pipeline::{Stage, StageError, ingest, run_stage};
+use lectern::pipeline::{Payload, Stage, StageError, ingest};
 
 async fn submit(ctx: &lectern::context::Context, name: &str) -> String {
     ingest::submit_file(ctx, &common::fixture(name)).await.unwrap().0
+}
+
+/// Runs `stage` on the whole document.
+async fn run_stage(ctx: &lectern::context::Context, stage: Stage, id: &str) -> Result<(), StageError> {
+    lectern::pipeline::run_stage(ctx, stage, &Payload::document(id)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,16 @@
-//! The job store conformance suite, split by concern (insert, read, claim order, leases,
-//! fencing, retries, lifecycle). Every backend runs all of it: see `backend_suite!` at
-//! the bottom.
+//! The job store conformance suite, split by concern (insert, claim, lease, lifecycle,
+//! control, outputs, listener). Every backend runs all of it: see `backend_suite!` at the
+//! bottom — SQLite on a temporary file, PostgreSQL on a fresh database of the server
+//! started by `scripts/pg.sh` (`LECTERN_TEST_PG_URL`).
+
+mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use lectern::storage::{Artifact, Failure, Figure, JobState, JobStore, NewDocument, NewJob};
+use lectern::storage::{
+    Artifact, Completion, Failure, FanIn, Figure, Heartbeat, Job, JobState, JobStore, NewDocument, NewJob, now_ms,
+};
 
 fn job(queue: &str, doc: Option<&str>, priority: i32) -> NewJob {
     NewJob {
@@ -22,6 +28,14 @@ fn doc(id: &str) -> NewDocument {
     NewDocument { id: id.into(), sha256: "ab".repeat(32), filename: "f.pdf".into(), size_bytes: 10 }
 }
 
+fn done(job: &Job, worker: &str, next: Vec<NewJob>) -> Completion {
+    Completion { job: job.clone(), worker: worker.into(), next, fan_in: None }
+}
+
+async fn claim_one(store: &dyn JobStore, queue: &str, worker: &str, now: i64) -> Option<Job> {
+    store.claim(queue, worker, 1, now, now + 10_000).await.unwrap().pop()
+}
+
 pub mod insert {
     use super::*;
 
@@ -32,15 +46,21 @@ pub mod insert {
         assert_eq!(stored.document_id.as_deref(), Some("d1"));
         assert_eq!(stored.payload["document_id"], "d1");
         let d = store.document("d1").await.unwrap().unwrap();
-        assert_eq!((d.status.as_str(), d.stage.as_deref()), ("queued", Some("ingest")));
+        assert_eq!((d.status.as_str(), d.stage.as_deref(), d.pages_done), ("queued", Some("ingest"), 0));
     }
 
     pub async fn a_failed_insert_leaves_nothing(store: Arc<dyn JobStore>) {
         store.insert_document(&doc("d1"), &job("ingest", Some("d1"), 0)).await.unwrap();
-        // Same document id again: the transaction must roll back the job too.
         assert!(store.insert_document(&doc("d1"), &job("other", Some("d1"), 0)).await.is_err());
-        let now = lectern::storage::now_ms();
-        assert!(store.claim("other", "w", now, now + 1000).await.unwrap().is_none());
+        assert!(claim_one(store.as_ref(), "other", "w", now_ms()).await.is_none());
+    }
+
+    pub async fn bulk_insert_keeps_order(store: Arc<dyn JobStore>) {
+        let jobs: Vec<NewJob> = (0..1200).map(|i| job("bulk", None, i % 3)).collect();
+        let ids = store.insert_jobs(&jobs).await.unwrap();
+        assert_eq!(ids.len(), 1200);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(store.job(ids[5]).await.unwrap().unwrap().priority, 2);
     }
 }
 
@@ -48,44 +68,55 @@ pub mod claim {
     use super::*;
 
     pub async fn priority_then_fifo(store: Arc<dyn JobStore>) {
-        let low = store.insert_job(&job("q", None, 0)).await.unwrap();
-        let high = store.insert_job(&job("q", None, 5)).await.unwrap();
-        let low2 = store.insert_job(&job("q", None, 0)).await.unwrap();
-        let other_queue = store.insert_job(&job("elsewhere", None, 9)).await.unwrap();
-        let now = lectern::storage::now_ms();
+        let low = store.insert_jobs(&[job("q", None, 0)]).await.unwrap()[0];
+        let high = store.insert_jobs(&[job("q", None, 5)]).await.unwrap()[0];
+        let low2 = store.insert_jobs(&[job("q", None, 0)]).await.unwrap()[0];
+        let other_queue = store.insert_jobs(&[job("elsewhere", None, 9)]).await.unwrap()[0];
+        let now = now_ms();
         let mut order = Vec::new();
-        while let Some(j) = store.claim("q", "w", now, now + 10_000).await.unwrap() {
-            assert_eq!(j.state, JobState::Running);
-            assert_eq!(j.attempt, 1);
+        while let Some(j) = claim_one(store.as_ref(), "q", "w", now).await {
+            assert_eq!((j.state, j.attempt, j.locked_by.as_deref()), (JobState::Running, 1, Some("w")));
             order.push(j.id);
         }
         assert_eq!(order, [high, low, low2]);
         assert!(!order.contains(&other_queue));
     }
 
+    pub async fn batches_come_in_claim_order(store: Arc<dyn JobStore>) {
+        let ids = store
+            .insert_jobs(&[job("q", None, 0), job("q", None, 1), job("q", None, 0), job("q", None, 0)])
+            .await
+            .unwrap();
+        let now = now_ms();
+        let batch = store.claim("q", "w", 3, now, now + 10_000).await.unwrap();
+        assert_eq!(batch.iter().map(|j| j.id).collect::<Vec<_>>(), [ids[1], ids[0], ids[2]]);
+        assert_eq!(store.claim("q", "w", 3, now, now + 10_000).await.unwrap().len(), 1);
+    }
+
     pub async fn delayed_jobs_wait_for_run_at(store: Arc<dyn JobStore>) {
-        let now = lectern::storage::now_ms();
+        let now = now_ms();
         let mut later = job("q", None, 0);
         later.run_at = Some(now + 60_000);
-        store.insert_job(&later).await.unwrap();
-        assert!(store.claim("q", "w", now, now + 1000).await.unwrap().is_none());
-        assert!(store.claim("q", "w", now + 60_001, now + 61_000).await.unwrap().is_some());
+        store.insert_jobs(&[later]).await.unwrap();
+        assert!(claim_one(store.as_ref(), "q", "w", now).await.is_none());
+        assert!(claim_one(store.as_ref(), "q", "w", now + 60_001).await.is_some());
     }
 
     pub async fn concurrent_claims_never_share_a_job(store: Arc<dyn JobStore>) {
-        for _ in 0..200 {
-            store.insert_job(&job("q", None, 0)).await.unwrap();
-        }
+        store.insert_jobs(&(0..400).map(|_| job("q", None, 0)).collect::<Vec<_>>()).await.unwrap();
         let mut tasks = Vec::new();
         for w in 0..8 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let mut mine = Vec::new();
-                let now = lectern::storage::now_ms();
-                while let Some(j) = store.claim("q", &format!("w{w}"), now, now + 60_000).await.unwrap() {
-                    mine.push(j.id);
+                loop {
+                    let now = now_ms();
+                    let got = store.claim("q", &format!("w{w}"), 7, now, now + 60_000).await.unwrap();
+                    if got.is_empty() {
+                        break mine;
+                    }
+                    mine.extend(got.into_iter().map(|j| j.id));
                 }
-                mine
             }));
         }
         let mut all = Vec::new();
@@ -95,7 +126,7 @@ pub mod claim {
         let n = all.len();
         all.sort();
         all.dedup();
-        assert_eq!((n, all.len()), (200, 200));
+        assert_eq!((n, all.len()), (400, 400));
     }
 }
 
@@ -104,17 +135,25 @@ pub mod lease {
 
     pub async fn expired_lease_returns_job_and_fences_the_old_worker(store: Arc<dyn JobStore>) {
         store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
-        let now = lectern::storage::now_ms();
-        let first = store.claim("q", "old", now, now + 100).await.unwrap().unwrap();
-        assert!(store.claim("q", "new", now + 50, now + 1000).await.unwrap().is_none(), "lease still valid");
-        let second = store.claim("q", "new", now + 200, now + 10_000).await.unwrap().unwrap();
+        let now = now_ms();
+        let first = store.claim("q", "old", 1, now, now + 100).await.unwrap().pop().unwrap();
+        assert!(store.claim("q", "new", 1, now + 50, now + 1000).await.unwrap().is_empty(), "lease still valid");
+        let second = store.claim("q", "new", 1, now + 200, now + 10_000).await.unwrap().pop().unwrap();
         assert_eq!((second.id, second.attempt), (first.id, 2));
-        // The old worker's late heartbeat and completion are rejected.
-        assert!(!store.heartbeat(&first, "old", now + 5000).await.unwrap());
-        assert!(!store.complete(&first, "old", None).await.unwrap());
-        assert!(store.heartbeat(&second, "new", now + 20_000).await.unwrap());
-        assert!(store.complete(&second, "new", None).await.unwrap());
+        assert_eq!(store.heartbeat(&first, "old", now + 5000).await.unwrap(), Heartbeat::Lost);
+        assert_eq!(store.complete(&[done(&first, "old", vec![job("next", Some("d1"), 0)])]).await.unwrap(), [false]);
+        assert!(claim_one(store.as_ref(), "next", "x", now_ms()).await.is_none(), "a fenced completion adds nothing");
+        assert_eq!(store.heartbeat(&second, "new", now + 20_000).await.unwrap(), Heartbeat::Held);
+        assert_eq!(store.complete(&[done(&second, "new", vec![])]).await.unwrap(), [true]);
         assert_eq!(store.job(first.id).await.unwrap().unwrap().state, JobState::Done);
+    }
+
+    pub async fn release_does_not_charge_an_attempt(store: Arc<dyn JobStore>) {
+        store.insert_jobs(&[job("q", None, 0)]).await.unwrap();
+        let j = claim_one(store.as_ref(), "q", "w", now_ms()).await.unwrap();
+        assert!(store.release(&j, "w").await.unwrap());
+        let again = claim_one(store.as_ref(), "q", "w2", now_ms()).await.unwrap();
+        assert_eq!((again.id, again.attempt), (j.id, 1));
     }
 }
 
@@ -123,48 +162,135 @@ pub mod lifecycle {
 
     pub async fn complete_enqueues_next_stage_atomically(store: Arc<dyn JobStore>) {
         store.insert_document(&doc("d1"), &job("a", Some("d1"), 0)).await.unwrap();
-        let now = lectern::storage::now_ms();
-        let a = store.claim("a", "w", now, now + 10_000).await.unwrap().unwrap();
+        let a = claim_one(store.as_ref(), "a", "w", now_ms()).await.unwrap();
         assert_eq!(store.document("d1").await.unwrap().unwrap().status, "running");
-        assert!(store.complete(&a, "w", Some(&job("b", Some("d1"), 0))).await.unwrap());
-        let now = lectern::storage::now_ms();
-        let b = store.claim("b", "w", now, now + 10_000).await.unwrap().expect("next stage enqueued");
-        assert!(store.complete(&b, "w", None).await.unwrap());
+        assert_eq!(store.complete(&[done(&a, "w", vec![job("b", Some("d1"), 0)])]).await.unwrap(), [true]);
+        let b = claim_one(store.as_ref(), "b", "w", now_ms()).await.expect("next stage enqueued");
+        assert_eq!(store.complete(&[done(&b, "w", vec![])]).await.unwrap(), [true]);
         let d = store.document("d1").await.unwrap().unwrap();
         assert_eq!((d.status.as_str(), d.stage.as_deref()), ("done", Some("b")));
         let jobs = store.jobs_for_document("d1").await.unwrap();
         assert_eq!(jobs.iter().map(|j| j.state).collect::<Vec<_>>(), [JobState::Done, JobState::Done]);
     }
 
-    pub async fn retries_then_fails_with_reason(store: Arc<dyn JobStore>) {
+    pub async fn fan_in_enqueues_next_exactly_once(store: Arc<dyn JobStore>) {
+        store.insert_document(&doc("d1"), &job("ingest", Some("d1"), 0)).await.unwrap();
+        store.set_document_info("d1", "application/pdf", 10).await.unwrap();
+        let ingest = claim_one(store.as_ref(), "ingest", "w", now_ms()).await.unwrap();
+        let parts: Vec<NewJob> = (0..3).map(|_| job("page", Some("d1"), 0)).collect();
+        store.complete(&[done(&ingest, "w", parts)]).await.unwrap();
+        let now = now_ms();
+        let parts = store.claim("page", "w", 10, now, now + 10_000).await.unwrap();
+        assert_eq!(parts.len(), 3);
+        let fan_in = |j: &Job, pages| Completion {
+            job: j.clone(),
+            worker: "w".into(),
+            next: vec![],
+            fan_in: Some(FanIn { pages, next: job("chunk", Some("d1"), 0) }),
+        };
+        // Two parts in one batch, the last alone: only the last one enqueues chunk.
+        assert_eq!(store.complete(&[fan_in(&parts[0], 4), fan_in(&parts[1], 4)]).await.unwrap(), [true, true]);
+        assert!(claim_one(store.as_ref(), "chunk", "w", now_ms()).await.is_none());
+        let d = store.document("d1").await.unwrap().unwrap();
+        assert_eq!((d.status.as_str(), d.pages_done), ("running", 8));
+        assert_eq!(store.complete(&[fan_in(&parts[2], 2)]).await.unwrap(), [true]);
+        // A late duplicate completion of the same part is fenced and adds nothing.
+        assert_eq!(store.complete(&[fan_in(&parts[2], 2)]).await.unwrap(), [false]);
+        let now = now_ms();
+        assert_eq!(store.claim("chunk", "w", 10, now, now + 10_000).await.unwrap().len(), 1);
+        assert_eq!(store.document("d1").await.unwrap().unwrap().pages_done, 10);
+    }
+
+    pub async fn retries_then_dead_with_last_error(store: Arc<dyn JobStore>) {
         store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
-        let now = lectern::storage::now_ms();
-        let j = store.claim("q", "w", now, now + 10_000).await.unwrap().unwrap();
+        let now = now_ms();
+        let j = claim_one(store.as_ref(), "q", "w", now).await.unwrap();
         assert!(store.fail(&j, "w", "disk hiccup", Failure::Retry { at: now + 5000 }).await.unwrap());
         let stored = store.job(j.id).await.unwrap().unwrap();
         assert_eq!(
             (stored.state, stored.run_at, stored.error.as_deref()),
             (JobState::Available, now + 5000, Some("disk hiccup"))
         );
-        assert!(store.claim("q", "w", now, now + 10_000).await.unwrap().is_none(), "backoff is respected");
-        let j = store.claim("q", "w", now + 5000, now + 15_000).await.unwrap().unwrap();
+        assert!(claim_one(store.as_ref(), "q", "w", now).await.is_none(), "backoff is respected");
+        let j = claim_one(store.as_ref(), "q", "w", now + 5000).await.unwrap();
         assert_eq!(j.attempt, 2);
-        // max_attempts = 2: a second failure is final even when a retry is asked for.
+        // max_attempts = 2: the second failure makes the job dead even when a retry is asked.
         assert!(store.fail(&j, "w", "disk hiccup again", Failure::Retry { at: now + 9000 }).await.unwrap());
-        assert_eq!(store.job(j.id).await.unwrap().unwrap().state, JobState::Failed);
+        let dead = store.job(j.id).await.unwrap().unwrap();
+        assert_eq!((dead.state, dead.error.as_deref()), (JobState::Dead, Some("disk hiccup again")));
         let d = store.document("d1").await.unwrap().unwrap();
         assert_eq!(d.status, "failed");
         assert!(d.error.unwrap().contains("disk hiccup again"));
+        // Revive it.
+        assert!(store.retry_job(j.id).await.unwrap());
+        let revived = claim_one(store.as_ref(), "q", "w", now_ms()).await.unwrap();
+        assert_eq!((revived.id, revived.attempt), (j.id, 1));
+        assert_eq!(store.document("d1").await.unwrap().unwrap().status, "running");
+        assert!(!store.retry_job(j.id).await.unwrap(), "a running job cannot be retried");
     }
 
     pub async fn permanent_failure_does_not_retry(store: Arc<dyn JobStore>) {
-        store.insert_job(&job("q", None, 0)).await.unwrap();
-        let now = lectern::storage::now_ms();
-        let j = store.claim("q", "w", now, now + 10_000).await.unwrap().unwrap();
+        store.insert_jobs(&[job("q", None, 0)]).await.unwrap();
+        let now = now_ms();
+        let j = claim_one(store.as_ref(), "q", "w", now).await.unwrap();
         assert!(store.fail(&j, "w", "not a PDF", Failure::Permanent).await.unwrap());
         let stored = store.job(j.id).await.unwrap().unwrap();
         assert_eq!((stored.state, stored.attempt), (JobState::Failed, 1));
-        assert!(store.claim("q", "w", now + 1_000_000, now + 2_000_000).await.unwrap().is_none());
+        assert!(claim_one(store.as_ref(), "q", "w", now + 1_000_000).await.is_none());
+    }
+
+    pub async fn cleanup_removes_old_finished_jobs_only(store: Arc<dyn JobStore>) {
+        store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
+        store.insert_jobs(&[job("q", None, 0), job("q", None, 0)]).await.unwrap();
+        let a = claim_one(store.as_ref(), "q", "w", now_ms()).await.unwrap();
+        store.complete(&[done(&a, "w", vec![])]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(store.cleanup(now_ms()).await.unwrap(), 1);
+        assert!(store.job(a.id).await.unwrap().is_none());
+        assert_eq!(store.document("d1").await.unwrap().unwrap().status, "done", "document keeps its status");
+        assert_eq!(store.queue_stats(now_ms()).await.unwrap()[0].available, 2);
+    }
+}
+
+pub mod control {
+    use super::*;
+
+    pub async fn cancel_queued_and_running(store: Arc<dyn JobStore>) {
+        let queued = store.insert_jobs(&[job("q", None, 0)]).await.unwrap()[0];
+        assert_eq!(store.cancel_job(queued).await.unwrap(), Some(JobState::Cancelled));
+        assert!(claim_one(store.as_ref(), "q", "w", now_ms()).await.is_none());
+        assert_eq!(store.cancel_job(999_999).await.unwrap(), None);
+
+        store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
+        let running = claim_one(store.as_ref(), "q", "w", now_ms()).await.unwrap();
+        assert_eq!(store.cancel_job(running.id).await.unwrap(), Some(JobState::Running));
+        assert_eq!(store.heartbeat(&running, "w", now_ms() + 10_000).await.unwrap(), Heartbeat::CancelRequested);
+        assert!(store.confirm_cancel(&running, "w").await.unwrap());
+        assert_eq!(store.job(running.id).await.unwrap().unwrap().state, JobState::Cancelled);
+        assert_eq!(store.document("d1").await.unwrap().unwrap().status, "cancelled");
+    }
+
+    pub async fn cancel_document_stops_everything_and_enqueues_nothing(store: Arc<dyn JobStore>) {
+        store.insert_document(&doc("d1"), &job("a", Some("d1"), 0)).await.unwrap();
+        let a = claim_one(store.as_ref(), "a", "w", now_ms()).await.unwrap();
+        store.insert_jobs(&[job("b", Some("d1"), 0)]).await.unwrap();
+        assert_eq!(store.cancel_document("d1").await.unwrap(), 2);
+        assert!(claim_one(store.as_ref(), "b", "w", now_ms()).await.is_none(), "queued job cancelled");
+        // The running job finishes before noticing: its follow-up is not enqueued.
+        assert_eq!(store.complete(&[done(&a, "w", vec![job("c", Some("d1"), 0)])]).await.unwrap(), [true]);
+        assert!(claim_one(store.as_ref(), "c", "w", now_ms()).await.is_none());
+        assert_eq!(store.document("d1").await.unwrap().unwrap().status, "cancelled");
+    }
+
+    pub async fn queue_stats_count_states(store: Arc<dyn JobStore>) {
+        store.insert_jobs(&[job("q", None, 0), job("q", None, 0), job("r", None, 0)]).await.unwrap();
+        let j = claim_one(store.as_ref(), "q", "w", now_ms()).await.unwrap();
+        store.fail(&j, "w", "bad", Failure::Permanent).await.unwrap();
+        let stats = store.queue_stats(now_ms() + 10).await.unwrap();
+        let q = stats.iter().find(|s| s.queue == "q").unwrap();
+        assert_eq!((q.available, q.failed, q.running), (1, 1, 0));
+        assert!(q.oldest_available_ms.unwrap() >= 10);
+        assert_eq!(stats.iter().find(|s| s.queue == "r").unwrap().available, 1);
     }
 }
 
@@ -196,9 +322,23 @@ pub mod outputs {
     }
 }
 
+pub mod listener {
+    use super::*;
+
+    pub async fn inserts_wake_idle_workers(store: Arc<dyn JobStore>) {
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move { store.wait_for_jobs("wake").await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        store.insert_jobs(&[job("wake", None, 0)]).await.unwrap();
+        tokio::time::timeout(Duration::from_millis(500), waiter).await.expect("woken within 500 ms").unwrap();
+    }
+}
+
 /// Instantiates every conformance test for one backend.
 macro_rules! backend_suite {
-    ($backend:ident, $open:expr) => {
+    ($backend:ident, $open:path) => {
         mod $backend {
             use super::*;
             macro_rules! case {
@@ -213,14 +353,23 @@ macro_rules! backend_suite {
             }
             case!(insert_document_and_first_job, insert::document_and_first_job_are_stored_together);
             case!(insert_rolls_back, insert::a_failed_insert_leaves_nothing);
+            case!(insert_bulk, insert::bulk_insert_keeps_order);
             case!(claim_priority_then_fifo, claim::priority_then_fifo);
+            case!(claim_batches, claim::batches_come_in_claim_order);
             case!(claim_delayed, claim::delayed_jobs_wait_for_run_at);
             case!(claim_concurrent, claim::concurrent_claims_never_share_a_job);
             case!(lease_expiry_and_fencing, lease::expired_lease_returns_job_and_fences_the_old_worker);
+            case!(lease_release, lease::release_does_not_charge_an_attempt);
             case!(lifecycle_next_stage, lifecycle::complete_enqueues_next_stage_atomically);
-            case!(lifecycle_retries, lifecycle::retries_then_fails_with_reason);
+            case!(lifecycle_fan_in, lifecycle::fan_in_enqueues_next_exactly_once);
+            case!(lifecycle_retries_and_dead, lifecycle::retries_then_dead_with_last_error);
             case!(lifecycle_permanent, lifecycle::permanent_failure_does_not_retry);
+            case!(lifecycle_cleanup, lifecycle::cleanup_removes_old_finished_jobs_only);
+            case!(control_cancel, control::cancel_queued_and_running);
+            case!(control_cancel_document, control::cancel_document_stops_everything_and_enqueues_nothing);
+            case!(control_queue_stats, control::queue_stats_count_states);
             case!(outputs_replace, outputs::figures_and_artifacts_replace_not_duplicate);
+            case!(listener_wakes, listener::inserts_wake_idle_workers);
         }
     };
 }
@@ -229,4 +378,10 @@ async fn open_sqlite(dir: &std::path::Path) -> Arc<dyn JobStore> {
     lectern::storage::open(None, dir).await.unwrap()
 }
 
+async fn open_postgres(_dir: &std::path::Path) -> Arc<dyn JobStore> {
+    let url = common::fresh_pg_database().await;
+    lectern::storage::open(Some(&url), _dir).await.unwrap()
+}
+
 backend_suite!(sqlite, open_sqlite);
+backend_suite!(postgres, open_postgres);

@@ -5,9 +5,10 @@ CREATE TABLE documents (
     filename    TEXT NOT NULL,
     media_type  TEXT,
     size_bytes  INTEGER NOT NULL,
-    status      TEXT NOT NULL,           -- queued | running | done | failed
+    status      TEXT NOT NULL,           -- queued | running | done | failed | cancelled
     stage       TEXT,                    -- stage of the newest job
     pages       INTEGER,
+    pages_done  INTEGER NOT NULL DEFAULT 0,  -- pages through the per-page stages
     error       TEXT,
     created_at  INTEGER NOT NULL,
     updated_at  INTEGER NOT NULL
@@ -20,13 +21,14 @@ CREATE TABLE jobs (
     stage         TEXT NOT NULL,
     document_id   TEXT REFERENCES documents (id),
     payload       TEXT NOT NULL,
-    state         TEXT NOT NULL,         -- available | running | done | failed
+    state         TEXT NOT NULL,         -- available | running | done | failed | dead | cancelled
     priority      INTEGER NOT NULL DEFAULT 0,
     attempt       INTEGER NOT NULL DEFAULT 0,
     max_attempts  INTEGER NOT NULL,
     run_at        INTEGER NOT NULL,
     locked_by     TEXT,
     lease_until   INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
     error         TEXT,
     created_at    INTEGER NOT NULL,
     started_at    INTEGER,
@@ -36,6 +38,7 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_available ON jobs (queue, priority DESC, run_at, id) WHERE state = 'available';
 CREATE INDEX jobs_running ON jobs (queue, lease_until) WHERE state = 'running';
 CREATE INDEX jobs_document ON jobs (document_id);
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('done', 'cancelled');
 
 CREATE TABLE figures (
     document_id TEXT NOT NULL REFERENCES documents (id),

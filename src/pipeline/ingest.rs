@@ -10,7 +10,7 @@ use super::StageError;
 use crate::config::{PipelineConfig, Settings};
 use crate::context::Context;
 use crate::sniff::{self, MediaType};
-use crate::storage::{JobStore, NewDocument, NewJob, StoreError};
+use crate::storage::{JobStore, NewDocument, StoreError};
 use sha2::{Digest, Sha256};
 
 /// Images above this many pixels are refused (decompression bombs).
@@ -96,25 +96,6 @@ pub async fn store_file(settings: &Settings, path: &Path) -> std::io::Result<Sto
     writer.finish().await
 }
 
-/// The first job of a document.
-pub fn first_job(pipeline: &PipelineConfig, document_id: &str) -> NewJob {
-    stage_job(pipeline, "ingest", document_id)
-}
-
-/// A job for `stage` on its own queue with that queue's defaults.
-pub fn stage_job(pipeline: &PipelineConfig, stage: &str, document_id: &str) -> NewJob {
-    let queue = pipeline.queue(stage).expect("validated pipeline has a queue per stage");
-    NewJob {
-        queue: stage.to_string(),
-        stage: stage.to_string(),
-        document_id: Some(document_id.to_string()),
-        payload: serde_json::json!({ "document_id": document_id }),
-        priority: queue.priority,
-        max_attempts: queue.max_attempts,
-        run_at: None,
-    }
-}
-
 /// Registers a stored upload as a document and enqueues its first job, in one transaction.
 pub async fn submit(
     store: &dyn JobStore,
@@ -129,7 +110,8 @@ pub async fn submit(
         filename: sanitize_filename(filename),
         size_bytes: stored.size_bytes,
     };
-    let job_id = store.insert_document(&doc, &first_job(pipeline, &id)).await?;
+    let job_id =
+        store.insert_document(&doc, &super::job_for(pipeline, "ingest", &super::Payload::document(&id))).await?;
     Ok((id, job_id))
 }
 
@@ -164,6 +146,9 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
         MediaType::Pdf => ctx.pdfium().await?.page_count(path).await?,
         _ => tokio::task::spawn_blocking(move || check_image(&path)).await??,
     };
+    if pages == 0 {
+        return Err(StageError::BadInput("the document has no pages".into()));
+    }
     ctx.store.set_document_info(document_id, media.mime(), pages as i64).await?;
     Ok(())
 }

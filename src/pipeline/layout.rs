@@ -10,9 +10,10 @@ use ndarray::Array4;
 use ort::session::Session;
 use ort::value::Tensor;
 
+use super::Payload;
 use super::StageError;
 use super::render::{LAYOUT_DPI, pixels_per_point};
-use super::workdir::{Page, Region, WorkDir};
+use super::workdir::{Region, WorkDir};
 use crate::config::Settings;
 use crate::context::Context;
 use crate::storage::Figure;
@@ -150,24 +151,31 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     inter / (area(a) + area(b) - inter + 1e-5)
 }
 
-pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
+pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let model = ctx.layout_model().await?;
-    let workdir = ctx.workdir(document_id);
-    let (pages, figures) = tokio::task::spawn_blocking(move || analyse(&model, &workdir)).await??;
+    let workdir = ctx.workdir(&payload.document_id);
+    let pages = ctx.store.document(&payload.document_id).await?.and_then(|d| d.pages).unwrap_or(1) as u32;
+    let range = payload.page_range(pages);
+    let figures = tokio::task::spawn_blocking(move || analyse(&model, &workdir, range)).await??;
     for (page, figs) in figures {
-        ctx.store.replace_figures(document_id, page, &figs).await?;
+        ctx.store.replace_figures(&payload.document_id, page, &figs).await?;
     }
-    ctx.workdir(document_id).save_pages(&pages)
+    Ok(())
 }
 
 type PageFigures = Vec<(i64, Vec<Figure>)>;
 
-fn analyse(model: &LayoutModel, workdir: &WorkDir) -> Result<(Vec<Page>, PageFigures), StageError> {
-    let mut pages = workdir.load_pages()?;
+/// Runs the model on each page in `range`, saves regions into the page files and crops figures.
+fn analyse(
+    model: &LayoutModel,
+    workdir: &WorkDir,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<PageFigures, StageError> {
     let mut figures = Vec::new();
     let figures_dir = workdir.figures_dir();
     std::fs::create_dir_all(&figures_dir)?;
-    for page in &mut pages {
+    for number in range {
+        let mut page = workdir.load_page(number)?;
         let Some(name) = &page.layout_image else { continue };
         let image = image::open(workdir.pages_dir().join(name))
             .map_err(|e| StageError::transient("read layout image", e))?
@@ -193,9 +201,10 @@ fn analyse(model: &LayoutModel, workdir: &WorkDir) -> Result<(Vec<Page>, PageFig
             });
         }
         page.regions = regions.into_iter().map(|r| Region { bbox: r.bbox.map(|v| v * to_points), ..r }).collect();
+        workdir.save_page(&page)?;
         figures.push((page.number as i64, page_figures));
     }
-    Ok((pages, figures))
+    Ok(figures)
 }
 
 fn crop(image: &RgbImage, bbox: [f32; 4], path: &Path) -> Result<(), StageError> {

@@ -6,9 +6,10 @@ use std::cell::RefCell;
 
 use tesseract::Tesseract;
 
+use super::Payload;
 use super::StageError;
 use super::render::{OCR_DPI, pixels_per_point};
-use super::workdir::{Page, TextSource, Word, WorkDir};
+use super::workdir::{TextSource, Word, WorkDir};
 use crate::context::Context;
 
 thread_local! {
@@ -65,16 +66,20 @@ fn parse_tsv(tsv: &str) -> OcrPage {
     OcrPage { words, mean_confidence }
 }
 
-pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
-    let workdir = ctx.workdir(document_id);
+pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
+    let workdir = ctx.workdir(&payload.document_id);
     let languages = ctx.settings.ocr_languages.clone();
-    let pages = tokio::task::spawn_blocking(move || ocr_pages(&workdir, &languages)).await??;
-    ctx.workdir(document_id).save_pages(&pages)
+    let pages = ctx.store.document(&payload.document_id).await?.and_then(|d| d.pages).unwrap_or(1) as u32;
+    let range = payload.page_range(pages);
+    tokio::task::spawn_blocking(move || ocr_pages(&workdir, &languages, range)).await?
 }
 
-fn ocr_pages(workdir: &WorkDir, languages: &str) -> Result<Vec<Page>, StageError> {
-    let mut pages = workdir.load_pages()?;
-    for page in pages.iter_mut().filter(|p| p.source == TextSource::Ocr) {
+fn ocr_pages(workdir: &WorkDir, languages: &str, range: std::ops::RangeInclusive<u32>) -> Result<(), StageError> {
+    for number in range {
+        let mut page = workdir.load_page(number)?;
+        if page.source != TextSource::Ocr {
+            continue;
+        }
         let Some(name) = &page.ocr_image else { continue };
         let image = image::open(workdir.pages_dir().join(name))
             .map_err(|e| StageError::transient("read OCR image", e))?
@@ -85,8 +90,9 @@ fn ocr_pages(workdir: &WorkDir, languages: &str) -> Result<Vec<Page>, StageError
         let to_points = 1.0 / pixels_per_point(OCR_DPI);
         page.words = result.words.into_iter().map(|w| Word { bbox: w.bbox.map(|v| v * to_points), ..w }).collect();
         page.ocr_confidence = result.mean_confidence;
+        workdir.save_page(&page)?;
     }
-    Ok(pages)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use image::{DynamicImage, GenericImageView};
 use pdfium_render::prelude::*;
 use tokio::sync::oneshot;
 
+use super::Payload;
 use super::StageError;
 use super::workdir::{BBox, Page, TextSource, Word};
 use crate::context::Context;
@@ -110,30 +111,44 @@ fn open_pdf<'a>(pdfium: &'a Pdfium, path: &Path) -> Result<PdfDocument<'a>, Stag
     })
 }
 
-pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
-    let doc = ctx.store.document(document_id).await?.ok_or_else(|| StageError::BadInput("document is gone".into()))?;
+pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
+    let doc = ctx
+        .store
+        .document(&payload.document_id)
+        .await?
+        .ok_or_else(|| StageError::BadInput("document is gone".into()))?;
     let media = doc
         .media_type
         .as_deref()
         .and_then(MediaType::from_mime)
         .ok_or_else(|| StageError::BadInput("document type unknown (ingest did not run)".into()))?;
+    let range = payload.page_range(doc.pages.unwrap_or(1) as u32);
     let source = super::ingest::upload_path(&ctx.settings, &doc.sha256);
-    let workdir = ctx.workdir(document_id);
-    let pages_dir = workdir.pages_dir();
-    std::fs::create_dir_all(&pages_dir)?;
+    let workdir = ctx.workdir(&payload.document_id);
+    std::fs::create_dir_all(workdir.pages_dir())?;
     let pages = if media == MediaType::Pdf {
-        ctx.pdfium().await?.run(move |pdfium| render_pdf(pdfium, &source, &pages_dir)).await?
+        let pages_dir = workdir.pages_dir();
+        ctx.pdfium().await?.run(move |pdfium| render_pdf(pdfium, &source, &pages_dir, range)).await?
     } else {
+        let pages_dir = workdir.pages_dir();
         tokio::task::spawn_blocking(move || render_image(&source, &pages_dir)).await??
     };
-    workdir.save_pages(&pages)
+    pages.iter().try_for_each(|p| workdir.save_page(p))
 }
 
-fn render_pdf(pdfium: &Pdfium, path: &Path, pages_dir: &Path) -> Result<Vec<Page>, StageError> {
+fn render_pdf(
+    pdfium: &Pdfium,
+    path: &Path,
+    pages_dir: &Path,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<Vec<Page>, StageError> {
     let document = open_pdf(pdfium, path)?;
     let mut pages = Vec::new();
-    for (i, page) in document.pages().iter().enumerate() {
-        let number = i as u32 + 1;
+    for number in range {
+        let page = document
+            .pages()
+            .get((number - 1) as i32)
+            .map_err(|e| StageError::BadInput(format!("page {number} cannot be read: {e}")))?;
         let (width, height) = (page.width().value, page.height().value);
         let words = match page.text() {
             Ok(text) => words_from_text_layer(&text, height),

@@ -84,18 +84,32 @@ impl WorkDir {
     pub fn artifacts_dir(&self) -> PathBuf {
         self.root.join("artifacts")
     }
-    pub fn pages_file(&self) -> PathBuf {
-        self.root.join("pages.json")
+    /// One JSON file per page, so page ranges can be worked on by different workers.
+    pub fn page_file(&self, number: u32) -> PathBuf {
+        self.pages_dir().join(format!("p{number:04}.json"))
     }
     pub fn chunks_file(&self) -> PathBuf {
         self.root.join("chunks.json")
     }
 
-    pub fn load_pages(&self) -> Result<Vec<Page>, StageError> {
-        read_json(&self.pages_file())
+    pub fn load_page(&self, number: u32) -> Result<Page, StageError> {
+        read_json(&self.page_file(number))
     }
-    pub fn save_pages(&self, pages: &[Page]) -> Result<(), StageError> {
-        write_json(&self.pages_file(), &pages)
+    pub fn save_page(&self, page: &Page) -> Result<(), StageError> {
+        write_json(&self.page_file(page.number), page)
+    }
+    /// Every page rendered so far, in page order.
+    pub fn load_pages(&self) -> Result<Vec<Page>, StageError> {
+        let mut numbers = Vec::new();
+        for entry in std::fs::read_dir(self.pages_dir())? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name.strip_prefix('p').and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok()) {
+                numbers.push(n);
+            }
+        }
+        numbers.sort_unstable();
+        numbers.into_iter().map(|n| self.load_page(n)).collect()
     }
 }
 

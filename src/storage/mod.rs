@@ -4,6 +4,7 @@
 //! ([`sqlite`] is the embedded default). Engine, pipeline, HTTP and CLI only ever talk to
 //! `dyn JobStore`.
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -16,7 +17,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL {0:?} (expected sqlite:// or a file path)")]
+    #[error("unsupported database URL {0:?} (expected sqlite:… or postgres://…)")]
     UnsupportedUrl(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -33,28 +34,34 @@ pub enum JobState {
     /// Claimed by a worker holding a lease.
     Running,
     Done,
-    /// Failed for good: bad input, or out of attempts.
+    /// Failed for good on bad input (never retried automatically).
     Failed,
+    /// Out of attempts; the last error is kept. `lectern jobs retry` revives it.
+    Dead,
+    Cancelled,
 }
 
 impl JobState {
+    pub const ALL: [JobState; 6] =
+        [JobState::Available, JobState::Running, JobState::Done, JobState::Failed, JobState::Dead, JobState::Cancelled];
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Available => "available",
             JobState::Running => "running",
             JobState::Done => "done",
             JobState::Failed => "failed",
+            JobState::Dead => "dead",
+            JobState::Cancelled => "cancelled",
         }
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "available" => JobState::Available,
-            "running" => JobState::Running,
-            "done" => JobState::Done,
-            "failed" => JobState::Failed,
-            other => return Err(StoreError::Corrupt(format!("job state {other:?}"))),
-        })
+        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| StoreError::Corrupt(format!("job state {s:?}")))
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, JobState::Available | JobState::Running)
     }
 }
 
@@ -86,6 +93,7 @@ pub struct Job {
     pub run_at: i64,
     pub locked_by: Option<String>,
     pub lease_until: Option<i64>,
+    pub cancel_requested: bool,
     pub error: Option<String>,
     pub created_at: i64,
     pub started_at: Option<i64>,
@@ -108,10 +116,12 @@ pub struct Document {
     pub filename: String,
     pub media_type: Option<String>,
     pub size_bytes: i64,
-    /// queued | running | done | failed
+    /// queued | running | done | failed | cancelled
     pub status: String,
     pub stage: Option<String>,
     pub pages: Option<i64>,
+    /// Pages through the per-page stages (render, layout, OCR).
+    pub pages_done: i64,
     pub error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -119,7 +129,7 @@ pub struct Document {
 
 impl Document {
     pub fn is_finished(&self) -> bool {
-        self.status == "done" || self.status == "failed"
+        matches!(self.status.as_str(), "done" | "failed" | "cancelled")
     }
 }
 
@@ -145,39 +155,104 @@ pub struct Artifact {
 /// How a failed attempt ends.
 #[derive(Debug, Clone)]
 pub enum Failure {
-    /// Retry at this Unix ms time if attempts remain, else fail for good.
+    /// Retry at this Unix ms time if attempts remain, else the job is dead.
     Retry { at: i64 },
     /// Fail for good now (bad input).
     Permanent,
 }
 
-/// The storage driver interface. Every backend passes the same conformance tests
+/// After a fan-out, the last job of each branch reports its pages; when the document's
+/// `pages_done` reaches `pages`, `next` is enqueued — exactly once.
+#[derive(Debug, Clone)]
+pub struct FanIn {
+    pub pages: i64,
+    pub next: NewJob,
+}
+
+/// A successful job and what follows it, recorded in one transaction.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub job: Job,
+    pub worker: String,
+    pub next: Vec<NewJob>,
+    pub fan_in: Option<FanIn>,
+}
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The lease was extended.
+    Held,
+    /// The job is no longer ours (lease expired and taken over, or finished).
+    Lost,
+    /// Someone asked to cancel this job: stop at this checkpoint.
+    CancelRequested,
+}
+
+/// Jobs per state on one queue.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    pub available: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+    pub dead: i64,
+    pub cancelled: i64,
+    /// Age in ms of the oldest available job that is due.
+    pub oldest_available_ms: Option<i64>,
+}
+
+/// The storage driver interface. Every backend passes the same conformance suite
 /// (`tests/store_conformance.rs`).
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Name of the backend, e.g. "sqlite".
     fn backend(&self) -> &'static str;
 
+    // insert
     /// Inserts a document and its first job in one transaction; returns the job id.
     async fn insert_document(&self, doc: &NewDocument, first_job: &NewJob) -> Result<i64>;
-    async fn insert_job(&self, job: &NewJob) -> Result<i64>;
+    /// Inserts jobs in one transaction; returns their ids in order.
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<Vec<i64>>;
 
-    /// Claims the next runnable job on `queue` (available and due, or running with an
-    /// expired lease), taking a lease until `lease_until` and counting an attempt.
-    async fn claim(&self, queue: &str, worker: &str, now: i64, lease_until: i64) -> Result<Option<Job>>;
-    /// Extends the lease; false when the job is no longer held by this worker and attempt.
-    async fn heartbeat(&self, job: &Job, worker: &str, lease_until: i64) -> Result<bool>;
-    /// Marks the job done and inserts `next` in the same transaction. Fenced: returns
-    /// false (and changes nothing) if the job is no longer held by this worker and attempt.
-    async fn complete(&self, job: &Job, worker: &str, next: Option<&NewJob>) -> Result<bool>;
-    /// Records a failed attempt with its reason. Fenced like [`JobStore::complete`].
+    // claim and lease
+    /// Claims up to `limit` runnable jobs on `queue` (expired leases first, then due jobs
+    /// by priority, FIFO), leasing them until `lease_until` and counting an attempt.
+    async fn claim(&self, queue: &str, worker: &str, limit: usize, now: i64, lease_until: i64) -> Result<Vec<Job>>;
+    async fn heartbeat(&self, job: &Job, worker: &str, lease_until: i64) -> Result<Heartbeat>;
+
+    // outcomes (fenced: only the worker holding this attempt's lease may record them)
+    /// Records successes and their follow-up jobs in one transaction; per completion,
+    /// false if its lease had been lost (nothing of it is recorded).
+    async fn complete(&self, completions: &[Completion]) -> Result<Vec<bool>>;
+    /// Records a failed attempt with its reason.
     async fn fail(&self, job: &Job, worker: &str, reason: &str, failure: Failure) -> Result<bool>;
+    /// Gives a job back without charging an attempt (graceful shutdown).
+    async fn release(&self, job: &Job, worker: &str) -> Result<bool>;
+    /// Marks a running job cancelled once its worker has stopped it.
+    async fn confirm_cancel(&self, job: &Job, worker: &str) -> Result<bool>;
 
+    // control from outside
+    /// Cancels a queued job at once, or asks its worker to stop a running one.
+    /// Returns the job's state after the call.
+    async fn cancel_job(&self, id: i64) -> Result<Option<JobState>>;
+    /// Cancels every unfinished job of a document; returns how many were touched.
+    async fn cancel_document(&self, id: &str) -> Result<u64>;
+    /// Revives a failed, dead or cancelled job with fresh attempts; false if not possible.
+    async fn retry_job(&self, id: i64) -> Result<bool>;
+    /// Deletes finished jobs (done, cancelled) that finished before `before`; documents
+    /// keep their status.
+    async fn cleanup(&self, before: i64) -> Result<u64>;
+
+    // read
     async fn job(&self, id: i64) -> Result<Option<Job>>;
     async fn jobs_for_document(&self, document_id: &str) -> Result<Vec<Job>>;
     async fn document(&self, id: &str) -> Result<Option<Document>>;
+    async fn queue_stats(&self, now: i64) -> Result<Vec<QueueStats>>;
     async fn set_document_info(&self, id: &str, media_type: &str, pages: i64) -> Result<()>;
 
+    // stage outputs
     /// Replaces the figures of one page (idempotent re-runs).
     async fn replace_figures(&self, document_id: &str, page: i64, figures: &[Figure]) -> Result<()>;
     async fn figures(&self, document_id: &str) -> Result<Vec<Figure>>;
@@ -185,8 +260,109 @@ pub trait JobStore: Send + Sync + 'static {
     async fn put_artifact(&self, document_id: &str, artifact: &Artifact) -> Result<()>;
     async fn artifacts(&self, document_id: &str) -> Result<Vec<Artifact>>;
 
-    /// Resolves when a job may have been inserted on `queue` by this process.
+    // listener
+    /// Resolves when a job may have been inserted on `queue` (in this process, or — on
+    /// backends that can tell — in any process).
     async fn wait_for_jobs(&self, queue: &str);
+}
+
+/// Maps a row with the job columns to a [`Job`] (same column names on every backend).
+macro_rules! job_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        let payload: String = row.try_get("payload")?;
+        let state: String = row.try_get("state")?;
+        Ok::<_, $crate::storage::StoreError>($crate::storage::Job {
+            id: row.try_get("id")?,
+            queue: row.try_get("queue")?,
+            stage: row.try_get("stage")?,
+            document_id: row.try_get("document_id")?,
+            payload: serde_json::from_str(&payload)
+                .map_err(|e| $crate::storage::StoreError::Corrupt(format!("job payload: {e}")))?,
+            state: $crate::storage::JobState::parse(&state)?,
+            priority: row.try_get("priority")?,
+            attempt: row.try_get("attempt")?,
+            max_attempts: row.try_get("max_attempts")?,
+            run_at: row.try_get("run_at")?,
+            locked_by: row.try_get("locked_by")?,
+            lease_until: row.try_get("lease_until")?,
+            cancel_requested: row.try_get("cancel_requested")?,
+            error: row.try_get("error")?,
+            created_at: row.try_get("created_at")?,
+            started_at: row.try_get("started_at")?,
+            finished_at: row.try_get("finished_at")?,
+        })
+    }};
+}
+pub(crate) use job_from_row;
+
+macro_rules! document_from_row {
+    ($row:expr) => {{
+        let row = $row;
+        Ok::<_, $crate::storage::StoreError>($crate::storage::Document {
+            id: row.try_get("id")?,
+            sha256: row.try_get("sha256")?,
+            filename: row.try_get("filename")?,
+            media_type: row.try_get("media_type")?,
+            size_bytes: row.try_get("size_bytes")?,
+            status: row.try_get("status")?,
+            stage: row.try_get("stage")?,
+            pages: row.try_get("pages")?,
+            pages_done: row.try_get("pages_done")?,
+            error: row.try_get("error")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }};
+}
+pub(crate) use document_from_row;
+
+macro_rules! figure_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        Ok::<_, $crate::storage::StoreError>($crate::storage::Figure {
+            page: r.try_get("page")?,
+            idx: r.try_get("idx")?,
+            label: r.try_get("label")?,
+            score: r.try_get("score")?,
+            bbox: [r.try_get("x0")?, r.try_get("y0")?, r.try_get("x1")?, r.try_get("y1")?],
+            path: r.try_get("path")?,
+        })
+    }};
+}
+pub(crate) use figure_from_row;
+
+macro_rules! artifact_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        Ok::<_, $crate::storage::StoreError>($crate::storage::Artifact {
+            name: r.try_get("name")?,
+            path: r.try_get("path")?,
+            media_type: r.try_get("media_type")?,
+            size_bytes: r.try_get("size_bytes")?,
+        })
+    }};
+}
+pub(crate) use artifact_from_row;
+
+/// Per-queue wake-ups for idle workers in this process.
+#[derive(Default)]
+pub(crate) struct Wakers {
+    map: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Notify>>>,
+}
+
+impl Wakers {
+    pub fn get(&self, queue: &str) -> std::sync::Arc<tokio::sync::Notify> {
+        self.map.lock().expect("wakers lock").entry(queue.to_string()).or_default().clone()
+    }
+    pub fn wake(&self, queue: &str) {
+        self.get(queue).notify_waiters();
+    }
+}
+
+/// Sorts claimed jobs into claim order (priority, then FIFO).
+pub(crate) fn sort_claimed(jobs: &mut [Job]) {
+    jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.run_at.cmp(&b.run_at)).then(a.id.cmp(&b.id)));
 }
 
 /// Opens the store named by `database_url`, or the embedded SQLite file under `data_dir`.
@@ -194,10 +370,40 @@ pub async fn open(database_url: Option<&str>, data_dir: &std::path::Path) -> Res
     match database_url {
         None => Ok(std::sync::Arc::new(sqlite::SqliteStore::open_file(&data_dir.join("lectern.db")).await?)),
         Some(url) if url.starts_with("sqlite:") => Ok(std::sync::Arc::new(sqlite::SqliteStore::open_url(url).await?)),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(std::sync::Arc::new(postgres::PgStore::connect(url).await?))
+        }
         Some(url) => Err(StoreError::UnsupportedUrl(url.to_string())),
     }
 }
 
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Builds per-queue stats from `(queue, state, count)` rows and `(queue, oldest run_at)`.
+pub(crate) fn collect_stats(
+    counts: Vec<(String, String, i64)>,
+    oldest: Vec<(String, i64)>,
+    now: i64,
+) -> Vec<QueueStats> {
+    let mut by_queue: std::collections::BTreeMap<String, QueueStats> = Default::default();
+    for (queue, state, n) in counts {
+        let s = by_queue.entry(queue.clone()).or_insert_with(|| QueueStats { queue, ..Default::default() });
+        match state.as_str() {
+            "available" => s.available = n,
+            "running" => s.running = n,
+            "done" => s.done = n,
+            "failed" => s.failed = n,
+            "dead" => s.dead = n,
+            "cancelled" => s.cancelled = n,
+            _ => {}
+        }
+    }
+    for (queue, run_at) in oldest {
+        if let Some(s) = by_queue.get_mut(&queue) {
+            s.oldest_available_ms = Some(now - run_at);
+        }
+    }
+    by_queue.into_values().collect()
 }

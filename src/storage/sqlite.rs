@@ -1,29 +1,42 @@
 //! SQLite backend: one file, WAL mode, migrations from `migrations/sqlite` at open.
 //!
-//! Claims are a single `UPDATE … RETURNING` statement, so concurrent workers in any number
-//! of processes never take the same job. New jobs wake this process's idle workers through
-//! an in-process [`Notify`]; other processes notice within their poll interval.
+//! Claims are one `UPDATE … RETURNING` statement, so workers in any number of processes
+//! never take the same job. New jobs wake this process's idle workers at once; other
+//! processes notice within their poll interval.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
-use tokio::sync::Notify;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    Artifact, Document, Failure, Figure, Job, JobState, JobStore, NewDocument, NewJob, Result, StoreError, now_ms,
+    Artifact, Completion, Document, Failure, Figure, Heartbeat, Job, JobState, JobStore, NewDocument, NewJob,
+    QueueStats, Result, StoreError, Wakers, artifact_from_row, document_from_row, figure_from_row, job_from_row,
+    now_ms, sort_claimed,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+macro_rules! job_columns {
+    () => {
+        "id, queue, stage, document_id, payload, state, priority, attempt, max_attempts, run_at, locked_by, \
+         lease_until, cancel_requested, error, created_at, started_at, finished_at"
+    };
+}
+
+/// Only the worker holding this attempt's lease may change a running job.
+macro_rules! fence {
+    () => {
+        " WHERE id = ? AND state = 'running' AND locked_by = ? AND attempt = ?"
+    };
+}
+
 pub struct SqliteStore {
     pool: SqlitePool,
-    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+    wakers: Wakers,
 }
 
 impl SqliteStore {
@@ -44,72 +57,14 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, wakers: Mutex::new(HashMap::new()) })
-    }
-
-    fn waker(&self, queue: &str) -> Arc<Notify> {
-        let mut wakers = self.wakers.lock().expect("wakers lock");
-        wakers.entry(queue.to_string()).or_default().clone()
-    }
-
-    fn wake(&self, queue: &str) {
-        self.waker(queue).notify_waiters();
+        Ok(Self { pool, wakers: Wakers::default() })
     }
 }
 
-macro_rules! job_columns {
-    () => {
-        "id, queue, stage, document_id, payload, state, priority, attempt, max_attempts, \
-         run_at, locked_by, lease_until, error, created_at, started_at, finished_at"
-    };
-}
-
-fn job_from_row(row: &SqliteRow) -> Result<Job> {
-    let payload: String = row.try_get("payload")?;
-    let state: String = row.try_get("state")?;
-    Ok(Job {
-        id: row.try_get("id")?,
-        queue: row.try_get("queue")?,
-        stage: row.try_get("stage")?,
-        document_id: row.try_get("document_id")?,
-        payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?,
-        state: JobState::parse(&state)?,
-        priority: row.try_get("priority")?,
-        attempt: row.try_get("attempt")?,
-        max_attempts: row.try_get("max_attempts")?,
-        run_at: row.try_get("run_at")?,
-        locked_by: row.try_get("locked_by")?,
-        lease_until: row.try_get("lease_until")?,
-        error: row.try_get("error")?,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
-}
-
-fn document_from_row(row: &SqliteRow) -> Result<Document> {
-    Ok(Document {
-        id: row.try_get("id")?,
-        sha256: row.try_get("sha256")?,
-        filename: row.try_get("filename")?,
-        media_type: row.try_get("media_type")?,
-        size_bytes: row.try_get("size_bytes")?,
-        status: row.try_get("status")?,
-        stage: row.try_get("stage")?,
-        pages: row.try_get("pages")?,
-        error: row.try_get("error")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-async fn insert_job_in<'e, E>(executor: E, job: &NewJob, now: i64) -> Result<i64>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
+async fn insert_job(tx: &mut Transaction<'_, Sqlite>, job: &NewJob, now: i64) -> Result<i64> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO jobs (queue, stage, document_id, payload, state, priority, max_attempts, run_at, created_at)
          VALUES (?, ?, ?, ?, 'available', ?, ?, ?, ?) RETURNING id",
@@ -122,9 +77,73 @@ where
     .bind(job.max_attempts)
     .bind(job.run_at.unwrap_or(now))
     .bind(now)
-    .fetch_one(executor)
+    .fetch_one(&mut **tx)
     .await?;
     Ok(id)
+}
+
+/// Records one completion inside `tx`; false if the lease was lost.
+async fn complete_one(tx: &mut Transaction<'_, Sqlite>, c: &Completion, now: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'done', finished_at = ?, lease_until = NULL, error = NULL
+         WHERE id = ? AND state = 'running' AND locked_by = ? AND attempt = ?",
+    )
+    .bind(now)
+    .bind(c.job.id)
+    .bind(&c.worker)
+    .bind(c.job.attempt)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let Some(doc) = &c.job.document_id else {
+        for next in &c.next {
+            insert_job(tx, next, now).await?;
+        }
+        return Ok(true);
+    };
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM documents WHERE id = ?").bind(doc).fetch_optional(&mut **tx).await?;
+    if status.as_deref() == Some("cancelled") {
+        return Ok(true);
+    }
+    let mut next: Vec<&NewJob> = c.next.iter().collect();
+    let mut waiting = false;
+    if let Some(fan_in) = &c.fan_in {
+        let (done, total): (i64, Option<i64>) = sqlx::query_as(
+            "UPDATE documents SET pages_done = pages_done + ?, updated_at = ? WHERE id = ? RETURNING pages_done, pages",
+        )
+        .bind(fan_in.pages)
+        .bind(now)
+        .bind(doc)
+        .fetch_one(&mut **tx)
+        .await?;
+        if total.is_some_and(|t| done >= t) {
+            next.push(&fan_in.next);
+        } else {
+            waiting = true;
+        }
+    }
+    for job in &next {
+        insert_job(tx, job, now).await?;
+    }
+    let (status, stage) = match next.first() {
+        Some(n) => ("running", n.stage.as_str()),
+        None if waiting => ("running", c.job.stage.as_str()),
+        None => ("done", c.job.stage.as_str()),
+    };
+    sqlx::query(
+        "UPDATE documents SET status = ?, stage = ?, error = NULL, updated_at = ?
+         WHERE id = ? AND status IN ('queued', 'running')",
+    )
+    .bind(status)
+    .bind(stage)
+    .bind(now)
+    .bind(doc)
+    .execute(&mut **tx)
+    .await?;
+    Ok(true)
 }
 
 #[async_trait]
@@ -149,119 +168,121 @@ impl JobStore for SqliteStore {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let id = insert_job_in(&mut *tx, first_job, now).await?;
+        let id = insert_job(&mut tx, first_job, now).await?;
         tx.commit().await?;
-        self.wake(&first_job.queue);
+        self.wakers.wake(&first_job.queue);
         Ok(id)
     }
 
-    async fn insert_job(&self, job: &NewJob) -> Result<i64> {
-        let id = insert_job_in(&self.pool, job, now_ms()).await?;
-        self.wake(&job.queue);
-        Ok(id)
+    async fn insert_jobs(&self, jobs: &[NewJob]) -> Result<Vec<i64>> {
+        let now = now_ms();
+        let mut ids = Vec::with_capacity(jobs.len());
+        for batch in jobs.chunks(5000) {
+            let mut tx = self.pool.begin().await?;
+            for job in batch {
+                ids.push(insert_job(&mut tx, job, now).await?);
+            }
+            tx.commit().await?;
+        }
+        let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
+        queues.dedup();
+        queues.into_iter().for_each(|q| self.wakers.wake(q));
+        Ok(ids)
     }
 
-    async fn claim(&self, queue: &str, worker: &str, now: i64, lease_until: i64) -> Result<Option<Job>> {
-        // Expired leases first (their jobs are oldest), then due jobs by priority, FIFO.
+    async fn claim(&self, queue: &str, worker: &str, limit: usize, now: i64, lease_until: i64) -> Result<Vec<Job>> {
         let sql = concat!(
-            "UPDATE jobs SET state = 'running', attempt = attempt + 1, locked_by = ?1, lease_until = ?2,
-                    started_at = ?3
-             WHERE id = COALESCE(
-                 (SELECT id FROM jobs WHERE queue = ?4 AND state = 'running' AND lease_until < ?3
-                  ORDER BY lease_until LIMIT 1),
-                 (SELECT id FROM jobs WHERE queue = ?4 AND state = 'available' AND run_at <= ?3
-                  ORDER BY priority DESC, run_at, id LIMIT 1))
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, locked_by = ?1, lease_until = ?2, started_at = ?3
+             WHERE id IN (
+                 SELECT id FROM (SELECT id FROM jobs WHERE queue = ?4 AND state = 'running' AND lease_until < ?3
+                                 ORDER BY lease_until LIMIT ?5)
+                 UNION ALL
+                 SELECT id FROM (SELECT id FROM jobs WHERE queue = ?4 AND state = 'available' AND run_at <= ?3
+                                 ORDER BY priority DESC, run_at, id LIMIT ?5)
+                 LIMIT ?5)
              RETURNING ",
             job_columns!()
         );
-        let row =
-            sqlx::query(sql).bind(worker).bind(lease_until).bind(now).bind(queue).fetch_optional(&self.pool).await?;
-        let Some(row) = row else { return Ok(None) };
-        let job = job_from_row(&row)?;
-        if let Some(doc) = &job.document_id {
-            sqlx::query("UPDATE documents SET status = 'running', stage = ?, updated_at = ? WHERE id = ?")
+        let rows = sqlx::query(sql)
+            .bind(worker)
+            .bind(lease_until)
+            .bind(now)
+            .bind(queue)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut jobs = rows.iter().map(|r| job_from_row!(r)).collect::<Result<Vec<_>>>()?;
+        sort_claimed(&mut jobs);
+        for job in &jobs {
+            if let Some(doc) = &job.document_id {
+                sqlx::query(
+                    "UPDATE documents SET status = 'running', stage = ?, updated_at = ?
+                     WHERE id = ? AND status IN ('queued', 'running')",
+                )
                 .bind(&job.stage)
                 .bind(now)
                 .bind(doc)
                 .execute(&self.pool)
                 .await?;
+            }
         }
-        Ok(Some(job))
+        Ok(jobs)
     }
 
-    async fn heartbeat(&self, job: &Job, worker: &str, lease_until: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running' AND locked_by = ? AND attempt = ?",
+    async fn heartbeat(&self, job: &Job, worker: &str, lease_until: i64) -> Result<Heartbeat> {
+        let cancel: Option<bool> = sqlx::query_scalar(
+            "UPDATE jobs SET lease_until = ? WHERE id = ? AND state = 'running' AND locked_by = ? AND attempt = ?
+             RETURNING cancel_requested",
         )
         .bind(lease_until)
         .bind(job.id)
         .bind(worker)
         .bind(job.attempt)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(match cancel {
+            None => Heartbeat::Lost,
+            Some(true) => Heartbeat::CancelRequested,
+            Some(false) => Heartbeat::Held,
+        })
     }
 
-    async fn complete(&self, job: &Job, worker: &str, next: Option<&NewJob>) -> Result<bool> {
+    async fn complete(&self, completions: &[Completion]) -> Result<Vec<bool>> {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'done', finished_at = ?, lease_until = NULL, error = NULL
-             WHERE id = ? AND state = 'running' AND locked_by = ? AND attempt = ?",
-        )
-        .bind(now)
-        .bind(job.id)
-        .bind(worker)
-        .bind(job.attempt)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        if let Some(next) = next {
-            insert_job_in(&mut *tx, next, now).await?;
-        }
-        if let Some(doc) = &job.document_id {
-            let (status, stage) = match next {
-                Some(next) => ("running", next.stage.as_str()),
-                None => ("done", job.stage.as_str()),
-            };
-            sqlx::query("UPDATE documents SET status = ?, stage = ?, error = NULL, updated_at = ? WHERE id = ?")
-                .bind(status)
-                .bind(stage)
-                .bind(now)
-                .bind(doc)
-                .execute(&mut *tx)
-                .await?;
+        let mut results = Vec::with_capacity(completions.len());
+        for c in completions {
+            results.push(complete_one(&mut tx, c, now).await?);
         }
         tx.commit().await?;
-        if let Some(next) = next {
-            self.wake(&next.queue);
+        for c in completions {
+            c.next
+                .iter()
+                .map(|n| &n.queue)
+                .chain(c.fan_in.as_ref().map(|f| &f.next.queue))
+                .for_each(|q| self.wakers.wake(q));
         }
-        Ok(true)
+        Ok(results)
     }
 
     async fn fail(&self, job: &Job, worker: &str, reason: &str, failure: Failure) -> Result<bool> {
         let now = now_ms();
-        let retry_at = match failure {
-            Failure::Retry { at } if job.attempt < job.max_attempts => Some(at),
-            _ => None,
+        let (state, retry_at) = match failure {
+            Failure::Retry { at } if job.attempt < job.max_attempts => (JobState::Available, Some(at)),
+            Failure::Retry { .. } => (JobState::Dead, None),
+            Failure::Permanent => (JobState::Failed, None),
         };
         let mut tx = self.pool.begin().await?;
-        let updated = match retry_at {
-            Some(at) => sqlx::query(
-                "UPDATE jobs SET state = 'available', run_at = ?, error = ?, locked_by = NULL, lease_until = NULL
-                     WHERE id = ? AND state = 'running' AND locked_by = ? AND attempt = ?",
-            )
-            .bind(at)
-            .bind(reason),
-            None => sqlx::query(
-                "UPDATE jobs SET state = 'failed', finished_at = ?, error = ?, lease_until = NULL
-                     WHERE id = ? AND state = 'running' AND locked_by = ? AND attempt = ?",
-            )
-            .bind(now)
-            .bind(reason),
-        }
+        let updated = sqlx::query(concat!(
+            "UPDATE jobs SET state = ?, run_at = COALESCE(?, run_at), error = ?, lease_until = NULL,
+                    finished_at = CASE WHEN ? THEN NULL ELSE ? END",
+            fence!()
+        ))
+        .bind(state.as_str())
+        .bind(retry_at)
+        .bind(reason)
+        .bind(retry_at.is_some())
+        .bind(now)
         .bind(job.id)
         .bind(worker)
         .bind(job.attempt)
@@ -270,18 +291,131 @@ impl JobStore for SqliteStore {
         if updated.rows_affected() != 1 {
             return Ok(false);
         }
+        if let (Some(doc), None) = (&job.document_id, retry_at) {
+            sqlx::query(
+                "UPDATE documents SET status = 'failed', error = ?, updated_at = ?
+                 WHERE id = ? AND status IN ('queued', 'running')",
+            )
+            .bind(format!("{}: {reason}", job.stage))
+            .bind(now)
+            .bind(doc)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release(&self, job: &Job, worker: &str) -> Result<bool> {
+        let done = sqlx::query(concat!(
+            "UPDATE jobs SET state = 'available', attempt = attempt - 1, locked_by = NULL, lease_until = NULL",
+            fence!()
+        ))
+        .bind(job.id)
+        .bind(worker)
+        .bind(job.attempt)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            self.wakers.wake(&job.queue);
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn confirm_cancel(&self, job: &Job, worker: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query(concat!("UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL", fence!()))
+                .bind(now)
+                .bind(job.id)
+                .bind(worker)
+                .bind(job.attempt)
+                .execute(&mut *tx)
+                .await?;
         if let Some(doc) = &job.document_id {
-            let status = if retry_at.is_some() { "running" } else { "failed" };
-            sqlx::query("UPDATE documents SET status = ?, error = ?, updated_at = ? WHERE id = ?")
-                .bind(status)
-                .bind(format!("{}: {reason}", job.stage))
+            mark_document_cancelled(&mut tx, doc, now).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn cancel_job(&self, id: i64) -> Result<Option<JobState>> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let doc: Option<Option<String>> = sqlx::query_scalar(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'available' RETURNING document_id",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        match doc {
+            Some(Some(doc)) => mark_document_cancelled(&mut tx, &doc, now).await?,
+            Some(None) => {}
+            None => {
+                sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?").bind(id).fetch_optional(&mut *tx).await?;
+        tx.commit().await?;
+        state.map(|s| JobState::parse(&s)).transpose()
+    }
+
+    async fn cancel_document(&self, id: &str) -> Result<u64> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let queued = sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE document_id = ? AND state = 'available'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let running = sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE document_id = ? AND state = 'running'")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        mark_document_cancelled(&mut tx, id, now).await?;
+        tx.commit().await?;
+        Ok(queued.rows_affected() + running.rows_affected())
+    }
+
+    async fn retry_job(&self, id: i64) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
+            "UPDATE jobs SET state = 'available', attempt = 0, run_at = ?, finished_at = NULL, locked_by = NULL,
+                    lease_until = NULL, cancel_requested = 0
+             WHERE id = ? AND state IN ('failed', 'dead', 'cancelled') RETURNING queue, document_id",
+        )
+        .bind(now)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((queue, doc)) = row else { return Ok(false) };
+        if let Some(doc) = doc {
+            sqlx::query("UPDATE documents SET status = 'running', error = NULL, updated_at = ? WHERE id = ?")
                 .bind(now)
                 .bind(doc)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
+        self.wakers.wake(&queue);
         Ok(true)
+    }
+
+    async fn cleanup(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     async fn job(&self, id: i64) -> Result<Option<Job>> {
@@ -289,7 +423,7 @@ impl JobStore for SqliteStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(job_from_row).transpose()
+        row.as_ref().map(|r| job_from_row!(r)).transpose()
     }
 
     async fn jobs_for_document(&self, document_id: &str) -> Result<Vec<Job>> {
@@ -297,12 +431,26 @@ impl JobStore for SqliteStore {
             .bind(document_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter().map(|r| job_from_row!(r)).collect()
     }
 
     async fn document(&self, id: &str) -> Result<Option<Document>> {
         let row = sqlx::query("SELECT * FROM documents WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(document_from_row).transpose()
+        row.as_ref().map(|r| document_from_row!(r)).transpose()
+    }
+
+    async fn queue_stats(&self, now: i64) -> Result<Vec<QueueStats>> {
+        let counts: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state")
+                .fetch_all(&self.pool)
+                .await?;
+        let oldest: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT queue, MIN(run_at) FROM jobs WHERE state = 'available' AND run_at <= ? GROUP BY queue",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(super::collect_stats(counts, oldest, now))
     }
 
     async fn set_document_info(&self, id: &str, media_type: &str, pages: i64) -> Result<()> {
@@ -350,18 +498,7 @@ impl JobStore for SqliteStore {
             .bind(document_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Figure {
-                    page: r.try_get("page")?,
-                    idx: r.try_get("idx")?,
-                    label: r.try_get("label")?,
-                    score: r.try_get("score")?,
-                    bbox: [r.try_get("x0")?, r.try_get("y0")?, r.try_get("x1")?, r.try_get("y1")?],
-                    path: r.try_get("path")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| figure_from_row!(r)).collect()
     }
 
     async fn put_artifact(&self, document_id: &str, a: &Artifact) -> Result<()> {
@@ -385,19 +522,22 @@ impl JobStore for SqliteStore {
             .bind(document_id)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Artifact {
-                    name: r.try_get("name")?,
-                    path: r.try_get("path")?,
-                    media_type: r.try_get("media_type")?,
-                    size_bytes: r.try_get("size_bytes")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| artifact_from_row!(r)).collect()
     }
 
     async fn wait_for_jobs(&self, queue: &str) {
-        self.waker(queue).notified().await;
+        self.wakers.get(queue).notified().await;
     }
+}
+
+async fn mark_document_cancelled(tx: &mut Transaction<'_, Sqlite>, doc: &str, now: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE documents SET status = 'cancelled', error = 'cancelled', updated_at = ?
+         WHERE id = ? AND status IN ('queued', 'running')",
+    )
+    .bind(now)
+    .bind(doc)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lectern::config::{PipelineConfig, Settings};
 use lectern::context::Context;
-use lectern::engine::{self, QueueSpec};
+use lectern::engine::QueueSpec;
 use lectern::storage::{self, Document};
 
 pub fn root() -> PathBuf {
@@ -58,6 +58,19 @@ pub async fn wait_finished(ctx: &Context, ids: &[String], limit: Duration) -> Ve
 pub fn start_workers(ctx: &Arc<Context>) -> (lectern::shutdown::Trigger, tokio::task::JoinHandle<()>) {
     let (trigger, shutdown) = lectern::shutdown::channel();
     let specs = ctx.pipeline.stages.iter().map(|q| QueueSpec { queue: q.clone(), concurrency: 1 }).collect();
-    let task = tokio::spawn(engine::run(ctx.clone(), specs, shutdown));
+    let task = tokio::spawn(lectern::pipeline::run_workers(ctx.clone(), specs, shutdown));
     (trigger, task)
+}
+
+/// A fresh, empty database on the PostgreSQL server started by `scripts/pg.sh`.
+pub async fn fresh_pg_database() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("LECTERN_TEST_PG_URL").expect(
+        "LECTERN_TEST_PG_URL is not set: run the tests with `make test`, which starts PostgreSQL with scripts/pg.sh",
+    );
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL server");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+    let (base, _) = admin.rsplit_once('/').expect("URL has a database");
+    format!("{base}/{name}")
 }
