@@ -74,3 +74,91 @@ pub async fn fresh_pg_database() -> String {
     let (base, _) = admin.rsplit_once('/').expect("URL has a database");
     format!("{base}/{name}")
 }
+
+/// A `lectern worker` child process; killed (SIGKILL) when dropped.
+pub struct WorkerProcess {
+    pub child: std::process::Child,
+}
+
+impl WorkerProcess {
+    /// Starts `lectern [global…] worker [worker_args…]` over `data_dir`, logging to `log`.
+    pub fn start(data_dir: &Path, global: &[&str], worker_args: &[&str], log: &Path) -> Self {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_lectern"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--models-dir")
+            .arg(root().join("models/cache"))
+            .args(global)
+            .arg("worker")
+            .args(worker_args)
+            .env("OMP_THREAD_LIMIT", "1")
+            .env("RUST_LOG", "lectern=debug,warn")
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::options().create(true).append(true).open(log).unwrap())
+            .spawn()
+            .expect("start lectern worker");
+        Self { child }
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for a graceful exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Like [`wait_finished`] but tolerant of store errors (e.g. while PostgreSQL restarts).
+pub async fn wait_finished_retrying(
+    store: &dyn lectern::storage::JobStore,
+    ids: &[String],
+    limit: Duration,
+) -> Vec<Document> {
+    let start = Instant::now();
+    loop {
+        let mut docs = Vec::new();
+        for id in ids {
+            match store.document(id).await {
+                Ok(Some(d)) => docs.push(d),
+                Ok(None) => panic!("document {id} vanished"),
+                Err(_) => break,
+            }
+        }
+        if docs.len() == ids.len() && docs.iter().all(Document::is_finished) {
+            return docs;
+        }
+        assert!(start.elapsed() < limit, "documents did not finish within {limit:?}: {docs:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Checks that every stage job of a finished document ran to `done` exactly once per
+/// payload (no duplicate enqueues, nothing left running) and that its index rows match
+/// its chunks.
+pub async fn assert_processed_once(ctx: &Context, id: &str) {
+    let jobs = ctx.store.jobs_for_document(id).await.unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for j in &jobs {
+        assert_eq!(j.state, lectern::storage::JobState::Done, "{j:?}");
+        assert!(seen.insert((j.stage.clone(), j.payload.to_string())), "duplicate job {j:?}");
+    }
+    let doc = ctx.store.document(id).await.unwrap().unwrap();
+    assert_eq!((doc.status.as_str(), doc.pages_done), ("done", doc.pages.unwrap()));
+    let chunks = lectern::pipeline::chunk::load(ctx, id).unwrap();
+    assert_eq!(ctx.index().await.unwrap().count(Some(id)).await.unwrap(), chunks.len(), "one set of chunks in LanceDB");
+    assert_eq!(ctx.store.artifacts(id).await.unwrap().len(), 3);
+}

@@ -1,0 +1,102 @@
+//! Worker processes for real: `lectern worker` children over one job store.
+//! - crash: kill -9 a worker with jobs in flight, start another; every job ends done
+//!   exactly once, in-flight jobs resume within the lease, nothing stays running;
+//! - fan-out: two worker processes on a PostgreSQL store split a multi-page PDF page by
+//!   page; each page is processed once and the document finalised once.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use lectern::pipeline::ingest;
+use lectern::storage::{JobState, now_ms};
+
+const LEASE_SECS: i64 = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_then_restart_finishes_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let mut ids = Vec::new();
+    for f in ["paper.pdf", "scan.pdf", "page.png"] {
+        ids.push(ingest::submit_file(&ctx, &common::fixture(f)).await.unwrap().0);
+    }
+    let log = dir.path().join("workers.log");
+    let global = ["--lease-secs", "3", "--grace-secs", "1"];
+    let mut first = common::WorkerProcess::start(dir.path(), &global, &[], &log);
+
+    // Wait until a per-page or embedding job is in flight, then pull the plug.
+    let start = Instant::now();
+    let in_flight = loop {
+        let mut running = Vec::new();
+        for id in &ids {
+            running.extend(
+                ctx.store.jobs_for_document(id).await.unwrap().into_iter().filter(|j| j.state == JobState::Running),
+            );
+        }
+        if running.iter().any(|j| j.stage != "ingest") {
+            break running;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no job started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    first.kill9();
+    let killed_at = now_ms();
+
+    let _second = common::WorkerProcess::start(dir.path(), &global, &[], &log);
+    let docs = common::wait_finished(&ctx, &ids, Duration::from_secs(300)).await;
+    for (doc, id) in docs.iter().zip(&ids) {
+        assert_eq!(doc.status, "done", "{doc:?}\n{}", std::fs::read_to_string(&log).unwrap());
+        common::assert_processed_once(&ctx, id).await;
+    }
+    for job in in_flight {
+        let after = ctx.store.job(job.id).await.unwrap().unwrap();
+        // Finished after the crash unless the dead worker had already recorded it.
+        if after.finished_at.unwrap() > killed_at {
+            assert_eq!(after.attempt, job.attempt + 1, "{after:?}");
+            let resumed_after = after.started_at.unwrap() - killed_at;
+            println!(
+                "job {} ({}) resumed {resumed_after} ms after the crash, attempt {}",
+                after.id, after.stage, after.attempt
+            );
+            assert!(resumed_after <= (LEASE_SECS + 5) * 1000, "resumed {resumed_after} ms after the crash");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_split_a_pdf_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = common::fresh_pg_database().await;
+    let pipeline = std::fs::read_to_string(common::root().join("jobs/pipeline.toml"))
+        .unwrap()
+        .replace("pages_per_job = 4", "pages_per_job = 1");
+    let pipeline_file = common::write_file(dir.path(), "pipeline.toml", pipeline.as_bytes());
+    let settings = common::settings(dir.path());
+    let store = lectern::storage::open(Some(&url), dir.path()).await.unwrap();
+    let config = lectern::config::PipelineConfig::load(&pipeline_file).unwrap();
+    let ctx = std::sync::Arc::new(lectern::context::Context::new(settings, store, config));
+
+    let id = ingest::submit_file(&ctx, &common::fixture("paper.pdf")).await.unwrap().0;
+    let log = dir.path().join("workers.log");
+    let global = ["--database-url", url.as_str(), "--pipeline", pipeline_file.to_str().unwrap()];
+    let _a = common::WorkerProcess::start(dir.path(), &global, &[], &log);
+    let _b = common::WorkerProcess::start(dir.path(), &global, &[], &log);
+    let docs = common::wait_finished(&ctx, std::slice::from_ref(&id), Duration::from_secs(300)).await;
+    assert_eq!(docs[0].status, "done", "{:?}\n{}", docs[0], std::fs::read_to_string(&log).unwrap());
+    common::assert_processed_once(&ctx, &id).await;
+
+    let jobs = ctx.store.jobs_for_document(&id).await.unwrap();
+    for stage in ["render", "layout", "ocr"] {
+        let mut pages: Vec<u64> =
+            jobs.iter().filter(|j| j.stage == stage).map(|j| j.payload["pages"][0].as_u64().unwrap()).collect();
+        pages.sort();
+        assert_eq!(pages, [1, 2, 3, 4, 5], "{stage}: one job per page");
+    }
+    for stage in ["ingest", "chunk", "embed", "generate"] {
+        assert_eq!(jobs.iter().filter(|j| j.stage == stage).count(), 1, "{stage} once");
+    }
+    assert!(jobs.iter().all(|j| j.attempt == 1));
+    let workers: std::collections::BTreeSet<_> = jobs.iter().filter_map(|j| j.locked_by.clone()).collect();
+    println!("jobs were run by {} worker processes: {workers:?}", workers.len());
+}
