@@ -14,7 +14,7 @@ endif
 LECTERN := $(CARGO_TARGET_DIR)/debug/lectern
 DEMO_DATA := ./lectern-data
 
-.PHONY: setup build demo test fmt bench
+.PHONY: setup build demo test fmt bench-queue
 
 setup:
 	./scripts/setup.sh
@@ -35,3 +35,10 @@ test: setup
 
 fmt:
 	cargo fmt --all
+
+# No-op job throughput, ours vs apalis, SQLite and PostgreSQL. Built in the dev profile,
+# whose hot crates (tokio, sqlx, SQLite, serde_json, futures) are optimised (Cargo.toml), so
+# it reuses the test build instead of a 30-minute release build of lancedb.
+BENCH_ARGS ?= --jobs 20000 --concurrency 8 --runs 3 --accumulated 200000 --apalis-runs 1
+bench-queue: setup
+	LECTERN_BENCH_PG_URL=$$(./scripts/pg.sh start) cargo bench --profile dev --bench queue_throughput -- $(BENCH_ARGS)

@@ -75,6 +75,11 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Enqueue files for the workers and print their document and job ids (no processing).
+    Submit {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Show a document (by id) or a job (by number).
     Status {
         id: String,
@@ -188,6 +193,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Process { files } => process(ctx, &files).await,
+        Command::Submit { files } => {
+            for file in &files {
+                let (id, job) = pipeline::ingest::submit_file(&ctx, file)
+                    .await
+                    .with_context(|| format!("read {}", file.display()))?;
+                println!("{id} {job} {}", file.display());
+            }
+            Ok(0)
+        }
         Command::Status { id, json } => show_status(&ctx, &id, json).await,
         Command::Search { query, top_k, json } => {
             let hits = search::search(&ctx, &query, top_k).await?;

@@ -290,22 +290,40 @@ impl JobStore for PgStore {
 
     async fn complete(&self, completions: &[Completion]) -> Result<Vec<bool>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let mut results = Vec::with_capacity(completions.len());
-        for c in completions {
-            results.push(complete_one(&mut tx, c, now).await?);
+        // Jobs with nothing to follow them are marked done in one statement.
+        let (simple, complex): (Vec<&Completion>, Vec<&Completion>) =
+            completions.iter().partition(|c| c.next.is_empty() && c.fan_in.is_none() && c.job.document_id.is_none());
+        let mut done = std::collections::HashSet::new();
+        if !simple.is_empty() {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "UPDATE jobs SET state = 'done', finished_at = $1, lease_until = NULL, error = NULL
+                 FROM UNNEST($2::bigint[], $3::text[], $4::int[]) AS t(id, worker, attempt)
+                 WHERE jobs.id = t.id AND jobs.state = 'running' AND jobs.locked_by = t.worker
+                   AND jobs.attempt = t.attempt
+                 RETURNING jobs.id",
+            )
+            .bind(now)
+            .bind(simple.iter().map(|c| c.job.id).collect::<Vec<_>>())
+            .bind(simple.iter().map(|c| c.worker.clone()).collect::<Vec<_>>())
+            .bind(simple.iter().map(|c| c.job.attempt).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await?;
+            done.extend(ids);
         }
-        let queues: Vec<&str> = completions
-            .iter()
-            .zip(&results)
-            .filter(|(_, ok)| **ok)
-            .flat_map(|(c, _)| {
-                c.next.iter().map(|n| n.queue.as_str()).chain(c.fan_in.as_ref().map(|f| f.next.queue.as_str()))
-            })
-            .collect();
-        notify(&mut tx, queues).await?;
-        tx.commit().await?;
-        Ok(results)
+        if !complex.is_empty() {
+            let mut tx = self.pool.begin().await?;
+            let mut queues = Vec::new();
+            for c in &complex {
+                if complete_one(&mut tx, c, now).await? {
+                    done.insert(c.job.id);
+                    queues.extend(c.next.iter().map(|n| n.queue.as_str()));
+                    queues.extend(c.fan_in.as_ref().map(|f| f.next.queue.as_str()));
+                }
+            }
+            notify(&mut tx, queues).await?;
+            tx.commit().await?;
+        }
+        Ok(completions.iter().map(|c| done.contains(&c.job.id)).collect())
     }
 
     async fn fail(&self, job: &Job, worker: &str, reason: &str, failure: Failure) -> Result<bool> {

@@ -35,7 +35,11 @@ macro_rules! fence {
 }
 
 pub struct SqliteStore {
+    /// Reads.
     pool: SqlitePool,
+    /// Writes: one connection, so this process's writers queue in order instead of
+    /// colliding on SQLite's write lock and sleeping in its busy handler.
+    writer: SqlitePool,
     wakers: Wakers,
 }
 
@@ -58,9 +62,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(30));
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool, wakers: Wakers::default() })
+        Ok(Self { pool, writer, wakers: Wakers::default() })
     }
 }
 
@@ -154,7 +159,7 @@ impl JobStore for SqliteStore {
 
     async fn insert_document(&self, doc: &NewDocument, first_job: &NewJob) -> Result<i64> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO documents (id, sha256, filename, size_bytes, status, stage, created_at, updated_at)
              VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
@@ -178,7 +183,7 @@ impl JobStore for SqliteStore {
         let now = now_ms();
         let mut ids = Vec::with_capacity(jobs.len());
         for batch in jobs.chunks(5000) {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             for job in batch {
                 ids.push(insert_job(&mut tx, job, now).await?);
             }
@@ -209,7 +214,7 @@ impl JobStore for SqliteStore {
             .bind(now)
             .bind(queue)
             .bind(limit as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?;
         let mut jobs = rows.iter().map(|r| job_from_row!(r)).collect::<Result<Vec<_>>>()?;
         sort_claimed(&mut jobs);
@@ -222,7 +227,7 @@ impl JobStore for SqliteStore {
                 .bind(&job.stage)
                 .bind(now)
                 .bind(doc)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
             }
         }
@@ -238,7 +243,7 @@ impl JobStore for SqliteStore {
         .bind(job.id)
         .bind(worker)
         .bind(job.attempt)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         Ok(match cancel {
             None => Heartbeat::Lost,
@@ -249,20 +254,43 @@ impl JobStore for SqliteStore {
 
     async fn complete(&self, completions: &[Completion]) -> Result<Vec<bool>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
-        let mut results = Vec::with_capacity(completions.len());
-        for c in completions {
-            results.push(complete_one(&mut tx, c, now).await?);
+        // Jobs with nothing to follow them are marked done in one statement.
+        let (simple, complex): (Vec<&Completion>, Vec<&Completion>) =
+            completions.iter().partition(|c| c.next.is_empty() && c.fan_in.is_none() && c.job.document_id.is_none());
+        let mut done = std::collections::HashSet::new();
+        if !simple.is_empty() {
+            let fences: Vec<(i64, &str, i32)> =
+                simple.iter().map(|c| (c.job.id, c.worker.as_str(), c.job.attempt)).collect();
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "UPDATE jobs SET state = 'done', finished_at = ?1, lease_until = NULL, error = NULL
+                 FROM (SELECT value ->> 0 AS id, value ->> 1 AS worker, value ->> 2 AS attempt FROM json_each(?2)) AS t
+                 WHERE jobs.id = t.id AND jobs.state = 'running' AND jobs.locked_by = t.worker
+                   AND jobs.attempt = t.attempt
+                 RETURNING jobs.id",
+            )
+            .bind(now)
+            .bind(serde_json::to_string(&fences).expect("fences serialise"))
+            .fetch_all(&self.writer)
+            .await?;
+            done.extend(ids);
         }
-        tx.commit().await?;
-        for c in completions {
-            c.next
-                .iter()
-                .map(|n| &n.queue)
-                .chain(c.fan_in.as_ref().map(|f| &f.next.queue))
-                .for_each(|q| self.wakers.wake(q));
+        if !complex.is_empty() {
+            let mut tx = self.writer.begin().await?;
+            for c in &complex {
+                if complete_one(&mut tx, c, now).await? {
+                    done.insert(c.job.id);
+                }
+            }
+            tx.commit().await?;
+            for c in &complex {
+                c.next
+                    .iter()
+                    .map(|n| &n.queue)
+                    .chain(c.fan_in.as_ref().map(|f| &f.next.queue))
+                    .for_each(|q| self.wakers.wake(q));
+            }
         }
-        Ok(results)
+        Ok(completions.iter().map(|c| done.contains(&c.job.id)).collect())
     }
 
     async fn fail(&self, job: &Job, worker: &str, reason: &str, failure: Failure) -> Result<bool> {
@@ -272,7 +300,7 @@ impl JobStore for SqliteStore {
             Failure::Retry { .. } => (JobState::Dead, None),
             Failure::Permanent => (JobState::Failed, None),
         };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let updated = sqlx::query(concat!(
             "UPDATE jobs SET state = ?, run_at = COALESCE(?, run_at), error = ?, lease_until = NULL,
                     finished_at = CASE WHEN ? THEN NULL ELSE ? END",
@@ -314,7 +342,7 @@ impl JobStore for SqliteStore {
         .bind(job.id)
         .bind(worker)
         .bind(job.attempt)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         if done.rows_affected() == 1 {
             self.wakers.wake(&job.queue);
@@ -324,7 +352,7 @@ impl JobStore for SqliteStore {
 
     async fn confirm_cancel(&self, job: &Job, worker: &str) -> Result<bool> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done =
             sqlx::query(concat!("UPDATE jobs SET state = 'cancelled', finished_at = ?, lease_until = NULL", fence!()))
                 .bind(now)
@@ -342,7 +370,7 @@ impl JobStore for SqliteStore {
 
     async fn cancel_job(&self, id: i64) -> Result<Option<JobState>> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let doc: Option<Option<String>> = sqlx::query_scalar(
             "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE id = ? AND state = 'available' RETURNING document_id",
         )
@@ -368,7 +396,7 @@ impl JobStore for SqliteStore {
 
     async fn cancel_document(&self, id: &str) -> Result<u64> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let queued = sqlx::query(
             "UPDATE jobs SET state = 'cancelled', finished_at = ? WHERE document_id = ? AND state = 'available'",
         )
@@ -387,7 +415,7 @@ impl JobStore for SqliteStore {
 
     async fn retry_job(&self, id: i64) -> Result<bool> {
         let now = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let row: Option<(String, Option<String>)> = sqlx::query_as(
             "UPDATE jobs SET state = 'available', attempt = 0, run_at = ?, finished_at = NULL, locked_by = NULL,
                     lease_until = NULL, cancel_requested = 0
@@ -413,7 +441,7 @@ impl JobStore for SqliteStore {
     async fn cleanup(&self, before: i64) -> Result<u64> {
         let done = sqlx::query("DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < ?")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected())
     }
@@ -459,13 +487,13 @@ impl JobStore for SqliteStore {
             .bind(pages)
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     async fn replace_figures(&self, document_id: &str, page: i64, figures: &[Figure]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM figures WHERE document_id = ? AND page = ?")
             .bind(document_id)
             .bind(page)
@@ -512,7 +540,7 @@ impl JobStore for SqliteStore {
         .bind(&a.path)
         .bind(&a.media_type)
         .bind(a.size_bytes)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
