@@ -19,8 +19,9 @@ DEMO_DATA := ./lectern-data
 setup:
 	./scripts/setup.sh
 
+# Built together with the tests so both share one feature resolution (and one build).
 build: setup
-	cargo build --bin lectern
+	cargo build --bin lectern --tests
 
 # The main job on the embedded default: a born-digital PDF and a scanned page.
 demo: build

@@ -151,6 +151,17 @@ pub async fn delayed_and_prioritised(store: Arc<dyn JobStore>) {
     assert!(delayed.started_at.unwrap() >= delayed.run_at);
 }
 
+pub async fn timeout_fails_the_attempt(store: Arc<dyn JobStore>) {
+    let handler = Arc::new(Scripted::default());
+    let mut config = config();
+    config.queues.get_mut("q").unwrap().timeout_secs = 1;
+    let id = store.insert_jobs(&[job(serde_json::json!({ "sleep_ms": 30_000 }), 0)]).await.unwrap()[0];
+    let engine = start(&store, &handler, 1, config);
+    let dead = wait_state(store.as_ref(), id, JobState::Dead, Duration::from_secs(15)).await;
+    engine.stop().await;
+    assert_eq!((dead.attempt, dead.error.as_deref()), (3, Some("timed out after 1s")));
+}
+
 pub async fn shutdown_releases_without_charging_an_attempt(store: Arc<dyn JobStore>) {
     let handler = Arc::new(Scripted::default());
     let id = store.insert_jobs(&[job(serde_json::json!({ "sleep_ms": 30_000 }), 0)]).await.unwrap()[0];
@@ -181,6 +192,7 @@ macro_rules! backend_suite {
             case!(cancel_stops_a_running_job);
             case!(delayed_and_prioritised);
             case!(shutdown_releases_without_charging_an_attempt);
+            case!(timeout_fails_the_attempt);
         }
     };
 }

@@ -9,13 +9,19 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 async fn start() -> (String, tempfile::TempDir, lectern::shutdown::Trigger) {
+    let (base, dir, ctx) = start_without_workers().await;
+    let (trigger, _workers) = common::start_workers(&ctx);
+    (base, dir, trigger)
+}
+
+async fn start_without_workers() -> (String, tempfile::TempDir, std::sync::Arc<lectern::context::Context>) {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let (trigger, _workers) = common::start_workers(&ctx);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, lectern::http::router(ctx)).await.unwrap() });
-    (format!("http://{addr}"), dir, trigger)
+    let router = lectern::http::router(ctx.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (format!("http://{addr}"), dir, ctx)
 }
 
 async fn upload(client: &reqwest::Client, base: &str, name: &str, bytes: Vec<u8>) -> Value {
@@ -32,7 +38,7 @@ async fn wait_document(client: &reqwest::Client, base: &str, id: &str) -> Value 
     let start = Instant::now();
     loop {
         let doc: Value = client.get(format!("{base}/v1/documents/{id}")).send().await.unwrap().json().await.unwrap();
-        if doc["status"] == "done" || doc["status"] == "failed" {
+        if ["done", "failed", "cancelled"].contains(&doc["status"].as_str().unwrap_or("")) {
             return doc;
         }
         assert!(start.elapsed() < Duration::from_secs(600), "document stuck: {doc}");
@@ -74,6 +80,32 @@ async fn upload_then_poll_until_done() {
 
     let missing = client.get(format!("{base}/v1/jobs/999999")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_a_document_then_retry_its_job() {
+    // Cancel while no worker runs, so the queued first job is what gets cancelled.
+    let (base, _dir, ctx) = start_without_workers().await;
+    let client = reqwest::Client::new();
+    let created = upload(&client, &base, "paper.pdf", std::fs::read(common::fixture("paper.pdf")).unwrap()).await;
+    let doc_id = created["document_id"].as_str().unwrap();
+    let resp = client.post(format!("{base}/v1/documents/{doc_id}/cancel")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (_trigger, _workers) = common::start_workers(&ctx);
+    let doc = wait_document(&client, &base, doc_id).await;
+    assert_eq!(doc["status"], "cancelled", "{doc}");
+    let queues: Value = client.get(format!("{base}/v1/queues")).send().await.unwrap().json().await.unwrap();
+    let running: i64 = queues["queues"].as_array().unwrap().iter().map(|q| q["running"].as_i64().unwrap()).sum();
+    assert_eq!(running, 0, "{queues}");
+    // Retrying the cancelled job revives it; the document runs to the end.
+    let cancelled =
+        doc["jobs"].as_array().unwrap().iter().find(|j| j["state"] == "cancelled").unwrap()["id"].as_i64().unwrap();
+    let resp = client.post(format!("{base}/v1/jobs/{cancelled}/retry")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let doc = wait_document(&client, &base, doc_id).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    let again = client.post(format!("{base}/v1/jobs/{cancelled}/retry")).send().await.unwrap();
+    assert_eq!(again.status(), 400, "a done job cannot be retried");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
