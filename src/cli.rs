@@ -98,6 +98,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Grade a flashcard 0–5 (SM-2) and show when it is due next.
+    Review { card: String, grade: i64 },
     /// Search indexed chunks.
     Search {
         query: String,
@@ -170,6 +172,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Jobs { command: JobsCommand::Cleanup { older_than_hours } } => {
             let before = storage::now_ms() - (older_than_hours * 3_600_000) as i64;
             println!("deleted {} finished jobs", ctx.store.cleanup(before).await?);
+            Ok(0)
+        }
+        Command::Review { card, grade } => {
+            let card = status::review_flashcard(&ctx, &card, grade).await?;
+            println!(
+                "{}: next review {} (interval {} days, ease {:.2}, repetition {})",
+                card.id,
+                card.sm2.due.format("%Y-%m-%d %H:%M UTC"),
+                card.sm2.interval_days,
+                card.sm2.ease,
+                card.sm2.repetitions
+            );
             Ok(0)
         }
         Command::Queues { json } => {

@@ -8,6 +8,8 @@
 //!   `POST /v1/jobs/{id}/cancel`, `POST /v1/jobs/{id}/retry`.
 //! - `GET /v1/queues` — jobs per queue and state, age of the oldest waiting job.
 //! - `POST /v1/search` — `{query, top_k}` → nearest chunks with provenance.
+//! - `GET /v1/flashcards/{id}`, `POST /v1/flashcards/{id}/review` — `{grade: 0–5}` applies
+//!   SM-2 and answers with the next due date.
 //! - `GET /healthz`.
 
 use std::sync::Arc;
@@ -62,6 +64,8 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/jobs/{id}/retry", post(retry_job))
         .route("/v1/queues", get(queues))
+        .route("/v1/flashcards/{id}", get(flashcard))
+        .route("/v1/flashcards/{id}/review", post(review_flashcard))
         .route("/v1/search", post(search_handler))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
         .with_state(ctx)
@@ -135,6 +139,34 @@ async fn cancel_document(State(ctx): State<Arc<Context>>, Path(id): Path<String>
 async fn queues(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
     let stats = ctx.store.queue_stats(crate::storage::now_ms()).await.map_err(internal)?;
     Ok(Json(json!({ "queues": stats })).into_response())
+}
+
+async fn flashcard(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let card = ctx
+        .store
+        .flashcard(&id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::NotFound(format!("flashcard {id}")))?;
+    Ok(Json(card).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ReviewRequest {
+    grade: i64,
+}
+
+async fn review_flashcard(
+    State(ctx): State<Arc<Context>>,
+    Path(id): Path<String>,
+    Json(req): Json<ReviewRequest>,
+) -> Result<Response, ApiError> {
+    let card = crate::status::review_flashcard(&ctx, &id, req.grade).await.map_err(|e| match e {
+        crate::status::ReviewError::NotFound => ApiError::NotFound(format!("flashcard {id}")),
+        crate::status::ReviewError::Grade(e) => ApiError::BadRequest(e.to_string()),
+        crate::status::ReviewError::Store(e) => internal(e),
+    })?;
+    Ok(Json(card).into_response())
 }
 
 #[derive(Debug, Deserialize)]

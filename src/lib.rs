@@ -16,7 +16,7 @@
 //! - [`context`] — shared process state and lazily loaded models; [`config`] — settings
 //!   and the pipeline definition (`jobs/pipeline.toml`); [`onnx`] — the one ONNX Runtime
 //!   environment; [`sniff`] — file types from bytes; [`status`] — the operator's view of
-//!   a document; [`shutdown`] — graceful stop.
+//!   a document; [`shutdown`] — graceful stop; [`sm2`] — flashcard review scheduling.
 
 pub mod cli;
 pub mod config;
@@ -28,6 +28,7 @@ pub mod onnx;
 pub mod pipeline;
 pub mod search;
 pub mod shutdown;
+pub mod sm2;
 pub mod sniff;
 pub mod status;
 pub mod storage;

@@ -1,9 +1,10 @@
-//! A document's status as operators see it (HTTP and CLI share this view).
+//! What operators and learners ask of stored documents, shared by HTTP and CLI: a
+//! document's status, and flashcard reviews.
 
 use serde::Serialize;
 
 use crate::context::Context;
-use crate::storage::{Artifact, Document, Figure, Job, StoreError};
+use crate::storage::{Artifact, Document, Figure, Flashcard, Job, StoreError};
 
 #[derive(Debug, Serialize)]
 pub struct DocumentStatus {
@@ -22,4 +23,24 @@ pub async fn document_status(ctx: &Context, id: &str) -> Result<Option<DocumentS
         artifacts: ctx.store.artifacts(id).await?,
         document,
     }))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("no such flashcard")]
+    NotFound,
+    #[error(transparent)]
+    Grade(#[from] crate::sm2::BadGrade),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Applies one SM-2 review to a stored card and returns the card with its new schedule.
+pub async fn review_flashcard(ctx: &Context, id: &str, grade: i64) -> Result<Flashcard, ReviewError> {
+    let mut card = ctx.store.flashcard(id).await?.ok_or(ReviewError::NotFound)?;
+    card.sm2 = card.sm2.review(grade, chrono::Utc::now())?;
+    if !ctx.store.set_flashcard_schedule(id, &card.sm2).await? {
+        return Err(ReviewError::NotFound);
+    }
+    Ok(card)
 }

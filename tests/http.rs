@@ -80,6 +80,45 @@ async fn upload_then_poll_until_done() {
 
     let missing = client.get(format!("{base}/v1/jobs/999999")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
+
+    // Review a flashcard: SM-2 moves it to tomorrow; a bad grade is refused.
+    let deck_path =
+        doc["artifacts"].as_array().unwrap().iter().find(|a| a["name"] == "flashcards.json").unwrap()["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let deck: Value = serde_json::from_slice(&std::fs::read(deck_path).unwrap()).unwrap();
+    let card_id = deck["cards"][0]["id"].as_str().expect("the scan yields flashcards").to_string();
+    let reviewed: Value = client
+        .post(format!("{base}/v1/flashcards/{card_id}/review"))
+        .json(&serde_json::json!({ "grade": 4 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (reviewed["sm2"]["interval_days"].as_i64(), reviewed["sm2"]["repetitions"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let due = chrono::DateTime::parse_from_rfc3339(reviewed["sm2"]["due"].as_str().unwrap()).unwrap();
+    let hours = (due.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((23.0..=24.1).contains(&hours), "due in a day: {reviewed}");
+    let bad = client
+        .post(format!("{base}/v1/flashcards/{card_id}/review"))
+        .json(&serde_json::json!({ "grade": 9 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let unknown = client
+        .post(format!("{base}/v1/flashcards/nope/review"))
+        .json(&serde_json::json!({ "grade": 3 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -322,6 +322,33 @@ pub mod outputs {
     }
 }
 
+pub mod flashcards {
+    use super::*;
+    use lectern::sm2::Sm2;
+    use lectern::storage::Flashcard;
+
+    pub async fn replace_and_reschedule(store: Arc<dyn JobStore>) {
+        store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
+        let now = chrono::DateTime::from_timestamp_millis(now_ms()).unwrap();
+        let card = |n: u32| Flashcard {
+            id: format!("d1-c{n:03}"),
+            document_id: "d1".into(),
+            front: format!("front {n}"),
+            back: "back".into(),
+            page: 2,
+            sm2: Sm2::new(now),
+        };
+        store.replace_flashcards("d1", &[card(1), card(2)]).await.unwrap();
+        store.replace_flashcards("d1", &[card(1)]).await.unwrap();
+        assert!(store.flashcard("d1-c002").await.unwrap().is_none(), "replaced, not added");
+        assert_eq!(store.flashcard("d1-c001").await.unwrap().unwrap(), card(1));
+        let next = card(1).sm2.review(5, now).unwrap();
+        assert!(store.set_flashcard_schedule("d1-c001", &next).await.unwrap());
+        assert_eq!(store.flashcard("d1-c001").await.unwrap().unwrap().sm2, next);
+        assert!(!store.set_flashcard_schedule("nope", &next).await.unwrap());
+    }
+}
+
 pub mod listener {
     use super::*;
 
@@ -370,6 +397,7 @@ macro_rules! backend_suite {
             case!(control_queue_stats, control::queue_stats_count_states);
             case!(outputs_replace, outputs::figures_and_artifacts_replace_not_duplicate);
             case!(listener_wakes, listener::inserts_wake_idle_workers);
+            case!(flashcards_schedule, flashcards::replace_and_reschedule);
         }
     };
 }

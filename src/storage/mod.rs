@@ -152,6 +152,17 @@ pub struct Artifact {
     pub size_bytes: i64,
 }
 
+/// A flashcard and its SM-2 review state.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Flashcard {
+    pub id: String,
+    pub document_id: String,
+    pub front: String,
+    pub back: String,
+    pub page: i64,
+    pub sm2: crate::sm2::Sm2,
+}
+
 /// How a failed attempt ends.
 #[derive(Debug, Clone)]
 pub enum Failure {
@@ -259,6 +270,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Inserts or replaces an artifact by name.
     async fn put_artifact(&self, document_id: &str, artifact: &Artifact) -> Result<()>;
     async fn artifacts(&self, document_id: &str) -> Result<Vec<Artifact>>;
+    /// Replaces a document's flashcards (and their review state).
+    async fn replace_flashcards(&self, document_id: &str, cards: &[Flashcard]) -> Result<()>;
+    async fn flashcard(&self, id: &str) -> Result<Option<Flashcard>>;
+    /// Stores a card's new review state; false if there is no such card.
+    async fn set_flashcard_schedule(&self, id: &str, sm2: &crate::sm2::Sm2) -> Result<bool>;
 
     // listener
     /// Resolves when a job may have been inserted on `queue` (in this process, or — on
@@ -344,6 +360,28 @@ macro_rules! artifact_from_row {
     }};
 }
 pub(crate) use artifact_from_row;
+
+macro_rules! flashcard_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        let due: i64 = r.try_get("due")?;
+        Ok::<_, $crate::storage::StoreError>($crate::storage::Flashcard {
+            id: r.try_get("id")?,
+            document_id: r.try_get("document_id")?,
+            front: r.try_get("front")?,
+            back: r.try_get("back")?,
+            page: r.try_get("page")?,
+            sm2: $crate::sm2::Sm2 {
+                ease: r.try_get("ease")?,
+                interval_days: r.try_get::<i64, _>("interval_days")? as u32,
+                repetitions: r.try_get::<i64, _>("repetitions")? as u32,
+                due: chrono::DateTime::from_timestamp_millis(due)
+                    .ok_or_else(|| $crate::storage::StoreError::Corrupt(format!("due {due}")))?,
+            },
+        })
+    }};
+}
+pub(crate) use flashcard_from_row;
 
 /// Per-queue wake-ups for idle workers in this process.
 #[derive(Default)]

@@ -12,9 +12,9 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::{
-    Artifact, Completion, Document, Failure, Figure, Heartbeat, Job, JobState, JobStore, NewDocument, NewJob,
-    QueueStats, Result, Wakers, artifact_from_row, document_from_row, figure_from_row, job_from_row, now_ms,
-    sort_claimed,
+    Artifact, Completion, Document, Failure, Figure, Flashcard, Heartbeat, Job, JobState, JobStore, NewDocument,
+    NewJob, QueueStats, Result, Wakers, artifact_from_row, document_from_row, figure_from_row, flashcard_from_row,
+    job_from_row, now_ms, sort_claimed,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -591,6 +591,49 @@ impl JobStore for PgStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| artifact_from_row!(r)).collect()
+    }
+
+    async fn replace_flashcards(&self, document_id: &str, cards: &[Flashcard]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM flashcards WHERE document_id = $1").bind(document_id).execute(&mut *tx).await?;
+        for c in cards {
+            sqlx::query(
+                "INSERT INTO flashcards (id, document_id, front, back, page, ease, interval_days, repetitions, due)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&c.id)
+            .bind(document_id)
+            .bind(&c.front)
+            .bind(&c.back)
+            .bind(c.page)
+            .bind(c.sm2.ease)
+            .bind(c.sm2.interval_days as i64)
+            .bind(c.sm2.repetitions as i64)
+            .bind(c.sm2.due.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn flashcard(&self, id: &str) -> Result<Option<Flashcard>> {
+        let row = sqlx::query("SELECT * FROM flashcards WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(|r| flashcard_from_row!(r)).transpose()
+    }
+
+    async fn set_flashcard_schedule(&self, id: &str, sm2: &crate::sm2::Sm2) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE flashcards SET ease = $1, interval_days = $2, repetitions = $3, due = $4 WHERE id = $5",
+        )
+        .bind(sm2.ease)
+        .bind(sm2.interval_days as i64)
+        .bind(sm2.repetitions as i64)
+        .bind(sm2.due.timestamp_millis())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn wait_for_jobs(&self, queue: &str) {

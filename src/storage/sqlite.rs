@@ -13,9 +13,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    Artifact, Completion, Document, Failure, Figure, Heartbeat, Job, JobState, JobStore, NewDocument, NewJob,
-    QueueStats, Result, StoreError, Wakers, artifact_from_row, document_from_row, figure_from_row, job_from_row,
-    now_ms, sort_claimed,
+    Artifact, Completion, Document, Failure, Figure, Flashcard, Heartbeat, Job, JobState, JobStore, NewDocument,
+    NewJob, QueueStats, Result, StoreError, Wakers, artifact_from_row, document_from_row, figure_from_row,
+    flashcard_from_row, job_from_row, now_ms, sort_claimed,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -551,6 +551,48 @@ impl JobStore for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| artifact_from_row!(r)).collect()
+    }
+
+    async fn replace_flashcards(&self, document_id: &str, cards: &[Flashcard]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM flashcards WHERE document_id = ?").bind(document_id).execute(&mut *tx).await?;
+        for c in cards {
+            sqlx::query(
+                "INSERT INTO flashcards (id, document_id, front, back, page, ease, interval_days, repetitions, due)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&c.id)
+            .bind(document_id)
+            .bind(&c.front)
+            .bind(&c.back)
+            .bind(c.page)
+            .bind(c.sm2.ease)
+            .bind(c.sm2.interval_days as i64)
+            .bind(c.sm2.repetitions as i64)
+            .bind(c.sm2.due.timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn flashcard(&self, id: &str) -> Result<Option<Flashcard>> {
+        let row = sqlx::query("SELECT * FROM flashcards WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(|r| flashcard_from_row!(r)).transpose()
+    }
+
+    async fn set_flashcard_schedule(&self, id: &str, sm2: &crate::sm2::Sm2) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE flashcards SET ease = ?, interval_days = ?, repetitions = ?, due = ? WHERE id = ?")
+                .bind(sm2.ease)
+                .bind(sm2.interval_days as i64)
+                .bind(sm2.repetitions as i64)
+                .bind(sm2.due.timestamp_millis())
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn wait_for_jobs(&self, queue: &str) {

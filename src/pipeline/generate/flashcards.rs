@@ -6,24 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::text::{Material, blank_out};
 use crate::pipeline::StageError;
+use crate::sm2::Sm2;
 
 pub const MEDIA_TYPE: &str = "application/json";
 const MAX_CARDS: usize = 40;
-
-/// SM-2 state of a new card.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Sm2 {
-    pub ease: f32,
-    pub interval_days: u32,
-    pub repetitions: u32,
-    pub due: DateTime<Utc>,
-}
-
-impl Sm2 {
-    pub fn new(now: DateTime<Utc>) -> Self {
-        Sm2 { ease: 2.5, interval_days: 0, repetitions: 0, due: now }
-    }
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Card {
@@ -55,12 +41,19 @@ pub fn definition(sentence: &str) -> Option<String> {
     None
 }
 
-pub fn cards(material: &Material, now: DateTime<Utc>) -> Vec<Card> {
+/// Cards for a document; ids are `<document id>-c001`, … (unique across documents).
+pub fn cards(document_id: &str, material: &Material, now: DateTime<Utc>) -> Vec<Card> {
     let mut cards: Vec<Card> = Vec::new();
     let mut fronts = std::collections::HashSet::new();
     let mut push = |front: String, back: String, page: u32, cards: &mut Vec<Card>| {
         if cards.len() < MAX_CARDS && fronts.insert(front.to_lowercase()) {
-            cards.push(Card { id: format!("c{:03}", cards.len() + 1), front, back, page, sm2: Sm2::new(now) });
+            cards.push(Card {
+                id: format!("{document_id}-c{:03}", cards.len() + 1),
+                front,
+                back,
+                page,
+                sm2: Sm2::new(now),
+            });
         }
     };
     for s in &material.sentences {
@@ -78,8 +71,8 @@ pub fn cards(material: &Material, now: DateTime<Utc>) -> Vec<Card> {
     cards
 }
 
-pub fn build(material: &Material, now: DateTime<Utc>) -> Result<Vec<u8>, StageError> {
-    let deck = Deck { scheduler: "sm2".into(), cards: cards(material, now) };
+pub fn build(cards: Vec<Card>) -> Result<Vec<u8>, StageError> {
+    let deck = Deck { scheduler: "sm2".into(), cards };
     serde_json::to_vec_pretty(&deck).map_err(|e| StageError::transient("write flashcards", e))
 }
 

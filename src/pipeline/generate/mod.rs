@@ -11,7 +11,7 @@ pub mod text;
 use super::StageError;
 use super::workdir::write_atomic;
 use crate::context::Context;
-use crate::storage::Artifact;
+use crate::storage::{Artifact, Flashcard};
 
 pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let chunks = super::chunk::load(ctx, document_id)?;
@@ -19,29 +19,45 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let doc = ctx.store.document(document_id).await?.ok_or_else(|| StageError::BadInput("document is gone".into()))?;
     let dir = ctx.workdir(document_id).artifacts_dir();
     let title = doc.filename.clone();
-    let artifacts = tokio::task::spawn_blocking(move || -> Result<Vec<Artifact>, StageError> {
-        let material = text::Material::from_chunks(&chunks);
-        let outputs = [
-            ("cheatsheet.docx", cheatsheet::MEDIA_TYPE, cheatsheet::build(&title, &material, &figures)?),
-            ("quiz.pdf", quiz::MEDIA_TYPE, quiz::build(&title, &material)?),
-            ("flashcards.json", flashcards::MEDIA_TYPE, flashcards::build(&material, chrono::Utc::now())?),
-        ];
-        let mut artifacts = Vec::new();
-        for (name, media_type, bytes) in outputs {
-            let path = dir.join(name);
-            write_atomic(&path, &bytes)?;
-            artifacts.push(Artifact {
-                name: name.to_string(),
-                path: path.to_string_lossy().into_owned(),
-                media_type: media_type.to_string(),
-                size_bytes: bytes.len() as i64,
-            });
-        }
-        Ok(artifacts)
-    })
-    .await??;
+    let id = document_id.to_string();
+    let (artifacts, cards) =
+        tokio::task::spawn_blocking(move || -> Result<(Vec<Artifact>, Vec<flashcards::Card>), StageError> {
+            let material = text::Material::from_chunks(&chunks);
+            let cards = flashcards::cards(&id, &material, chrono::Utc::now());
+            let outputs = [
+                ("cheatsheet.docx", cheatsheet::MEDIA_TYPE, cheatsheet::build(&title, &material, &figures)?),
+                ("quiz.pdf", quiz::MEDIA_TYPE, quiz::build(&title, &material)?),
+                ("flashcards.json", flashcards::MEDIA_TYPE, flashcards::build(cards.clone())?),
+            ];
+            let mut artifacts = Vec::new();
+            for (name, media_type, bytes) in outputs {
+                let path = dir.join(name);
+                write_atomic(&path, &bytes)?;
+                artifacts.push(Artifact {
+                    name: name.to_string(),
+                    path: path.to_string_lossy().into_owned(),
+                    media_type: media_type.to_string(),
+                    size_bytes: bytes.len() as i64,
+                });
+            }
+            Ok((artifacts, cards))
+        })
+        .await??;
     for artifact in &artifacts {
         ctx.store.put_artifact(document_id, artifact).await?;
     }
+    // The review schedule lives in the store; flashcards.json is the deck as generated.
+    let cards: Vec<Flashcard> = cards
+        .into_iter()
+        .map(|c| Flashcard {
+            id: c.id,
+            document_id: document_id.to_string(),
+            front: c.front,
+            back: c.back,
+            page: c.page as i64,
+            sm2: c.sm2,
+        })
+        .collect();
+    ctx.store.replace_flashcards(document_id, &cards).await?;
     Ok(())
 }
