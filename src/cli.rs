@@ -40,6 +40,9 @@ pub struct Cli {
     /// On shutdown, seconds running jobs may take to finish before they are released.
     #[arg(long, global = true, env = "LECTERN_GRACE_SECS", default_value_t = 30)]
     pub grace_secs: u64,
+    /// Largest accepted upload in MiB (HTTP answers 413 above it).
+    #[arg(long, global = true, env = "LECTERN_MAX_UPLOAD_MB", default_value_t = 512)]
+    pub max_upload_mb: usize,
     /// Hours finished jobs are kept before workers delete them (0: keep forever).
     #[arg(long, global = true, env = "LECTERN_RETENTION_HOURS", default_value_t = 168)]
     pub retention_hours: u64,
@@ -129,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     settings.ocr_languages = cli.ocr_lang.clone();
     settings.lease = Duration::from_secs(cli.lease_secs.max(1));
     settings.grace = Duration::from_secs(cli.grace_secs);
+    settings.max_upload_bytes = cli.max_upload_mb << 20;
     settings.retention = (cli.retention_hours > 0).then(|| Duration::from_secs(cli.retention_hours * 3600));
     let pipeline = match &cli.pipeline {
         Some(path) => PipelineConfig::load(path)?,

@@ -34,6 +34,8 @@ pub struct Settings {
     pub grace: std::time::Duration,
     /// Finished jobs are deleted after this long (`None`: kept).
     pub retention: Option<std::time::Duration>,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: usize,
 }
 
 impl Settings {
@@ -47,6 +49,7 @@ impl Settings {
             lease: std::time::Duration::from_secs(30),
             grace: std::time::Duration::from_secs(30),
             retention: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+            max_upload_bytes: 512 << 20,
         }
     }
 

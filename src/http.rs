@@ -1,7 +1,9 @@
 //! The HTTP API (axum). Handlers are thin: parse, call the store or pipeline, answer JSON.
 //!
 //! - `POST /v1/documents` — multipart upload (field `file`); streams to disk, answers 202
-//!   with the document and first job ids at once.
+//!   with the document and first job ids at once (413 over the size limit, 415 for a type
+//!   Lectern cannot read).
+//! - `GET /v1/documents/{id}/artifacts`, `…/artifacts/{name}` — list and download.
 //! - `GET /v1/documents/{id}` — document status, its jobs, figures and artifacts.
 //! - `POST /v1/documents/{id}/cancel` — cancel every unfinished job of a document.
 //! - `GET /v1/jobs/{id}` — job status, stage, attempts, error;
@@ -15,7 +17,7 @@
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,10 +26,7 @@ use serde_json::json;
 
 use crate::context::Context;
 use crate::pipeline::ingest::{self, UploadWriter};
-use crate::search;
-
-/// Largest accepted upload.
-pub const MAX_UPLOAD_BYTES: usize = 512 * 1024 * 1024;
+use crate::{search, sniff};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,6 +34,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("the upload is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    UnsupportedType(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -44,6 +47,8 @@ impl IntoResponse for ApiError {
         let status = match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(json!({ "error": self.to_string() }))).into_response()
@@ -55,11 +60,14 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 pub fn router(ctx: Arc<Context>) -> Router {
+    let limit = ctx.settings.max_upload_bytes;
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/v1/documents", post(upload))
         .route("/v1/documents/{id}", get(document))
         .route("/v1/documents/{id}/cancel", post(cancel_document))
+        .route("/v1/documents/{id}/artifacts", get(artifacts))
+        .route("/v1/documents/{id}/artifacts/{name}", get(artifact))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/v1/jobs/{id}/retry", post(retry_job))
@@ -67,7 +75,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/v1/flashcards/{id}", get(flashcard))
         .route("/v1/flashcards/{id}/review", post(review_flashcard))
         .route("/v1/search", post(search_handler))
-        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES))
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(ctx)
 }
 
@@ -78,9 +86,13 @@ async fn upload(State(ctx): State<Arc<Context>>, mut multipart: Multipart) -> Re
         }
         let filename = field.file_name().unwrap_or("upload").to_string();
         let mut writer = UploadWriter::create(&ctx.settings).await.map_err(internal)?;
+        let mut head = Vec::new();
         loop {
             match field.chunk().await {
                 Ok(Some(bytes)) => {
+                    if head.len() < 2048 {
+                        head.extend_from_slice(&bytes[..bytes.len().min(2048 - head.len())]);
+                    }
                     if let Err(e) = writer.write(&bytes).await {
                         writer.abort().await;
                         return Err(internal(e));
@@ -89,9 +101,20 @@ async fn upload(State(ctx): State<Arc<Context>>, mut multipart: Multipart) -> Re
                 Ok(None) => break,
                 Err(e) => {
                     writer.abort().await;
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        return Err(ApiError::TooLarge(ctx.settings.max_upload_bytes));
+                    }
                     return Err(ApiError::BadRequest(format!("upload interrupted: {e}")));
                 }
             }
+        }
+        // Empty uploads are accepted and fail on their job with the reason, like corrupt files.
+        if !head.is_empty() && sniff::sniff(&head).is_none() {
+            writer.abort().await;
+            return Err(ApiError::UnsupportedType(format!(
+                "unsupported file type: the content looks like {}; Lectern accepts PDF, PNG, JPEG and TIFF",
+                sniff::describe(&head)
+            )));
         }
         let stored = writer.finish().await.map_err(internal)?;
         let (document_id, job_id) =
@@ -100,6 +123,33 @@ async fn upload(State(ctx): State<Arc<Context>>, mut multipart: Multipart) -> Re
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     Err(ApiError::BadRequest("multipart field \"file\" is missing".into()))
+}
+
+async fn artifacts(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if ctx.store.document(&id).await.map_err(internal)?.is_none() {
+        return Err(ApiError::NotFound(format!("document {id}")));
+    }
+    let list = ctx.store.artifacts(&id).await.map_err(internal)?;
+    let list: Vec<_> = list
+        .iter()
+        .map(|a| {
+            json!({ "name": a.name, "media_type": a.media_type, "size_bytes": a.size_bytes,
+                         "url": format!("/v1/documents/{id}/artifacts/{}", a.name) })
+        })
+        .collect();
+    Ok(Json(json!({ "artifacts": list })).into_response())
+}
+
+async fn artifact(
+    State(ctx): State<Arc<Context>>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let list = ctx.store.artifacts(&id).await.map_err(internal)?;
+    let a = list.iter().find(|a| a.name == name).ok_or_else(|| ApiError::NotFound(format!("artifact {name}")))?;
+    let bytes = tokio::fs::read(&a.path).await.map_err(internal)?;
+    let disposition = format!("attachment; filename=\"{}\"", a.name);
+    Ok(([(header::CONTENT_TYPE, a.media_type.clone()), (header::CONTENT_DISPOSITION, disposition)], bytes)
+        .into_response())
 }
 
 async fn job(State(ctx): State<Arc<Context>>, Path(id): Path<i64>) -> Result<Response, ApiError> {

@@ -81,6 +81,24 @@ async fn upload_then_poll_until_done() {
     let missing = client.get(format!("{base}/v1/jobs/999999")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 
+    // Artifacts are listed and downloadable.
+    let list: Value =
+        client.get(format!("{base}/v1/documents/{doc_id}/artifacts")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["artifacts"].as_array().unwrap().len(), 3);
+    let quiz = client.get(format!("{base}/v1/documents/{doc_id}/artifacts/quiz.pdf")).send().await.unwrap();
+    assert_eq!(quiz.headers()["content-type"], "application/pdf");
+    assert!(quiz.bytes().await.unwrap().starts_with(b"%PDF-"));
+    let nothing = client.get(format!("{base}/v1/documents/{doc_id}/artifacts/../../etc/passwd")).send().await.unwrap();
+    assert_eq!(nothing.status(), 404);
+
+    // A file that is no document is refused at once.
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(b"hello, plain text".to_vec()).file_name("notes.pdf"));
+    let refused = client.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(refused.status(), 415);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("plain text"), "{body}");
+
     // Review a flashcard: SM-2 moves it to tomorrow; a bad grade is refused.
     let deck_path =
         doc["artifacts"].as_array().unwrap().iter().find(|a| a["name"] == "flashcards.json").unwrap()["path"]
@@ -145,6 +163,32 @@ async fn cancel_a_document_then_retry_its_job() {
     assert_eq!(doc["status"], "done", "{doc}");
     let again = client.post(format!("{base}/v1/jobs/{cancelled}/retry")).send().await.unwrap();
     assert_eq!(again.status(), 400, "a done job cannot be retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_upload_is_refused_with_413_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::settings(dir.path());
+    settings.max_upload_bytes = 64 * 1024;
+    let store = lectern::storage::open(None, dir.path()).await.unwrap();
+    let ctx = std::sync::Arc::new(lectern::context::Context::new(
+        settings,
+        store,
+        lectern::config::PipelineConfig::builtin(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = lectern::http::router(ctx.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(common::fixture("paper.pdf")).unwrap()).file_name("paper.pdf"),
+    );
+    let resp = reqwest::Client::new().post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let uploads = ctx.settings.uploads_dir();
+    let leftovers = std::fs::read_dir(&uploads).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leftovers, 0, "the partial upload was removed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
