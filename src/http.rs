@@ -12,7 +12,8 @@
 //! - `POST /v1/search` — `{query, top_k}` → nearest chunks with provenance.
 //! - `GET /v1/flashcards/{id}`, `POST /v1/flashcards/{id}/review` — `{grade: 0–5}` applies
 //!   SM-2 and answers with the next due date.
-//! - `GET /healthz`.
+//! - `GET /healthz` (alive), `GET /readyz` (store answers, models on disk), `GET /metrics`
+//!   (Prometheus: jobs per queue and state, oldest waiting job, indexed chunks).
 
 use std::sync::Arc;
 
@@ -63,6 +64,8 @@ pub fn router(ctx: Arc<Context>) -> Router {
     let limit = ctx.settings.max_upload_bytes;
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/documents", post(upload))
         .route("/v1/documents/{id}", get(document))
         .route("/v1/documents/{id}/cancel", post(cancel_document))
@@ -150,6 +153,57 @@ async fn artifact(
     let disposition = format!("attachment; filename=\"{}\"", a.name);
     Ok(([(header::CONTENT_TYPE, a.media_type.clone()), (header::CONTENT_DISPOSITION, disposition)], bytes)
         .into_response())
+}
+
+/// Ready when the job store answers and the libraries and models are on disk.
+async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
+    let database = ctx.store.queue_stats(crate::storage::now_ms()).await.map(|_| ()).map_err(|e| e.to_string());
+    let s = &ctx.settings;
+    let files =
+        [s.pdfium_library(), s.onnxruntime_library(), s.layout_model(), s.embedding_model_dir().join("model.onnx")];
+    let missing: Vec<String> = files.iter().filter(|f| !f.exists()).map(|f| f.display().to_string()).collect();
+    let ready = database.is_ok() && missing.is_empty();
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "database": database.err().unwrap_or_else(|| "ok".into()),
+        "missing_models": missing,
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+/// Prometheus text format: jobs per queue and state, oldest waiting job, indexed chunks.
+async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
+    use std::fmt::Write;
+    let stats = ctx.store.queue_stats(crate::storage::now_ms()).await.map_err(internal)?;
+    let mut out = String::from("# HELP lectern_jobs Jobs by queue and state.\n# TYPE lectern_jobs gauge\n");
+    for q in &stats {
+        for (state, n) in [
+            ("available", q.available),
+            ("running", q.running),
+            ("done", q.done),
+            ("failed", q.failed),
+            ("dead", q.dead),
+            ("cancelled", q.cancelled),
+        ] {
+            let _ = writeln!(out, "lectern_jobs{{queue=\"{}\",state=\"{state}\"}} {n}", q.queue);
+        }
+    }
+    out.push_str("# HELP lectern_queue_oldest_available_seconds Age of the oldest job waiting to run.\n");
+    out.push_str("# TYPE lectern_queue_oldest_available_seconds gauge\n");
+    for q in &stats {
+        let age = q.oldest_available_ms.unwrap_or(0) as f64 / 1000.0;
+        let _ = writeln!(out, "lectern_queue_oldest_available_seconds{{queue=\"{}\"}} {age}", q.queue);
+    }
+    if let Ok(index) = ctx.index().await {
+        if let Ok(n) = index.count(None).await {
+            out.push_str(
+                "# HELP lectern_index_chunks Chunks in the LanceDB table.\n# TYPE lectern_index_chunks gauge\n",
+            );
+            let _ = writeln!(out, "lectern_index_chunks {n}");
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }
 
 async fn job(State(ctx): State<Arc<Context>>, Path(id): Path<i64>) -> Result<Response, ApiError> {

@@ -14,6 +14,8 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = lectern::cli::Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let code = runtime.block_on(lectern::cli::run(cli))?;
-    std::process::exit(code);
+    let code = runtime.block_on(lectern::cli::run(cli));
+    // Join the blocking threads so their thread-local OCR engines are dropped before exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    std::process::exit(code?);
 }

@@ -78,6 +78,12 @@ async fn upload_then_poll_until_done() {
         .unwrap();
     assert_eq!(hits["hits"][0]["document_id"], doc_id.as_str());
 
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("lectern_jobs{queue=\"generate\",state=\"done\"} 1"), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("lectern_index_chunks ") && !l.ends_with(" 0")), "{metrics}");
+
     let missing = client.get(format!("{base}/v1/jobs/999999")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 
