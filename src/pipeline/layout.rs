@@ -154,8 +154,7 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let model = ctx.layout_model().await?;
     let workdir = ctx.workdir(&payload.document_id);
-    let pages = ctx.store.document(&payload.document_id).await?.and_then(|d| d.pages).unwrap_or(1) as u32;
-    let range = payload.page_range(pages);
+    let range = super::page_range(ctx, payload).await?;
     let figures = tokio::task::spawn_blocking(move || analyse(&model, &workdir, range)).await??;
     for (page, figs) in figures {
         ctx.store.replace_figures(&payload.document_id, page, &figs).await?;

@@ -116,6 +116,12 @@ impl Payload {
     }
 }
 
+/// The pages a per-page stage works on: the payload's range within the document's page count.
+pub async fn page_range(ctx: &Context, payload: &Payload) -> Result<std::ops::RangeInclusive<u32>, StageError> {
+    let pages = ctx.store.document(&payload.document_id).await?.and_then(|d| d.pages).unwrap_or(1) as u32;
+    Ok(payload.page_range(pages))
+}
+
 /// A job for `stage` on its own queue, with that queue's defaults.
 pub fn job_for(pipeline: &PipelineConfig, stage: &str, payload: &Payload) -> NewJob {
     let queue = pipeline.queue(stage).expect("validated pipeline has a queue per stage");

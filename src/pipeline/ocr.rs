@@ -69,8 +69,7 @@ fn parse_tsv(tsv: &str) -> OcrPage {
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let workdir = ctx.workdir(&payload.document_id);
     let languages = ctx.settings.ocr_languages.clone();
-    let pages = ctx.store.document(&payload.document_id).await?.and_then(|d| d.pages).unwrap_or(1) as u32;
-    let range = payload.page_range(pages);
+    let range = super::page_range(ctx, payload).await?;
     tokio::task::spawn_blocking(move || ocr_pages(&workdir, &languages, range)).await?
 }
 
