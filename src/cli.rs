@@ -11,6 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::config::{PipelineConfig, Settings};
 use crate::context::Context;
 use crate::engine::QueueSpec;
+use crate::index::Mode;
 use crate::{http, pipeline, search, shutdown, status, storage};
 
 #[derive(Debug, Parser)]
@@ -31,6 +32,9 @@ pub struct Cli {
     /// Threads ONNX Runtime uses per inference (layout, embedding).
     #[arg(long, global = true, env = "LECTERN_ONNX_THREADS", default_value_t = 1)]
     pub onnx_threads: usize,
+    /// Embedding model: a directory under the models directory (see models/manifest.toml).
+    #[arg(long, global = true, env = "LECTERN_EMBEDDING_MODEL", default_value = "minilm")]
+    pub embedding_model: String,
     /// Tesseract languages, e.g. eng or eng+fra.
     #[arg(long, global = true, env = "LECTERN_OCR_LANG", default_value = "eng")]
     pub ocr_lang: String,
@@ -77,12 +81,19 @@ pub enum Command {
     Process {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Collection (LanceDB table) the chunks go to.
+        #[arg(long, default_value = "default")]
+        collection: String,
     },
     /// Enqueue files for the workers and print their document and job ids (no processing).
     Submit {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        #[arg(long, default_value = "default")]
+        collection: String,
     },
+    /// Delete a document: its jobs, indexed chunks, rows and work directory.
+    Delete { id: String },
     /// Show a document (by id) or a job (by number).
     Status {
         id: String,
@@ -108,8 +119,58 @@ pub enum Command {
         query: String,
         #[arg(long, default_value_t = 5)]
         top_k: usize,
+        /// vector, text (BM25) or hybrid (reciprocal rank fusion of both).
+        #[arg(long, default_value = "hybrid")]
+        mode: Mode,
+        #[arg(long, default_value = "default")]
+        collection: String,
+        /// Only these documents (repeatable).
+        #[arg(long = "document")]
+        documents: Vec<String>,
+        /// Only documents classified as this type.
+        #[arg(long)]
+        doc_type: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Inspect or maintain the LanceDB tables.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+    /// Quality measurements over real documents.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Rows, versions, fragments, size on disk and indices of a collection's table.
+    Stats {
+        #[arg(long, default_value = "default")]
+        collection: String,
+    },
+    /// Build missing indices, compact files and prune old versions now.
+    Optimize {
+        #[arg(long, default_value = "default")]
+        collection: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Recall@k of vector, text and hybrid search over a question set.
+    Retrieval {
+        /// Question set (TOML: documents and questions with expected pages).
+        #[arg(long, default_value = "benches/quality/retrieval_questions.toml")]
+        questions: PathBuf,
+        /// Directory the question set's document paths are relative to.
+        #[arg(long, default_value = "../shared/corpus")]
+        corpus: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        k: usize,
     },
 }
 
@@ -130,6 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     settings.models_dir = cli.models_dir.clone();
     settings.onnx_threads = cli.onnx_threads.max(1);
     settings.ocr_languages = cli.ocr_lang.clone();
+    settings.embedding_model = cli.embedding_model.clone();
     settings.lease = Duration::from_secs(cli.lease_secs.max(1));
     settings.grace = Duration::from_secs(cli.grace_secs);
     settings.max_upload_bytes = cli.max_upload_mb << 20;
@@ -210,10 +272,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Process { files } => process(ctx, &files).await,
-        Command::Submit { files } => {
+        Command::Process { files, collection } => process(ctx, &files, &collection).await,
+        Command::Submit { files, collection } => {
             for file in &files {
-                let (id, job) = pipeline::ingest::submit_file(&ctx, file)
+                let (id, job) = pipeline::ingest::submit_file_to(&ctx, file, &collection)
                     .await
                     .with_context(|| format!("read {}", file.display()))?;
                 println!("{id} {job} {}", file.display());
@@ -221,8 +283,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Status { id, json } => show_status(&ctx, &id, json).await,
-        Command::Search { query, top_k, json } => {
-            let hits = search::search(&ctx, &query, top_k).await?;
+        Command::Delete { id } => {
+            if !status::delete_document(&ctx, &id).await? {
+                bail!("no document {id}");
+            }
+            println!("deleted {id}");
+            Ok(0)
+        }
+        Command::Index { command: IndexCommand::Stats { collection } } => {
+            let stats = ctx.index().await?.stats(&collection).await?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(0)
+        }
+        Command::Index { command: IndexCommand::Optimize { collection } } => {
+            let index = ctx.index().await?;
+            index.maintain(&collection).await?;
+            println!("{}", serde_json::to_string_pretty(&index.stats(&collection).await?)?);
+            Ok(0)
+        }
+        Command::Eval { command: EvalCommand::Retrieval { questions, corpus, k } } => {
+            crate::eval::retrieval(ctx, &questions, &corpus, k).await?;
+            Ok(0)
+        }
+        Command::Search { query, top_k, mode, collection, documents, doc_type, json } => {
+            let mut req = search::SearchRequest::new(query, top_k, mode);
+            req.collection = collection;
+            req.document_ids = (!documents.is_empty()).then_some(documents);
+            req.doc_type = doc_type;
+            let hits = search::search(&ctx, &req).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
             } else if hits.is_empty() {
@@ -231,11 +319,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             for (i, h) in hits.iter().enumerate().filter(|_| !json) {
                 let snippet: String = h.text.chars().take(100).collect();
                 println!(
-                    "{:>2}. score {:.3}  document {}  page {}\n    {snippet}…",
+                    "{:>2}. score {:.3}  document {}  page {}  {}\n    {snippet}…",
                     i + 1,
                     h.score,
                     h.document_id,
-                    h.page
+                    h.page,
+                    h.heading_path.join(" > ")
                 );
             }
             Ok(0)
@@ -289,11 +378,12 @@ async fn serve(ctx: Arc<Context>, listen: &str, workers: bool) -> anyhow::Result
     Ok(0)
 }
 
-async fn process(ctx: Arc<Context>, files: &[PathBuf]) -> anyhow::Result<i32> {
+async fn process(ctx: Arc<Context>, files: &[PathBuf], collection: &str) -> anyhow::Result<i32> {
     let mut docs = Vec::new();
     for file in files {
-        let (id, _) =
-            pipeline::ingest::submit_file(&ctx, file).await.with_context(|| format!("read {}", file.display()))?;
+        let (id, _) = pipeline::ingest::submit_file_to(&ctx, file, collection)
+            .await
+            .with_context(|| format!("read {}", file.display()))?;
         docs.push((file.clone(), id));
     }
     let (trigger, shutdown) = shutdown::channel();
@@ -359,8 +449,8 @@ async fn process(ctx: Arc<Context>, files: &[PathBuf]) -> anyhow::Result<i32> {
     }
     let indexed = ctx.index().await.ok();
     if let Some(index) = indexed {
-        if let Ok(n) = index.count(None).await {
-            println!("\nLanceDB: {n} chunks in {}", ctx.settings.lancedb_dir().display());
+        if let Ok(n) = index.count(collection, None).await {
+            println!("\nLanceDB: {n} chunks in collection {collection} ({})", ctx.settings.lancedb_dir().display());
         }
     }
     Ok(if failed > 0 { 1 } else { 0 })

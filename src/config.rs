@@ -28,6 +28,8 @@ pub struct Settings {
     pub onnx_threads: usize,
     /// Tesseract language(s), e.g. "eng" or "eng+fra".
     pub ocr_languages: String,
+    /// Embedding model directory under `models_dir`; also the model name stored per vector.
+    pub embedding_model: String,
     /// How long a claimed job is held without a heartbeat.
     pub lease: std::time::Duration,
     /// On shutdown, how long running jobs may finish before they are released.
@@ -46,6 +48,7 @@ impl Settings {
             models_dir: PathBuf::from("models/cache"),
             onnx_threads: 1,
             ocr_languages: "eng".to_string(),
+            embedding_model: "minilm".to_string(),
             lease: std::time::Duration::from_secs(30),
             grace: std::time::Duration::from_secs(30),
             retention: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
@@ -73,7 +76,7 @@ impl Settings {
         self.models_dir.join("layout/layout_cdla.onnx")
     }
     pub fn embedding_model_dir(&self) -> PathBuf {
-        self.models_dir.join("minilm")
+        self.models_dir.join(&self.embedding_model)
     }
 }
 
@@ -112,6 +115,10 @@ pub struct PipelineConfig {
     pub stages: Vec<String>,
     #[serde(default)]
     pub fan_out: FanOutConfig,
+    #[serde(default)]
+    pub chunk: crate::pipeline::chunk::ChunkConfig,
+    #[serde(default)]
+    pub classify: crate::classify::ClassifyConfig,
     pub queues: BTreeMap<String, QueueConfig>,
 }
 
@@ -145,6 +152,11 @@ impl PipelineConfig {
             if !config.stages.contains(stage) || stage == "ingest" {
                 return Err(ConfigError::Invalid(format!("fan_out stage {stage:?} is not a stage after ingest")));
             }
+        }
+        if config.chunk.max_tokens < 32 || config.chunk.overlap_tokens >= config.chunk.max_tokens / 2 {
+            return Err(ConfigError::Invalid(
+                "chunk.max_tokens must be at least 32 and overlap_tokens under half of it".into(),
+            ));
         }
         if config.fan_out.pages_per_job == 0 {
             return Err(ConfigError::Invalid("fan_out.pages_per_job must be at least 1".into()));

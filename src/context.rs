@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
+use crate::classify::Labels;
 use crate::config::{PipelineConfig, Settings};
 use crate::engine::EngineConfig;
 use crate::index::VectorIndex;
@@ -22,12 +23,23 @@ pub struct Context {
     pub pipeline: PipelineConfig,
     layout: OnceCell<Arc<LayoutModel>>,
     embedder: OnceCell<Arc<Embedder>>,
+    tokenizer: OnceCell<Arc<tokenizers::Tokenizer>>,
+    labels: OnceCell<Arc<Labels>>,
     index: OnceCell<Arc<VectorIndex>>,
 }
 
 impl Context {
     pub fn new(settings: Settings, store: Arc<dyn JobStore>, pipeline: PipelineConfig) -> Self {
-        Self { settings, store, pipeline, layout: OnceCell::new(), embedder: OnceCell::new(), index: OnceCell::new() }
+        Self {
+            settings,
+            store,
+            pipeline,
+            layout: OnceCell::new(),
+            embedder: OnceCell::new(),
+            tokenizer: OnceCell::new(),
+            labels: OnceCell::new(),
+            index: OnceCell::new(),
+        }
     }
 
     pub fn engine_config(&self) -> EngineConfig {
@@ -59,11 +71,36 @@ impl Context {
             .cloned()
     }
 
+    /// The process's embedding thread (started on first use).
     pub async fn embedder(&self) -> Result<Arc<Embedder>, StageError> {
         let settings = self.settings.clone();
         self.embedder
             .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || Embedder::load(&settings).map(Arc::new)).await?
+                tokio::task::spawn_blocking(move || Embedder::start(&settings).map(Arc::new)).await?
+            })
+            .await
+            .cloned()
+    }
+
+    /// The embedding model's tokenizer, for counting chunk tokens.
+    pub async fn tokenizer(&self) -> Result<Arc<tokenizers::Tokenizer>, StageError> {
+        let settings = self.settings.clone();
+        self.tokenizer
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || crate::pipeline::embed::load_tokenizer(&settings).map(Arc::new))
+                    .await?
+            })
+            .await
+            .cloned()
+    }
+
+    /// Document-type label vectors, embedded once.
+    pub async fn labels(&self) -> Result<Arc<Labels>, StageError> {
+        self.labels
+            .get_or_try_init(|| async {
+                let labels = &self.pipeline.classify.labels;
+                let vectors = self.embedder().await?.embed(labels.values().cloned().collect()).await?;
+                Ok(Arc::new(Labels { names: labels.keys().cloned().collect(), vectors }))
             })
             .await
             .cloned()

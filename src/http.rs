@@ -1,15 +1,18 @@
 //! The HTTP API (axum). Handlers are thin: parse, call the store or pipeline, answer JSON.
 //!
-//! - `POST /v1/documents` — multipart upload (field `file`); streams to disk, answers 202
-//!   with the document and first job ids at once (413 over the size limit, 415 for a type
-//!   Lectern cannot read).
+//! - `POST /v1/documents` — multipart upload (field `file`, optional `collection` before it
+//!   or `?collection=`); streams to disk, answers 202 with the document and first job ids at
+//!   once (413 over the size limit, 415 for a type Lectern cannot read).
+//! - `DELETE /v1/documents/{id}` — cancel its jobs, remove its chunks from the index, its
+//!   rows and its work directory.
 //! - `GET /v1/documents/{id}/artifacts`, `…/artifacts/{name}` — list and download.
 //! - `GET /v1/documents/{id}` — document status, its jobs, figures and artifacts.
 //! - `POST /v1/documents/{id}/cancel` — cancel every unfinished job of a document.
 //! - `GET /v1/jobs/{id}` — job status, stage, attempts, error;
 //!   `POST /v1/jobs/{id}/cancel`, `POST /v1/jobs/{id}/retry`.
 //! - `GET /v1/queues` — jobs per queue and state, age of the oldest waiting job.
-//! - `POST /v1/search` — `{query, top_k}` → nearest chunks with provenance.
+//! - `POST /v1/search` — `{query, top_k, collection?, document_ids?, doc_type?, mode:
+//!   vector|text|hybrid}` → chunks with document, page, bbox, heading path and score.
 //! - `GET /v1/flashcards/{id}`, `POST /v1/flashcards/{id}/review` — `{grade: 0–5}` applies
 //!   SM-2 and answers with the next due date.
 //! - `GET /healthz` (alive), `GET /readyz` (store answers, models on disk), `GET /metrics`
@@ -17,7 +20,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,7 +30,7 @@ use serde_json::json;
 
 use crate::context::Context;
 use crate::pipeline::ingest::{self, UploadWriter};
-use crate::{search, sniff};
+use crate::{index, search, sniff};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -67,7 +70,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/documents", post(upload))
-        .route("/v1/documents/{id}", get(document))
+        .route("/v1/documents/{id}", get(document).delete(delete_document))
         .route("/v1/documents/{id}/cancel", post(cancel_document))
         .route("/v1/documents/{id}/artifacts", get(artifacts))
         .route("/v1/documents/{id}/artifacts/{name}", get(artifact))
@@ -82,11 +85,27 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .with_state(ctx)
 }
 
-async fn upload(State(ctx): State<Arc<Context>>, mut multipart: Multipart) -> Result<Response, ApiError> {
+#[derive(Debug, Deserialize)]
+struct UploadParams {
+    collection: Option<String>,
+}
+
+/// Multipart upload: an optional `collection` text field (or `?collection=`), then `file`.
+async fn upload(
+    State(ctx): State<Arc<Context>>,
+    Query(params): Query<UploadParams>,
+    mut multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let mut collection = params.collection.unwrap_or_else(|| ingest::DEFAULT_COLLECTION.to_string());
     while let Some(mut field) = multipart.next_field().await.map_err(|e| ApiError::BadRequest(e.to_string()))? {
+        if field.name() == Some("collection") {
+            collection = field.text().await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            continue;
+        }
         if field.name() != Some("file") {
             continue;
         }
+        index::table_name(&collection).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let filename = field.file_name().unwrap_or("upload").to_string();
         let mut writer = UploadWriter::create(&ctx.settings).await.map_err(internal)?;
         let mut head = Vec::new();
@@ -120,9 +139,11 @@ async fn upload(State(ctx): State<Arc<Context>>, mut multipart: Multipart) -> Re
             )));
         }
         let stored = writer.finish().await.map_err(internal)?;
-        let (document_id, job_id) =
-            ingest::submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &filename).await.map_err(internal)?;
-        let body = json!({ "document_id": document_id, "job_id": job_id, "sha256": stored.sha256 });
+        let (document_id, job_id) = ingest::submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &filename, &collection)
+            .await
+            .map_err(internal)?;
+        let body =
+            json!({ "document_id": document_id, "job_id": job_id, "sha256": stored.sha256, "collection": collection });
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     Err(ApiError::BadRequest("multipart field \"file\" is missing".into()))
@@ -196,11 +217,12 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> 
         let _ = writeln!(out, "lectern_queue_oldest_available_seconds{{queue=\"{}\"}} {age}", q.queue);
     }
     if let Ok(index) = ctx.index().await {
-        if let Ok(n) = index.count(None).await {
-            out.push_str(
-                "# HELP lectern_index_chunks Chunks in the LanceDB table.\n# TYPE lectern_index_chunks gauge\n",
-            );
-            let _ = writeln!(out, "lectern_index_chunks {n}");
+        out.push_str("# HELP lectern_index_chunks Chunks in a collection's LanceDB table.\n");
+        out.push_str("# TYPE lectern_index_chunks gauge\n");
+        for collection in index.collections().await.unwrap_or_default() {
+            if let Ok(n) = index.count(&collection, None).await {
+                let _ = writeln!(out, "lectern_index_chunks{{collection=\"{collection}\"}} {n}");
+            }
         }
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
@@ -230,6 +252,13 @@ async fn retry_job(State(ctx): State<Arc<Context>>, Path(id): Path<i64>) -> Resu
         return Err(ApiError::BadRequest(format!("job {id} is not failed, dead or cancelled")));
     }
     Ok(Json(json!({ "id": id, "state": "available" })).into_response())
+}
+
+async fn delete_document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if !crate::status::delete_document(&ctx, &id).await.map_err(internal)? {
+        return Err(ApiError::NotFound(format!("document {id}")));
+    }
+    Ok(Json(json!({ "id": id, "deleted": true })).into_response())
 }
 
 async fn cancel_document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -273,21 +302,13 @@ async fn review_flashcard(
     Ok(Json(card).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct SearchRequest {
-    query: String,
-    #[serde(default = "default_top_k")]
-    top_k: usize,
-}
-
-fn default_top_k() -> usize {
-    5
-}
-
-async fn search_handler(State(ctx): State<Arc<Context>>, Json(req): Json<SearchRequest>) -> Result<Response, ApiError> {
-    if req.query.trim().is_empty() {
-        return Err(ApiError::BadRequest("query is empty".into()));
-    }
-    let hits = search::search(&ctx, &req.query, req.top_k.clamp(1, 100)).await.map_err(internal)?;
-    Ok(Json(json!({ "hits": hits })).into_response())
+async fn search_handler(
+    State(ctx): State<Arc<Context>>,
+    Json(req): Json<search::SearchRequest>,
+) -> Result<Response, ApiError> {
+    let hits = search::search(&ctx, &req).await.map_err(|e| match e {
+        search::SearchError::Invalid(m) => ApiError::BadRequest(m),
+        e => internal(e),
+    })?;
+    Ok(Json(json!({ "mode": req.mode, "hits": hits })).into_response())
 }

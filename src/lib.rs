@@ -11,17 +11,22 @@
 //!   (pdfium), [`pipeline::layout`] (ONNX layout model), [`pipeline::ocr`] (tesseract),
 //!   [`pipeline::chunk`], [`pipeline::embed`] (fastembed → LanceDB) and
 //!   [`pipeline::generate`] (cheat sheet, quiz, flashcards).
-//! - [`index`] — the LanceDB table of chunk vectors; [`search`] queries it.
+//! - [`index`] — LanceDB, one table of chunks per collection: upsert, maintenance, vector,
+//!   full-text and hybrid search; [`search`] embeds the query and asks it;
+//!   [`classify`] — a document's type from its embedding.
 //! - [`http`] — the HTTP API; [`cli`] — the command line. Both are thin.
 //! - [`context`] — shared process state and lazily loaded models; [`config`] — settings
 //!   and the pipeline definition (`jobs/pipeline.toml`); [`onnx`] — the one ONNX Runtime
 //!   environment; [`sniff`] — file types from bytes; [`status`] — the operator's view of
-//!   a document; [`shutdown`] — graceful stop; [`sm2`] — flashcard review scheduling.
+//!   a document; [`shutdown`] — graceful stop; [`sm2`] — flashcard review scheduling;
+//!   [`eval`] — quality measurements (`lectern eval`).
 
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod context;
 pub mod engine;
+pub mod eval;
 pub mod http;
 pub mod index;
 pub mod onnx;

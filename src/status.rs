@@ -1,5 +1,5 @@
 //! What operators and learners ask of stored documents, shared by HTTP and CLI: a
-//! document's status, and flashcard reviews.
+//! document's status, deleting a document, and flashcard reviews.
 
 use serde::Serialize;
 
@@ -23,6 +23,32 @@ pub async fn document_status(ctx: &Context, id: &str) -> Result<Option<DocumentS
         artifacts: ctx.store.artifacts(id).await?,
         document,
     }))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Stage(#[from] crate::pipeline::StageError),
+    #[error("remove from the index: {0}")]
+    Index(#[from] crate::index::IndexError),
+    #[error("remove work directory: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Stops the document's jobs, removes its chunks from the index, then its rows and work
+/// directory. The upload itself stays: it is stored by content and may be shared.
+pub async fn delete_document(ctx: &Context, id: &str) -> Result<bool, DeleteError> {
+    let Some(document) = ctx.store.document(id).await? else { return Ok(false) };
+    ctx.store.cancel_document(id).await?;
+    ctx.index().await?.delete_document(&document.collection, id).await?;
+    let deleted = ctx.store.delete_document(id).await?;
+    match std::fs::remove_dir_all(ctx.settings.document_dir(id)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    Ok(deleted)
 }
 
 #[derive(Debug, thiserror::Error)]

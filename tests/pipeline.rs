@@ -4,6 +4,8 @@
 
 mod common;
 
+use lectern::index::Mode;
+
 use std::time::Duration;
 
 use lectern::pipeline::ingest;
@@ -54,10 +56,9 @@ async fn documents_flow_through_every_queue_and_bad_ones_fail_cleanly() {
     assert!(!ctx.store.figures(&ids[2]).await.unwrap().is_empty(), "figures from the paper");
 
     // Search finds the right document and page, for the text layer and for OCR text.
-    let hits =
-        lectern::search::search(&ctx, "managing geospatial data shared by several organizations", 5).await.unwrap();
+    let hits = common::search(&ctx, "managing geospatial data shared by several organizations", Mode::Hybrid).await;
     assert_eq!((hits[0].document_id.as_str(), hits[0].page), (ids[2].as_str(), 2), "{hits:#?}");
-    let hits = lectern::search::search(&ctx, "Emanuel Goldberg developed a machine", 5).await.unwrap();
+    let hits = common::search(&ctx, "Emanuel Goldberg developed a machine", Mode::Hybrid).await;
     assert_eq!((hits[0].document_id.as_str(), hits[0].page), (ids[3].as_str(), 1), "{hits:#?}");
 
     trigger.trigger();

@@ -72,11 +72,12 @@ async fn born_digital_pdf_through_every_stage() {
     // embed: one row per chunk, and re-embedding replaces rather than duplicates.
     run_stage(&ctx, Stage::Embed, &id).await.unwrap();
     let index = ctx.index().await.unwrap();
-    assert_eq!(index.count(Some(&id)).await.unwrap(), chunks.len());
+    assert_eq!(index.count("default", Some(&id)).await.unwrap(), chunks.len());
     run_stage(&ctx, Stage::Embed, &id).await.unwrap();
-    assert_eq!(index.count(Some(&id)).await.unwrap(), chunks.len());
+    assert_eq!(index.count("default", Some(&id)).await.unwrap(), chunks.len());
     let hits =
-        lectern::search::search(&ctx, "managing geospatial data shared by several organizations", 3).await.unwrap();
+        common::search(&ctx, "managing geospatial data shared by several organizations", lectern::index::Mode::Vector)
+            .await;
     assert_eq!((hits[0].document_id.as_str(), hits[0].page), (id.as_str(), 2), "{hits:#?}");
 
     // generate: the three artifacts exist and read back.

@@ -25,7 +25,13 @@ fn job(queue: &str, doc: Option<&str>, priority: i32) -> NewJob {
 }
 
 fn doc(id: &str) -> NewDocument {
-    NewDocument { id: id.into(), sha256: "ab".repeat(32), filename: "f.pdf".into(), size_bytes: 10 }
+    NewDocument {
+        id: id.into(),
+        sha256: "ab".repeat(32),
+        filename: "f.pdf".into(),
+        size_bytes: 10,
+        collection: "default".into(),
+    }
 }
 
 fn done(job: &Job, worker: &str, next: Vec<NewJob>) -> Completion {

@@ -1,6 +1,8 @@
-//! Stage 5, chunk: page text in reading order into chunks of whole sentences that keep
-//! document id, page number and bounding box. Words inside header/footer regions found by
-//! the layout model are left out of the body text.
+//! Stage 5, chunk: page words and layout regions into chunks that follow the document's
+//! structure. Titles start a new chunk and become the heading path carried by the chunks
+//! under them; paragraphs are cut only between sentences; a table or a caption stays whole;
+//! a caption links the figure it belongs to. Sizes are counted in tokens of the embedding
+//! model's tokenizer. Header and footer regions are left out.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -8,25 +10,75 @@ use sha2::{Digest, Sha256};
 use super::StageError;
 use super::workdir::{BBox, Page, Word, read_json, union, write_json};
 use crate::context::Context;
+use crate::storage::Figure;
 
-/// Upper bound on words per chunk (MiniLM reads up to 256 tokens; ~1.3 tokens per word).
-pub const MAX_WORDS: usize = 120;
+/// Chunk sizes, from `[chunk]` in `jobs/pipeline.toml`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunkConfig {
+    /// Most tokens in a chunk, heading path included (MiniLM reads 256 with its two specials).
+    pub max_tokens: usize,
+    /// Tokens of whole trailing sentences repeated at the start of the next chunk.
+    pub overlap_tokens: usize,
+}
+
+impl Default for ChunkConfig {
+    fn default() -> Self {
+        Self { max_tokens: 250, overlap_tokens: 0 }
+    }
+}
+
+/// Where a chunk lies on one page.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Span {
+    pub page: u32,
+    pub bbox: BBox,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Chunk {
-    /// Stable id from document, page and position: re-chunking gives the same ids.
+    /// Stable id from document, position and content: re-chunking gives the same ids.
     pub id: String,
     pub document_id: String,
-    pub page: u32,
     pub index: u32,
-    pub text: String,
+    /// First page of the chunk and its box there.
+    pub page: u32,
     pub bbox: BBox,
+    /// Every page the chunk touches (a paragraph may run over a page break).
+    pub spans: Vec<Span>,
+    /// Section titles above this chunk, outermost first.
+    pub heading_path: Vec<String>,
+    /// Figure images (paths under the work directory) whose captions are in this chunk.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub figures: Vec<String>,
+    /// Tokens of [`Chunk::embedding_text`].
+    pub tokens: u32,
+    pub text: String,
+}
+
+impl Chunk {
+    /// What the embedding model reads: heading path, then the text.
+    pub fn embedding_text(&self) -> String {
+        embedding_text(&self.heading_path, &self.text)
+    }
+}
+
+fn embedding_text(heading_path: &[String], text: &str) -> String {
+    if heading_path.is_empty() { text.to_string() } else { format!("{}\n{}", heading_path.join(" > "), text) }
 }
 
 pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let workdir = ctx.workdir(document_id);
     let pages = workdir.load_pages()?;
-    let chunks = chunk_pages(document_id, &pages);
+    let figures = ctx.store.figures(document_id).await?;
+    let tokenizer = ctx.tokenizer().await?;
+    let config = ctx.pipeline.chunk;
+    let id = document_id.to_string();
+    let chunks = tokio::task::spawn_blocking(move || {
+        let count = |text: &str| tokenizer.encode(text, false).map(|e| e.len()).unwrap_or(text.len() / 4);
+        chunk_pages(&id, &pages, &figures, &config, &count)
+    })
+    .await?;
     write_json(&workdir.chunks_file(), &chunks)
 }
 
@@ -34,54 +86,284 @@ pub fn load(ctx: &Context, document_id: &str) -> Result<Vec<Chunk>, StageError> 
     read_json(&ctx.workdir(document_id).chunks_file())
 }
 
-pub fn chunk_pages(document_id: &str, pages: &[Page]) -> Vec<Chunk> {
-    let mut chunks = Vec::new();
-    for page in pages {
-        let body: Vec<&Word> = page.words.iter().filter(|w| !in_margin_region(page, w)).collect();
-        let mut current: Vec<&Word> = Vec::new();
-        let mut index = 0;
-        for (i, word) in body.iter().enumerate() {
-            current.push(word);
-            let sentence_end = word.text.ends_with(['.', '?', '!', ':']);
-            let last = i + 1 == body.len();
-            // Close at a sentence end once the chunk is reasonably full, or hard at MAX_WORDS.
-            if last || current.len() >= MAX_WORDS || (sentence_end && current.len() >= MAX_WORDS * 2 / 3) {
-                chunks.push(make_chunk(document_id, page.number, index, &current));
-                index += 1;
-                current.clear();
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Heading,
+    Text,
+    /// Kept whole: tables and captions.
+    Whole,
+}
+
+/// Consecutive words of one layout region.
+struct Block<'a> {
+    kind: Kind,
+    caption: bool,
+    words: Vec<(u32, &'a Word)>,
+}
+
+/// A piece the packer never cuts: a sentence, a table, a caption.
+struct Unit<'a> {
+    words: Vec<(u32, &'a Word)>,
+    tokens: usize,
+    sentence: bool,
+    figure: Option<String>,
+}
+
+/// Longest title treated as a heading; longer "titles" are misdetected paragraphs.
+const MAX_HEADING_WORDS: usize = 24;
+const MAX_HEADING_DEPTH: usize = 3;
+
+pub fn chunk_pages(
+    document_id: &str,
+    pages: &[Page],
+    figures: &[Figure],
+    config: &ChunkConfig,
+    count: &dyn Fn(&str) -> usize,
+) -> Vec<Chunk> {
+    let mut packer =
+        Packer { document_id, config, count, chunks: Vec::new(), heading_path: Vec::new(), units: Vec::new() };
+    for block in blocks(pages) {
+        match block.kind {
+            Kind::Heading => {
+                packer.flush(false);
+                packer.heading_path = push_heading(&packer.heading_path, &join(&block.words));
+            }
+            Kind::Text => {
+                for sentence in sentences(&block.words) {
+                    packer.add(unit(sentence, true, None, count));
+                }
+            }
+            Kind::Whole => {
+                let figure = if block.caption { caption_figure(&block.words, figures) } else { None };
+                packer.add(unit(block.words, false, figure, count));
             }
         }
     }
-    chunks
+    packer.flush(false);
+    packer.chunks
 }
 
-fn make_chunk(document_id: &str, page: u32, index: u32, words: &[&Word]) -> Chunk {
-    let text = words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
-    let mut hasher = Sha256::new();
-    hasher.update(document_id.as_bytes());
-    hasher.update(page.to_le_bytes());
-    hasher.update(index.to_le_bytes());
-    hasher.update(text.as_bytes());
-    Chunk {
-        id: hex::encode(&hasher.finalize()[..12]),
-        document_id: document_id.to_string(),
-        page,
-        index,
-        text,
-        bbox: union(words.iter().map(|w| w.bbox)).unwrap_or_default(),
+struct Packer<'a, 'w> {
+    document_id: &'a str,
+    config: &'a ChunkConfig,
+    count: &'a dyn Fn(&str) -> usize,
+    chunks: Vec<Chunk>,
+    heading_path: Vec<String>,
+    units: Vec<Unit<'w>>,
+}
+
+impl<'w> Packer<'_, 'w> {
+    fn budget(&self) -> usize {
+        let heading = if self.heading_path.is_empty() { 0 } else { (self.count)(&self.heading_path.join(" > ")) + 1 };
+        self.config.max_tokens.saturating_sub(heading).max(self.config.max_tokens / 2)
+    }
+
+    fn add(&mut self, unit: Unit<'w>) {
+        let budget = self.budget();
+        if unit.tokens > budget {
+            // Longer than a whole chunk: cut it into word windows of the budget.
+            self.flush(false);
+            for piece in split_words(unit, budget, self.count) {
+                self.units.push(piece);
+                self.flush(false);
+            }
+            return;
+        }
+        let used: usize = self.units.iter().map(|u| u.tokens).sum();
+        if used + unit.tokens > budget {
+            self.flush(true);
+        }
+        self.units.push(unit);
+    }
+
+    /// Closes the current chunk; with `overlap`, its last whole sentences open the next one.
+    fn flush(&mut self, overlap: bool) {
+        if self.units.is_empty() {
+            return;
+        }
+        let units = std::mem::take(&mut self.units);
+        let words: Vec<(u32, &Word)> = units.iter().flat_map(|u| u.words.iter().copied()).collect();
+        let figures: Vec<String> = units.iter().filter_map(|u| u.figure.clone()).collect();
+        self.push_chunk(&words, figures);
+        if overlap && self.config.overlap_tokens > 0 {
+            let mut carried = Vec::new();
+            let mut tokens = 0;
+            for u in units.into_iter().rev() {
+                if !u.sentence || tokens + u.tokens > self.config.overlap_tokens {
+                    break;
+                }
+                tokens += u.tokens;
+                carried.push(u);
+            }
+            carried.reverse();
+            self.units = carried;
+        }
+    }
+
+    fn push_chunk(&mut self, words: &[(u32, &Word)], figures: Vec<String>) {
+        let text = join(words);
+        let index = self.chunks.len() as u32;
+        let mut spans: Vec<Span> = Vec::new();
+        for (page, word) in words {
+            match spans.last_mut() {
+                Some(span) if span.page == *page => span.bbox = union([span.bbox, word.bbox]).expect("two boxes"),
+                _ => spans.push(Span { page: *page, bbox: word.bbox }),
+            }
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(self.document_id.as_bytes());
+        hasher.update(index.to_le_bytes());
+        hasher.update(self.heading_path.join("\u{1f}").as_bytes());
+        hasher.update(text.as_bytes());
+        let tokens = (self.count)(&embedding_text(&self.heading_path, &text)) as u32;
+        self.chunks.push(Chunk {
+            id: hex::encode(&hasher.finalize()[..12]),
+            document_id: self.document_id.to_string(),
+            index,
+            page: spans[0].page,
+            bbox: spans[0].bbox,
+            spans,
+            heading_path: self.heading_path.clone(),
+            figures,
+            tokens,
+            text,
+        });
     }
 }
 
-fn in_margin_region(page: &Page, word: &Word) -> bool {
+/// Words grouped by the layout region they fall in, in reading order.
+fn blocks(pages: &[Page]) -> Vec<Block<'_>> {
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut last_key = None;
+    for page in pages {
+        for word in &page.words {
+            let region = region_of(page, word);
+            let label = region.map(|i| page.regions[i].label.as_str()).unwrap_or("text");
+            if label == "header" || label == "footer" {
+                continue;
+            }
+            let kind = match label {
+                "title" => Kind::Heading,
+                "table" | "figure_caption" | "table_caption" => Kind::Whole,
+                _ => Kind::Text,
+            };
+            let key = (page.number, region);
+            match blocks.last_mut() {
+                Some(b) if last_key == Some(key) => b.words.push((page.number, word)),
+                _ => blocks.push(Block { kind, caption: label.ends_with("caption"), words: vec![(page.number, word)] }),
+            }
+            last_key = Some(key);
+        }
+    }
+    for b in &mut blocks {
+        if b.kind == Kind::Heading && b.words.len() > MAX_HEADING_WORDS {
+            b.kind = Kind::Text;
+        }
+    }
+    blocks
+}
+
+/// The smallest layout region holding the word's centre.
+fn region_of(page: &Page, word: &Word) -> Option<usize> {
     let cx = (word.bbox[0] + word.bbox[2]) / 2.0;
     let cy = (word.bbox[1] + word.bbox[3]) / 2.0;
-    page.regions.iter().any(|r| {
-        (r.label == "header" || r.label == "footer")
-            && cx >= r.bbox[0]
-            && cx <= r.bbox[2]
-            && cy >= r.bbox[1]
-            && cy <= r.bbox[3]
-    })
+    let area = |b: &BBox| (b[2] - b[0]) * (b[3] - b[1]);
+    page.regions
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            r.label != "figure" && cx >= r.bbox[0] && cx <= r.bbox[2] && cy >= r.bbox[1] && cy <= r.bbox[3]
+        })
+        .min_by(|a, b| area(&a.1.bbox).total_cmp(&area(&b.1.bbox)))
+        .map(|(i, _)| i)
+}
+
+/// New heading path after `title`: "2.1 Methods" is level 2, unnumbered titles level 1.
+fn push_heading(path: &[String], title: &str) -> Vec<String> {
+    let number = title.split_whitespace().next().unwrap_or("");
+    let numbered = !number.is_empty()
+        && number.trim_end_matches('.').split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    let level = if numbered { number.trim_end_matches('.').split('.').count() } else { 1 };
+    let level = level.min(MAX_HEADING_DEPTH);
+    let mut path: Vec<String> = path.iter().take(level - 1).cloned().collect();
+    path.push(title.to_string());
+    path
+}
+
+/// Splits a paragraph after words ending a sentence when the next word starts a new one.
+fn sentences<'a>(words: &[(u32, &'a Word)]) -> Vec<Vec<(u32, &'a Word)>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        current.push(*w);
+        let ends = w.1.text.ends_with(['.', '?', '!']);
+        let next_starts =
+            words.get(i + 1).is_some_and(|n| n.1.text.starts_with(|c: char| c.is_uppercase() || c.is_ascii_digit()));
+        if ends && next_starts {
+            out.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+fn unit<'a>(
+    words: Vec<(u32, &'a Word)>,
+    sentence: bool,
+    figure: Option<String>,
+    count: &dyn Fn(&str) -> usize,
+) -> Unit<'a> {
+    let tokens = count(&join(&words));
+    Unit { words, tokens, sentence, figure }
+}
+
+fn split_words<'a>(unit: Unit<'a>, budget: usize, count: &dyn Fn(&str) -> usize) -> Vec<Unit<'a>> {
+    let mut out: Vec<Unit> = Vec::new();
+    let mut current = Vec::new();
+    let mut tokens = 0;
+    for w in unit.words {
+        let t = count(&w.1.text).max(1);
+        if tokens + t > budget && !current.is_empty() {
+            out.push(Unit { words: std::mem::take(&mut current), tokens, sentence: false, figure: None });
+            tokens = 0;
+        }
+        current.push(w);
+        tokens += t;
+    }
+    if !current.is_empty() {
+        out.push(Unit { words: current, tokens, sentence: false, figure: None });
+    }
+    if let Some(first) = out.first_mut() {
+        first.figure = unit.figure;
+    }
+    out
+}
+
+/// The figure on the caption's page whose box is vertically closest to the caption.
+fn caption_figure(words: &[(u32, &Word)], figures: &[Figure]) -> Option<String> {
+    let page = words.first()?.0;
+    let bbox = union(words.iter().map(|w| w.1.bbox))?;
+    let gap = |f: &Figure| {
+        let (top, bottom) = (f.bbox[1] as f32, f.bbox[3] as f32);
+        if bbox[1] >= bottom {
+            bbox[1] - bottom
+        } else if bbox[3] <= top {
+            top - bbox[3]
+        } else {
+            0.0
+        }
+    };
+    figures
+        .iter()
+        .filter(|f| f.page == page as i64 && gap(f) < 72.0)
+        .min_by(|a, b| gap(a).total_cmp(&gap(b)))
+        .map(|f| f.path.clone())
+}
+
+fn join(words: &[(u32, &Word)]) -> String {
+    words.iter().map(|w| w.1.text.as_str()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
@@ -89,17 +371,25 @@ mod tests {
     use super::*;
     use crate::pipeline::workdir::{Region, TextSource};
 
-    fn page(words: &[&str]) -> Page {
+    /// One token per word, like a whitespace tokenizer.
+    fn count(text: &str) -> usize {
+        text.split_whitespace().count()
+    }
+
+    fn page(number: u32, lines: &[&str]) -> Page {
+        let mut words = Vec::new();
+        for (row, line) in lines.iter().enumerate() {
+            for (i, t) in line.split_whitespace().enumerate() {
+                let (x, y) = (50.0 + i as f32 * 20.0, 100.0 + row as f32 * 14.0);
+                words.push(Word { text: t.to_string(), bbox: [x, y, x + 18.0, y + 10.0], conf: None });
+            }
+        }
         Page {
-            number: 3,
+            number,
             width: 600.0,
             height: 800.0,
             source: TextSource::TextLayer,
-            words: words
-                .iter()
-                .enumerate()
-                .map(|(i, t)| Word { text: t.to_string(), bbox: [i as f32, 100.0, i as f32 + 5.0, 110.0], conf: None })
-                .collect(),
+            words,
             layout_image: None,
             ocr_image: None,
             regions: vec![],
@@ -107,29 +397,84 @@ mod tests {
         }
     }
 
-    #[test]
-    fn chunks_keep_page_bbox_and_stable_ids() {
-        let p = page(&["Alpha", "beta.", "Gamma", "delta."]);
-        let a = chunk_pages("doc", std::slice::from_ref(&p));
-        assert_eq!(a.len(), 1);
-        assert_eq!(a[0].page, 3);
-        assert_eq!(a[0].text, "Alpha beta. Gamma delta.");
-        assert_eq!(a[0].bbox, [0.0, 100.0, 8.0, 110.0]);
-        assert_eq!(a, chunk_pages("doc", &[p]), "re-chunking gives the same ids");
+    fn region(label: &str, rows: std::ops::Range<usize>) -> Region {
+        let y = |r: usize| 100.0 + r as f32 * 14.0;
+        Region { label: label.into(), score: 0.9, bbox: [0.0, y(rows.start) - 2.0, 600.0, y(rows.end) - 2.0] }
+    }
+
+    fn config(max_tokens: usize) -> ChunkConfig {
+        ChunkConfig { max_tokens, overlap_tokens: 0 }
     }
 
     #[test]
-    fn long_pages_split_and_footer_is_dropped() {
-        let words: Vec<String> =
-            (0..300).map(|i| if i % 10 == 9 { format!("w{i}.") } else { format!("w{i}") }).collect();
-        let refs: Vec<&str> = words.iter().map(String::as_str).collect();
-        let mut p = page(&refs);
-        p.words.push(Word { text: "PAGEFOOTER".into(), bbox: [10.0, 780.0, 50.0, 790.0], conf: None });
-        p.regions.push(Region { label: "footer".into(), score: 0.9, bbox: [0.0, 770.0, 600.0, 800.0] });
-        let chunks = chunk_pages("doc", &[p]);
-        assert!(chunks.len() >= 3);
-        assert!(chunks.iter().all(|c| c.text.split(' ').count() <= MAX_WORDS));
-        assert!(chunks.iter().all(|c| !c.text.contains("PAGEFOOTER")));
-        assert!(chunks[0].text.ends_with('.'), "chunks end at sentence ends: {}", chunks[0].text);
+    fn chunks_keep_page_bbox_and_stable_ids() {
+        let p = page(3, &["Alpha beta. Gamma delta."]);
+        let a = chunk_pages("doc", std::slice::from_ref(&p), &[], &config(100), &count);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].page, 3);
+        assert_eq!(a[0].text, "Alpha beta. Gamma delta.");
+        assert_eq!(a[0].bbox, [50.0, 100.0, 128.0, 110.0]);
+        assert_eq!(a[0].tokens, 4);
+        assert_eq!(a, chunk_pages("doc", &[p], &[], &config(100), &count), "re-chunking gives the same ids");
+    }
+
+    #[test]
+    fn titles_start_chunks_and_form_the_heading_path() {
+        let mut p = page(1, &["2 Methods", "We measure things. It works.", "2.1 Setup", "Two machines were used."]);
+        p.regions = vec![region("title", 0..1), region("text", 1..2), region("title", 2..3), region("text", 3..4)];
+        let chunks = chunk_pages("doc", &[p], &[], &config(100), &count);
+        assert_eq!(chunks.len(), 2);
+        assert_eq!(chunks[0].heading_path, ["2 Methods"]);
+        assert_eq!(chunks[0].text, "We measure things. It works.");
+        assert_eq!(chunks[1].heading_path, ["2 Methods", "2.1 Setup"]);
+        assert_eq!(chunks[1].embedding_text(), "2 Methods > 2.1 Setup\nTwo machines were used.");
+    }
+
+    #[test]
+    fn paragraphs_split_between_sentences_within_the_token_budget() {
+        let text: Vec<String> = (0..30).map(|i| format!("Sentence number {i} has six words.")).collect();
+        let p = page(1, &[&text.join(" ")]);
+        let chunks = chunk_pages("doc", &[p], &[], &config(20), &count);
+        assert_eq!(chunks.len(), 10, "three six-word sentences per 20-token chunk");
+        for c in &chunks {
+            assert!(c.tokens <= 20, "{} tokens", c.tokens);
+            assert!(c.text.starts_with("Sentence") && c.text.ends_with("words."), "{}", c.text);
+        }
+    }
+
+    #[test]
+    fn overlap_repeats_the_last_sentence() {
+        let p = page(1, &["One two three. Four five six. Seven eight nine."]);
+        let chunks = chunk_pages("doc", &[p], &[], &ChunkConfig { max_tokens: 6, overlap_tokens: 3 }, &count);
+        assert_eq!(chunks[0].text, "One two three. Four five six.");
+        assert_eq!(chunks[1].text, "Four five six. Seven eight nine.");
+    }
+
+    #[test]
+    fn tables_stay_whole_and_captions_link_their_figure() {
+        let mut p = page(2, &["Intro text here.", "a b c d e f", "g h i j k l", "Figure 1. A chart.", "PAGEFOOTER 2"]);
+        p.regions =
+            vec![region("text", 0..1), region("table", 1..3), region("figure_caption", 3..4), region("footer", 4..5)];
+        let figure = Figure {
+            page: 2,
+            idx: 0,
+            label: "figure".into(),
+            score: 0.9,
+            bbox: [50.0, 60.0, 300.0, 95.0],
+            path: "figures/p0002-0.png".into(),
+        };
+        let chunks = chunk_pages("doc", &[p], &[figure], &config(14), &count);
+        let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(texts, ["Intro text here.", "a b c d e f g h i j k l", "Figure 1. A chart."]);
+        assert!(chunks[1].figures.is_empty());
+        assert_eq!(chunks[2].figures, ["figures/p0002-0.png"], "the figure within an inch is linked");
+    }
+
+    #[test]
+    fn a_paragraph_over_a_page_break_has_a_span_per_page() {
+        let chunks =
+            chunk_pages("doc", &[page(1, &["It starts here"]), page(2, &["and ends here."])], &[], &config(50), &count);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].spans.iter().map(|s| s.page).collect::<Vec<_>>(), [1, 2]);
     }
 }

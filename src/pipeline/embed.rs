@@ -1,77 +1,193 @@
-//! Stage 6, embed: fastembed runs the local MiniLM model (ONNX, int8) over the chunks on a
-//! blocking thread with an explicit ONNX Runtime thread budget; vectors go into LanceDB
-//! ([`crate::index`]), replacing the document's previous rows.
+//! Stage 6, embed: chunk vectors into LanceDB ([`crate::index`]), plus the document's type
+//! ([`crate::classify`]).
+//!
+//! The [`Embedder`] owns the fastembed model on one dedicated thread with an explicit ONNX
+//! Runtime thread budget. Concurrent embed jobs (and search queries) send it their texts;
+//! it takes everything waiting, so one batch spans documents, sorts the texts by token length
+//! and cuts batches by a token budget, which removes most of the padding that a plain
+//! `embed(texts, 256)` pays for.
 
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::sync::mpsc;
 
 use fastembed::{
     InitOptionsUserDefined, Pooling, QuantizationMode, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
 };
+use tokenizers::Tokenizer;
+use tokio::sync::oneshot;
 
 use super::StageError;
 use crate::config::Settings;
 use crate::context::Context;
 
-/// Name recorded with every vector.
-pub const MODEL_NAME: &str = "all-MiniLM-L6-v2-int8";
-const BATCH: usize = 16;
 const MAX_TOKENS: usize = 256;
+/// Padded tokens (rows × longest row) per inference call.
+pub const TOKEN_BUDGET: usize = 8192;
+/// Most rows in one inference call.
+const MAX_ROWS: usize = 256;
+/// Most texts taken into one round of batches.
+const MAX_GATHER: usize = 2048;
+
+type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, StageError>>;
 
 pub struct Embedder {
-    model: Mutex<TextEmbedding>,
+    requests: mpsc::Sender<(Vec<String>, Reply)>,
+    /// Name recorded with every vector (the model's directory under the models cache).
+    pub model_name: String,
+}
+
+/// Loads the model and tokenizer files from `<models>/<embedding_model>/`.
+pub fn load_model(settings: &Settings) -> Result<(TextEmbedding, Tokenizer), StageError> {
+    let env = crate::onnx::environment(&settings.onnxruntime_library()).map_err(StageError::Transient)?;
+    let dir = settings.embedding_model_dir();
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).map_err(|e| {
+            StageError::Transient(format!("read {} (run scripts/setup.sh): {e}", dir.join(name).display()))
+        })
+    };
+    let model = UserDefinedEmbeddingModel {
+        onnx_file: read("model.onnx")?,
+        external_initializers: Vec::new(),
+        tokenizer_files: TokenizerFiles {
+            tokenizer_file: read("tokenizer.json")?,
+            config_file: read("config.json")?,
+            special_tokens_map_file: read("special_tokens_map.json")?,
+            tokenizer_config_file: read("tokenizer_config.json")?,
+        },
+        pooling: Some(Pooling::Mean),
+        quantization: QuantizationMode::Static,
+        output_key: None,
+    };
+    let options = InitOptionsUserDefined::default()
+        .with_environment(env)
+        .with_max_length(MAX_TOKENS)
+        .with_intra_threads(settings.onnx_threads);
+    let model = TextEmbedding::try_new_from_user_defined(model, options)
+        .map_err(|e| StageError::transient("load embedding model", e))?;
+    Ok((model, load_tokenizer(settings)?))
+}
+
+/// The model's tokenizer for counting tokens: without the padding and truncation its file
+/// may configure, so a text's encoding length is its true token count.
+pub fn load_tokenizer(settings: &Settings) -> Result<Tokenizer, StageError> {
+    let path = settings.embedding_model_dir().join("tokenizer.json");
+    let mut tokenizer =
+        Tokenizer::from_file(&path).map_err(|e| StageError::Transient(format!("load {}: {e}", path.display())))?;
+    tokenizer.with_padding(None);
+    tokenizer.with_truncation(None).map_err(|e| StageError::Transient(format!("tokenizer {}: {e}", path.display())))?;
+    Ok(tokenizer)
 }
 
 impl Embedder {
-    pub fn load(settings: &Settings) -> Result<Self, StageError> {
-        let env = crate::onnx::environment(&settings.onnxruntime_library()).map_err(StageError::Transient)?;
-        let dir = settings.embedding_model_dir();
-        let read = |name: &str| {
-            std::fs::read(dir.join(name)).map_err(|e| {
-                StageError::Transient(format!("read {} (run scripts/setup.sh): {e}", dir.join(name).display()))
+    /// Loads the model and starts its thread. Blocking: call from a blocking thread.
+    pub fn start(settings: &Settings) -> Result<Self, StageError> {
+        let (mut model, tokenizer) = load_model(settings)?;
+        let (tx, rx) = mpsc::channel::<(Vec<String>, Reply)>();
+        std::thread::Builder::new()
+            .name("lectern-embed".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut requests = vec![first];
+                    let mut gathered = requests[0].0.len();
+                    while gathered < MAX_GATHER {
+                        match rx.try_recv() {
+                            Ok(r) => {
+                                gathered += r.0.len();
+                                requests.push(r);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let texts: Vec<&str> = requests.iter().flat_map(|r| r.0.iter().map(String::as_str)).collect();
+                    match embed_sorted(&mut model, &tokenizer, &texts) {
+                        Ok(mut vectors) => {
+                            for (request, reply) in requests {
+                                let rest = vectors.split_off(request.len());
+                                let _ = reply.send(Ok(std::mem::replace(&mut vectors, rest)));
+                            }
+                        }
+                        Err(e) => {
+                            for (_, reply) in requests {
+                                let _ = reply.send(Err(StageError::Transient(e.to_string())));
+                            }
+                        }
+                    }
+                }
             })
-        };
-        let model = UserDefinedEmbeddingModel {
-            onnx_file: read("model.onnx")?,
-            external_initializers: Vec::new(),
-            tokenizer_files: TokenizerFiles {
-                tokenizer_file: read("tokenizer.json")?,
-                config_file: read("config.json")?,
-                special_tokens_map_file: read("special_tokens_map.json")?,
-                tokenizer_config_file: read("tokenizer_config.json")?,
-            },
-            pooling: Some(Pooling::Mean),
-            quantization: QuantizationMode::Static,
-            output_key: None,
-        };
-        let options = InitOptionsUserDefined::default()
-            .with_environment(env)
-            .with_max_length(MAX_TOKENS)
-            .with_intra_threads(settings.onnx_threads);
-        let model = TextEmbedding::try_new_from_user_defined(model, options)
-            .map_err(|e| StageError::transient("load embedding model", e))?;
-        Ok(Self { model: Mutex::new(model) })
+            .map_err(|e| StageError::transient("start embedding thread", e))?;
+        Ok(Self { requests: tx, model_name: settings.embedding_model.clone() })
     }
 
-    /// L2-normalised embeddings, one per text. Blocking: call from a blocking thread.
-    pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, StageError> {
-        let mut model = self.model.lock().map_err(|_| StageError::Transient("embedder poisoned".into()))?;
-        let mut vectors = model.embed(texts, Some(BATCH)).map_err(|e| StageError::transient("embed", e))?;
-        for v in &mut vectors {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            v.iter_mut().for_each(|x| *x /= norm);
+    /// L2-normalised embeddings, one per text, in order.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, StageError> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(vectors)
+        let (reply, rx) = oneshot::channel();
+        self.requests.send((texts, reply)).map_err(|_| StageError::Transient("embedding thread stopped".into()))?;
+        rx.await.map_err(|_| StageError::Transient("embedding thread stopped".into()))?
     }
+}
+
+/// Embeds `texts` in batches of similar token length; returns L2-normalised vectors in the
+/// order of `texts`. This is the whole of the stage's inference work, shared with the bench.
+pub fn embed_sorted(
+    model: &mut TextEmbedding,
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+) -> Result<Vec<Vec<f32>>, StageError> {
+    let lengths: Vec<usize> = tokenizer
+        .encode_batch(texts.to_vec(), true)
+        .map_err(|e| StageError::Transient(format!("tokenize: {e}")))?
+        .iter()
+        .map(|e| e.len().min(MAX_TOKENS))
+        .collect();
+    let mut order: Vec<usize> = (0..texts.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+    let mut start = 0;
+    while start < order.len() {
+        // Sorted ascending: the last row of a batch is its longest.
+        let mut end = start + 1;
+        while end < order.len() && end - start < MAX_ROWS && (end + 1 - start) * lengths[order[end]] <= TOKEN_BUDGET {
+            end += 1;
+        }
+        let batch: Vec<&str> = order[start..end].iter().map(|&i| texts[i]).collect();
+        let vectors = model.embed(&batch, Some(batch.len())).map_err(|e| StageError::transient("embed", e))?;
+        for (&i, mut v) in order[start..end].iter().zip(vectors) {
+            normalise(&mut v);
+            out[i] = v;
+        }
+        start = end;
+    }
+    Ok(out)
+}
+
+pub fn normalise(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }
 
 pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let chunks = super::chunk::load(ctx, document_id)?;
+    let document = ctx
+        .store
+        .document(document_id)
+        .await?
+        .ok_or_else(|| StageError::Transient(format!("document {document_id} is gone")))?;
     let embedder = ctx.embedder().await?;
-    let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
-    let vectors = tokio::task::spawn_blocking(move || embedder.embed(&texts)).await??;
+    let vectors = embedder.embed(chunks.iter().map(|c| c.embedding_text()).collect()).await?;
+    let labels = ctx.labels().await?;
+    let class = crate::classify::classify(&labels, &chunks, &vectors, ctx.pipeline.classify.threshold);
+    ctx.store.set_classification(document_id, &class.label, class.score as f64).await?;
     let index = ctx.index().await?;
-    index
-        .replace_document(document_id, &chunks, &vectors, MODEL_NAME)
-        .await
-        .map_err(|e| StageError::transient("write to LanceDB", e))
+    let meta = crate::index::DocumentMeta {
+        collection: &document.collection,
+        document_id,
+        doc_type: &class.label,
+        model: &embedder.model_name,
+    };
+    index.replace_document(&meta, &chunks, &vectors).await.map_err(|e| StageError::transient("write to LanceDB", e))?;
+    Arc::clone(&index).maintain_in_background(&document.collection);
+    Ok(())
 }

@@ -102,6 +102,7 @@ pub async fn submit(
     pipeline: &PipelineConfig,
     stored: &Stored,
     filename: &str,
+    collection: &str,
 ) -> Result<(String, i64), StoreError> {
     let id = uuid::Uuid::now_v7().to_string();
     let doc = NewDocument {
@@ -109,17 +110,27 @@ pub async fn submit(
         sha256: stored.sha256.clone(),
         filename: sanitize_filename(filename),
         size_bytes: stored.size_bytes,
+        collection: collection.to_string(),
     };
     let job_id =
         store.insert_document(&doc, &super::job_for(pipeline, "ingest", &super::Payload::document(&id))).await?;
     Ok((id, job_id))
 }
 
-/// Stores a local file and submits it.
+/// The collection documents go to when none is named.
+pub const DEFAULT_COLLECTION: &str = "default";
+
+/// Stores a local file and submits it to the default collection.
 pub async fn submit_file(ctx: &Context, path: &Path) -> anyhow::Result<(String, i64)> {
+    submit_file_to(ctx, path, DEFAULT_COLLECTION).await
+}
+
+/// Stores a local file and submits it to `collection`.
+pub async fn submit_file_to(ctx: &Context, path: &Path, collection: &str) -> anyhow::Result<(String, i64)> {
+    crate::index::table_name(collection)?;
     let stored = store_file(&ctx.settings, path).await?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &name).await?)
+    Ok(submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &name, collection).await?)
 }
 
 /// The ingest job: validate the stored bytes and record type and page count.

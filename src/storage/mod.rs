@@ -107,6 +107,8 @@ pub struct NewDocument {
     pub sha256: String,
     pub filename: String,
     pub size_bytes: i64,
+    /// LanceDB collection its chunks go to.
+    pub collection: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,6 +125,10 @@ pub struct Document {
     /// Pages through the per-page stages (render, layout, OCR).
     pub pages_done: i64,
     pub error: Option<String>,
+    pub collection: String,
+    /// Type found by classification (`other` below the threshold), with its similarity.
+    pub doc_type: Option<String>,
+    pub doc_type_score: Option<f64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -262,6 +268,10 @@ pub trait JobStore: Send + Sync + 'static {
     async fn document(&self, id: &str) -> Result<Option<Document>>;
     async fn queue_stats(&self, now: i64) -> Result<Vec<QueueStats>>;
     async fn set_document_info(&self, id: &str, media_type: &str, pages: i64) -> Result<()>;
+    async fn set_classification(&self, id: &str, doc_type: &str, score: f64) -> Result<()>;
+    /// Deletes the document and everything recorded about it (jobs, figures, artifacts,
+    /// flashcards); false if there was no such document.
+    async fn delete_document(&self, id: &str) -> Result<bool>;
 
     // stage outputs
     /// Replaces the figures of one page (idempotent re-runs).
@@ -326,6 +336,9 @@ macro_rules! document_from_row {
             pages: row.try_get("pages")?,
             pages_done: row.try_get("pages_done")?,
             error: row.try_get("error")?,
+            collection: row.try_get("collection")?,
+            doc_type: row.try_get("doc_type")?,
+            doc_type_score: row.try_get("doc_type_score")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })

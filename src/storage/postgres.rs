@@ -171,6 +171,14 @@ async fn mark_document_cancelled(tx: &mut Transaction<'_, Postgres>, doc: &str, 
     Ok(())
 }
 
+/// What goes before the document row itself when a document is deleted.
+const DELETE_DOCUMENT: [&str; 4] = [
+    "DELETE FROM jobs WHERE document_id = $1",
+    "DELETE FROM figures WHERE document_id = $1",
+    "DELETE FROM artifacts WHERE document_id = $1",
+    "DELETE FROM flashcards WHERE document_id = $1",
+];
+
 #[async_trait]
 impl JobStore for PgStore {
     fn backend(&self) -> &'static str {
@@ -181,8 +189,8 @@ impl JobStore for PgStore {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO documents (id, sha256, filename, size_bytes, status, stage, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $6)",
+            "INSERT INTO documents (id, sha256, filename, size_bytes, collection, status, stage, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $7, 'queued', $5, $6, $6)",
         )
         .bind(&doc.id)
         .bind(&doc.sha256)
@@ -190,6 +198,7 @@ impl JobStore for PgStore {
         .bind(doc.size_bytes)
         .bind(&first_job.stage)
         .bind(now)
+        .bind(&doc.collection)
         .execute(&mut *tx)
         .await?;
         let id = insert_job(&mut tx, first_job, now).await?;
@@ -530,6 +539,27 @@ impl JobStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn set_classification(&self, id: &str, doc_type: &str, score: f64) -> Result<()> {
+        sqlx::query("UPDATE documents SET doc_type = $1, doc_type_score = $2, updated_at = $3 WHERE id = $4")
+            .bind(doc_type)
+            .bind(score)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_document(&self, id: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        for sql in DELETE_DOCUMENT {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        let gone = sqlx::query("DELETE FROM documents WHERE id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(gone > 0)
     }
 
     async fn replace_figures(&self, document_id: &str, page: i64, figures: &[Figure]) -> Result<()> {

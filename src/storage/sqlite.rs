@@ -151,6 +151,14 @@ async fn complete_one(tx: &mut Transaction<'_, Sqlite>, c: &Completion, now: i64
     Ok(true)
 }
 
+/// What goes before the document row itself when a document is deleted.
+const DELETE_DOCUMENT: [&str; 4] = [
+    "DELETE FROM jobs WHERE document_id = ?",
+    "DELETE FROM figures WHERE document_id = ?",
+    "DELETE FROM artifacts WHERE document_id = ?",
+    "DELETE FROM flashcards WHERE document_id = ?",
+];
+
 #[async_trait]
 impl JobStore for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -161,13 +169,14 @@ impl JobStore for SqliteStore {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "INSERT INTO documents (id, sha256, filename, size_bytes, status, stage, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            "INSERT INTO documents (id, sha256, filename, size_bytes, collection, status, stage, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
         )
         .bind(&doc.id)
         .bind(&doc.sha256)
         .bind(&doc.filename)
         .bind(doc.size_bytes)
+        .bind(&doc.collection)
         .bind(&first_job.stage)
         .bind(now)
         .bind(now)
@@ -490,6 +499,27 @@ impl JobStore for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn set_classification(&self, id: &str, doc_type: &str, score: f64) -> Result<()> {
+        sqlx::query("UPDATE documents SET doc_type = ?, doc_type_score = ?, updated_at = ? WHERE id = ?")
+            .bind(doc_type)
+            .bind(score)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_document(&self, id: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        for sql in DELETE_DOCUMENT {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+        }
+        let gone = sqlx::query("DELETE FROM documents WHERE id = ?").bind(id).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(gone > 0)
     }
 
     async fn replace_figures(&self, document_id: &str, page: i64, figures: &[Figure]) -> Result<()> {

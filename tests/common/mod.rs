@@ -159,6 +159,15 @@ pub async fn assert_processed_once(ctx: &Context, id: &str) {
     let doc = ctx.store.document(id).await.unwrap().unwrap();
     assert_eq!((doc.status.as_str(), doc.pages_done), ("done", doc.pages.unwrap()));
     let chunks = lectern::pipeline::chunk::load(ctx, id).unwrap();
-    assert_eq!(ctx.index().await.unwrap().count(Some(id)).await.unwrap(), chunks.len(), "one set of chunks in LanceDB");
+    assert_eq!(
+        ctx.index().await.unwrap().count("default", Some(id)).await.unwrap(),
+        chunks.len(),
+        "one set of chunks in LanceDB"
+    );
     assert_eq!(ctx.store.artifacts(id).await.unwrap().len(), 3);
+}
+
+/// Top-5 search in the default collection.
+pub async fn search(ctx: &Context, query: &str, mode: lectern::index::Mode) -> Vec<lectern::index::Hit> {
+    lectern::search::search(ctx, &lectern::search::SearchRequest::new(query, 5, mode)).await.unwrap()
 }
