@@ -14,7 +14,7 @@ endif
 LECTERN := $(CARGO_TARGET_DIR)/debug/lectern
 DEMO_DATA := ./lectern-data
 
-.PHONY: setup build demo test fmt bench-queue
+.PHONY: setup build demo test fmt bench-queue bench-embed bench-search eval-retrieval
 
 setup:
 	./scripts/setup.sh
@@ -43,3 +43,18 @@ fmt:
 BENCH_ARGS ?= --jobs 20000 --concurrency 8 --runs 3 --accumulated 200000 --apalis-runs 1
 bench-queue: setup
 	LECTERN_BENCH_PG_URL=$$(./scripts/pg.sh start) cargo bench --profile dev --bench queue_throughput -- $(BENCH_ARGS)
+
+# Embedding throughput on real corpus chunks: our embed stage vs fastembed's plain
+# embed(256) and a hand-written ONNX Runtime loop, same model and threads, same run.
+bench-embed: setup
+	cargo bench --profile dev --bench embedding -- --chunks 1024 --runs 3 --threads 2
+
+# LanceDB at 100k chunks: ingest rate, p50/p99 search latency per mode (flat, then IVF-PQ),
+# and table size / version count over 1,000 re-indexings with maintenance.
+bench-search: setup
+	cargo bench --profile dev --bench search
+
+# Recall@5 of vector, text and hybrid search on the question set over ../shared/corpus.
+eval-retrieval: build
+	rm -rf ./lectern-eval
+	$(LECTERN) --data-dir ./lectern-eval eval retrieval --questions benches/quality/retrieval_questions.toml --corpus ../shared/corpus

@@ -35,8 +35,9 @@ use crate::pipeline::chunk::Chunk;
 pub const MAINTAIN_EVERY: u64 = 20;
 /// Rows from which vector search uses an ANN index instead of an exact scan.
 pub const ANN_MIN_ROWS: usize = 50_000;
-/// Versions older than this are pruned by maintenance.
-pub const KEEP_VERSIONS_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+/// Versions older than this are pruned by maintenance (readers in other processes may still
+/// be on a recent one).
+pub const KEEP_VERSIONS_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 /// Reciprocal-rank-fusion constant.
 const RRF_K: f32 = 60.0;
 
@@ -83,6 +84,8 @@ pub struct Query<'a> {
     pub mode: Mode,
     pub document_ids: Option<&'a [String]>,
     pub doc_type: Option<&'a str>,
+    /// Exact vector search even when an ANN index exists (for measuring its recall).
+    pub exact: bool,
 }
 
 /// One search result.
@@ -329,8 +332,12 @@ impl VectorIndex {
         if let Some(f) = filter {
             query = query.only_if(f);
         }
-        // With an IVF-PQ index: search 20 partitions and re-rank 5× the candidates exactly.
-        query = query.nprobes(20)?.refine_factor(5);
+        if q.exact {
+            query = query.bypass_vector_index();
+        } else {
+            // With an IVF-PQ index: search 20 partitions and re-rank 5× the candidates exactly.
+            query = query.nprobes(20)?.refine_factor(5);
+        }
         let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
         Ok(hits(&batches, |d| 1.0 - d, "_distance"))
     }

@@ -77,6 +77,7 @@ pub async fn search(ctx: &Context, req: &SearchRequest) -> Result<Vec<Hit>, Sear
         mode: req.mode,
         document_ids: req.document_ids.as_deref(),
         doc_type: req.doc_type.as_deref(),
+        exact: false,
     };
     Ok(index.search(&query).await?)
 }

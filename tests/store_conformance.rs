@@ -326,6 +326,35 @@ pub mod outputs {
         store.put_artifact("d1", &art(2)).await.unwrap();
         assert_eq!(store.artifacts("d1").await.unwrap(), [art(2)]);
     }
+
+    pub async fn collection_and_classification_are_kept(store: Arc<dyn JobStore>) {
+        let mut d = doc("d1");
+        d.collection = "lectures".into();
+        store.insert_document(&d, &job("q", Some("d1"), 0)).await.unwrap();
+        let stored = store.document("d1").await.unwrap().unwrap();
+        assert_eq!((stored.collection.as_str(), stored.doc_type.as_deref()), ("lectures", None));
+        store.set_classification("d1", "paper", 0.42).await.unwrap();
+        let stored = store.document("d1").await.unwrap().unwrap();
+        assert_eq!(stored.doc_type.as_deref(), Some("paper"));
+        assert!((stored.doc_type_score.unwrap() - 0.42).abs() < 1e-9);
+    }
+
+    pub async fn delete_document_removes_everything_of_it(store: Arc<dyn JobStore>) {
+        store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
+        store.insert_document(&doc("d2"), &job("q", Some("d2"), 0)).await.unwrap();
+        let fig = Figure { page: 1, idx: 0, label: "figure".into(), score: 0.9, bbox: [0.0; 4], path: "f.png".into() };
+        store.replace_figures("d1", 1, std::slice::from_ref(&fig)).await.unwrap();
+        let art = Artifact { name: "quiz.pdf".into(), path: "/q".into(), media_type: "application/pdf".into(), size_bytes: 1 };
+        store.put_artifact("d1", &art).await.unwrap();
+        assert!(store.delete_document("d1").await.unwrap());
+        assert!(store.document("d1").await.unwrap().is_none());
+        assert!(store.jobs_for_document("d1").await.unwrap().is_empty());
+        assert!(store.figures("d1").await.unwrap().is_empty());
+        assert!(store.artifacts("d1").await.unwrap().is_empty());
+        assert!(!store.delete_document("d1").await.unwrap());
+        assert!(store.document("d2").await.unwrap().is_some(), "other documents stay");
+        assert_eq!(store.jobs_for_document("d2").await.unwrap().len(), 1);
+    }
 }
 
 pub mod flashcards {
@@ -402,6 +431,8 @@ macro_rules! backend_suite {
             case!(control_cancel_document, control::cancel_document_stops_everything_and_enqueues_nothing);
             case!(control_queue_stats, control::queue_stats_count_states);
             case!(outputs_replace, outputs::figures_and_artifacts_replace_not_duplicate);
+            case!(outputs_classification, outputs::collection_and_classification_are_kept);
+            case!(outputs_delete_document, outputs::delete_document_removes_everything_of_it);
             case!(listener_wakes, listener::inserts_wake_idle_workers);
             case!(flashcards_schedule, flashcards::replace_and_reschedule);
         }

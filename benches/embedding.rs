@@ -1,0 +1,257 @@
+//! Embedding throughput on real chunks, in one run and with one ONNX Runtime thread budget:
+//!
+//! - `fastembed embed(256)`: fastembed's plain `embed(texts, Some(256))` in document order;
+//! - `raw ort, 256`: tokenizers + an ort session on the same model file, batches of 256 padded
+//!   to their longest text, mean pooling — the straightforward hand-written baseline;
+//! - `raw ort, sorted`: the same with texts sorted by token length and cut by a token budget;
+//! - `lectern`: the embed stage's [`Embedder`] (its thread, sorting and token-budget batches).
+//!
+//! The chunks are made by Lectern's own render and chunk stages from corpus PDFs
+//! (`../shared/corpus`, or the fixtures when it is absent).
+//!
+//! ```text
+//! make bench-embed
+//! cargo bench --profile dev --bench embedding -- [--chunks 1024] [--runs 3] [--threads 2]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use lectern::config::{PipelineConfig, Settings};
+use lectern::context::Context;
+use lectern::pipeline::embed::{Embedder, TOKEN_BUDGET, load_model, normalise};
+use lectern::pipeline::{Payload, Stage, ingest};
+use ndarray::Array2;
+use ort::session::Session;
+use ort::value::Tensor;
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+const CORPUS_PDFS: [&str; 6] = [
+    "pdf_text/acmart-sample-acmsmall.pdf",
+    "pdf_text/apa7-longsample.pdf",
+    "pdf_text/pypdf-GeoBase_UML.pdf",
+    "pdf_text/beamer-conference-talk.pdf",
+    "pdf_text/elsarticle-elstest-5p.pdf",
+    "pdf_text/R-intro.pdf",
+];
+
+struct Args {
+    chunks: usize,
+    runs: usize,
+    threads: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { chunks: 1024, runs: 3, threads: 2 };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = || argv.get(i + 1).and_then(|v| v.parse().ok()).expect("flag needs a number");
+        match argv[i].as_str() {
+            "--chunks" => a.chunks = value(),
+            "--runs" => a.runs = value(),
+            "--threads" => a.threads = value(),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Real chunks: corpus PDFs through Lectern's ingest, render and chunk stages.
+async fn real_chunks(settings: &Settings, want: usize) -> Vec<String> {
+    let corpus = Path::new("../shared/corpus");
+    let files: Vec<PathBuf> = if corpus.exists() {
+        CORPUS_PDFS.iter().map(|p| corpus.join(p)).collect()
+    } else {
+        eprintln!("../shared/corpus not found: using the fixtures");
+        vec![PathBuf::from("fixtures/paper.pdf")]
+    };
+    let store = lectern::storage::open(None, &settings.data_dir).await.unwrap();
+    let ctx = Context::new(settings.clone(), store, PipelineConfig::builtin());
+    let mut texts = Vec::new();
+    for file in files {
+        let id = ingest::submit_file(&ctx, &file).await.unwrap().0;
+        for stage in [Stage::Ingest, Stage::Render, Stage::Chunk] {
+            lectern::pipeline::run_stage(&ctx, stage, &Payload::document(&id)).await.unwrap();
+        }
+        texts.extend(lectern::pipeline::chunk::load(&ctx, &id).unwrap().iter().map(|c| c.embedding_text()));
+        eprintln!("chunked {} ({} chunks so far)", file.display(), texts.len());
+        if texts.len() >= want {
+            break;
+        }
+    }
+    texts.truncate(want);
+    texts
+}
+
+/// The hand-written ONNX Runtime baseline.
+struct RawOrt {
+    session: Session,
+    tokenizer: Tokenizer,
+}
+
+impl RawOrt {
+    fn load(settings: &Settings) -> Self {
+        let env = lectern::onnx::environment(&settings.onnxruntime_library()).unwrap();
+        let session = Session::builder(&env)
+            .unwrap()
+            .with_intra_threads(settings.onnx_threads)
+            .unwrap()
+            .with_inter_threads(1)
+            .unwrap()
+            .commit_from_file(settings.embedding_model_dir().join("model.onnx"))
+            .unwrap();
+        let mut tokenizer = Tokenizer::from_file(settings.embedding_model_dir().join("tokenizer.json")).unwrap();
+        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        tokenizer.with_truncation(Some(TruncationParams { max_length: 256, ..Default::default() })).unwrap();
+        Self { session, tokenizer }
+    }
+
+    fn embed_batch(&mut self, texts: &[&str]) -> Vec<Vec<f32>> {
+        let enc = self.tokenizer.encode_batch(texts.to_vec(), true).unwrap();
+        let (n, len) = (enc.len(), enc[0].len());
+        let field = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| {
+            Array2::from_shape_vec((n, len), enc.iter().flat_map(|e| f(e).iter().map(|&v| v as i64)).collect())
+                .unwrap()
+        };
+        let ids = field(&|e| e.get_ids());
+        let mask = field(&|e| e.get_attention_mask());
+        let types = field(&|e| e.get_type_ids());
+        let outputs = self
+            .session
+            .run(ort::inputs![
+                "input_ids" => Tensor::from_array(ids).unwrap(),
+                "attention_mask" => Tensor::from_array(mask.clone()).unwrap(),
+                "token_type_ids" => Tensor::from_array(types).unwrap(),
+            ])
+            .unwrap();
+        let (shape, data) = outputs[0].try_extract_tensor::<f32>().unwrap();
+        let dim = shape[2] as usize;
+        (0..n)
+            .map(|i| {
+                let mut v = vec![0.0f32; dim];
+                let mut count = 0.0;
+                for t in 0..len {
+                    if mask[[i, t]] == 1 {
+                        count += 1.0;
+                        let row = &data[(i * len + t) * dim..(i * len + t + 1) * dim];
+                        v.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+                    }
+                }
+                v.iter_mut().for_each(|x| *x /= count);
+                normalise(&mut v);
+                v
+            })
+            .collect()
+    }
+
+    fn embed_in_order(&mut self, texts: &[&str]) -> Vec<Vec<f32>> {
+        texts.chunks(256).flat_map(|b| self.embed_batch(b)).collect()
+    }
+
+    fn embed_sorted(&mut self, texts: &[&str]) -> Vec<Vec<f32>> {
+        let counter = {
+            let mut t = self.tokenizer.clone();
+            t.with_padding(None);
+            t
+        };
+        let lengths: Vec<usize> =
+            counter.encode_batch(texts.to_vec(), true).unwrap().iter().map(|e| e.len().min(256)).collect();
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| lengths[i]);
+        let mut out = vec![Vec::new(); texts.len()];
+        let mut start = 0;
+        while start < order.len() {
+            let mut end = start + 1;
+            while end < order.len() && end - start < 256 && (end + 1 - start) * lengths[order[end]] <= TOKEN_BUDGET {
+                end += 1;
+            }
+            let batch: Vec<&str> = order[start..end].iter().map(|&i| texts[i]).collect();
+            for (&i, v) in order[start..end].iter().zip(self.embed_batch(&batch)) {
+                out[i] = v;
+            }
+            start = end;
+        }
+        out
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn min_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>()).fold(1.0, f32::min)
+}
+
+fn main() {
+    let args = args();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::new(dir.path());
+    settings.onnx_threads = args.threads;
+
+    let texts = runtime.block_on(real_chunks(&settings, args.chunks));
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (_, counter) = load_model(&settings).unwrap();
+    let counter = {
+        let mut t = counter;
+        t.with_padding(None);
+        t
+    };
+    let tokens: Vec<usize> = refs.iter().map(|t| counter.encode(*t, true).unwrap().len().min(256)).collect();
+    let mean_tokens = tokens.iter().sum::<usize>() as f64 / tokens.len() as f64;
+    println!(
+        "{} real chunks, mean {:.0} tokens (min {}, max {}); ONNX Runtime intra-op threads: {}; {} runs, medians",
+        texts.len(),
+        mean_tokens,
+        tokens.iter().min().unwrap(),
+        tokens.iter().max().unwrap(),
+        args.threads,
+        args.runs
+    );
+
+    let (mut fastembed, _) = load_model(&settings).unwrap();
+    let mut raw = RawOrt::load(&settings);
+    let embedder = Embedder::start(&settings).unwrap();
+
+    let names = ["fastembed embed(256)", "raw ort, 256 in order", "raw ort, sorted", "lectern embed stage"];
+    let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    let mut outputs: Vec<Vec<Vec<f32>>> = vec![Vec::new(); names.len()];
+    for _ in 0..args.runs {
+        for (i, out) in outputs.iter_mut().enumerate() {
+            let start = Instant::now();
+            *out = match i {
+                0 => {
+                    let mut v = fastembed.embed(&refs, Some(256)).unwrap();
+                    v.iter_mut().for_each(|x| normalise(x));
+                    v
+                }
+                1 => raw.embed_in_order(&refs),
+                2 => raw.embed_sorted(&refs),
+                _ => runtime.block_on(embedder.embed(texts.clone())).unwrap(),
+            };
+            seconds[i].push(start.elapsed().as_secs_f64());
+            eprintln!("{}: {:.2} s", names[i], start.elapsed().as_secs_f64());
+        }
+    }
+    let rate: Vec<f64> = seconds.iter().map(|s| texts.len() as f64 / median(s.clone())).collect();
+    println!("\n{:<24} {:>10} {:>12} {:>14} {:>12}", "contender", "chunks/s", "median s", "lectern ×", "min cosine");
+    for (i, name) in names.iter().enumerate() {
+        println!(
+            "{:<24} {:>10.1} {:>12.3} {:>14.2} {:>12.5}",
+            name,
+            rate[i],
+            median(seconds[i].clone()),
+            rate[3] / rate[i],
+            min_cosine(&outputs[i], &outputs[0])
+        );
+    }
+    println!("\n`lectern ×` is lectern's chunks/s divided by the contender's; `min cosine` compares each");
+    println!("contender's vectors with fastembed's for the same chunk (1 = identical).");
+}

@@ -1,0 +1,243 @@
+//! LanceDB at scale, through Lectern's own index layer ([`lectern::index::VectorIndex`]):
+//!
+//! 1. ingest: 1,000 documents × 100 chunks (100k rows) by per-document upserts → rows/s;
+//! 2. search latency, top-10, p50/p99: exact vector search before any index, then — after
+//!    one maintenance run builds the IVF-PQ and full-text indices — vector (ANN), text and
+//!    hybrid; ANN recall@10 against the exact results for the same queries;
+//! 3. bloat: 1,000 re-indexings of random documents with maintenance every 20 writes, as the
+//!    embed stage does; rows, versions, fragments and bytes on disk at checkpoints.
+//!
+//! Texts and vectors are synthetic-from-real: real chunks of corpus PDFs (or the fixtures)
+//! are embedded with the real model; each synthetic row mixes two real chunks' vectors with
+//! noise and takes one real chunk's text with a random tag word.
+//!
+//! ```text
+//! make bench-search
+//! cargo bench --profile dev --bench search -- [--docs 1000] [--chunks-per-doc 100] [--reindex 1000]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use lectern::config::{PipelineConfig, Settings};
+use lectern::context::Context;
+use lectern::index::{DocumentMeta, MAINTAIN_EVERY, Mode, Query, VectorIndex};
+use lectern::pipeline::chunk::{Chunk, Span};
+use lectern::pipeline::embed::normalise;
+use lectern::pipeline::{Payload, Stage, ingest};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+struct Args {
+    docs: usize,
+    chunks_per_doc: usize,
+    reindex: usize,
+    queries: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { docs: 1000, chunks_per_doc: 100, reindex: 1000, queries: 200 };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let value = || argv.get(i + 1).and_then(|v| v.parse().ok()).expect("flag needs a number");
+        match argv[i].as_str() {
+            "--docs" => a.docs = value(),
+            "--chunks-per-doc" => a.chunks_per_doc = value(),
+            "--reindex" => a.reindex = value(),
+            "--queries" => a.queries = value(),
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+const SOURCES: [&str; 3] =
+    ["pdf_text/acmart-sample-acmsmall.pdf", "pdf_text/pypdf-GeoBase_UML.pdf", "pdf_text/elsarticle-elstest-5p.pdf"];
+
+/// Real chunk texts and their vectors.
+async fn real(ctx: &Context) -> (Vec<String>, Vec<Vec<f32>>) {
+    let corpus = Path::new("../shared/corpus");
+    let files: Vec<PathBuf> = if corpus.exists() {
+        SOURCES.iter().map(|p| corpus.join(p)).collect()
+    } else {
+        vec![PathBuf::from("fixtures/paper.pdf")]
+    };
+    let mut texts = Vec::new();
+    for file in files {
+        let id = ingest::submit_file(ctx, &file).await.unwrap().0;
+        for stage in [Stage::Ingest, Stage::Render, Stage::Chunk] {
+            lectern::pipeline::run_stage(ctx, stage, &Payload::document(&id)).await.unwrap();
+        }
+        texts.extend(lectern::pipeline::chunk::load(ctx, &id).unwrap().iter().map(|c| c.text.clone()));
+    }
+    let vectors = ctx.embedder().await.unwrap().embed(texts.clone()).await.unwrap();
+    (texts, vectors)
+}
+
+struct Synth {
+    texts: Vec<String>,
+    vectors: Vec<Vec<f32>>,
+    rng: StdRng,
+}
+
+impl Synth {
+    fn document(&mut self, doc: usize, n: usize) -> (Vec<Chunk>, Vec<Vec<f32>>) {
+        let mut chunks = Vec::with_capacity(n);
+        let mut vectors = Vec::with_capacity(n);
+        for i in 0..n {
+            let (a, b) = (self.rng.random_range(0..self.texts.len()), self.rng.random_range(0..self.texts.len()));
+            let w: f32 = self.rng.random_range(0.6..0.9);
+            let mut v: Vec<f32> = self.vectors[a]
+                .iter()
+                .zip(&self.vectors[b])
+                .map(|(x, y)| w * x + (1.0 - w) * y + self.rng.random_range(-0.02..0.02))
+                .collect();
+            normalise(&mut v);
+            let bbox = [50.0, 100.0, 500.0, 300.0];
+            chunks.push(Chunk {
+                id: format!("d{doc:05}-c{i:04}"),
+                document_id: format!("doc-{doc:05}"),
+                index: i as u32,
+                page: 1 + (i / 5) as u32,
+                bbox,
+                spans: vec![Span { page: 1 + (i / 5) as u32, bbox }],
+                heading_path: vec![format!("Section {}", i / 10)],
+                figures: vec![],
+                tokens: 200,
+                text: format!("{} tag{}", self.texts[a], self.rng.random_range(0..10_000)),
+            });
+            vectors.push(v);
+        }
+        (chunks, vectors)
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn latencies(mut ms: Vec<f64>) -> String {
+    ms.sort_by(f64::total_cmp);
+    format!("p50 {:>7.2} ms   p99 {:>7.2} ms", percentile(&ms, 0.5), percentile(&ms, 0.99))
+}
+
+fn main() {
+    let args = args();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::new(dir.path());
+    settings.onnx_threads = 2;
+    let store = lectern::storage::open(None, &settings.data_dir).await.unwrap();
+    let ctx = Context::new(settings, store, PipelineConfig::builtin());
+    let (texts, vectors) = real(&ctx).await;
+    println!("{} real chunks embedded as the base of the synthetic rows", texts.len());
+    let queries: Vec<String> = texts.iter().take(args.queries).map(|t| t.split_whitespace().take(12).collect::<Vec<_>>().join(" ")).collect();
+    let query_vectors = ctx.embedder().await.unwrap().embed(queries.clone()).await.unwrap();
+    let mut synth = Synth { texts, vectors, rng: StdRng::seed_from_u64(7) };
+
+    let index = Arc::new(VectorIndex::open(&dir.path().join("bench-lancedb")).await.unwrap());
+
+    // 1. Ingest.
+    let start = Instant::now();
+    for d in 0..args.docs {
+        let (chunks, vectors) = synth.document(d, args.chunks_per_doc);
+        index.replace_document(&meta(&chunks[0].document_id), &chunks, &vectors).await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let rows = args.docs * args.chunks_per_doc;
+    println!("\ningest: {rows} rows in {} upserts, {secs:.1} s → {:.0} rows/s", args.docs, rows as f64 / secs);
+
+    // 2. Latency: exact first, then with indices.
+    let search = |mode: Mode, i: usize, exact: bool| {
+        let index = index.clone();
+        let text = queries[i].clone();
+        let vector = query_vectors[i].clone();
+        async move {
+            let q = Query {
+                collection: "bench",
+                text: &text,
+                vector: Some(&vector),
+                top_k: 10,
+                mode,
+                document_ids: None,
+                doc_type: None,
+                exact,
+            };
+            let t = Instant::now();
+            let hits = index.search(&q).await.unwrap();
+            (t.elapsed().as_secs_f64() * 1000.0, hits.into_iter().map(|h| h.chunk_id).collect::<Vec<_>>())
+        }
+    };
+    let n = queries.len();
+    let mut exact_ms = Vec::new();
+    let mut exact_ids = Vec::new();
+    for i in 0..n {
+        let (ms, ids) = search(Mode::Vector, i, true).await;
+        exact_ms.push(ms);
+        exact_ids.push(ids);
+    }
+    println!("\nsearch top-10 over {rows} rows, {n} queries each:");
+    println!("  vector, exact (no index)   {}", latencies(exact_ms));
+
+    let t = Instant::now();
+    index.maintain("bench").await.unwrap();
+    let stats = index.stats("bench").await.unwrap().unwrap();
+    println!("  maintenance (build IVF-PQ + FTS, compact, prune): {:.1} s → indices {:?}", t.elapsed().as_secs_f64(), stats.indices);
+
+    for mode in [Mode::Vector, Mode::Text, Mode::Hybrid] {
+        let mut ms = Vec::new();
+        let mut overlap = 0;
+        for i in 0..n {
+            let (m, ids) = search(mode, i, false).await;
+            ms.push(m);
+            if mode == Mode::Vector {
+                overlap += ids.iter().filter(|id| exact_ids[i].contains(id)).count();
+            }
+        }
+        let label = match mode {
+            Mode::Vector => "vector, IVF-PQ",
+            Mode::Text => "text, BM25 index",
+            Mode::Hybrid => "hybrid, RRF",
+        };
+        print!("  {label:<26} {}", latencies(ms));
+        if mode == Mode::Vector {
+            print!("   recall@10 vs exact {:.3}", overlap as f64 / (10 * n) as f64);
+        }
+        println!();
+    }
+
+    // 3. Re-indexing bloat.
+    println!("\nre-indexing {} random documents of {} chunks, maintenance every {MAINTAIN_EVERY} writes:", args.reindex, args.chunks_per_doc);
+    println!("  {:>9} {:>9} {:>9} {:>10} {:>12}", "reindexed", "rows", "versions", "fragments", "MiB on disk");
+    let show = |done: usize, s: lectern::index::TableStats| {
+        println!("  {:>9} {:>9} {:>9} {:>10} {:>12.1}", done, s.rows, s.versions, s.fragments, s.bytes_on_disk as f64 / (1 << 20) as f64);
+    };
+    show(0, index.stats("bench").await.unwrap().unwrap());
+    let start = Instant::now();
+    for r in 1..=args.reindex {
+        let d = synth.rng.random_range(0..args.docs);
+        let (chunks, vectors) = synth.document(d, args.chunks_per_doc);
+        index.replace_document(&meta(&chunks[0].document_id), &chunks, &vectors).await.unwrap();
+        if r as u64 % MAINTAIN_EVERY == 0 {
+            index.maintain("bench").await.unwrap();
+        }
+        if r % (args.reindex / 4).max(1) == 0 {
+            show(r, index.stats("bench").await.unwrap().unwrap());
+        }
+    }
+    println!("  {:.1} s, {:.1} re-indexings/s", start.elapsed().as_secs_f64(), args.reindex as f64 / start.elapsed().as_secs_f64());
+}
+
+fn meta(id: &str) -> DocumentMeta<'_> {
+    DocumentMeta { collection: "bench", document_id: id, doc_type: "paper", model: "minilm" }
+}
