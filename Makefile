@@ -14,7 +14,7 @@ endif
 LECTERN := $(CARGO_TARGET_DIR)/debug/lectern
 DEMO_DATA := ./lectern-data
 
-.PHONY: setup build demo test fmt bench-queue bench-embed bench-search eval-retrieval
+.PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load eval-retrieval
 
 setup:
 	./scripts/setup.sh
@@ -58,3 +58,7 @@ bench-search: setup
 eval-retrieval: build
 	rm -rf ./lectern-eval
 	$(LECTERN) --data-dir ./lectern-eval eval retrieval --questions benches/quality/retrieval_questions.toml --corpus ../shared/corpus
+
+# Upload latency: 1 MiB PDFs at 200/s for 10 s over loopback while the workers run.
+bench-load: setup
+	cargo bench --profile dev --bench ingest_load -- --rate 200 --seconds 10

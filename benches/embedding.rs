@@ -115,8 +115,7 @@ impl RawOrt {
         let enc = self.tokenizer.encode_batch(texts.to_vec(), true).unwrap();
         let (n, len) = (enc.len(), enc[0].len());
         let field = |f: &dyn Fn(&tokenizers::Encoding) -> &[u32]| {
-            Array2::from_shape_vec((n, len), enc.iter().flat_map(|e| f(e).iter().map(|&v| v as i64)).collect())
-                .unwrap()
+            Array2::from_shape_vec((n, len), enc.iter().flat_map(|e| f(e).iter().map(|&v| v as i64)).collect()).unwrap()
         };
         let ids = field(&|e| e.get_ids());
         let mask = field(&|e| e.get_attention_mask());

@@ -141,7 +141,8 @@ async fn run(args: Args) {
     let ctx = Context::new(settings, store, PipelineConfig::builtin());
     let (texts, vectors) = real(&ctx).await;
     println!("{} real chunks embedded as the base of the synthetic rows", texts.len());
-    let queries: Vec<String> = texts.iter().take(args.queries).map(|t| t.split_whitespace().take(12).collect::<Vec<_>>().join(" ")).collect();
+    let queries: Vec<String> =
+        texts.iter().take(args.queries).map(|t| t.split_whitespace().take(12).collect::<Vec<_>>().join(" ")).collect();
     let query_vectors = ctx.embedder().await.unwrap().embed(queries.clone()).await.unwrap();
     let mut synth = Synth { texts, vectors, rng: StdRng::seed_from_u64(7) };
 
@@ -192,7 +193,11 @@ async fn run(args: Args) {
     let t = Instant::now();
     index.maintain("bench").await.unwrap();
     let stats = index.stats("bench").await.unwrap().unwrap();
-    println!("  maintenance (build IVF-PQ + FTS, compact, prune): {:.1} s → indices {:?}", t.elapsed().as_secs_f64(), stats.indices);
+    println!(
+        "  maintenance (build IVF-PQ + FTS, compact, prune): {:.1} s → indices {:?}",
+        t.elapsed().as_secs_f64(),
+        stats.indices
+    );
 
     for mode in [Mode::Vector, Mode::Text, Mode::Hybrid] {
         let mut ms = Vec::new();
@@ -217,10 +222,20 @@ async fn run(args: Args) {
     }
 
     // 3. Re-indexing bloat.
-    println!("\nre-indexing {} random documents of {} chunks, maintenance every {MAINTAIN_EVERY} writes:", args.reindex, args.chunks_per_doc);
+    println!(
+        "\nre-indexing {} random documents of {} chunks, maintenance every {MAINTAIN_EVERY} writes:",
+        args.reindex, args.chunks_per_doc
+    );
     println!("  {:>9} {:>9} {:>9} {:>10} {:>12}", "reindexed", "rows", "versions", "fragments", "MiB on disk");
     let show = |done: usize, s: lectern::index::TableStats| {
-        println!("  {:>9} {:>9} {:>9} {:>10} {:>12.1}", done, s.rows, s.versions, s.fragments, s.bytes_on_disk as f64 / (1 << 20) as f64);
+        println!(
+            "  {:>9} {:>9} {:>9} {:>10} {:>12.1}",
+            done,
+            s.rows,
+            s.versions,
+            s.fragments,
+            s.bytes_on_disk as f64 / (1 << 20) as f64
+        );
     };
     show(0, index.stats("bench").await.unwrap().unwrap());
     let start = Instant::now();
@@ -235,7 +250,11 @@ async fn run(args: Args) {
             show(r, index.stats("bench").await.unwrap().unwrap());
         }
     }
-    println!("  {:.1} s, {:.1} re-indexings/s", start.elapsed().as_secs_f64(), args.reindex as f64 / start.elapsed().as_secs_f64());
+    println!(
+        "  {:.1} s, {:.1} re-indexings/s",
+        start.elapsed().as_secs_f64(),
+        args.reindex as f64 / start.elapsed().as_secs_f64()
+    );
 }
 
 fn meta(id: &str) -> DocumentMeta<'_> {

@@ -21,6 +21,7 @@ packages=(
   tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu tesseract-ocr-spa
   tesseract-ocr-ita tesseract-ocr-nld tesseract-ocr-por
   protobuf-compiler mold fonts-dejavu-core
+  chromium   # the dashboard's browser test
 )
 
 # fetch_models.py needs python3 >= 3.11 (tomllib) with pip; bring them in from

@@ -50,8 +50,21 @@ pub struct Cli {
     /// Hours finished jobs are kept before workers delete them (0: keep forever).
     #[arg(long, global = true, env = "LECTERN_RETENTION_HOURS", default_value_t = 168)]
     pub retention_hours: u64,
+    /// TOML file with any of the settings above (snake_case keys, e.g. data_dir = "/srv/lectern");
+    /// flags and environment variables win over it.
+    #[arg(long, global = true, env = "LECTERN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log lines on stderr: text, or one JSON object per line (filter with RUST_LOG).
+    #[arg(long, global = true, env = "LECTERN_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +76,20 @@ pub enum Command {
         /// Also run worker pools for all queues in this process.
         #[arg(long)]
         workers: bool,
+        /// Serve without bearer tokens (local use only).
+        #[arg(long, env = "LECTERN_NO_AUTH")]
+        no_auth: bool,
+        /// Requests per minute per token (429 with Retry-After above it).
+        #[arg(long, env = "LECTERN_RATE_PER_MINUTE", default_value_t = 6000)]
+        rate_per_minute: u32,
+        /// Uploads one token may stream at once.
+        #[arg(long, env = "LECTERN_CONCURRENT_UPLOADS", default_value_t = 8)]
+        concurrent_uploads: usize,
+    },
+    /// Create, list and revoke API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
     },
     /// Run worker pools for the given queues.
     ///
@@ -146,6 +173,22 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a token and print it (it is shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Collection the token may use (repeatable); default: all.
+        #[arg(long = "collection")]
+        collections: Vec<String>,
+    },
+    List,
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum IndexCommand {
     /// Rows, versions, fragments, size on disk and indices of a collection's table.
     Stats {
@@ -196,6 +239,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     settings.grace = Duration::from_secs(cli.grace_secs);
     settings.max_upload_bytes = cli.max_upload_mb << 20;
     settings.retention = (cli.retention_hours > 0).then(|| Duration::from_secs(cli.retention_hours * 3600));
+    if let Command::Serve { no_auth, rate_per_minute, concurrent_uploads, .. } = &cli.command {
+        settings.auth_required = !no_auth;
+        settings.rate_per_minute = *rate_per_minute;
+        settings.concurrent_uploads = *concurrent_uploads;
+    }
     let pipeline = match &cli.pipeline {
         Some(path) => PipelineConfig::load(path)?,
         None => PipelineConfig::builtin(),
@@ -205,7 +253,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let ctx = Arc::new(Context::new(settings, store, pipeline));
 
     match cli.command {
-        Command::Serve { listen, workers } => serve(ctx, &listen, workers).await,
+        Command::Serve { listen, workers, .. } => serve(ctx, &listen, workers).await,
+        Command::Tokens { command: TokensCommand::Create { name, collections } } => {
+            for c in &collections {
+                crate::index::table_name(c)?;
+            }
+            let (secret, token) = crate::auth::new_token(&name, &collections);
+            ctx.store.insert_token(&token).await?;
+            eprintln!("token {} ({name}) for collections {:?}; it is shown only now:", token.id, token.collections);
+            println!("{secret}");
+            Ok(0)
+        }
+        Command::Tokens { command: TokensCommand::List } => {
+            for t in ctx.store.tokens().await? {
+                let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{}  {:<8} {:<20} {:?}", t.id, state, t.name, t.collections);
+            }
+            Ok(0)
+        }
+        Command::Tokens { command: TokensCommand::Revoke { id } } => {
+            if !ctx.store.revoke_token(&id).await? {
+                bail!("no active token {id}");
+            }
+            println!("revoked {id}");
+            Ok(0)
+        }
         Command::Worker { queues, concurrency } => {
             let specs = queue_specs(&ctx, &queues, &concurrency)?;
             let (trigger, shutdown) = shutdown::channel();
@@ -355,6 +427,11 @@ fn queue_specs(ctx: &Context, queues: &[String], concurrency: &[usize]) -> anyho
 }
 
 async fn serve(ctx: Arc<Context>, listen: &str, workers: bool) -> anyhow::Result<i32> {
+    if !ctx.settings.auth_required {
+        tracing::warn!("serving without API tokens (--no-auth): anyone who can connect may use the API");
+    } else if ctx.store.tokens().await?.iter().all(|t| t.revoked_at.is_some()) {
+        tracing::warn!("no active API token: create one with `lectern tokens create --name <name>`");
+    }
     let (trigger, shutdown) = shutdown::channel();
     let worker_task = if workers {
         let specs = queue_specs(&ctx, &[], &[])?;

@@ -38,6 +38,12 @@ pub struct Settings {
     pub retention: Option<std::time::Duration>,
     /// Largest accepted upload, in bytes.
     pub max_upload_bytes: usize,
+    /// HTTP routes other than health need a bearer token.
+    pub auth_required: bool,
+    /// Requests per minute per token.
+    pub rate_per_minute: u32,
+    /// Uploads one token may stream at once.
+    pub concurrent_uploads: usize,
 }
 
 impl Settings {
@@ -53,6 +59,9 @@ impl Settings {
             grace: std::time::Duration::from_secs(30),
             retention: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
             max_upload_bytes: 512 << 20,
+            auth_required: true,
+            rate_per_minute: 6000,
+            concurrent_uploads: 8,
         }
     }
 
@@ -78,6 +87,54 @@ impl Settings {
     pub fn embedding_model_dir(&self) -> PathBuf {
         self.models_dir.join(&self.embedding_model)
     }
+}
+
+/// Settings a TOML file (`--config`, `LECTERN_CONFIG`) may give, and the environment
+/// variable each one stands for. Precedence: flag, then environment, then file, then default.
+pub const FILE_KEYS: [(&str, &str); 17] = [
+    ("data_dir", "LECTERN_DATA_DIR"),
+    ("database_url", "DATABASE_URL"),
+    ("models_dir", "LECTERN_MODELS_DIR"),
+    ("pipeline", "LECTERN_PIPELINE"),
+    ("onnx_threads", "LECTERN_ONNX_THREADS"),
+    ("embedding_model", "LECTERN_EMBEDDING_MODEL"),
+    ("ocr_lang", "LECTERN_OCR_LANG"),
+    ("lease_secs", "LECTERN_LEASE_SECS"),
+    ("grace_secs", "LECTERN_GRACE_SECS"),
+    ("max_upload_mb", "LECTERN_MAX_UPLOAD_MB"),
+    ("retention_hours", "LECTERN_RETENTION_HOURS"),
+    ("log_format", "LECTERN_LOG_FORMAT"),
+    ("listen", "LECTERN_LISTEN"),
+    ("no_auth", "LECTERN_NO_AUTH"),
+    ("rate_per_minute", "LECTERN_RATE_PER_MINUTE"),
+    ("concurrent_uploads", "LECTERN_CONCURRENT_UPLOADS"),
+    ("config", "LECTERN_CONFIG"),
+];
+
+/// Reads a settings file into `(environment variable, value)` pairs for the keys it sets.
+pub fn read_config_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let Some((_, var)) = FILE_KEYS.iter().find(|(k, _)| *k == key && *k != "config") else {
+            return Err(ConfigError::Invalid(format!("{}: unknown setting {key:?}", path.display())));
+        };
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "{}: {key} = {other} is not a string, number or boolean",
+                    path.display()
+                )));
+            }
+        };
+        out.push((*var, value));
+    }
+    Ok(out)
 }
 
 /// Defaults of one queue.
@@ -191,6 +248,26 @@ mod tests {
         assert_eq!(p.next_stage("generate"), None);
         assert!(p.queue("ocr").unwrap().concurrency >= 1);
         assert!(p.is_per_page("render") && p.is_per_page("ocr") && !p.is_per_page("chunk"));
+    }
+
+    #[test]
+    fn config_file_keys_map_to_their_environment_variables() {
+        let dir = std::env::temp_dir().join(format!("lectern-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lectern.toml");
+        std::fs::write(&file, "data_dir = \"/srv/lectern\"\nonnx_threads = 2\nno_auth = true\n").unwrap();
+        let mut vars = read_config_file(&file).unwrap();
+        vars.sort();
+        assert_eq!(
+            vars,
+            [
+                ("LECTERN_DATA_DIR", "/srv/lectern".to_string()),
+                ("LECTERN_NO_AUTH", "true".into()),
+                ("LECTERN_ONNX_THREADS", "2".into())
+            ]
+        );
+        std::fs::write(&file, "dta_dir = \"x\"\n").unwrap();
+        assert!(read_config_file(&file).unwrap_err().to_string().contains("dta_dir"));
     }
 
     #[test]

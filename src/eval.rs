@@ -92,7 +92,8 @@ pub async fn retrieval(ctx: Arc<Context>, questions: &Path, corpus: &Path, k: us
             let mut req = SearchRequest::new(q.query.clone(), k, mode);
             req.collection = COLLECTION.into();
             let hits = search(&ctx, &req).await?;
-            let rank = hits.iter().position(|h| &h.document_id == id && q.pages.contains(&h.page));
+            let on_page = |h: &crate::index::Hit| h.spans.iter().any(|s| q.pages.contains(&(s.page as i32)));
+            let rank = hits.iter().position(|h| &h.document_id == id && on_page(h));
             let entry = by_kind.entry(q.kind.as_str()).or_default();
             entry.1 += 1;
             if let Some(r) = rank {

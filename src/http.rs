@@ -1,13 +1,19 @@
 //! The HTTP API (axum). Handlers are thin: parse, call the store or pipeline, answer JSON.
+//! Every route but `/healthz` and `/readyz` needs a bearer token (`lectern tokens create`;
+//! `serve --no-auth` turns this off), limited per token in requests per minute (429 with
+//! `Retry-After`) and concurrent uploads, and scoped to its collections.
 //!
-//! - `POST /v1/documents` — multipart upload (field `file`, optional `collection` before it
-//!   or `?collection=`); streams to disk, answers 202 with the document and first job ids at
-//!   once (413 over the size limit, 415 for a type Lectern cannot read).
+//! - `POST /v1/documents` — multipart upload (field `file`, optional `collection` and
+//!   `reprocess` before it, or as query parameters); streams to disk, answers 202 with the
+//!   document and first job ids at once (413 over the size limit, 415 for a type Lectern
+//!   cannot read); the same content again answers 200 with the existing document.
 //! - `DELETE /v1/documents/{id}` — cancel its jobs, remove its chunks from the index, its
 //!   rows and its work directory.
 //! - `GET /v1/documents/{id}/artifacts`, `…/artifacts/{name}` — list and download.
 //! - `GET /v1/documents/{id}` — document status, its jobs, figures and artifacts.
 //! - `POST /v1/documents/{id}/cancel` — cancel every unfinished job of a document.
+//! - `GET /v1/documents/{id}/events` — live progress (server-sent events `job`, `document`,
+//!   then `end` when the document has finished).
 //! - `GET /v1/jobs/{id}` — job status, stage, attempts, error;
 //!   `POST /v1/jobs/{id}/cancel`, `POST /v1/jobs/{id}/retry`.
 //! - `GET /v1/queues` — jobs per queue and state, age of the oldest waiting job.
@@ -15,21 +21,31 @@
 //!   vector|text|hybrid}` → chunks with document, page, bbox, heading path and score.
 //! - `GET /v1/flashcards/{id}`, `POST /v1/flashcards/{id}/review` — `{grade: 0–5}` applies
 //!   SM-2 and answers with the next due date.
+//! - `GET /openapi.json` — the OpenAPI 3.1 description of all of this.
+//! - `GET /` — the operator's dashboard (open `/?token=…` once; a session cookie follows).
 //! - `GET /healthz` (alive), `GET /readyz` (store answers, models on disk), `GET /metrics`
 //!   (Prometheus: jobs per queue and state, oldest waiting job, indexed chunks).
 
 use std::sync::Arc;
 
+use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+mod dashboard;
+
+use crate::auth::Limiter;
 use crate::context::Context;
 use crate::pipeline::ingest::{self, UploadWriter};
+use crate::storage::ApiToken;
 use crate::{index, search, sniff};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +58,12 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("{0}")]
     UnsupportedType(String),
+    #[error("a bearer token is required (Authorization: Bearer lct_…)")]
+    Unauthorized,
+    #[error("this token may not use collection {0:?}")]
+    Forbidden(String),
+    #[error("too many requests for this token; retry in {0} s")]
+    TooMany(u64),
     #[error("{0}")]
     Internal(String),
 }
@@ -53,9 +75,23 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooMany(secs) => {
+                headers.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            }
+            _ => {}
+        }
+        response
     }
 }
 
@@ -63,15 +99,118 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
 
+struct Guard {
+    ctx: Arc<Context>,
+    limiter: Limiter,
+}
+
+/// Who is calling: the token, or `None` when the server runs with `--no-auth`.
+#[derive(Clone)]
+pub struct Caller(Option<ApiToken>);
+
+impl Caller {
+    fn check(&self, collection: &str) -> Result<(), ApiError> {
+        match &self.0 {
+            Some(t) if !t.allows(collection) => Err(ApiError::Forbidden(collection.to_string())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Authenticates the bearer token, applies its rate and upload limits, and keeps a scoped
+/// token away from documents (and their jobs and cards) of other collections.
+async fn require_token(State(guard): State<Arc<Guard>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let ctx = &guard.ctx;
+    let from_query = (req.uri().path() == "/")
+        .then(|| req.uri().query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token="))))
+        .flatten()
+        .map(str::to_string);
+    let secret = bearer(&req).or_else(|| session_cookie(&req)).or(from_query.clone());
+    let caller = if ctx.settings.auth_required {
+        let secret = secret.as_deref().ok_or(ApiError::Unauthorized)?;
+        let token = ctx.store.token_by_hash(&crate::auth::hash(secret)).await.map_err(internal)?;
+        Caller(Some(token.ok_or(ApiError::Unauthorized)?))
+    } else {
+        Caller(None)
+    };
+    let key = caller.0.as_ref().map(|t| t.id.clone()).unwrap_or_default();
+    guard.limiter.request(&key).map_err(|wait| ApiError::TooMany(wait.as_secs().max(1)))?;
+    let _upload = if req.method() == axum::http::Method::POST && req.uri().path() == "/v1/documents" {
+        Some(guard.limiter.upload(&key).ok_or(ApiError::TooMany(1))?)
+    } else {
+        None
+    };
+    if caller.0.as_ref().is_some_and(|t| !t.allows("*")) {
+        if let Some(document) = owning_document(ctx, req.uri().path()).await? {
+            match ctx.store.document(&document).await.map_err(internal)? {
+                Some(doc) if !caller.0.as_ref().is_some_and(|t| t.allows(&doc.collection)) => {
+                    return Err(ApiError::NotFound(format!("document {document}")));
+                }
+                _ => {}
+            }
+        }
+    }
+    req.extensions_mut().insert(caller);
+    let mut response = next.run(req).await;
+    if let Some(secret) = from_query.filter(|_| ctx.settings.auth_required) {
+        // The dashboard opened with ?token=: its buttons use this cookie from now on.
+        let cookie = format!("{SESSION_COOKIE}={secret}; HttpOnly; SameSite=Strict; Path=/");
+        if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
+}
+
+const SESSION_COOKIE: &str = "lectern_token";
+
+fn bearer(req: &Request) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    Some(value.strip_prefix("Bearer ")?.trim().to_string())
+}
+
+fn session_cookie(req: &Request) -> Option<String> {
+    req.headers().get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        v.split(';').find_map(|c| c.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('=').map(str::to_string))
+    })
+}
+
+/// The document a `/v1/documents/{id}…`, `/v1/jobs/{id}…` or `/v1/flashcards/{id}…` path is about.
+async fn owning_document(ctx: &Context, path: &str) -> Result<Option<String>, ApiError> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    let (Some("v1"), Some(kind), Some(id)) = (parts.next(), parts.next(), parts.next()) else { return Ok(None) };
+    Ok(match kind {
+        "documents" => Some(id.to_string()),
+        "jobs" => match id.parse::<i64>() {
+            Ok(n) => ctx.store.job(n).await.map_err(internal)?.and_then(|j| j.document_id),
+            Err(_) => None,
+        },
+        "flashcards" => ctx.store.flashcard(id).await.map_err(internal)?.map(|c| c.document_id),
+        _ => None,
+    })
+}
+
 pub fn router(ctx: Arc<Context>) -> Router {
+    let guard = Arc::new(Guard {
+        limiter: Limiter::new(ctx.settings.rate_per_minute, ctx.settings.concurrent_uploads),
+        ctx: ctx.clone(),
+    });
+    let public = Router::new()
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(readyz));
+    protected(ctx.clone()).layer(middleware::from_fn_with_state(guard, require_token)).merge(public.with_state(ctx))
+}
+
+/// Every route that needs a token.
+fn protected(ctx: Arc<Context>) -> Router {
     let limit = ctx.settings.max_upload_bytes;
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
-        .route("/readyz", get(readyz))
+        .route("/", get(dashboard::page))
         .route("/metrics", get(metrics))
         .route("/v1/documents", post(upload))
         .route("/v1/documents/{id}", get(document).delete(delete_document))
         .route("/v1/documents/{id}/cancel", post(cancel_document))
+        .route("/v1/documents/{id}/events", get(document_events))
         .route("/v1/documents/{id}/artifacts", get(artifacts))
         .route("/v1/documents/{id}/artifacts/{name}", get(artifact))
         .route("/v1/jobs/{id}", get(job))
@@ -81,6 +220,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
         .route("/v1/flashcards/{id}", get(flashcard))
         .route("/v1/flashcards/{id}/review", post(review_flashcard))
         .route("/v1/search", post(search_handler))
+        .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ctx)
 }
@@ -88,24 +228,39 @@ pub fn router(ctx: Arc<Context>) -> Router {
 #[derive(Debug, Deserialize)]
 struct UploadParams {
     collection: Option<String>,
+    #[serde(default)]
+    reprocess: bool,
 }
 
-/// Multipart upload: an optional `collection` text field (or `?collection=`), then `file`.
+/// Multipart upload: optional `collection` and `reprocess` text fields (or query
+/// parameters), then `file`. Content already in the collection (and not failed or
+/// cancelled) answers 200 with that document instead of running again, unless `reprocess`.
 async fn upload(
     State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<UploadParams>,
     mut multipart: Multipart,
 ) -> Result<Response, ApiError> {
     let mut collection = params.collection.unwrap_or_else(|| ingest::DEFAULT_COLLECTION.to_string());
+    let mut reprocess = params.reprocess;
     while let Some(mut field) = multipart.next_field().await.map_err(|e| ApiError::BadRequest(e.to_string()))? {
-        if field.name() == Some("collection") {
-            collection = field.text().await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            continue;
+        match field.name() {
+            Some("collection") => {
+                collection = field.text().await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                continue;
+            }
+            Some("reprocess") => {
+                let value = field.text().await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                reprocess = matches!(value.trim(), "true" | "1" | "yes");
+                continue;
+            }
+            _ => {}
         }
         if field.name() != Some("file") {
             continue;
         }
         index::table_name(&collection).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        caller.check(&collection)?;
         let filename = field.file_name().unwrap_or("upload").to_string();
         let mut writer = UploadWriter::create(&ctx.settings).await.map_err(internal)?;
         let mut head = Vec::new();
@@ -139,6 +294,15 @@ async fn upload(
             )));
         }
         let stored = writer.finish().await.map_err(internal)?;
+        if !reprocess {
+            if let Some(doc) = ctx.store.find_duplicate(&stored.sha256, &collection).await.map_err(internal)? {
+                let body = json!({
+                    "document_id": doc.id, "job_id": null, "sha256": stored.sha256,
+                    "collection": collection, "duplicate": true, "status": doc.status,
+                });
+                return Ok((StatusCode::OK, Json(body)).into_response());
+            }
+        }
         let (document_id, job_id) = ingest::submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &filename, &collection)
             .await
             .map_err(internal)?;
@@ -177,6 +341,13 @@ async fn artifact(
 }
 
 /// Ready when the job store answers and the libraries and models are on disk.
+/// The OpenAPI description of these routes (`tests/http.rs` checks every route is in it).
+const OPENAPI: &str = include_str!("http/openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
     let database = ctx.store.queue_stats(crate::storage::now_ms()).await.map(|_| ()).map_err(|e| e.to_string());
     let s = &ctx.settings;
@@ -216,6 +387,38 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> 
         let age = q.oldest_available_ms.unwrap_or(0) as f64 / 1000.0;
         let _ = writeln!(out, "lectern_queue_oldest_available_seconds{{queue=\"{}\"}} {age}", q.queue);
     }
+    out.push_str(
+        "# HELP lectern_stage_duration_seconds Run time of finished jobs per stage (jobs within retention).\n",
+    );
+    out.push_str("# TYPE lectern_stage_duration_seconds histogram\n");
+    for d in ctx.store.stage_durations().await.map_err(internal)? {
+        for (le, n) in crate::storage::DURATION_BUCKETS_MS.iter().zip(&d.buckets) {
+            let _ = writeln!(
+                out,
+                "lectern_stage_duration_seconds_bucket{{stage=\"{}\",le=\"{}\"}} {n}",
+                d.stage,
+                *le as f64 / 1000.0
+            );
+        }
+        let _ = writeln!(out, "lectern_stage_duration_seconds_bucket{{stage=\"{}\",le=\"+Inf\"}} {}", d.stage, d.count);
+        let _ =
+            writeln!(out, "lectern_stage_duration_seconds_sum{{stage=\"{}\"}} {}", d.stage, d.sum_ms as f64 / 1000.0);
+        let _ = writeln!(out, "lectern_stage_duration_seconds_count{{stage=\"{}\"}} {}", d.stage, d.count);
+    }
+    out.push_str("# HELP lectern_pages_done_total Pages through render, layout and OCR (rate() gives pages/s).\n");
+    out.push_str("# TYPE lectern_pages_done_total counter\n");
+    let _ = writeln!(out, "lectern_pages_done_total {}", ctx.store.pages_done().await.map_err(internal)?);
+    let (batches, rows) = crate::pipeline::embed::batch_sizes();
+    out.push_str("# HELP lectern_embedding_batch_rows Rows per embedding inference in this process.\n");
+    out.push_str("# TYPE lectern_embedding_batch_rows histogram\n");
+    let mut cumulative = 0;
+    for (le, n) in crate::pipeline::embed::BATCH_BUCKETS.iter().zip(batches) {
+        cumulative += n;
+        let le = if *le == usize::MAX { "+Inf".to_string() } else { le.to_string() };
+        let _ = writeln!(out, "lectern_embedding_batch_rows_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "lectern_embedding_batch_rows_sum {rows}");
+    let _ = writeln!(out, "lectern_embedding_batch_rows_count {cumulative}");
     if let Ok(index) = ctx.index().await {
         out.push_str("# HELP lectern_index_chunks Chunks in a collection's LanceDB table.\n");
         out.push_str("# TYPE lectern_index_chunks gauge\n");
@@ -261,6 +464,57 @@ async fn delete_document(State(ctx): State<Arc<Context>>, Path(id): Path<String>
     Ok(Json(json!({ "id": id, "deleted": true })).into_response())
 }
 
+/// Server-sent events: `job` and `document` changes in the order they are seen, then `end`
+/// once the document has finished.
+async fn document_events(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if ctx.store.document(&id).await.map_err(internal)?.is_none() {
+        return Err(ApiError::NotFound(format!("document {id}")));
+    }
+    struct Poll {
+        ctx: Arc<Context>,
+        id: String,
+        seen: std::collections::HashMap<String, crate::status::ProgressEvent>,
+        ended: bool,
+        first: bool,
+    }
+    let start = Poll { ctx, id, seen: Default::default(), ended: false, first: true };
+    let stream = futures::stream::unfold(start, |mut p| async move {
+        if p.ended {
+            return None;
+        }
+        if !p.first {
+            tokio::time::sleep(crate::status::PROGRESS_POLL).await;
+        }
+        p.first = false;
+        let batch = match crate::status::progress_since(&p.ctx, &p.id, &mut p.seen).await {
+            Ok((events, finished)) => {
+                let mut out: Vec<Event> = events
+                    .iter()
+                    .map(|e| {
+                        let kind = match e {
+                            crate::status::ProgressEvent::Job { .. } => "job",
+                            crate::status::ProgressEvent::Document { .. } => "document",
+                        };
+                        Event::default().event(kind).json_data(e).expect("events serialise")
+                    })
+                    .collect();
+                if finished {
+                    out.push(Event::default().event("end").data(""));
+                    p.ended = true;
+                }
+                out
+            }
+            Err(e) => {
+                p.ended = true;
+                vec![Event::default().event("error").data(e.to_string())]
+            }
+        };
+        Some((futures::stream::iter(batch.into_iter().map(Ok::<_, std::convert::Infallible>)), p))
+    })
+    .flatten();
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
 async fn cancel_document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if ctx.store.document(&id).await.map_err(internal)?.is_none() {
         return Err(ApiError::NotFound(format!("document {id}")));
@@ -304,8 +558,10 @@ async fn review_flashcard(
 
 async fn search_handler(
     State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
     Json(req): Json<search::SearchRequest>,
 ) -> Result<Response, ApiError> {
+    caller.check(&req.collection)?;
     let hits = search::search(&ctx, &req).await.map_err(|e| match e {
         search::SearchError::Invalid(m) => ApiError::BadRequest(m),
         e => internal(e),

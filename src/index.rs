@@ -29,7 +29,7 @@ use lancedb::{Connection, DistanceType, Table};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::pipeline::chunk::Chunk;
+use crate::pipeline::chunk::{Chunk, Span};
 
 /// Writes between two maintenance runs of a table.
 pub const MAINTAIN_EVERY: u64 = 20;
@@ -97,6 +97,8 @@ pub struct Hit {
     pub page: i32,
     /// On `page`, in PDF points from the top-left corner.
     pub bbox: [f32; 4],
+    /// Every page the chunk lies on, with its box there (`page`/`bbox` are the first).
+    pub spans: Vec<Span>,
     pub heading_path: Vec<String>,
     pub text: String,
     /// Vector: cosine similarity. Text: BM25. Hybrid: reciprocal-rank-fusion score.
@@ -430,9 +432,14 @@ fn hits(batches: &[RecordBatch], score: impl Fn(f32) -> f32, score_column: &str)
     for batch in batches {
         let strings =
             |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
-        let (Some(id), Some(doc), Some(doc_type), Some(heading), Some(text)) =
-            (strings("id"), strings("document_id"), strings("doc_type"), strings("heading_path"), strings("text"))
-        else {
+        let (Some(id), Some(doc), Some(doc_type), Some(heading), Some(text), Some(spans)) = (
+            strings("id"),
+            strings("document_id"),
+            strings("doc_type"),
+            strings("heading_path"),
+            strings("text"),
+            strings("spans"),
+        ) else {
             continue;
         };
         let page = batch.column_by_name("page").and_then(|c| c.as_any().downcast_ref::<Int32Array>().cloned());
@@ -448,6 +455,7 @@ fn hits(batches: &[RecordBatch], score: impl Fn(f32) -> f32, score_column: &str)
                 doc_type: doc_type.value(i).to_string(),
                 page: page.value(i),
                 bbox: [b.value(0), b.value(1), b.value(2), b.value(3)],
+                spans: serde_json::from_str(spans.value(i)).unwrap_or_default(),
                 heading_path: serde_json::from_str(heading.value(i)).unwrap_or_default(),
                 text: text.value(i).to_string(),
                 score: score(raw.value(i)),
@@ -479,6 +487,7 @@ mod tests {
             doc_type: "other".into(),
             page: 1,
             bbox: [0.0; 4],
+            spans: vec![],
             heading_path: vec![],
             text: id.into(),
             score: 0.0,

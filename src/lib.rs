@@ -14,13 +14,15 @@
 //! - [`index`] — LanceDB, one table of chunks per collection: upsert, maintenance, vector,
 //!   full-text and hybrid search; [`search`] embeds the query and asks it;
 //!   [`classify`] — a document's type from its embedding.
-//! - [`http`] — the HTTP API; [`cli`] — the command line. Both are thin.
+//! - [`http`] — the HTTP API; [`cli`] — the command line. Both are thin. [`auth`] — API
+//!   tokens and per-token limits.
 //! - [`context`] — shared process state and lazily loaded models; [`config`] — settings
 //!   and the pipeline definition (`jobs/pipeline.toml`); [`onnx`] — the one ONNX Runtime
 //!   environment; [`sniff`] — file types from bytes; [`status`] — the operator's view of
 //!   a document; [`shutdown`] — graceful stop; [`sm2`] — flashcard review scheduling;
 //!   [`eval`] — quality measurements (`lectern eval`).
 
+pub mod auth;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -6,13 +6,29 @@ fn main() -> anyhow::Result<()> {
         // SAFETY: no other thread exists yet.
         unsafe { std::env::set_var("OMP_THREAD_LIMIT", "1") };
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "lectern=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // A settings file fills in what neither flags nor the environment set.
+    let args: Vec<String> = std::env::args().collect();
+    let config = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--config=").map(str::to_string)))
+        .or_else(|| std::env::var("LECTERN_CONFIG").ok());
+    if let Some(path) = config {
+        for (var, value) in lectern::config::read_config_file(std::path::Path::new(&path))? {
+            if std::env::var_os(var).is_none() {
+                // SAFETY: no other thread exists yet.
+                unsafe { std::env::set_var(var, value) };
+            }
+        }
+    }
     let cli = lectern::cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "lectern=info,warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        lectern::cli::LogFormat::Text => logs.init(),
+        lectern::cli::LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let code = runtime.block_on(lectern::cli::run(cli));
     // Join the blocking threads so their thread-local OCR engines are dropped before exit.

@@ -70,3 +70,64 @@ pub async fn review_flashcard(ctx: &Context, id: &str, grade: i64) -> Result<Fla
     }
     Ok(card)
 }
+
+/// One change seen on a document or one of its jobs, for the live progress stream.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProgressEvent {
+    Job {
+        id: i64,
+        stage: String,
+        state: crate::storage::JobState,
+        pages: Option<serde_json::Value>,
+        error: Option<String>,
+    },
+    Document {
+        status: String,
+        stage: Option<String>,
+        pages_done: i64,
+        pages: Option<i64>,
+        error: Option<String>,
+    },
+}
+
+/// How often the progress stream looks at the store.
+pub const PROGRESS_POLL: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Changes since the last look: job transitions in job order, then the document's. `seen`
+/// keeps what was last reported; returns whether the document has finished.
+pub async fn progress_since(
+    ctx: &Context,
+    id: &str,
+    seen: &mut std::collections::HashMap<String, ProgressEvent>,
+) -> Result<(Vec<ProgressEvent>, bool), StoreError> {
+    let mut events = Vec::new();
+    let mut jobs = ctx.store.jobs_for_document(id).await?;
+    jobs.sort_by_key(|j| j.id);
+    for j in jobs {
+        let event = ProgressEvent::Job {
+            id: j.id,
+            stage: j.stage.clone(),
+            state: j.state,
+            pages: j.payload.get("pages").cloned(),
+            error: j.error.clone(),
+        };
+        if seen.get(&format!("job-{}", j.id)) != Some(&event) {
+            seen.insert(format!("job-{}", j.id), event.clone());
+            events.push(event);
+        }
+    }
+    let Some(doc) = ctx.store.document(id).await? else { return Ok((events, true)) };
+    let event = ProgressEvent::Document {
+        status: doc.status.clone(),
+        stage: doc.stage.clone(),
+        pages_done: doc.pages_done,
+        pages: doc.pages,
+        error: doc.error.clone(),
+    };
+    if seen.get("document") != Some(&event) {
+        seen.insert("document".into(), event.clone());
+        events.push(event);
+    }
+    Ok((events, doc.is_finished()))
+}

@@ -8,20 +8,35 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-async fn start() -> (String, tempfile::TempDir, lectern::shutdown::Trigger) {
-    let (base, dir, ctx) = start_without_workers().await;
+async fn start() -> (String, tempfile::TempDir, lectern::shutdown::Trigger, reqwest::Client) {
+    let (base, dir, ctx, client) = start_without_workers().await;
     let (trigger, _workers) = common::start_workers(&ctx);
-    (base, dir, trigger)
+    (base, dir, trigger, client)
 }
 
-async fn start_without_workers() -> (String, tempfile::TempDir, std::sync::Arc<lectern::context::Context>) {
+async fn start_without_workers()
+-> (String, tempfile::TempDir, std::sync::Arc<lectern::context::Context>, reqwest::Client) {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
+    let (base, client) = serve(&ctx, &[]).await;
+    (base, dir, ctx, client)
+}
+
+/// Serves the API on a free port; the client carries a new token for `collections`.
+async fn serve(ctx: &std::sync::Arc<lectern::context::Context>, collections: &[String]) -> (String, reqwest::Client) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = lectern::http::router(ctx.clone());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (format!("http://{addr}"), dir, ctx)
+    (format!("http://{addr}"), client_for(ctx, collections).await)
+}
+
+async fn client_for(ctx: &lectern::context::Context, collections: &[String]) -> reqwest::Client {
+    let (secret, token) = lectern::auth::new_token("tests", collections);
+    ctx.store.insert_token(&token).await.unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {secret}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 async fn upload(client: &reqwest::Client, base: &str, name: &str, bytes: Vec<u8>) -> Value {
@@ -48,8 +63,7 @@ async fn wait_document(client: &reqwest::Client, base: &str, id: &str) -> Value 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_then_poll_until_done() {
-    let (base, _dir, _trigger) = start().await;
-    let client = reqwest::Client::new();
+    let (base, _dir, _trigger, client) = start().await;
     let health: Value = client.get(format!("{base}/healthz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
 
@@ -67,22 +81,54 @@ async fn upload_then_poll_until_done() {
     let job: Value = client.get(format!("{base}/v1/jobs/{job_id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!((job["state"].as_str(), job["attempt"].as_i64()), (Some("done"), Some(1)));
 
-    let hits: Value = client
-        .post(format!("{base}/v1/search"))
-        .json(&serde_json::json!({ "query": "Emanuel Goldberg developed a machine", "top_k": 3 }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(hits["hits"][0]["document_id"], doc_id.as_str());
+    // Search in every mode finds the scan's page, with provenance.
+    for mode in ["vector", "text", "hybrid"] {
+        let body = serde_json::json!({ "query": "Emanuel Goldberg developed a machine", "top_k": 3, "mode": mode });
+        let hits: Value =
+            client.post(format!("{base}/v1/search")).json(&body).send().await.unwrap().json().await.unwrap();
+        let top = &hits["hits"][0];
+        assert_eq!(
+            (top["document_id"].as_str(), top["page"].as_i64()),
+            (Some(doc_id.as_str()), Some(1)),
+            "{mode}: {hits}"
+        );
+        assert!(
+            top["bbox"].as_array().unwrap().len() == 4 && top["heading_path"].is_array() && top["doc_type"].is_string()
+        );
+    }
+    for bad in [
+        serde_json::json!({ "query": "x", "mode": "fuzzy" }),
+        serde_json::json!({ "query": " " }),
+        serde_json::json!({ "query": "x", "top_k": 0 }),
+        serde_json::json!({ "query": "x", "collection": "../etc" }),
+    ] {
+        let resp = client.post(format!("{base}/v1/search")).json(&bad).send().await.unwrap();
+        assert!(resp.status().is_client_error(), "{bad} → {}", resp.status());
+    }
+    assert!(doc["doc_type"].is_string() && doc["collection"] == "default", "{doc}");
 
     let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    // It parses as Prometheus text, with the stage-duration histogram filled in.
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
+    let histogram = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "lectern_stage_duration_seconds" && s.labels.get("stage") == Some("ocr"))
+        .unwrap_or_else(|| panic!("ocr durations in {metrics}"));
+    match &histogram.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            assert!(buckets.iter().any(|b| b.less_than.is_infinite() && b.count >= 1.0), "{buckets:?}")
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
+    assert!(scrape.samples.iter().any(|s| s.metric == "lectern_pages_done_total"));
     assert!(metrics.contains("lectern_jobs{queue=\"generate\",state=\"done\"} 1"), "{metrics}");
-    assert!(metrics.lines().any(|l| l.starts_with("lectern_index_chunks ") && !l.ends_with(" 0")), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("lectern_index_chunks{collection=\"default\"} ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
 
     let missing = client.get(format!("{base}/v1/jobs/999999")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
@@ -96,6 +142,25 @@ async fn upload_then_poll_until_done() {
     assert!(quiz.bytes().await.unwrap().starts_with(b"%PDF-"));
     let nothing = client.get(format!("{base}/v1/documents/{doc_id}/artifacts/../../etc/passwd")).send().await.unwrap();
     assert_eq!(nothing.status(), 404);
+
+    // The same content again is the same document, unless reprocessing is asked for.
+    let again = |query: &'static str| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(std::fs::read(common::fixture("scan.pdf")).unwrap()).file_name("copy.pdf"),
+        );
+        client.post(format!("{base}/v1/documents{query}")).multipart(form).send()
+    };
+    let dup = again("").await.unwrap();
+    assert_eq!(dup.status(), 200);
+    let dup: Value = dup.json().await.unwrap();
+    assert_eq!((dup["document_id"].as_str(), dup["duplicate"].as_bool()), (Some(doc_id.as_str()), Some(true)), "{dup}");
+    let fresh = again("?reprocess=true").await.unwrap();
+    assert_eq!(fresh.status(), 202);
+    let fresh: Value = fresh.json().await.unwrap();
+    let fresh_id = fresh["document_id"].as_str().unwrap();
+    assert_ne!(fresh_id, doc_id);
+    client.post(format!("{base}/v1/documents/{fresh_id}/cancel")).send().await.unwrap();
 
     // A file that is no document is refused at once.
     let form = reqwest::multipart::Form::new()
@@ -143,13 +208,21 @@ async fn upload_then_poll_until_done() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+
+    // Deleting the document removes it and its chunks.
+    let deleted = client.delete(format!("{base}/v1/documents/{doc_id}")).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(client.get(format!("{base}/v1/documents/{doc_id}")).send().await.unwrap().status(), 404);
+    assert_eq!(client.delete(format!("{base}/v1/documents/{doc_id}")).send().await.unwrap().status(), 404);
+    let body = serde_json::json!({ "query": "Emanuel Goldberg developed a machine", "mode": "hybrid" });
+    let hits: Value = client.post(format!("{base}/v1/search")).json(&body).send().await.unwrap().json().await.unwrap();
+    assert!(hits["hits"].as_array().unwrap().iter().all(|h| h["document_id"] != doc_id.as_str()), "{hits}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_a_document_then_retry_its_job() {
     // Cancel while no worker runs, so the queued first job is what gets cancelled.
-    let (base, _dir, ctx) = start_without_workers().await;
-    let client = reqwest::Client::new();
+    let (base, _dir, ctx, client) = start_without_workers().await;
     let created = upload(&client, &base, "paper.pdf", std::fs::read(common::fixture("paper.pdf")).unwrap()).await;
     let doc_id = created["document_id"].as_str().unwrap();
     let resp = client.post(format!("{base}/v1/documents/{doc_id}/cancel")).send().await.unwrap();
@@ -182,15 +255,12 @@ async fn oversized_upload_is_refused_with_413_and_leaves_nothing() {
         store,
         lectern::config::PipelineConfig::builtin(),
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = lectern::http::router(ctx.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (base, client) = serve(&ctx, &[]).await;
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(std::fs::read(common::fixture("paper.pdf")).unwrap()).file_name("paper.pdf"),
     );
-    let resp = reqwest::Client::new().post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap();
+    let resp = client.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap();
     assert_eq!(resp.status(), 413);
     let uploads = ctx.settings.uploads_dir();
     let leftovers = std::fs::read_dir(&uploads).map(|d| d.count()).unwrap_or(0);
@@ -199,8 +269,7 @@ async fn oversized_upload_is_refused_with_413_and_leaves_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_byte_upload_fails_with_reason() {
-    let (base, _dir, _trigger) = start().await;
-    let client = reqwest::Client::new();
+    let (base, _dir, _trigger, client) = start().await;
     let created = upload(&client, &base, "nothing.pdf", Vec::new()).await;
     let doc = wait_document(&client, &base, created["document_id"].as_str().unwrap()).await;
     assert_eq!(doc["status"], "failed");
@@ -209,4 +278,204 @@ async fn zero_byte_upload_fails_with_reason() {
         client.get(format!("{base}/v1/jobs/{}", created["job_id"])).send().await.unwrap().json().await.unwrap();
     assert_eq!(job["state"], "failed");
     assert!(job["error"].as_str().unwrap().contains("empty"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_stream_delivers_stage_events_in_order() {
+    let (base, _dir, _trigger, client) = start().await;
+    let created = upload(&client, &base, "paper.pdf", std::fs::read(common::fixture("paper.pdf")).unwrap()).await;
+    let id = created["document_id"].as_str().unwrap();
+    let mut resp = client.get(format!("{base}/v1/documents/{id}/events")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), resp.chunk()).await.expect("stream ends").unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // Parse "event: x\ndata: {...}\n\n" frames.
+    let frames: Vec<(String, String)> = text
+        .split("\n\n")
+        .filter_map(|f| {
+            let event = f.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = f.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("");
+            Some((event.to_string(), data.to_string()))
+        })
+        .collect();
+    assert_eq!(frames.last().map(|f| f.0.as_str()), Some("end"), "{text}");
+    let stages = ["ingest", "render", "layout", "ocr", "chunk", "embed", "generate"];
+    let mut done_order = Vec::new();
+    for (event, data) in &frames {
+        if event == "job" {
+            let v: Value = serde_json::from_str(data).unwrap();
+            if v["state"] == "done" {
+                done_order.push(stages.iter().position(|s| *s == v["stage"]).unwrap());
+            }
+        }
+    }
+    // Page ranges interleave in the per-page stages; each stage's first finished job still
+    // comes in pipeline order, and the document-wide stages come after every page range.
+    let first_done: Vec<usize> = (0..stages.len()).map(|s| done_order.iter().position(|&d| d == s).unwrap()).collect();
+    assert!(first_done.windows(2).all(|w| w[0] < w[1]), "{done_order:?}");
+    let last_per_page = done_order.iter().rposition(|&d| (1..=3).contains(&d)).unwrap();
+    assert!(first_done[4] > last_per_page, "chunk after every page range: {done_order:?}");
+    assert_eq!(done_order.last(), Some(&6));
+    let last_doc = frames.iter().rev().find(|f| f.0 == "document").unwrap();
+    let v: Value = serde_json::from_str(&last_doc.1).unwrap();
+    assert_eq!(v["status"], "done", "{v}");
+    let missing = client.get(format!("{base}/v1/documents/nope/events")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_every_route() {
+    let (base, _dir, _ctx, client) = start_without_workers().await;
+    let spec: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    // The routes as the router declares them in src/http.rs.
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http.rs")).unwrap();
+    let mut routes = Vec::new();
+    for line in source.lines().filter(|l| l.trim_start().starts_with(".route(\"")) {
+        let path = line.split('"').nth(1).unwrap();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if line.contains(&format!("{method}(")) {
+                routes.push((method, path.to_string()));
+            }
+        }
+    }
+    assert!(routes.len() >= 17, "{routes:?}");
+    for (method, path) in &routes {
+        assert!(spec["paths"][path][method].is_object(), "{method} {path} is missing from /openapi.json");
+    }
+    let documented: usize = spec["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, routes.len(), "/openapi.json describes routes the router does not have");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_but_health_needs_a_token_scoped_and_rate_limited() {
+    let (base, _dir, ctx, client) = start_without_workers().await;
+    let spec: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let anonymous = reqwest::Client::new();
+    let forged = {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}{}", lectern::auth::PREFIX, "0".repeat(64)).parse().unwrap(),
+        );
+        reqwest::Client::builder().default_headers(h).build().unwrap()
+    };
+    // Table-driven over every documented route: no token or an unknown one is 401.
+    let mut checked = 0;
+    for (path, methods) in spec["paths"].as_object().unwrap() {
+        let url = format!("{base}{}", path.replace("{id}", "1").replace("{name}", "quiz.pdf"));
+        for method in methods.as_object().unwrap().keys() {
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            for c in [&anonymous, &forged] {
+                let status = c.request(method.clone(), &url).send().await.unwrap().status();
+                if path == "/healthz" || path == "/readyz" {
+                    assert!(status.is_success(), "{method} {path}: {status}");
+                } else {
+                    assert_eq!(status, 401, "{method} {path}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 30, "{checked}");
+    let unauthorized = anonymous.get(format!("{base}/v1/queues")).send().await.unwrap();
+    assert_eq!(unauthorized.headers()["www-authenticate"], "Bearer");
+
+    // A token scoped to one collection cannot upload to or search another, nor see its documents.
+    let scoped = client_for(&ctx, &["papers".to_string()]).await;
+    let created = upload(&client, &base, "paper.pdf", std::fs::read(common::fixture("paper.pdf")).unwrap()).await;
+    let id = created["document_id"].as_str().unwrap();
+    assert_eq!(scoped.get(format!("{base}/v1/documents/{id}")).send().await.unwrap().status(), 404);
+    assert_eq!(client.get(format!("{base}/v1/documents/{id}")).send().await.unwrap().status(), 200);
+    let search = |c: &reqwest::Client, collection: &str| {
+        c.post(format!("{base}/v1/search")).json(&serde_json::json!({ "query": "x", "collection": collection })).send()
+    };
+    assert_eq!(search(&scoped, "default").await.unwrap().status(), 403);
+    assert_eq!(search(&scoped, "papers").await.unwrap().status(), 200);
+    let form = reqwest::multipart::Form::new()
+        .text("collection", "default")
+        .part("file", reqwest::multipart::Part::bytes(b"%PDF-1.4".to_vec()).file_name("x.pdf"));
+    assert_eq!(scoped.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap().status(), 403);
+
+    // Revoked tokens stop working.
+    let tokens = ctx.store.tokens().await.unwrap();
+    let scoped_id = &tokens.iter().find(|t| t.collections == ["papers"]).unwrap().id;
+    assert!(ctx.store.revoke_token(scoped_id).await.unwrap());
+    assert_eq!(search(&scoped, "papers").await.unwrap().status(), 401);
+
+    // Past its rate a token gets 429 with Retry-After.
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::settings(dir.path());
+    settings.rate_per_minute = 5;
+    let store = lectern::storage::open(None, dir.path()).await.unwrap();
+    let limited = std::sync::Arc::new(lectern::context::Context::new(
+        settings,
+        store,
+        lectern::config::PipelineConfig::builtin(),
+    ));
+    let (base, client) = serve(&limited, &[]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(client.get(format!("{base}/v1/queues")).send().await.unwrap());
+    }
+    assert!(statuses[..5].iter().all(|r| r.status() == 200));
+    let refused = statuses.last().unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=12).contains(&retry), "{retry}");
+}
+
+/// Renders the dashboard in headless Chromium (installed by scripts/setup.sh).
+fn chromium(args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=1000"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .expect("chromium runs (scripts/setup.sh installs it)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_an_upload_reaching_done_in_a_browser() {
+    let (base, _dir, ctx, client) = start_without_workers().await;
+    let (secret, token) = lectern::auth::new_token("browser", &[]);
+    ctx.store.insert_token(&token).await.unwrap();
+    let created = upload(&client, &base, "scan <i>.pdf", std::fs::read(common::fixture("scan.pdf")).unwrap()).await;
+    let id = created["document_id"].as_str().unwrap().to_string();
+    let url = format!("{base}/?token={secret}");
+
+    // Before any worker runs, the page shows the document queued.
+    let dom = String::from_utf8_lossy(&chromium(&["--dump-dom", &url]).stdout).into_owned();
+    assert!(dom.contains(&format!("id=\"doc-{id}\"")), "{dom}");
+    assert!(dom.contains("data-status=\"queued\"") && dom.contains("scan &lt;i&gt;.pdf"), "{dom}");
+    assert!(dom.contains("<h2>Queues</h2>"));
+
+    // With workers it reaches done on the page.
+    let (_trigger, _workers) = common::start_workers(&ctx);
+    let start = Instant::now();
+    loop {
+        let dom = String::from_utf8_lossy(&chromium(&["--dump-dom", &url]).stdout).into_owned();
+        let row = dom.split(&format!("id=\"doc-{id}\"")).nth(1).unwrap_or("").split("</tr>").next().unwrap_or("");
+        if row.contains("data-status=\"done\"") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "never done on the page: {dom}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1280,800", &url]);
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    println!("dashboard screenshot: {}", shot.display());
+
+    // Without a token the page is refused.
+    let out = chromium(&["--dump-dom", &format!("{base}/")]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("<h2>Queues</h2>"));
 }

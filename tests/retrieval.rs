@@ -47,6 +47,16 @@ async fn indexing_searching_and_deleting_a_document() {
     assert_eq!(lectern::pipeline::chunk::load(&ctx, &id).unwrap(), chunks, "same chunks and ids");
     assert_eq!(index.count("default", Some(&id)).await.unwrap(), rows);
 
+    // A re-index with fewer chunks drops the rest in the same commit.
+    let two: Vec<String> = chunks[..2].iter().map(|c| c.embedding_text()).collect();
+    let vectors = ctx.embedder().await.unwrap().embed(two).await.unwrap();
+    let meta =
+        lectern::index::DocumentMeta { collection: "default", document_id: &id, doc_type: "paper", model: "minilm" };
+    index.replace_document(&meta, &chunks[..2], &vectors).await.unwrap();
+    assert_eq!(index.count("default", Some(&id)).await.unwrap(), 2);
+    lectern::pipeline::run_stage(&ctx, Stage::Embed, &Payload::document(&id)).await.unwrap();
+    assert_eq!(index.count("default", Some(&id)).await.unwrap(), rows);
+
     // Every mode finds the page; hits carry provenance.
     let query = "managing geospatial data shared by several organizations";
     for mode in [Mode::Vector, Mode::Text, Mode::Hybrid] {
@@ -86,11 +96,17 @@ async fn indexing_searching_and_deleting_a_document() {
     assert!(stats.indices.iter().any(|i| i.contains("FTS") || i.contains("Inverted")), "{stats:?}");
     assert_eq!(stats.fragments, 1, "compacted: {stats:?}");
 
+    // Rows added after the full-text index was built are still found by text search.
+    let scan = index_document(&ctx, "scan.pdf", "default").await;
+    let hits = common::search(&ctx, "Emanuel Goldberg developed a machine", Mode::Text).await;
+    assert_eq!(hits.first().map(|h| h.document_id.as_str()), Some(scan.as_str()), "{hits:#?}");
+
     // Deleting removes the chunks, the rows and the work directory.
     assert!(lectern::status::delete_document(&ctx, &id).await.unwrap());
     assert_eq!(index.count("default", Some(&id)).await.unwrap(), 0);
     assert!(ctx.store.document(&id).await.unwrap().is_none());
     assert!(!ctx.settings.document_dir(&id).exists());
-    assert!(common::search(&ctx, query, Mode::Hybrid).await.is_empty());
+    assert!(common::search(&ctx, query, Mode::Hybrid).await.iter().all(|h| h.document_id != id));
+    assert!(index.count("default", Some(&scan)).await.unwrap() > 0, "other documents stay");
     assert!(!lectern::status::delete_document(&ctx, &id).await.unwrap(), "already gone");
 }

@@ -339,12 +339,30 @@ pub mod outputs {
         assert!((stored.doc_type_score.unwrap() - 0.42).abs() < 1e-9);
     }
 
+    pub async fn duplicates_are_found_by_content_and_collection(store: Arc<dyn JobStore>) {
+        store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
+        let sha = "ab".repeat(32);
+        assert_eq!(store.find_duplicate(&sha, "default").await.unwrap().unwrap().id, "d1");
+        assert!(store.find_duplicate(&sha, "elsewhere").await.unwrap().is_none());
+        assert!(store.find_duplicate(&"cd".repeat(32), "default").await.unwrap().is_none());
+        store.cancel_document("d1").await.unwrap();
+        assert!(store.find_duplicate(&sha, "default").await.unwrap().is_none(), "cancelled documents do not count");
+        store.insert_document(&doc("d2"), &job("q", Some("d2"), 0)).await.unwrap();
+        let recent: Vec<String> = store.recent_documents(5).await.unwrap().into_iter().map(|d| d.id).collect();
+        assert_eq!(recent, ["d2", "d1"], "newest first");
+    }
+
     pub async fn delete_document_removes_everything_of_it(store: Arc<dyn JobStore>) {
         store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
         store.insert_document(&doc("d2"), &job("q", Some("d2"), 0)).await.unwrap();
         let fig = Figure { page: 1, idx: 0, label: "figure".into(), score: 0.9, bbox: [0.0; 4], path: "f.png".into() };
         store.replace_figures("d1", 1, std::slice::from_ref(&fig)).await.unwrap();
-        let art = Artifact { name: "quiz.pdf".into(), path: "/q".into(), media_type: "application/pdf".into(), size_bytes: 1 };
+        let art = Artifact {
+            name: "quiz.pdf".into(),
+            path: "/q".into(),
+            media_type: "application/pdf".into(),
+            size_bytes: 1,
+        };
         store.put_artifact("d1", &art).await.unwrap();
         assert!(store.delete_document("d1").await.unwrap());
         assert!(store.document("d1").await.unwrap().is_none());
@@ -433,6 +451,7 @@ macro_rules! backend_suite {
             case!(outputs_replace, outputs::figures_and_artifacts_replace_not_duplicate);
             case!(outputs_classification, outputs::collection_and_classification_are_kept);
             case!(outputs_delete_document, outputs::delete_document_removes_everything_of_it);
+            case!(outputs_duplicates, outputs::duplicates_are_found_by_content_and_collection);
             case!(listener_wakes, listener::inserts_wake_idle_workers);
             case!(flashcards_schedule, flashcards::replace_and_reschedule);
         }

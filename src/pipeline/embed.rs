@@ -8,6 +8,7 @@
 //! `embed(texts, 256)` pays for.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use fastembed::{
@@ -29,6 +30,16 @@ const MAX_ROWS: usize = 256;
 const MAX_GATHER: usize = 2048;
 
 type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, StageError>>;
+
+/// Upper bounds of the batch-size histogram (rows per inference call) in `/metrics`.
+pub const BATCH_BUCKETS: [usize; 8] = [1, 4, 16, 32, 64, 128, 256, usize::MAX];
+static BATCHES: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+static BATCH_ROWS: AtomicU64 = AtomicU64::new(0);
+
+/// Batches run by this process per [`BATCH_BUCKETS`] bucket (not cumulative), and their rows.
+pub fn batch_sizes() -> ([u64; 8], u64) {
+    (std::array::from_fn(|i| BATCHES[i].load(Ordering::Relaxed)), BATCH_ROWS.load(Ordering::Relaxed))
+}
 
 pub struct Embedder {
     requests: mpsc::Sender<(Vec<String>, Reply)>,
@@ -153,6 +164,9 @@ pub fn embed_sorted(
             end += 1;
         }
         let batch: Vec<&str> = order[start..end].iter().map(|&i| texts[i]).collect();
+        let bucket = BATCH_BUCKETS.iter().position(|&b| batch.len() <= b).expect("last bucket is unbounded");
+        BATCHES[bucket].fetch_add(1, Ordering::Relaxed);
+        BATCH_ROWS.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let vectors = model.embed(&batch, Some(batch.len())).map_err(|e| StageError::transient("embed", e))?;
         for (&i, mut v) in order[start..end].iter().zip(vectors) {
             normalise(&mut v);

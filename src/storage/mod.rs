@@ -158,6 +158,25 @@ pub struct Artifact {
     pub size_bytes: i64,
 }
 
+/// A bearer API token as stored: its hash, never the token.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    #[serde(skip)]
+    pub hash: String,
+    /// Collections it may use; `*` is all.
+    pub collections: Vec<String>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl ApiToken {
+    pub fn allows(&self, collection: &str) -> bool {
+        self.collections.iter().any(|c| c == "*" || c == collection)
+    }
+}
+
 /// A flashcard and its SM-2 review state.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Flashcard {
@@ -266,12 +285,29 @@ pub trait JobStore: Send + Sync + 'static {
     async fn job(&self, id: i64) -> Result<Option<Job>>;
     async fn jobs_for_document(&self, document_id: &str) -> Result<Vec<Job>>;
     async fn document(&self, id: &str) -> Result<Option<Document>>;
+    /// The most recently created documents, newest first.
+    async fn recent_documents(&self, limit: i64) -> Result<Vec<Document>>;
     async fn queue_stats(&self, now: i64) -> Result<Vec<QueueStats>>;
+    /// How long finished jobs took, per stage (jobs still within retention).
+    async fn stage_durations(&self) -> Result<Vec<StageDurations>>;
+    /// Pages through the per-page stages, over all documents.
+    async fn pages_done(&self) -> Result<i64>;
     async fn set_document_info(&self, id: &str, media_type: &str, pages: i64) -> Result<()>;
     async fn set_classification(&self, id: &str, doc_type: &str, score: f64) -> Result<()>;
+    /// The newest document in `collection` with this content that has not failed or been
+    /// cancelled: an upload of the same bytes gets it back instead of a second run.
+    async fn find_duplicate(&self, sha256: &str, collection: &str) -> Result<Option<Document>>;
     /// Deletes the document and everything recorded about it (jobs, figures, artifacts,
     /// flashcards); false if there was no such document.
     async fn delete_document(&self, id: &str) -> Result<bool>;
+
+    // API tokens
+    async fn insert_token(&self, token: &ApiToken) -> Result<()>;
+    /// The unrevoked token with this hash.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>>;
+    async fn tokens(&self) -> Result<Vec<ApiToken>>;
+    /// False if there is no such unrevoked token.
+    async fn revoke_token(&self, id: &str) -> Result<bool>;
 
     // stage outputs
     /// Replaces the figures of one page (idempotent re-runs).
@@ -396,6 +432,23 @@ macro_rules! flashcard_from_row {
 }
 pub(crate) use flashcard_from_row;
 
+macro_rules! token_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        let collections: String = r.try_get("collections")?;
+        Ok::<_, $crate::storage::StoreError>($crate::storage::ApiToken {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            hash: r.try_get("hash")?,
+            collections: serde_json::from_str(&collections)
+                .map_err(|e| $crate::storage::StoreError::Corrupt(format!("token collections: {e}")))?,
+            created_at: r.try_get("created_at")?,
+            revoked_at: r.try_get("revoked_at")?,
+        })
+    }};
+}
+pub(crate) use token_from_row;
+
 /// Per-queue wake-ups for idle workers in this process.
 #[derive(Default)]
 pub(crate) struct Wakers {
@@ -431,6 +484,51 @@ pub async fn open(database_url: Option<&str>, data_dir: &std::path::Path) -> Res
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+/// Upper bounds (ms) of the stage-duration histogram buckets.
+pub const DURATION_BUCKETS_MS: [i64; 10] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000];
+
+/// Durations of a stage's finished jobs, bucketed cumulatively by [`DURATION_BUCKETS_MS`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageDurations {
+    pub stage: String,
+    pub count: i64,
+    pub sum_ms: i64,
+    pub buckets: Vec<i64>,
+}
+
+/// Same SQL for both backends (`CAST` keeps PostgreSQL's sums integers).
+pub(crate) const STAGE_DURATIONS_SQL: &str = "SELECT stage, CAST(COUNT(*) AS BIGINT) AS n, \
+    CAST(COALESCE(SUM(finished_at - started_at), 0) AS BIGINT) AS sum_ms, \
+    CAST(SUM(CASE WHEN finished_at - started_at <= 100 THEN 1 ELSE 0 END) AS BIGINT) AS b0, \
+    CAST(SUM(CASE WHEN finished_at - started_at <= 250 THEN 1 ELSE 0 END) AS BIGINT) AS b1, \
+    CAST(SUM(CASE WHEN finished_at - started_at <= 500 THEN 1 ELSE 0 END) AS BIGINT) AS b2, \
+    CAST(SUM(CASE WHEN finished_at - started_at <= 1000 THEN 1 ELSE 0 END) AS BIGINT) AS b3, \
+    CAST(SUM(CASE WHEN finished_at - started_at <= 2500 THEN 1 ELSE 0 END) AS BIGINT) AS b4, \
+    CAST(SUM(CASE WHEN finished_at - started_at <= 5000 THEN 1 ELSE 0 END) AS BIGINT) AS b5, \
+    CAST(SUM(CASE WHEN finished_at - started_at <= 10000 THEN 1 ELSE 0 END) AS BIGINT) AS b6, \
+    CAST(SUM(CASE WHEN finished_at - started_at <= 30000 THEN 1 ELSE 0 END) AS BIGINT) AS b7, \
+    CAST(SUM(CASE WHEN finished_at - started_at <= 60000 THEN 1 ELSE 0 END) AS BIGINT) AS b8, \
+    CAST(SUM(CASE WHEN finished_at - started_at <= 300000 THEN 1 ELSE 0 END) AS BIGINT) AS b9 \
+    FROM jobs WHERE state = 'done' AND started_at IS NOT NULL AND finished_at IS NOT NULL \
+    GROUP BY stage ORDER BY stage";
+
+macro_rules! durations_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        let mut buckets = Vec::with_capacity($crate::storage::DURATION_BUCKETS_MS.len());
+        for name in ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9"] {
+            buckets.push(r.try_get::<i64, _>(name)?);
+        }
+        Ok::<_, $crate::storage::StoreError>($crate::storage::StageDurations {
+            stage: r.try_get("stage")?,
+            count: r.try_get("n")?,
+            sum_ms: r.try_get("sum_ms")?,
+            buckets,
+        })
+    }};
+}
+pub(crate) use durations_from_row;
 
 /// Builds per-queue stats from `(queue, state, count)` rows and `(queue, oldest run_at)`.
 pub(crate) fn collect_stats(

@@ -12,9 +12,9 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::{
-    Artifact, Completion, Document, Failure, Figure, Flashcard, Heartbeat, Job, JobState, JobStore, NewDocument,
-    NewJob, QueueStats, Result, Wakers, artifact_from_row, document_from_row, figure_from_row, flashcard_from_row,
-    job_from_row, now_ms, sort_claimed,
+    ApiToken, Artifact, Completion, Document, Failure, Figure, Flashcard, Heartbeat, Job, JobState, JobStore,
+    NewDocument, NewJob, QueueStats, Result, StageDurations, Wakers, artifact_from_row, document_from_row,
+    durations_from_row, figure_from_row, flashcard_from_row, job_from_row, now_ms, sort_claimed, token_from_row,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -530,6 +530,17 @@ impl JobStore for PgStore {
         Ok(super::collect_stats(counts, oldest, now))
     }
 
+    async fn stage_durations(&self) -> Result<Vec<StageDurations>> {
+        let rows = sqlx::query(super::STAGE_DURATIONS_SQL).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| durations_from_row!(r)).collect()
+    }
+
+    async fn pages_done(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) FROM documents")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn set_document_info(&self, id: &str, media_type: &str, pages: i64) -> Result<()> {
         sqlx::query("UPDATE documents SET media_type = $1, pages = $2, updated_at = $3 WHERE id = $4")
             .bind(media_type)
@@ -550,6 +561,59 @@ impl JobStore for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn recent_documents(&self, limit: i64) -> Result<Vec<Document>> {
+        let rows = sqlx::query("SELECT * FROM documents ORDER BY created_at DESC, id DESC LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| document_from_row!(r)).collect()
+    }
+
+    async fn find_duplicate(&self, sha256: &str, collection: &str) -> Result<Option<Document>> {
+        let row = sqlx::query(
+            "SELECT * FROM documents WHERE sha256 = $1 AND collection = $2 AND status NOT IN ('failed', 'cancelled') ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(sha256)
+        .bind(collection)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| document_from_row!(r)).transpose()
+    }
+
+    async fn insert_token(&self, token: &ApiToken) -> Result<()> {
+        sqlx::query("INSERT INTO api_tokens (id, name, hash, collections, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&token.id)
+            .bind(&token.name)
+            .bind(&token.hash)
+            .bind(serde_json::to_string(&token.collections).expect("strings serialise"))
+            .bind(token.created_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| token_from_row!(r)).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| token_from_row!(r)).collect()
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn delete_document(&self, id: &str) -> Result<bool> {

@@ -13,9 +13,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::{
-    Artifact, Completion, Document, Failure, Figure, Flashcard, Heartbeat, Job, JobState, JobStore, NewDocument,
-    NewJob, QueueStats, Result, StoreError, Wakers, artifact_from_row, document_from_row, figure_from_row,
-    flashcard_from_row, job_from_row, now_ms, sort_claimed,
+    ApiToken, Artifact, Completion, Document, Failure, Figure, Flashcard, Heartbeat, Job, JobState, JobStore,
+    NewDocument, NewJob, QueueStats, Result, StageDurations, StoreError, Wakers, artifact_from_row, document_from_row,
+    durations_from_row, figure_from_row, flashcard_from_row, job_from_row, now_ms, sort_claimed, token_from_row,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -490,6 +490,17 @@ impl JobStore for SqliteStore {
         Ok(super::collect_stats(counts, oldest, now))
     }
 
+    async fn stage_durations(&self) -> Result<Vec<StageDurations>> {
+        let rows = sqlx::query(super::STAGE_DURATIONS_SQL).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| durations_from_row!(r)).collect()
+    }
+
+    async fn pages_done(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) FROM documents")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn set_document_info(&self, id: &str, media_type: &str, pages: i64) -> Result<()> {
         sqlx::query("UPDATE documents SET media_type = ?, pages = ?, updated_at = ? WHERE id = ?")
             .bind(media_type)
@@ -510,6 +521,59 @@ impl JobStore for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn recent_documents(&self, limit: i64) -> Result<Vec<Document>> {
+        let rows = sqlx::query("SELECT * FROM documents ORDER BY created_at DESC, id DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| document_from_row!(r)).collect()
+    }
+
+    async fn find_duplicate(&self, sha256: &str, collection: &str) -> Result<Option<Document>> {
+        let row = sqlx::query(
+            "SELECT * FROM documents WHERE sha256 = ? AND collection = ? AND status NOT IN ('failed', 'cancelled') ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(sha256)
+        .bind(collection)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| document_from_row!(r)).transpose()
+    }
+
+    async fn insert_token(&self, token: &ApiToken) -> Result<()> {
+        sqlx::query("INSERT INTO api_tokens (id, name, hash, collections, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(&token.id)
+            .bind(&token.name)
+            .bind(&token.hash)
+            .bind(serde_json::to_string(&token.collections).expect("strings serialise"))
+            .bind(token.created_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE hash = ? AND revoked_at IS NULL")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| token_from_row!(r)).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created_at, id").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| token_from_row!(r)).collect()
+    }
+
+    async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn delete_document(&self, id: &str) -> Result<bool> {
