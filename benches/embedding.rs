@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use lectern::config::{PipelineConfig, Settings};
 use lectern::context::Context;
-use lectern::pipeline::embed::{Embedder, TOKEN_BUDGET, load_model, normalise};
+use lectern::pipeline::embed::{Embedder, length_batches, load_model, normalise};
 use lectern::pipeline::{Payload, Stage, ingest};
 use ndarray::Array2;
 use ort::session::Session;
@@ -160,20 +160,12 @@ impl RawOrt {
         };
         let lengths: Vec<usize> =
             counter.encode_batch(texts.to_vec(), true).unwrap().iter().map(|e| e.len().min(256)).collect();
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| lengths[i]);
         let mut out = vec![Vec::new(); texts.len()];
-        let mut start = 0;
-        while start < order.len() {
-            let mut end = start + 1;
-            while end < order.len() && end - start < 256 && (end + 1 - start) * lengths[order[end]] <= TOKEN_BUDGET {
-                end += 1;
-            }
-            let batch: Vec<&str> = order[start..end].iter().map(|&i| texts[i]).collect();
-            for (&i, v) in order[start..end].iter().zip(self.embed_batch(&batch)) {
+        for rows in length_batches(&lengths) {
+            let batch: Vec<&str> = rows.iter().map(|&i| texts[i]).collect();
+            for (&i, v) in rows.iter().zip(self.embed_batch(&batch)) {
                 out[i] = v;
             }
-            start = end;
         }
         out
     }
@@ -197,7 +189,7 @@ fn main() {
 
     let texts = runtime.block_on(real_chunks(&settings, args.chunks));
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let (_, counter) = load_model(&settings).unwrap();
+    let (mut fastembed, counter) = load_model(&settings).unwrap();
     let counter = {
         let mut t = counter;
         t.with_padding(None);
@@ -215,7 +207,6 @@ fn main() {
         args.runs
     );
 
-    let (mut fastembed, _) = load_model(&settings).unwrap();
     let mut raw = RawOrt::load(&settings);
     let embedder = Embedder::start(&settings).unwrap();
 

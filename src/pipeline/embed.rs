@@ -153,9 +153,27 @@ pub fn embed_sorted(
         .iter()
         .map(|e| e.len().min(MAX_TOKENS))
         .collect();
-    let mut order: Vec<usize> = (0..texts.len()).collect();
-    order.sort_by_key(|&i| lengths[i]);
     let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+    for rows in length_batches(&lengths) {
+        let batch: Vec<&str> = rows.iter().map(|&i| texts[i]).collect();
+        let bucket = BATCH_BUCKETS.iter().position(|&b| batch.len() <= b).expect("last bucket is unbounded");
+        BATCHES[bucket].fetch_add(1, Ordering::Relaxed);
+        BATCH_ROWS.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let vectors = model.embed(&batch, Some(batch.len())).map_err(|e| StageError::transient("embed", e))?;
+        for (&i, mut v) in rows.iter().zip(vectors) {
+            normalise(&mut v);
+            out[i] = v;
+        }
+    }
+    Ok(out)
+}
+
+/// Indices of texts (by token length) grouped into batches: sorted ascending, each batch
+/// at most [`MAX_ROWS`] rows and [`TOKEN_BUDGET`] padded tokens.
+pub fn length_batches(lengths: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let mut batches = Vec::new();
     let mut start = 0;
     while start < order.len() {
         // Sorted ascending: the last row of a batch is its longest.
@@ -163,18 +181,10 @@ pub fn embed_sorted(
         while end < order.len() && end - start < MAX_ROWS && (end + 1 - start) * lengths[order[end]] <= TOKEN_BUDGET {
             end += 1;
         }
-        let batch: Vec<&str> = order[start..end].iter().map(|&i| texts[i]).collect();
-        let bucket = BATCH_BUCKETS.iter().position(|&b| batch.len() <= b).expect("last bucket is unbounded");
-        BATCHES[bucket].fetch_add(1, Ordering::Relaxed);
-        BATCH_ROWS.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let vectors = model.embed(&batch, Some(batch.len())).map_err(|e| StageError::transient("embed", e))?;
-        for (&i, mut v) in order[start..end].iter().zip(vectors) {
-            normalise(&mut v);
-            out[i] = v;
-        }
+        batches.push(order[start..end].to_vec());
         start = end;
     }
-    Ok(out)
+    batches
 }
 
 pub fn normalise(v: &mut [f32]) {
