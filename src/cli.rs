@@ -50,6 +50,10 @@ pub struct Cli {
     /// Hours finished jobs are kept before workers delete them (0: keep forever).
     #[arg(long, global = true, env = "LECTERN_RETENTION_HOURS", default_value_t = 168)]
     pub retention_hours: u64,
+    /// Key that signs webhooks (HMAC-SHA256); needed to accept uploads with a callback_url
+    /// and by workers serving the webhook queue.
+    #[arg(long, global = true, env = "LECTERN_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
     /// TOML file with any of the settings above (snake_case keys, e.g. data_dir = "/srv/lectern");
     /// flags and environment variables win over it.
     #[arg(long, global = true, env = "LECTERN_CONFIG")]
@@ -118,6 +122,15 @@ pub enum Command {
         files: Vec<PathBuf>,
         #[arg(long, default_value = "default")]
         collection: String,
+        /// Priority of the documents' stage jobs (higher first).
+        #[arg(long)]
+        priority: Option<i32>,
+        /// Artifacts to generate, comma-separated (cheatsheet,quiz,flashcards); default: all.
+        #[arg(long, value_delimiter = ',')]
+        artifacts: Option<Vec<String>>,
+        /// URL that gets a signed POST when each document is done or failed.
+        #[arg(long)]
+        callback_url: Option<String>,
     },
     /// Delete a document: its jobs, indexed chunks, rows and work directory.
     Delete { id: String },
@@ -239,6 +252,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     settings.grace = Duration::from_secs(cli.grace_secs);
     settings.max_upload_bytes = cli.max_upload_mb << 20;
     settings.retention = (cli.retention_hours > 0).then(|| Duration::from_secs(cli.retention_hours * 3600));
+    settings.webhook_secret = cli.webhook_secret.clone().filter(|s| !s.is_empty());
     if let Command::Serve { no_auth, rate_per_minute, concurrent_uploads, .. } = &cli.command {
         settings.auth_required = !no_auth;
         settings.rate_per_minute = *rate_per_minute;
@@ -345,9 +359,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Process { files, collection } => process(ctx, &files, &collection).await,
-        Command::Submit { files, collection } => {
+        Command::Submit { files, collection, priority, artifacts, callback_url } => {
+            let options = pipeline::ingest::UploadOptions { collection, priority, artifacts, callback_url };
             for file in &files {
-                let (id, job) = pipeline::ingest::submit_file_to(&ctx, file, &collection)
+                let (id, job) = pipeline::ingest::submit_file_with(&ctx, file, &options)
                     .await
                     .with_context(|| format!("read {}", file.display()))?;
                 println!("{id} {job} {}", file.display());
@@ -405,7 +420,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 fn queue_specs(ctx: &Context, queues: &[String], concurrency: &[usize]) -> anyhow::Result<Vec<QueueSpec>> {
-    let names: Vec<String> = if queues.is_empty() { ctx.pipeline.stages.clone() } else { queues.to_vec() };
+    let names: Vec<String> = if queues.is_empty() { ctx.pipeline.queue_names() } else { queues.to_vec() };
     if concurrency.len() > 1 && concurrency.len() != names.len() {
         bail!(
             "give one --concurrency for all queues, or one per --queue ({} queues, {} values)",
@@ -418,7 +433,7 @@ fn queue_specs(ctx: &Context, queues: &[String], concurrency: &[usize]) -> anyho
         .enumerate()
         .map(|(i, queue)| {
             let Some(config) = ctx.pipeline.queue(&queue) else {
-                bail!("unknown queue {queue:?}; queues: {}", ctx.pipeline.stages.join(", "))
+                bail!("unknown queue {queue:?}; queues: {}", ctx.pipeline.queue_names().join(", "))
             };
             let n = concurrency.get(i).or(concurrency.first()).copied().unwrap_or(config.concurrency);
             Ok(QueueSpec { concurrency: n.max(1), queue })

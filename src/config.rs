@@ -44,6 +44,8 @@ pub struct Settings {
     pub rate_per_minute: u32,
     /// Uploads one token may stream at once.
     pub concurrent_uploads: usize,
+    /// Key of the HMAC-SHA256 signature on webhooks; uploads with a callback URL need it.
+    pub webhook_secret: Option<String>,
 }
 
 impl Settings {
@@ -62,6 +64,7 @@ impl Settings {
             auth_required: true,
             rate_per_minute: 6000,
             concurrent_uploads: 8,
+            webhook_secret: None,
         }
     }
 
@@ -91,7 +94,7 @@ impl Settings {
 
 /// Settings a TOML file (`--config`, `LECTERN_CONFIG`) may give, and the environment
 /// variable each one stands for. Precedence: flag, then environment, then file, then default.
-pub const FILE_KEYS: [(&str, &str); 17] = [
+pub const FILE_KEYS: [(&str, &str); 18] = [
     ("data_dir", "LECTERN_DATA_DIR"),
     ("database_url", "DATABASE_URL"),
     ("models_dir", "LECTERN_MODELS_DIR"),
@@ -108,6 +111,7 @@ pub const FILE_KEYS: [(&str, &str); 17] = [
     ("no_auth", "LECTERN_NO_AUTH"),
     ("rate_per_minute", "LECTERN_RATE_PER_MINUTE"),
     ("concurrent_uploads", "LECTERN_CONCURRENT_UPLOADS"),
+    ("webhook_secret", "LECTERN_WEBHOOK_SECRET"),
     ("config", "LECTERN_CONFIG"),
 ];
 
@@ -202,6 +206,14 @@ impl PipelineConfig {
                 return Err(ConfigError::Invalid(format!("stage {stage:?} has no [queues.{stage}] table")));
             }
         }
+        for queue in config.queues.keys() {
+            if !config.stages.contains(queue) && queue != crate::webhook::QUEUE {
+                return Err(ConfigError::Invalid(format!("[queues.{queue}] is neither a stage nor \"webhook\"")));
+            }
+        }
+        if !config.queues.contains_key(crate::webhook::QUEUE) {
+            return Err(ConfigError::Invalid("[queues.webhook] is missing (webhook deliveries run there)".into()));
+        }
         if config.stages.first().map(String::as_str) != Some("ingest") {
             return Err(ConfigError::Invalid("the first stage must be \"ingest\"".into()));
         }
@@ -223,6 +235,13 @@ impl PipelineConfig {
 
     pub fn is_per_page(&self, stage: &str) -> bool {
         self.fan_out.stages.iter().any(|s| s == stage)
+    }
+
+    /// Every queue workers may serve: the stages in order, then webhook deliveries.
+    pub fn queue_names(&self) -> Vec<String> {
+        let mut names = self.stages.clone();
+        names.push(crate::webhook::QUEUE.to_string());
+        names
     }
 
     pub fn queue(&self, name: &str) -> Option<&QueueConfig> {

@@ -3,10 +3,12 @@
 //! `serve --no-auth` turns this off), limited per token in requests per minute (429 with
 //! `Retry-After`) and concurrent uploads, and scoped to its collections.
 //!
-//! - `POST /v1/documents` — multipart upload (field `file`, optional `collection` and
-//!   `reprocess` before it, or as query parameters); streams to disk, answers 202 with the
-//!   document and first job ids at once (413 over the size limit, 415 for a type Lectern
-//!   cannot read); the same content again answers 200 with the existing document.
+//! - `POST /v1/documents` — multipart upload (field `file`; before it, or as query
+//!   parameters, optional `collection`, `priority`, `artifacts`, `callback_url` and
+//!   `reprocess`); streams to disk, answers 202 with the document and first job ids at once
+//!   (413 over the size limit, 415 for a type Lectern cannot read); the same content again
+//!   answers 200 with the existing document. A `callback_url` gets a signed webhook when
+//!   the document finishes ([`crate::webhook`]).
 //! - `DELETE /v1/documents/{id}` — cancel its jobs, remove its chunks from the index, its
 //!   rows and its work directory.
 //! - `GET /v1/documents/{id}/artifacts`, `…/artifacts/{name}` — list and download.
@@ -46,7 +48,7 @@ use crate::auth::Limiter;
 use crate::context::Context;
 use crate::pipeline::ingest::{self, UploadWriter};
 use crate::storage::ApiToken;
-use crate::{index, search, sniff};
+use crate::{search, sniff};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -225,41 +227,74 @@ fn protected(ctx: Arc<Context>) -> Router {
         .with_state(ctx)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct UploadParams {
     collection: Option<String>,
     #[serde(default)]
     reprocess: bool,
+    priority: Option<i32>,
+    /// Comma-separated artifact names.
+    artifacts: Option<String>,
+    callback_url: Option<String>,
 }
 
-/// Multipart upload: optional `collection` and `reprocess` text fields (or query
-/// parameters), then `file`. Content already in the collection (and not failed or
-/// cancelled) answers 200 with that document instead of running again, unless `reprocess`.
+impl UploadParams {
+    const FIELDS: [&str; 5] = ["collection", "reprocess", "priority", "artifacts", "callback_url"];
+
+    /// Takes the multipart text field `name` (one of [`Self::FIELDS`]).
+    fn set(&mut self, name: &str, value: String) -> Result<(), ApiError> {
+        match name {
+            "collection" => self.collection = Some(value),
+            "reprocess" => self.reprocess = matches!(value.trim(), "true" | "1" | "yes"),
+            "priority" => {
+                let n = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest(format!("priority {value:?} is not an integer")))?;
+                self.priority = Some(n);
+            }
+            "artifacts" => self.artifacts = Some(value),
+            "callback_url" => self.callback_url = Some(value),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn options(&self) -> ingest::UploadOptions {
+        ingest::UploadOptions {
+            collection: self.collection.clone().unwrap_or_else(|| ingest::DEFAULT_COLLECTION.to_string()),
+            priority: self.priority,
+            artifacts: self
+                .artifacts
+                .as_ref()
+                .map(|a| a.split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_string).collect()),
+            callback_url: self.callback_url.clone().filter(|u| !u.trim().is_empty()),
+        }
+    }
+}
+
+/// Multipart upload: optional text fields (or query parameters) `collection`, `priority`,
+/// `artifacts` (comma-separated), `callback_url` and `reprocess`, then `file`. Content
+/// already in the collection (and not failed or cancelled) answers 200 with that document
+/// instead of running again, unless `reprocess`.
 async fn upload(
     State(ctx): State<Arc<Context>>,
     Extension(caller): Extension<Caller>,
-    Query(params): Query<UploadParams>,
+    Query(mut params): Query<UploadParams>,
     mut multipart: Multipart,
 ) -> Result<Response, ApiError> {
-    let mut collection = params.collection.unwrap_or_else(|| ingest::DEFAULT_COLLECTION.to_string());
-    let mut reprocess = params.reprocess;
     while let Some(mut field) = multipart.next_field().await.map_err(|e| ApiError::BadRequest(e.to_string()))? {
-        match field.name() {
-            Some("collection") => {
-                collection = field.text().await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
-                continue;
-            }
-            Some("reprocess") => {
+        let name = field.name().unwrap_or_default().to_string();
+        if name != "file" {
+            if UploadParams::FIELDS.contains(&name.as_str()) {
                 let value = field.text().await.map_err(|e| ApiError::BadRequest(e.to_string()))?;
-                reprocess = matches!(value.trim(), "true" | "1" | "yes");
-                continue;
+                params.set(&name, value)?;
             }
-            _ => {}
-        }
-        if field.name() != Some("file") {
             continue;
         }
-        index::table_name(&collection).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let options = params.options();
+        options.validate(&ctx.settings).map_err(ApiError::BadRequest)?;
+        let collection = options.collection.clone();
         caller.check(&collection)?;
         let filename = field.file_name().unwrap_or("upload").to_string();
         let mut writer = UploadWriter::create(&ctx.settings).await.map_err(internal)?;
@@ -294,7 +329,7 @@ async fn upload(
             )));
         }
         let stored = writer.finish().await.map_err(internal)?;
-        if !reprocess {
+        if !params.reprocess {
             if let Some(doc) = ctx.store.find_duplicate(&stored.sha256, &collection).await.map_err(internal)? {
                 let body = json!({
                     "document_id": doc.id, "job_id": null, "sha256": stored.sha256,
@@ -303,9 +338,8 @@ async fn upload(
                 return Ok((StatusCode::OK, Json(body)).into_response());
             }
         }
-        let (document_id, job_id) = ingest::submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &filename, &collection)
-            .await
-            .map_err(internal)?;
+        let (document_id, job_id) =
+            ingest::submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &filename, &options).await.map_err(internal)?;
         let body =
             json!({ "document_id": document_id, "job_id": job_id, "sha256": stored.sha256, "collection": collection });
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());

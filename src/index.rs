@@ -129,6 +129,21 @@ pub struct VectorIndex {
     tables: Mutex<HashMap<String, Table>>,
     writes: AtomicU64,
     maintaining: Mutex<()>,
+    ann: std::sync::Mutex<AnnParams>,
+}
+
+/// How vector search uses an IVF-PQ index: partitions searched, and how many times `k`
+/// candidates are re-ranked by exact distance.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnnParams {
+    pub nprobes: usize,
+    pub refine_factor: u32,
+}
+
+impl Default for AnnParams {
+    fn default() -> Self {
+        Self { nprobes: 20, refine_factor: 5 }
+    }
 }
 
 fn schema(dim: usize) -> SchemaRef {
@@ -172,7 +187,13 @@ impl VectorIndex {
             tables: Mutex::new(HashMap::new()),
             writes: AtomicU64::new(0),
             maintaining: Mutex::new(()),
+            ann: std::sync::Mutex::new(AnnParams::default()),
         })
+    }
+
+    /// Changes how later vector searches use the IVF-PQ index (benches sweep it).
+    pub fn set_ann(&self, ann: AnnParams) {
+        *self.ann.lock().expect("ann lock") = ann;
     }
 
     /// The collection's table; created with a `dim`-wide vector column when `dim` is given.
@@ -337,8 +358,9 @@ impl VectorIndex {
         if q.exact {
             query = query.bypass_vector_index();
         } else {
-            // With an IVF-PQ index: search 20 partitions and re-rank 5× the candidates exactly.
-            query = query.nprobes(20)?.refine_factor(5);
+            // Used once an IVF-PQ index exists; flat search ignores them.
+            let ann = *self.ann.lock().expect("ann lock");
+            query = query.nprobes(ann.nprobes)?.refine_factor(ann.refine_factor);
         }
         let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
         Ok(hits(&batches, |d| 1.0 - d, "_distance"))

@@ -20,7 +20,8 @@
 //!   and the pipeline definition (`jobs/pipeline.toml`); [`onnx`] — the one ONNX Runtime
 //!   environment; [`sniff`] — file types from bytes; [`status`] — the operator's view of
 //!   a document; [`shutdown`] — graceful stop; [`sm2`] — flashcard review scheduling;
-//!   [`eval`] — quality measurements (`lectern eval`).
+//!   [`eval`] — quality measurements (`lectern eval`); [`webhook`] — signed callbacks
+//!   when a document finishes, delivered as jobs of their own.
 
 pub mod auth;
 pub mod classify;
@@ -39,3 +40,4 @@ pub mod sm2;
 pub mod sniff;
 pub mod status;
 pub mod storage;
+pub mod webhook;

@@ -479,3 +479,105 @@ async fn dashboard_shows_an_upload_reaching_done_in_a_browser() {
     let out = chromium(&["--dump-dom", &format!("{base}/")]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("<h2>Queues</h2>"));
 }
+
+/// Everything a webhook receiver saw: (headers, body) per request.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+
+/// A receiver on a free port that answers 500 to the first request and 200 after.
+async fn webhook_receiver() -> (String, Received) {
+    let received: Received = Default::default();
+    let seen = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push((headers, body.to_vec()));
+                if seen.len() == 1 { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::OK }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_and_retried_and_upload_options_apply() {
+    use hmac::{Hmac, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::settings(dir.path());
+    settings.webhook_secret = Some("hook-secret".into());
+    let store = lectern::storage::open(None, &settings.data_dir).await.unwrap();
+    let ctx = std::sync::Arc::new(lectern::context::Context::new(
+        settings,
+        store,
+        lectern::config::PipelineConfig::builtin(),
+    ));
+    let (base, client) = serve(&ctx, &[]).await;
+    let (hook, received) = webhook_receiver().await;
+
+    // Bad options are refused before anything is stored.
+    let form = |query: &str, bytes: Vec<u8>| {
+        let form =
+            reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name("paper.pdf"));
+        client.post(format!("{base}/v1/documents?{query}")).multipart(form)
+    };
+    for bad in ["artifacts=poster", "callback_url=ftp://example.org/x", "priority=high"] {
+        let resp = form(bad, b"%PDF-1.4".to_vec()).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+
+    // A file that fails at once: the failure is delivered, the first attempt answered 500.
+    let resp = form(&format!("callback_url={hook}"), Vec::new()).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let empty: Value = resp.json().await.unwrap();
+    // A real document with a subset of artifacts and a priority.
+    let paper = std::fs::read(common::fixture("paper.pdf")).unwrap();
+    let resp = form(&format!("callback_url={hook}&artifacts=quiz&priority=7"), paper).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let paper: Value = resp.json().await.unwrap();
+    let (_trigger, _workers) = common::start_workers(&ctx);
+
+    let doc = wait_document(&client, &base, paper["document_id"].as_str().unwrap()).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    let names: Vec<&str> = doc["artifacts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["quiz.pdf"]);
+    assert!(doc["jobs"].as_array().unwrap().iter().all(|j| j["priority"] == 7), "{doc}");
+
+    let start = Instant::now();
+    while received.lock().unwrap().len() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(60), "webhooks not delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let received = received.lock().unwrap().clone();
+    let mut events = Vec::new();
+    for (headers, body) in &received {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
+        mac.update(body);
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(headers["x-lectern-signature"].to_str().unwrap(), expected);
+        let body: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(body["event"].as_str(), headers["x-lectern-event"].to_str().ok());
+        events
+            .push((body["document"]["id"].as_str().unwrap().to_string(), body["event"].as_str().unwrap().to_string()));
+        if body["event"] == "document.failed" {
+            assert!(body["document"]["error"].as_str().unwrap().contains("empty"), "{body}");
+        }
+    }
+    let empty_id = empty["document_id"].as_str().unwrap().to_string();
+    let paper_id = paper["document_id"].as_str().unwrap().to_string();
+    let distinct: std::collections::BTreeSet<_> = events.iter().cloned().collect();
+    let expected = [(empty_id, "document.failed".to_string()), (paper_id, "document.done".to_string())];
+    assert_eq!((events.len(), distinct), (3, expected.into_iter().collect()));
+    // The first request got a 500: the same delivery came again, and only it did.
+    let first = &received[0].0["x-lectern-delivery"];
+    let repeats: Vec<usize> = (0..3).filter(|&i| &received[i].0["x-lectern-delivery"] == first).collect();
+    assert_eq!(repeats.len(), 2, "{events:?}");
+    assert_eq!(events[repeats[0]], events[repeats[1]]);
+    let queues: Value = client.get(format!("{base}/v1/queues")).send().await.unwrap().json().await.unwrap();
+    let webhook = queues["queues"].as_array().unwrap().iter().find(|q| q["queue"] == "webhook").expect("webhook queue");
+    assert_eq!(webhook["done"], 2, "{queues}");
+}

@@ -31,6 +31,9 @@ fn doc(id: &str) -> NewDocument {
         filename: "f.pdf".into(),
         size_bytes: 10,
         collection: "default".into(),
+        artifacts: None,
+        callback_url: None,
+        finish_job: None,
     }
 }
 
@@ -245,6 +248,36 @@ pub mod lifecycle {
         assert!(claim_one(store.as_ref(), "q", "w", now + 1_000_000).await.is_none());
     }
 
+    pub async fn finish_job_follows_done_and_final_failure(store: Arc<dyn JobStore>) {
+        let with_hook = |id: &str| NewDocument {
+            artifacts: Some(vec!["quiz".into()]),
+            callback_url: Some("http://127.0.0.1:9/hook".into()),
+            finish_job: Some(job("hook", None, 0)),
+            ..doc(id)
+        };
+        store.insert_document(&with_hook("d1"), &job("a", Some("d1"), 0)).await.unwrap();
+        store.insert_document(&with_hook("d2"), &job("a", Some("d2"), 0)).await.unwrap();
+        let d = store.document("d1").await.unwrap().unwrap();
+        assert_eq!(d.artifacts, Some(vec!["quiz".to_string()]));
+        assert_eq!(d.callback_url.as_deref(), Some("http://127.0.0.1:9/hook"));
+        let now = now_ms();
+        let mut claimed = store.claim("a", "w", 2, now, now + 10_000).await.unwrap();
+        let (a2, a1) = (claimed.pop().unwrap(), claimed.pop().unwrap());
+        // A stage with a follow-up does not finish the document: no hook yet.
+        store.complete(&[done(&a1, "w", vec![job("b", Some("d1"), 0)])]).await.unwrap();
+        assert!(claim_one(store.as_ref(), "hook", "w", now_ms()).await.is_none());
+        // A retried failure is not final either.
+        assert!(store.fail(&a2, "w", "hiccup", Failure::Retry { at: now }).await.unwrap());
+        assert!(claim_one(store.as_ref(), "hook", "w", now_ms()).await.is_none());
+        let b1 = claim_one(store.as_ref(), "b", "w", now_ms()).await.unwrap();
+        store.complete(&[done(&b1, "w", vec![])]).await.unwrap();
+        assert!(claim_one(store.as_ref(), "hook", "w", now_ms()).await.is_some(), "done enqueues the hook");
+        let a2 = claim_one(store.as_ref(), "a", "w", now_ms()).await.unwrap();
+        assert!(store.fail(&a2, "w", "broken", Failure::Permanent).await.unwrap());
+        assert!(claim_one(store.as_ref(), "hook", "w", now_ms()).await.is_some(), "failure enqueues the hook");
+        assert!(claim_one(store.as_ref(), "hook", "w", now_ms()).await.is_none(), "exactly one hook each");
+    }
+
     pub async fn cleanup_removes_old_finished_jobs_only(store: Arc<dyn JobStore>) {
         store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
         store.insert_jobs(&[job("q", None, 0), job("q", None, 0)]).await.unwrap();
@@ -445,6 +478,7 @@ macro_rules! backend_suite {
             case!(lifecycle_retries_and_dead, lifecycle::retries_then_dead_with_last_error);
             case!(lifecycle_permanent, lifecycle::permanent_failure_does_not_retry);
             case!(lifecycle_cleanup, lifecycle::cleanup_removes_old_finished_jobs_only);
+            case!(lifecycle_finish_job, lifecycle::finish_job_follows_done_and_final_failure);
             case!(control_cancel, control::cancel_queued_and_running);
             case!(control_cancel_document, control::cancel_document_stops_everything_and_enqueues_nothing);
             case!(control_queue_stats, control::queue_stats_count_states);

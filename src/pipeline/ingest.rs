@@ -97,12 +97,53 @@ pub async fn store_file(settings: &Settings, path: &Path) -> std::io::Result<Sto
 }
 
 /// Registers a stored upload as a document and enqueues its first job, in one transaction.
+/// What an upload may ask for besides its bytes.
+#[derive(Debug, Clone)]
+pub struct UploadOptions {
+    /// LanceDB collection its chunks go to.
+    pub collection: String,
+    /// Priority of all its stage jobs (higher first); default: each queue's own.
+    pub priority: Option<i32>,
+    /// Artifacts to generate (`cheatsheet`, `quiz`, `flashcards`); default: all.
+    pub artifacts: Option<Vec<String>>,
+    /// Receives a signed POST when the document is done or failed.
+    pub callback_url: Option<String>,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        Self { collection: DEFAULT_COLLECTION.to_string(), priority: None, artifacts: None, callback_url: None }
+    }
+}
+
+impl UploadOptions {
+    /// Checks the options against what this server can do; the message is for the client.
+    pub fn validate(&self, settings: &Settings) -> Result<(), String> {
+        crate::index::table_name(&self.collection).map_err(|e| e.to_string())?;
+        if let Some(names) = &self.artifacts {
+            if let Some(bad) = names.iter().find(|n| !super::generate::ARTIFACTS.contains(&n.as_str())) {
+                return Err(format!("unknown artifact {bad:?}; choose from {}", super::generate::ARTIFACTS.join(", ")));
+            }
+        }
+        if let Some(url) = &self.callback_url {
+            crate::webhook::validate_url(url)?;
+            if settings.webhook_secret.is_none() {
+                return Err(
+                    "this server has no webhook secret (LECTERN_WEBHOOK_SECRET), so it cannot sign callbacks".into()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records a stored upload as a new document with its first job; returns both ids.
 pub async fn submit(
     store: &dyn JobStore,
     pipeline: &PipelineConfig,
     stored: &Stored,
     filename: &str,
-    collection: &str,
+    options: &UploadOptions,
 ) -> Result<(String, i64), StoreError> {
     let id = uuid::Uuid::now_v7().to_string();
     let doc = NewDocument {
@@ -110,10 +151,13 @@ pub async fn submit(
         sha256: stored.sha256.clone(),
         filename: sanitize_filename(filename),
         size_bytes: stored.size_bytes,
-        collection: collection.to_string(),
+        collection: options.collection.clone(),
+        artifacts: options.artifacts.clone(),
+        callback_url: options.callback_url.clone(),
+        finish_job: options.callback_url.as_ref().map(|url| crate::webhook::finish_job(pipeline, &id, url)),
     };
-    let job_id =
-        store.insert_document(&doc, &super::job_for(pipeline, "ingest", &super::Payload::document(&id))).await?;
+    let payload = super::Payload { priority: options.priority, ..super::Payload::document(&id) };
+    let job_id = store.insert_document(&doc, &super::job_for(pipeline, "ingest", &payload)).await?;
     Ok((id, job_id))
 }
 
@@ -127,10 +171,15 @@ pub async fn submit_file(ctx: &Context, path: &Path) -> anyhow::Result<(String, 
 
 /// Stores a local file and submits it to `collection`.
 pub async fn submit_file_to(ctx: &Context, path: &Path, collection: &str) -> anyhow::Result<(String, i64)> {
-    crate::index::table_name(collection)?;
+    submit_file_with(ctx, path, &UploadOptions { collection: collection.to_string(), ..Default::default() }).await
+}
+
+/// Stores a local file and submits it with `options`.
+pub async fn submit_file_with(ctx: &Context, path: &Path, options: &UploadOptions) -> anyhow::Result<(String, i64)> {
+    options.validate(&ctx.settings).map_err(|e| anyhow::anyhow!(e))?;
     let stored = store_file(&ctx.settings, path).await?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &name, collection).await?)
+    Ok(submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &name, options).await?)
 }
 
 /// The ingest job: validate the stored bytes and record type and page count.

@@ -100,11 +100,14 @@ pub struct Payload {
     /// First and last page (1-based, inclusive) for per-page stages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pages: Option<[u32; 2]>,
+    /// Priority given at upload; carried to every stage job of the document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
 }
 
 impl Payload {
     pub fn document(document_id: &str) -> Self {
-        Self { document_id: document_id.to_string(), pages: None }
+        Self { document_id: document_id.to_string(), pages: None, priority: None }
     }
 
     /// The page range to work on; the whole document when none is given.
@@ -130,7 +133,7 @@ pub fn job_for(pipeline: &PipelineConfig, stage: &str, payload: &Payload) -> New
         stage: stage.to_string(),
         document_id: Some(payload.document_id.clone()),
         payload: serde_json::to_value(payload).expect("payload serialises"),
-        priority: queue.priority,
+        priority: payload.priority.unwrap_or(queue.priority),
         max_attempts: queue.max_attempts,
         run_at: None,
     }
@@ -143,6 +146,7 @@ pub fn page_ranges(pages: u32, per_job: u32) -> Vec<[u32; 2]> {
 
 /// The engine's handler for document jobs: run the stage, then say what follows it —
 /// fan out into page ranges, continue a range, fan back in, or the next document stage.
+/// Webhook deliveries go to [`crate::webhook::deliver`].
 pub struct PipelineHandler {
     pub ctx: Arc<Context>,
 }
@@ -150,6 +154,9 @@ pub struct PipelineHandler {
 #[async_trait]
 impl Handler for PipelineHandler {
     async fn run(&self, job: &Job) -> Result<Outcome, StageError> {
+        if job.stage == crate::webhook::QUEUE {
+            return crate::webhook::deliver(&self.ctx, job).await;
+        }
         let stage =
             Stage::parse(&job.stage).ok_or_else(|| StageError::BadInput(format!("unknown stage {:?}", job.stage)))?;
         let payload: Payload = serde_json::from_value(job.payload.clone())
@@ -169,7 +176,7 @@ pub async fn run_workers(ctx: Arc<Context>, specs: Vec<crate::engine::QueueSpec>
 async fn follow_ups(ctx: &Context, stage: Stage, payload: &Payload) -> Result<Outcome, StageError> {
     let pipeline = &ctx.pipeline;
     let Some(next) = pipeline.next_stage(stage.name()) else { return Ok(Outcome::default()) };
-    let doc = Payload::document(&payload.document_id);
+    let doc = Payload { pages: None, ..payload.clone() };
     Ok(match (pipeline.is_per_page(stage.name()), pipeline.is_per_page(next)) {
         (false, true) => {
             let pages = ctx
@@ -219,7 +226,7 @@ mod tests {
         assert_eq!(page_ranges(10, 4), [[1, 4], [5, 8], [9, 10]]);
         assert_eq!(page_ranges(1, 4), [[1, 1]]);
         assert_eq!(page_ranges(3, 1), [[1, 1], [2, 2], [3, 3]]);
-        let p = Payload { document_id: "d".into(), pages: Some([5, 8]) };
+        let p = Payload { document_id: "d".into(), pages: Some([5, 8]), priority: None };
         assert_eq!(p.page_range(6), 5..=6);
         assert_eq!(Payload::document("d").page_range(3), 1..=3);
         let json = serde_json::to_value(&p).unwrap();

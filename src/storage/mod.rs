@@ -66,7 +66,7 @@ impl JobState {
 }
 
 /// A job to insert.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewJob {
     pub queue: String,
     pub stage: String,
@@ -109,6 +109,13 @@ pub struct NewDocument {
     pub size_bytes: i64,
     /// LanceDB collection its chunks go to.
     pub collection: String,
+    /// Artifacts to generate; `None` is all of them.
+    pub artifacts: Option<Vec<String>>,
+    /// Where the signed webhook goes when the document finishes.
+    pub callback_url: Option<String>,
+    /// Enqueued by the store, in the same transaction, when the document becomes done or
+    /// failed (the webhook delivery).
+    pub finish_job: Option<NewJob>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,6 +136,9 @@ pub struct Document {
     /// Type found by classification (`other` below the threshold), with its similarity.
     pub doc_type: Option<String>,
     pub doc_type_score: Option<f64>,
+    /// Artifacts asked for at upload; `None` is all of them.
+    pub artifacts: Option<Vec<String>>,
+    pub callback_url: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -375,6 +385,14 @@ macro_rules! document_from_row {
             collection: row.try_get("collection")?,
             doc_type: row.try_get("doc_type")?,
             doc_type_score: row.try_get("doc_type_score")?,
+            artifacts: match row.try_get::<Option<String>, _>("artifacts")? {
+                Some(json) => Some(
+                    serde_json::from_str(&json)
+                        .map_err(|e| $crate::storage::StoreError::Corrupt(format!("document artifacts: {e}")))?,
+                ),
+                None => None,
+            },
+            callback_url: row.try_get("callback_url")?,
             created_at: row.try_get("created_at")?,
             updated_at: row.try_get("updated_at")?,
         })
@@ -479,6 +497,15 @@ pub async fn open(database_url: Option<&str>, data_dir: &std::path::Path) -> Res
         }
         Some(url) => Err(StoreError::UnsupportedUrl(url.to_string())),
     }
+}
+
+/// A document's finish job as stored (JSON), and back.
+pub(crate) fn finish_job_json(doc: &NewDocument) -> Option<String> {
+    doc.finish_job.as_ref().map(|j| serde_json::to_string(j).expect("job serialises"))
+}
+
+pub(crate) fn parse_finish_job(json: &str) -> Result<NewJob> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("finish job: {e}")))
 }
 
 pub fn now_ms() -> i64 {

@@ -14,7 +14,8 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use super::{
     ApiToken, Artifact, Completion, Document, Failure, Figure, Flashcard, Heartbeat, Job, JobState, JobStore,
     NewDocument, NewJob, QueueStats, Result, StageDurations, Wakers, artifact_from_row, document_from_row,
-    durations_from_row, figure_from_row, flashcard_from_row, job_from_row, now_ms, sort_claimed, token_from_row,
+    durations_from_row, figure_from_row, finish_job_json, flashcard_from_row, job_from_row, now_ms, parse_finish_job,
+    sort_claimed, token_from_row,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -146,7 +147,7 @@ async fn complete_one(tx: &mut Transaction<'_, Postgres>, c: &Completion, now: i
         None if waiting => ("running", c.job.stage.as_str()),
         None => ("done", c.job.stage.as_str()),
     };
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE documents SET status = $1, stage = $2, error = NULL, updated_at = $3
          WHERE id = $4 AND status IN ('queued', 'running')",
     )
@@ -156,7 +157,25 @@ async fn complete_one(tx: &mut Transaction<'_, Postgres>, c: &Completion, now: i
     .bind(doc)
     .execute(&mut **tx)
     .await?;
+    if status == "done" && updated.rows_affected() == 1 {
+        enqueue_finish_job(tx, doc, now).await?;
+    }
     Ok(true)
+}
+
+/// Enqueues (and announces) the finish job of a document that has just become done or failed.
+async fn enqueue_finish_job(tx: &mut Transaction<'_, Postgres>, doc: &str, now: i64) -> Result<()> {
+    let json: Option<String> = sqlx::query_scalar("SELECT finish_job FROM documents WHERE id = $1")
+        .bind(doc)
+        .fetch_optional(&mut **tx)
+        .await?
+        .flatten();
+    if let Some(json) = json {
+        let job = parse_finish_job(&json)?;
+        insert_job(tx, &job, now).await?;
+        notify(tx, [job.queue.as_str()]).await?;
+    }
+    Ok(())
 }
 
 async fn mark_document_cancelled(tx: &mut Transaction<'_, Postgres>, doc: &str, now: i64) -> Result<()> {
@@ -189,8 +208,9 @@ impl JobStore for PgStore {
         let now = now_ms();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO documents (id, sha256, filename, size_bytes, collection, status, stage, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $7, 'queued', $5, $6, $6)",
+            "INSERT INTO documents (id, sha256, filename, size_bytes, collection, status, stage, created_at, updated_at,
+                                    artifacts, callback_url, finish_job)
+             VALUES ($1, $2, $3, $4, $7, 'queued', $5, $6, $6, $8, $9, $10)",
         )
         .bind(&doc.id)
         .bind(&doc.sha256)
@@ -199,6 +219,9 @@ impl JobStore for PgStore {
         .bind(&first_job.stage)
         .bind(now)
         .bind(&doc.collection)
+        .bind(doc.artifacts.as_ref().map(|a| serde_json::to_string(a).expect("names serialise")))
+        .bind(&doc.callback_url)
+        .bind(finish_job_json(doc))
         .execute(&mut *tx)
         .await?;
         let id = insert_job(&mut tx, first_job, now).await?;
@@ -362,7 +385,7 @@ impl JobStore for PgStore {
             return Ok(false);
         }
         if let (Some(doc), None) = (&job.document_id, retry_at) {
-            sqlx::query(
+            let failed = sqlx::query(
                 "UPDATE documents SET status = 'failed', error = $1, updated_at = $2
                  WHERE id = $3 AND status IN ('queued', 'running')",
             )
@@ -371,6 +394,9 @@ impl JobStore for PgStore {
             .bind(doc)
             .execute(&mut *tx)
             .await?;
+            if failed.rows_affected() == 1 {
+                enqueue_finish_job(&mut tx, doc, now).await?;
+            }
         }
         if retry_at.is_some() {
             notify(&mut tx, [job.queue.as_str()]).await?;

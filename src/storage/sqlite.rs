@@ -15,7 +15,8 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use super::{
     ApiToken, Artifact, Completion, Document, Failure, Figure, Flashcard, Heartbeat, Job, JobState, JobStore,
     NewDocument, NewJob, QueueStats, Result, StageDurations, StoreError, Wakers, artifact_from_row, document_from_row,
-    durations_from_row, figure_from_row, flashcard_from_row, job_from_row, now_ms, sort_claimed, token_from_row,
+    durations_from_row, figure_from_row, finish_job_json, flashcard_from_row, job_from_row, now_ms, parse_finish_job,
+    sort_claimed, token_from_row,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -138,7 +139,7 @@ async fn complete_one(tx: &mut Transaction<'_, Sqlite>, c: &Completion, now: i64
         None if waiting => ("running", c.job.stage.as_str()),
         None => ("done", c.job.stage.as_str()),
     };
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE documents SET status = ?, stage = ?, error = NULL, updated_at = ?
          WHERE id = ? AND status IN ('queued', 'running')",
     )
@@ -148,7 +149,24 @@ async fn complete_one(tx: &mut Transaction<'_, Sqlite>, c: &Completion, now: i64
     .bind(doc)
     .execute(&mut **tx)
     .await?;
+    if status == "done" && updated.rows_affected() == 1 {
+        enqueue_finish_job(tx, doc, now).await?;
+    }
     Ok(true)
+}
+
+/// Enqueues the finish job of a document that has just become done or failed (idle
+/// workers find it on their next poll).
+async fn enqueue_finish_job(tx: &mut Transaction<'_, Sqlite>, doc: &str, now: i64) -> Result<()> {
+    let json: Option<String> = sqlx::query_scalar("SELECT finish_job FROM documents WHERE id = ?")
+        .bind(doc)
+        .fetch_optional(&mut **tx)
+        .await?
+        .flatten();
+    if let Some(json) = json {
+        insert_job(tx, &parse_finish_job(&json)?, now).await?;
+    }
+    Ok(())
 }
 
 /// What goes before the document row itself when a document is deleted.
@@ -169,8 +187,9 @@ impl JobStore for SqliteStore {
         let now = now_ms();
         let mut tx = self.writer.begin().await?;
         sqlx::query(
-            "INSERT INTO documents (id, sha256, filename, size_bytes, collection, status, stage, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            "INSERT INTO documents (id, sha256, filename, size_bytes, collection, status, stage, created_at, updated_at,
+                                    artifacts, callback_url, finish_job)
+             VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
         )
         .bind(&doc.id)
         .bind(&doc.sha256)
@@ -180,6 +199,9 @@ impl JobStore for SqliteStore {
         .bind(&first_job.stage)
         .bind(now)
         .bind(now)
+        .bind(doc.artifacts.as_ref().map(|a| serde_json::to_string(a).expect("names serialise")))
+        .bind(&doc.callback_url)
+        .bind(finish_job_json(doc))
         .execute(&mut *tx)
         .await?;
         let id = insert_job(&mut tx, first_job, now).await?;
@@ -329,7 +351,7 @@ impl JobStore for SqliteStore {
             return Ok(false);
         }
         if let (Some(doc), None) = (&job.document_id, retry_at) {
-            sqlx::query(
+            let failed = sqlx::query(
                 "UPDATE documents SET status = 'failed', error = ?, updated_at = ?
                  WHERE id = ? AND status IN ('queued', 'running')",
             )
@@ -338,6 +360,9 @@ impl JobStore for SqliteStore {
             .bind(doc)
             .execute(&mut *tx)
             .await?;
+            if failed.rows_affected() == 1 {
+                enqueue_finish_job(&mut tx, doc, now).await?;
+            }
         }
         tx.commit().await?;
         Ok(true)

@@ -57,7 +57,7 @@ pub async fn wait_finished(ctx: &Context, ids: &[String], limit: Duration) -> Ve
 /// Starts worker pools for every queue; returns the trigger that stops them and their task.
 pub fn start_workers(ctx: &Arc<Context>) -> (lectern::shutdown::Trigger, tokio::task::JoinHandle<()>) {
     let (trigger, shutdown) = lectern::shutdown::channel();
-    let specs = ctx.pipeline.stages.iter().map(|q| QueueSpec { queue: q.clone(), concurrency: 1 }).collect();
+    let specs = ctx.pipeline.queue_names().into_iter().map(|queue| QueueSpec { queue, concurrency: 1 }).collect();
     let task = tokio::spawn(lectern::pipeline::run_workers(ctx.clone(), specs, shutdown));
     (trigger, task)
 }

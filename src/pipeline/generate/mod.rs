@@ -13,6 +13,9 @@ use super::workdir::write_atomic;
 use crate::context::Context;
 use crate::storage::{Artifact, Flashcard};
 
+/// Names an upload may pick from (`artifacts=`); each is one file below.
+pub const ARTIFACTS: [&str; 3] = ["cheatsheet", "quiz", "flashcards"];
+
 pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let chunks = super::chunk::load(ctx, document_id)?;
     let figures = ctx.store.figures(document_id).await?;
@@ -20,15 +23,27 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let dir = ctx.workdir(document_id).artifacts_dir();
     let title = doc.filename.clone();
     let id = document_id.to_string();
+    let wanted = |name: &str| doc.artifacts.as_ref().is_none_or(|a| a.iter().any(|n| n == name));
+    let (want_sheet, want_quiz, want_cards) = (wanted("cheatsheet"), wanted("quiz"), wanted("flashcards"));
     let (artifacts, cards) =
         tokio::task::spawn_blocking(move || -> Result<(Vec<Artifact>, Vec<flashcards::Card>), StageError> {
             let material = text::Material::from_chunks(&chunks);
             let cards = flashcards::cards(&id, &material, chrono::Utc::now());
-            let outputs = [
-                ("cheatsheet.docx", cheatsheet::MEDIA_TYPE, cheatsheet::build(&title, &material, &figures)?),
-                ("quiz.pdf", quiz::MEDIA_TYPE, quiz::build(&title, &material)?),
-                ("flashcards.json", flashcards::MEDIA_TYPE, flashcards::build(cards.clone())?),
-            ];
+            let mut outputs = Vec::new();
+            if want_sheet {
+                outputs.push((
+                    "cheatsheet.docx",
+                    cheatsheet::MEDIA_TYPE,
+                    cheatsheet::build(&title, &material, &figures)?,
+                ));
+            }
+            if want_quiz {
+                outputs.push(("quiz.pdf", quiz::MEDIA_TYPE, quiz::build(&title, &material)?));
+            }
+            if want_cards {
+                outputs.push(("flashcards.json", flashcards::MEDIA_TYPE, flashcards::build(cards.clone())?));
+            }
+            let cards = if want_cards { cards } else { Vec::new() };
             let mut artifacts = Vec::new();
             for (name, media_type, bytes) in outputs {
                 let path = dir.join(name);
