@@ -14,7 +14,7 @@ endif
 LECTERN := $(CARGO_TARGET_DIR)/debug/lectern
 DEMO_DATA := ./lectern-data
 
-.PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load eval-retrieval
+.PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load bench-generate eval-retrieval eval-study
 
 setup:
 	./scripts/setup.sh
@@ -62,3 +62,13 @@ eval-retrieval: build
 # Upload latency: 1 MiB PDFs at 200/s for 10 s over loopback while the workers run.
 bench-load: setup
 	cargo bench --profile dev --bench ingest_load -- --rate 200 --seconds 10
+
+# Generation time per document (material, plan, write; the stage vs the embed stage).
+bench-generate: setup
+	cargo bench --profile dev --bench generate -- --runs 3
+
+# Study material of a manual, a two-column paper and a slide deck: checks and PNG previews.
+eval-study: build
+	rm -rf ./lectern-study
+	$(LECTERN) --data-dir ./lectern-study eval study ../shared/corpus/pdf_text/R-intro.pdf \
+		../shared/corpus/pdf_text/elsarticle-elstest-5p.pdf ../shared/corpus/pdf_text/beamer-conference-talk.pdf

@@ -209,7 +209,12 @@ async fn run(args: Args) {
     // Vector search over the index: the default setting last (it stays in force), and
     // a few others to show what recall costs.
     let default = AnnParams::default();
-    let sweep = [AnnParams { nprobes: 10, refine_factor: 1 }, AnnParams { nprobes: 40, refine_factor: 20 }, default];
+    let sweep = [
+        AnnParams { nprobes: 10, refine_factor: 1 },
+        AnnParams { nprobes: 20, refine_factor: 5 },
+        AnnParams { nprobes: 80, refine_factor: 40 },
+        default,
+    ];
     for ann in sweep {
         index.set_ann(ann);
         let mut ms = Vec::new();

@@ -217,6 +217,12 @@ pub enum IndexCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
+    /// Process files, check their quiz and flashcards against the cited pages (answers on
+    /// the page, no duplicates, distinct distractors) and render previews to look at.
+    Study {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Recall@k of vector, text and hybrid search over a question set.
     Retrieval {
         /// Question set (TOML: documents and questions with expected pages).
@@ -387,6 +393,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             index.maintain(&collection).await?;
             println!("{}", serde_json::to_string_pretty(&index.stats(&collection).await?)?);
             Ok(0)
+        }
+        Command::Eval { command: EvalCommand::Study { files } } => {
+            Ok(if crate::eval::study(ctx, &files).await? { 0 } else { 1 })
         }
         Command::Eval { command: EvalCommand::Retrieval { questions, corpus, k } } => {
             crate::eval::retrieval(ctx, &questions, &corpus, k).await?;

@@ -180,6 +180,8 @@ pub struct PipelineConfig {
     pub chunk: crate::pipeline::chunk::ChunkConfig,
     #[serde(default)]
     pub classify: crate::classify::ClassifyConfig,
+    #[serde(default)]
+    pub generate: crate::pipeline::generate::GenerateConfig,
     pub queues: BTreeMap<String, QueueConfig>,
 }
 
@@ -227,6 +229,7 @@ impl PipelineConfig {
                 "chunk.max_tokens must be at least 32 and overlap_tokens under half of it".into(),
             ));
         }
+        config.generate.validate().map_err(ConfigError::Invalid)?;
         if config.fan_out.pages_per_job == 0 {
             return Err(ConfigError::Invalid("fan_out.pages_per_job must be at least 1".into()));
         }

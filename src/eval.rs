@@ -1,5 +1,8 @@
 //! Quality measurements run by `lectern eval …` on real documents.
 //!
+//! `study`: processes files end to end, checks their quiz and flashcards against the
+//! pages they cite, and renders previews.
+//!
 //! `retrieval`: indexes the documents of a question set into the `eval` collection (the
 //! pipeline without its generate stage), then asks every question in vector, text and hybrid
 //! mode and reports recall@k (the expected page among the top k) and MRR.
@@ -56,28 +59,7 @@ pub async fn retrieval(ctx: Arc<Context>, questions: &Path, corpus: &Path, k: us
             .with_context(|| format!("submit {}", path.display()))?;
         ids.insert(doc.key.clone(), id);
     }
-    let (trigger, stop) = shutdown::channel();
-    let specs = ctx
-        .pipeline
-        .stages
-        .iter()
-        .map(|s| crate::engine::QueueSpec { queue: s.clone(), concurrency: ctx.pipeline.queues[s].concurrency })
-        .collect();
-    let workers = tokio::spawn(pipeline::run_workers(ctx.clone(), specs, stop));
-    for (key, id) in &ids {
-        loop {
-            let doc = ctx.store.document(id).await?.context("document vanished")?;
-            if doc.is_finished() {
-                if doc.status != "done" {
-                    bail!("{key} did not index: {} {}", doc.status, doc.error.unwrap_or_default());
-                }
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    trigger.trigger();
-    workers.await?;
+    run_to_end(&ctx, &ids).await?;
     println!("indexed {} documents in {:.1} s", ids.len(), started.elapsed().as_secs_f64());
 
     println!("\n{} questions, recall@{k} and MRR@{k}:", set.question.len());
@@ -119,4 +101,128 @@ pub async fn retrieval(ctx: Arc<Context>, questions: &Path, corpus: &Path, k: us
         }
     }
     Ok(())
+}
+
+/// Runs worker pools for every stage of `ctx`'s pipeline until all `ids` have finished;
+/// fails if one did not end `done`.
+async fn run_to_end(ctx: &Arc<Context>, ids: &BTreeMap<String, String>) -> anyhow::Result<()> {
+    let (trigger, stop) = shutdown::channel();
+    let specs = ctx
+        .pipeline
+        .stages
+        .iter()
+        .map(|s| crate::engine::QueueSpec { queue: s.clone(), concurrency: ctx.pipeline.queues[s].concurrency })
+        .collect();
+    let workers = tokio::spawn(pipeline::run_workers(ctx.clone(), specs, stop));
+    let mut failed = None;
+    for (key, id) in ids {
+        loop {
+            let doc = ctx.store.document(id).await?.context("document vanished")?;
+            if doc.is_finished() {
+                if doc.status != "done" {
+                    failed = Some(format!("{key}: {} {}", doc.status, doc.error.unwrap_or_default()));
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    trigger.trigger();
+    workers.await?;
+    match failed {
+        Some(f) => bail!("a document did not finish: {f}"),
+        None => Ok(()),
+    }
+}
+
+/// `lectern eval study`: processes each file end to end, checks its study material against
+/// its pages ([`pipeline::generate::check`]), and renders previews to look at: the quiz's
+/// pages, and the cheat sheet's pages through LibreOffice when `soffice` is installed (which
+/// also measures its real page count). Fails when a check fails.
+pub async fn study(ctx: Arc<Context>, files: &[std::path::PathBuf]) -> anyhow::Result<bool> {
+    let mut ids = BTreeMap::new();
+    for file in files {
+        let (id, _) =
+            pipeline::ingest::submit_file(&ctx, file).await.with_context(|| format!("submit {}", file.display()))?;
+        ids.insert(file.display().to_string(), id);
+    }
+    let started = Instant::now();
+    run_to_end(&ctx, &ids).await?;
+    println!("processed {} documents in {:.1} s\n", ids.len(), started.elapsed().as_secs_f64());
+    let mut ok = true;
+    for (name, id) in &ids {
+        let work = ctx.workdir(id);
+        let dir = work.artifacts_dir();
+        let quiz: pipeline::generate::quiz::Quiz = pipeline::workdir::read_json(&dir.join("quiz.json"))?;
+        let deck: pipeline::generate::flashcards::Deck = pipeline::workdir::read_json(&dir.join("flashcards.json"))?;
+        let pages = work.load_pages()?;
+        let mut problems = pipeline::generate::check::check(&quiz, &deck, &pages);
+        let sheet = pipeline::generate::check::cheatsheet(&dir.join("cheatsheet.docx"), &ctx.pipeline.generate)
+            .map_err(anyhow::Error::msg)?;
+        problems.extend(sheet.problems.iter().map(|p| format!("cheat sheet: {p}")));
+        let count = |k: pipeline::generate::quiz::Kind| quiz.questions.iter().filter(|q| q.kind == k).count();
+        let cards = |k: &str| deck.cards.iter().filter(|c| c.kind == k).count();
+        use pipeline::generate::quiz::Kind;
+        println!("{name}  (document {id}, {} pages)", pages.len());
+        println!(
+            "  quiz: {} questions ({} multiple choice, {} cloze, {} true/false){}",
+            quiz.questions.len(),
+            count(Kind::MultipleChoice),
+            count(Kind::Cloze),
+            count(Kind::TrueFalse),
+            if quiz.skipped.is_empty() { String::new() } else { format!("; skipped: {}", quiz.skipped.join("; ")) }
+        );
+        println!(
+            "  flashcards: {} ({} definitions, {} key points, {} terms)",
+            deck.cards.len(),
+            cards("definition"),
+            cards("key_points"),
+            cards("term")
+        );
+        println!(
+            "  cheat sheet: {} headings, {} bullets, {} pictures (page setup, columns, fonts, styles read back)",
+            sheet.headings, sheet.bullets, sheet.pictures
+        );
+        let pdfium = ctx.pdfium().await?;
+        let preview = dir.join("preview");
+        std::fs::create_dir_all(&preview)?;
+        let n = pdfium.preview(dir.join("quiz.pdf"), preview.join("quiz"), 60.0).await?;
+        print!("  previews in {}: quiz {n} pages", preview.display());
+        match docx_to_pdf(&dir.join("cheatsheet.docx"), &preview) {
+            Some(pdf) => {
+                let n = pdfium.preview(pdf, preview.join("cheatsheet"), 60.0).await?;
+                println!(", cheat sheet {n} pages (LibreOffice; budget {})", ctx.pipeline.generate.pages);
+            }
+            None => println!(", cheat sheet not rendered (no soffice)"),
+        }
+        for q in quiz.questions.iter().take(3) {
+            println!("  e.g. Q{} [{:?}] {} → {}", q.number, q.kind, q.prompt, q.answer);
+        }
+        if problems.is_empty() {
+            println!("  checks: all passed");
+        } else {
+            ok = false;
+            for p in problems {
+                println!("  FAILED: {p}");
+            }
+        }
+        println!();
+    }
+    Ok(ok)
+}
+
+/// Converts a .docx to PDF with LibreOffice (headless) into `dir`; `None` without soffice.
+pub fn docx_to_pdf(docx: &Path, dir: &Path) -> Option<std::path::PathBuf> {
+    let profile = dir.join("lo-profile");
+    let status = std::process::Command::new("soffice")
+        .arg(format!("-env:UserInstallation=file://{}", std::path::absolute(&profile).ok()?.display()))
+        .args(["--headless", "--convert-to", "pdf", "--outdir"])
+        .arg(dir)
+        .arg(docx)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    let pdf = dir.join(docx.file_stem()?).with_extension("pdf");
+    (status.success() && pdf.exists()).then_some(pdf)
 }

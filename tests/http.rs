@@ -77,7 +77,7 @@ async fn upload_then_poll_until_done() {
     assert_eq!(doc["status"], "done", "{doc}");
     assert_eq!(doc["filename"], "scan?.pdf", "path parts are stripped from the name");
     assert_eq!(doc["jobs"].as_array().unwrap().len(), 7);
-    assert_eq!(doc["artifacts"].as_array().unwrap().len(), 3);
+    assert_eq!(doc["artifacts"].as_array().unwrap().len(), 4);
     let job: Value = client.get(format!("{base}/v1/jobs/{job_id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!((job["state"].as_str(), job["attempt"].as_i64()), (Some("done"), Some(1)));
 
@@ -136,7 +136,7 @@ async fn upload_then_poll_until_done() {
     // Artifacts are listed and downloadable.
     let list: Value =
         client.get(format!("{base}/v1/documents/{doc_id}/artifacts")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(list["artifacts"].as_array().unwrap().len(), 3);
+    assert_eq!(list["artifacts"].as_array().unwrap().len(), 4);
     let quiz = client.get(format!("{base}/v1/documents/{doc_id}/artifacts/quiz.pdf")).send().await.unwrap();
     assert_eq!(quiz.headers()["content-type"], "application/pdf");
     assert!(quiz.bytes().await.unwrap().starts_with(b"%PDF-"));
@@ -544,7 +544,7 @@ async fn webhooks_are_signed_and_retried_and_upload_options_apply() {
     let doc = wait_document(&client, &base, paper["document_id"].as_str().unwrap()).await;
     assert_eq!(doc["status"], "done", "{doc}");
     let names: Vec<&str> = doc["artifacts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["quiz.pdf"]);
+    assert_eq!(names, ["quiz.json", "quiz.pdf"]);
     assert!(doc["jobs"].as_array().unwrap().iter().all(|j| j["priority"] == 7), "{doc}");
 
     let start = Instant::now();

@@ -84,7 +84,7 @@ async fn born_digital_pdf_through_every_stage() {
     run_stage(&ctx, Stage::Generate, &id).await.unwrap();
     let artifacts = ctx.store.artifacts(&id).await.unwrap();
     let names: Vec<&str> = artifacts.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, ["cheatsheet.docx", "flashcards.json", "quiz.pdf"]);
+    assert_eq!(names, ["cheatsheet.docx", "flashcards.json", "quiz.json", "quiz.pdf"]);
     let path = |name: &str| artifacts.iter().find(|a| a.name == name).unwrap().path.clone();
 
     let mut zip = zip_entry(&path("cheatsheet.docx"), "word/document.xml");

@@ -96,6 +96,24 @@ impl PdfiumHost {
     pub async fn page_count(&self, path: PathBuf) -> Result<u32, StageError> {
         self.run(move |pdfium| Ok(open_pdf(pdfium, &path)?.pages().len() as u32)).await
     }
+
+    /// Renders every page of the PDF at `path` to `<prefix>-<n>.png` (for looking at);
+    /// returns the page count.
+    pub async fn preview(&self, path: PathBuf, prefix: PathBuf, dpi: f32) -> Result<u32, StageError> {
+        self.run(move |pdfium| {
+            let doc = open_pdf(pdfium, &path)?;
+            let config = PdfRenderConfig::new().scale_page_by_factor(dpi / 72.0);
+            for (i, page) in doc.pages().iter().enumerate() {
+                let bitmap =
+                    page.render_with_config(&config).map_err(|e| StageError::transient("render preview", e))?;
+                let image = bitmap.as_image().map_err(|e| StageError::transient("convert preview", e))?;
+                let name = format!("{}-{}.png", prefix.display(), i + 1);
+                save_png(&DynamicImage::ImageRgb8(image.to_rgb8()), Path::new(&name))?;
+            }
+            Ok(doc.pages().len() as u32)
+        })
+        .await
+    }
 }
 
 fn open_pdf<'a>(pdfium: &'a Pdfium, path: &Path) -> Result<PdfDocument<'a>, StageError> {

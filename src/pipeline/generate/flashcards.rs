@@ -1,39 +1,48 @@
-//! Flashcards (JSON) with SM-2 scheduling state, from definitions ("X is …") and from
-//! key sentences with their key term as the answer.
+//! Flashcards (JSON) with SM-2 scheduling state (ease 2.5, interval 0, no repetitions,
+//! due now): definitions ("X is …"), section headings → their key points, and key terms →
+//! the sentence that explains them best.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::text::{Material, blank_out};
+use std::collections::HashSet;
+
+use super::text::{Material, find_phrase, words};
 use crate::pipeline::StageError;
 use crate::sm2::Sm2;
 
 pub const MEDIA_TYPE: &str = "application/json";
-const MAX_CARDS: usize = 40;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Card {
     pub id: String,
+    /// definition | key_points | term
+    pub kind: String,
     pub front: String,
     pub back: String,
     pub page: u32,
     pub sm2: Sm2,
 }
 
+/// `flashcards.json`; its schema is `jobs/flashcards.schema.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Deck {
     pub scheduler: String,
     pub cards: Vec<Card>,
 }
 
-/// "X is/are/means/refers to …" with a short subject → (subject, sentence).
+/// "X is/are/means/refers to …" with a short subject → the subject.
 pub fn definition(sentence: &str) -> Option<String> {
     let lower = sentence.to_lowercase();
-    for verb in [" is a ", " is an ", " is the ", " are ", " refers to ", " means "] {
+    for verb in [" is a ", " is an ", " is the ", " are ", " refers to ", " means ", " is defined as "] {
         if let Some(pos) = lower.find(verb) {
             let subject = sentence[..pos].trim();
             let n = subject.split_whitespace().count();
-            if (1..=5).contains(&n) && subject.chars().next().is_some_and(char::is_alphanumeric) {
+            let pronoun =
+                matches!(subject.to_lowercase().as_str(), "it" | "this" | "that" | "there" | "these" | "they");
+            if (1..=5).contains(&n) && !pronoun && subject.chars().next().is_some_and(char::is_alphanumeric) {
                 return Some(subject.to_string());
             }
         }
@@ -41,14 +50,18 @@ pub fn definition(sentence: &str) -> Option<String> {
     None
 }
 
-/// Cards for a document; ids are `<document id>-c001`, … (unique across documents).
-pub fn cards(document_id: &str, material: &Material, now: DateTime<Utc>) -> Vec<Card> {
+/// Cards for a document, at most `max`; ids are `<document id>-c001`, … Definitions
+/// first, then each titled section's key points, then key terms with their most central
+/// sentence. No two cards share a front or a back.
+pub fn cards(document_id: &str, material: &Material, max: usize, now: DateTime<Utc>) -> Vec<Card> {
     let mut cards: Vec<Card> = Vec::new();
-    let mut fronts = std::collections::HashSet::new();
-    let mut push = |front: String, back: String, page: u32, cards: &mut Vec<Card>| {
-        if cards.len() < MAX_CARDS && fronts.insert(front.to_lowercase()) {
+    let mut fronts = HashSet::new();
+    let mut backs = HashSet::new();
+    let mut push = |kind: &str, front: String, back: String, page: u32, cards: &mut Vec<Card>| {
+        if cards.len() < max && fronts.insert(front.to_lowercase()) && backs.insert(back.to_lowercase()) {
             cards.push(Card {
                 id: format!("{document_id}-c{:03}", cards.len() + 1),
+                kind: kind.to_string(),
                 front,
                 back,
                 page,
@@ -56,17 +69,35 @@ pub fn cards(document_id: &str, material: &Material, now: DateTime<Utc>) -> Vec<
             });
         }
     };
+    let by_score = |ids: &[usize]| {
+        let mut ids = ids.to_vec();
+        ids.sort_by(|&a, &b| material.sentences[b].score.total_cmp(&material.sentences[a].score).then(a.cmp(&b)));
+        ids
+    };
     for s in &material.sentences {
         if let Some(subject) = definition(&s.text) {
-            push(format!("What is {subject}?"), s.text.clone(), s.page, &mut cards);
+            push("definition", format!("What is {subject}?"), s.text.clone(), s.page, &mut cards);
         }
     }
-    for s in material.top_sentences(MAX_CARDS) {
-        if let Some(term) = material.key_term_in(&s.text) {
-            if let Some(cloze) = blank_out(&s.text, term) {
-                push(cloze, term.to_string(), s.page, &mut cards);
-            }
+    for section in &material.sections {
+        let Some(title) = section.title() else { continue };
+        if section.sentences.len() < 2 {
+            continue;
         }
+        let mut best = by_score(&section.sentences);
+        best.truncate(3);
+        best.sort_unstable();
+        let back = best.iter().map(|&i| format!("• {}", material.sentences[i].text)).collect::<Vec<_>>().join("\n");
+        push("key_points", format!("Key points: {title}"), back, section.page, &mut cards);
+    }
+    let all: Vec<usize> = by_score(&(0..material.sentences.len()).collect::<Vec<_>>());
+    for term in &material.terms {
+        let Some(&i) = all.iter().find(|&&i| find_phrase(&words(&material.sentences[i].text), &term.words).is_some())
+        else {
+            continue;
+        };
+        let s = &material.sentences[i];
+        push("term", term.text.clone(), s.text.clone(), s.page, &mut cards);
     }
     cards
 }
@@ -84,5 +115,6 @@ mod tests {
     fn definitions_are_found() {
         assert_eq!(definition("A mutex is a lock that allows one owner.").as_deref(), Some("A mutex"));
         assert_eq!(definition("In this long introductory sentence the thing is a test.").as_deref(), None);
+        assert_eq!(definition("It is a good idea.").as_deref(), None);
     }
 }
