@@ -50,35 +50,25 @@ pub fn definition(sentence: &str) -> Option<String> {
     None
 }
 
-/// Cards for a document, at most `max`; ids are `<document id>-c001`, … Definitions
-/// first, then each titled section's key points, then key terms with their most central
-/// sentence. No two cards share a front or a back.
+/// Cards for a document, at most `max`; ids are `<document id>-c001`, … Three kinds,
+/// taken in turn so that none crowds out the others: definitions, each titled section's
+/// key points, and key terms with their most central sentence. No two cards share a front
+/// or a back.
 pub fn cards(document_id: &str, material: &Material, max: usize, now: DateTime<Utc>) -> Vec<Card> {
-    let mut cards: Vec<Card> = Vec::new();
-    let mut fronts = HashSet::new();
-    let mut backs = HashSet::new();
-    let mut push = |kind: &str, front: String, back: String, page: u32, cards: &mut Vec<Card>| {
-        if cards.len() < max && fronts.insert(front.to_lowercase()) && backs.insert(back.to_lowercase()) {
-            cards.push(Card {
-                id: format!("{document_id}-c{:03}", cards.len() + 1),
-                kind: kind.to_string(),
-                front,
-                back,
-                page,
-                sm2: Sm2::new(now),
-            });
-        }
-    };
     let by_score = |ids: &[usize]| {
         let mut ids = ids.to_vec();
         ids.sort_by(|&a, &b| material.sentences[b].score.total_cmp(&material.sentences[a].score).then(a.cmp(&b)));
         ids
     };
-    for s in &material.sentences {
+    // (kind, front, back, page) per kind, best first.
+    let mut definitions = Vec::new();
+    for &i in &by_score(&(0..material.sentences.len()).collect::<Vec<_>>()) {
+        let s = &material.sentences[i];
         if let Some(subject) = definition(&s.text) {
-            push("definition", format!("What is {subject}?"), s.text.clone(), s.page, &mut cards);
+            definitions.push(("definition", format!("What is {subject}?"), s.text.clone(), s.page));
         }
     }
+    let mut key_points = Vec::new();
     for section in &material.sections {
         let Some(title) = section.title() else { continue };
         if section.sentences.len() < 2 {
@@ -88,16 +78,36 @@ pub fn cards(document_id: &str, material: &Material, max: usize, now: DateTime<U
         best.truncate(3);
         best.sort_unstable();
         let back = best.iter().map(|&i| format!("• {}", material.sentences[i].text)).collect::<Vec<_>>().join("\n");
-        push("key_points", format!("Key points: {title}"), back, section.page, &mut cards);
+        key_points.push(("key_points", format!("Key points: {title}"), back, section.page));
     }
     let all: Vec<usize> = by_score(&(0..material.sentences.len()).collect::<Vec<_>>());
+    let mut terms = Vec::new();
     for term in &material.terms {
-        let Some(&i) = all.iter().find(|&&i| find_phrase(&words(&material.sentences[i].text), &term.words).is_some())
-        else {
-            continue;
-        };
-        let s = &material.sentences[i];
-        push("term", term.text.clone(), s.text.clone(), s.page, &mut cards);
+        let found = all.iter().find(|&&i| find_phrase(&words(&material.sentences[i].text), &term.words).is_some());
+        if let Some(&i) = found {
+            let s = &material.sentences[i];
+            terms.push(("term", term.text.clone(), s.text.clone(), s.page));
+        }
+    }
+
+    let mut cards: Vec<Card> = Vec::new();
+    let mut fronts = HashSet::new();
+    let mut backs = HashSet::new();
+    let lists = [definitions, key_points, terms];
+    let longest = lists.iter().map(Vec::len).max().unwrap_or(0);
+    for i in 0..longest {
+        for (kind, front, back, page) in lists.iter().filter_map(|l| l.get(i)) {
+            if cards.len() < max && fronts.insert(front.to_lowercase()) && backs.insert(back.to_lowercase()) {
+                cards.push(Card {
+                    id: format!("{document_id}-c{:03}", cards.len() + 1),
+                    kind: kind.to_string(),
+                    front: front.clone(),
+                    back: back.clone(),
+                    page: *page,
+                    sm2: Sm2::new(now),
+                });
+            }
+        }
     }
     cards
 }

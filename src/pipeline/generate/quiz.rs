@@ -107,8 +107,9 @@ pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
             break;
         }
         let s = &material.sentences[i];
-        // A sentence over a page break cannot cite one page for its answer.
-        if !s.within_page {
+        // A sentence over a page break cannot cite one page for its answer; captions
+        // make poor questions.
+        if !s.within_page || is_caption(&s.text) {
             continue;
         }
         if has_rtl(&s.text) {
@@ -165,6 +166,14 @@ pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
         ));
     }
     quiz
+}
+
+/// "Figure 3: …", "Fig. 2 …", "Table 1. …".
+fn is_caption(sentence: &str) -> bool {
+    let mut ws = sentence.split_whitespace();
+    let first = ws.next().unwrap_or("").to_lowercase();
+    matches!(first.as_str(), "figure" | "fig." | "table")
+        && ws.next().is_some_and(|w| w.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// The words of `phrase` as written in `sentence` (case kept, punctuation trimmed).

@@ -271,6 +271,7 @@ impl Material {
     pub fn from_chunks(chunks: &[Chunk], pages: &[Page]) -> Self {
         let page_words: HashMap<u32, Vec<String>> = pages.iter().map(|p| (p.number, words(&p.text()))).collect();
         let on = |page: u32, probe: &[String]| page_words.get(&page).is_some_and(|ws| find_phrase(ws, probe).is_some());
+        let repeated = repeated_ngrams(pages);
         let mut m = Material::default();
         let mut seen = HashSet::new();
         for chunk in chunks {
@@ -284,7 +285,7 @@ impl Material {
                 span_pages.push(chunk.page);
             }
             let mut at = 0;
-            for text in split_sentences(&chunk.text) {
+            for text in split_sentences(&strip_ngrams(&chunk.text, &repeated)) {
                 let ws = words(&text);
                 let (head, tail) = (&ws[..ws.len().min(4)], &ws[ws.len().saturating_sub(4)..]);
                 if let Some(k) = (at..span_pages.len()).find(|&k| on(span_pages[k], head)) {
@@ -324,6 +325,48 @@ impl Material {
         let ws = words(sentence);
         self.terms.iter().position(|t| !skip(t) && find_phrase(&ws, &t.words).is_some())
     }
+}
+
+/// Length of the word runs [`repeated_ngrams`] looks for.
+const BOILERPLATE_N: usize = 5;
+
+/// Runs of [`BOILERPLATE_N`] words printed on at least 40 % of the pages (and at least 3):
+/// running heads, slide navigation bars, footers that layout did not mark as such.
+pub fn repeated_ngrams(pages: &[Page]) -> HashSet<Vec<String>> {
+    let min = (pages.len() * 2).div_ceil(5).max(3);
+    if pages.len() < min {
+        return HashSet::new();
+    }
+    let mut count: HashMap<Vec<String>, usize> = HashMap::new();
+    for page in pages {
+        let ws = words(&page.text());
+        let grams: HashSet<&[String]> = ws.windows(BOILERPLATE_N).collect();
+        for g in grams {
+            *count.entry(g.to_vec()).or_default() += 1;
+        }
+    }
+    count.into_iter().filter(|(_, c)| *c >= min).map(|(g, _)| g).collect()
+}
+
+/// `text` without the words that form one of `grams`.
+pub fn strip_ngrams(text: &str, grams: &HashSet<Vec<String>>) -> String {
+    if grams.is_empty() {
+        return text.to_string();
+    }
+    let raw: Vec<&str> = text.split_whitespace().collect();
+    let norm: Vec<String> = raw.iter().map(|w| normalize(w)).collect();
+    // Positions of real words (punctuation-only tokens are not words on the page either).
+    let at: Vec<usize> = (0..raw.len()).filter(|&i| !norm[i].is_empty()).collect();
+    let mut drop = vec![false; raw.len()];
+    for window in at.windows(BOILERPLATE_N) {
+        let gram: Vec<String> = window.iter().map(|&i| norm[i].clone()).collect();
+        if grams.contains(&gram) {
+            for i in window[0]..=window[BOILERPLATE_N - 1] {
+                drop[i] = true;
+            }
+        }
+    }
+    raw.iter().zip(drop).filter(|(_, d)| !d).map(|(w, _)| *w).collect::<Vec<_>>().join(" ")
 }
 
 /// Position of `phrase` as consecutive words in `words`.
@@ -506,6 +549,8 @@ mod tests {
         assert_eq!(blank_out("A (neural network) learns.", &term).unwrap(), "A (_____) learns.");
         assert_eq!(replace_phrase("The kernel runs.", &words("kernel"), "shell").unwrap(), "The shell runs.");
         assert!(blank_out("Nothing here.", &term).is_none());
+        let grams: HashSet<Vec<String>> = [words("intro bad news good news")].into();
+        assert_eq!(strip_ngrams("Intro – Bad News: Good News. Blocks help.", &grams), "Blocks help.");
         assert!(has_rtl("שלום") && has_rtl("مرحبا") && !has_rtl("Ærøskøbing café"));
     }
 
