@@ -51,7 +51,7 @@ async fn documents_flow_through_every_queue_and_bad_ones_fail_cleanly() {
             assert_eq!(n, if ctx.pipeline.is_per_page(stage) { ranges } else { 1 }, "{stage}");
         }
         assert_eq!(doc.pages_done, doc.pages.unwrap());
-        assert_eq!(ctx.store.artifacts(id).await.unwrap().len(), 3);
+        assert_eq!(ctx.store.artifacts(id).await.unwrap().len(), 4, "cheat sheet, quiz PDF and JSON, flashcards");
     }
     assert!(!ctx.store.figures(&ids[2]).await.unwrap().is_empty(), "figures from the paper");
 

@@ -164,7 +164,8 @@ pub async fn assert_processed_once(ctx: &Context, id: &str) {
         chunks.len(),
         "one set of chunks in LanceDB"
     );
-    assert_eq!(ctx.store.artifacts(id).await.unwrap().len(), 3);
+    // cheatsheet.docx, quiz.pdf, quiz.json, flashcards.json
+    assert_eq!(ctx.store.artifacts(id).await.unwrap().len(), 4);
 }
 
 /// Top-5 search in the default collection.
