@@ -38,13 +38,7 @@ fn main() {
         let router = lectern::http::router(ctx.clone());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         let (trigger, stop) = lectern::shutdown::channel();
-        let specs = ctx
-            .pipeline
-            .stages
-            .iter()
-            .map(|s| lectern::engine::QueueSpec { queue: s.clone(), concurrency: ctx.pipeline.queues[s].concurrency })
-            .collect();
-        let workers = tokio::spawn(lectern::pipeline::run_workers(ctx.clone(), specs, stop));
+        let workers = tokio::spawn(lectern::pipeline::run_workers(ctx.clone(), ctx.pipeline.stage_specs(), stop));
 
         // A real PDF padded to 1 MiB with a trailing comment (after %%EOF, ignored by readers).
         let mut pdf = std::fs::read("fixtures/paper.pdf").unwrap();

@@ -247,6 +247,14 @@ impl PipelineConfig {
         names
     }
 
+    /// A worker pool per stage queue, each at its configured concurrency.
+    pub fn stage_specs(&self) -> Vec<crate::engine::QueueSpec> {
+        self.stages
+            .iter()
+            .map(|s| crate::engine::QueueSpec { queue: s.clone(), concurrency: self.queues[s].concurrency })
+            .collect()
+    }
+
     pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
         self.queues.get(name)
     }

@@ -107,13 +107,7 @@ pub async fn retrieval(ctx: Arc<Context>, questions: &Path, corpus: &Path, k: us
 /// fails if one did not end `done`.
 async fn run_to_end(ctx: &Arc<Context>, ids: &BTreeMap<String, String>) -> anyhow::Result<()> {
     let (trigger, stop) = shutdown::channel();
-    let specs = ctx
-        .pipeline
-        .stages
-        .iter()
-        .map(|s| crate::engine::QueueSpec { queue: s.clone(), concurrency: ctx.pipeline.queues[s].concurrency })
-        .collect();
-    let workers = tokio::spawn(pipeline::run_workers(ctx.clone(), specs, stop));
+    let workers = tokio::spawn(pipeline::run_workers(ctx.clone(), ctx.pipeline.stage_specs(), stop));
     let mut failed = None;
     for (key, id) in ids {
         loop {
