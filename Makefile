@@ -14,7 +14,7 @@ endif
 LECTERN := $(CARGO_TARGET_DIR)/debug/lectern
 DEMO_DATA := ./lectern-data
 
-.PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load bench-generate eval-retrieval eval-study
+.PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-study
 
 setup:
 	./scripts/setup.sh
@@ -66,6 +66,10 @@ bench-load: setup
 # Generation time per document (material, plan, write; the stage vs the embed stage).
 bench-generate: setup
 	cargo bench --profile dev --bench generate -- --runs 3
+
+# OCR vs the tesseract CLI, layout vs raw ONNX Runtime, on the same pages.
+bench-document: setup
+	cargo bench --profile dev --bench document -- --runs 3
 
 # Study material of a manual, a two-column paper and a slide deck: checks and PNG previews.
 eval-study: build

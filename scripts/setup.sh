@@ -17,7 +17,7 @@ say() { printf '[setup] %s\n' "$*"; }
 
 packages=(
   clang libclang-dev pkg-config
-  libtesseract-dev libleptonica-dev
+  libtesseract-dev libleptonica-dev tesseract-ocr   # the CLI: baseline of benches/document.rs
   tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu tesseract-ocr-spa
   tesseract-ocr-ita tesseract-ocr-nld tesseract-ocr-por
   protobuf-compiler libprotobuf-dev mold fonts-dejavu-core   # libprotobuf-dev: well-known .proto files lance imports

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use image::{RgbImage, imageops::FilterType};
+use image::RgbImage;
 use ndarray::Array4;
 use ort::session::Session;
 use ort::value::Tensor;
@@ -80,19 +80,43 @@ impl LayoutModel {
     }
 }
 
-/// Stretch-resize to 608×800, BGR, /255, ImageNet mean/std, NCHW.
+/// Stretch-resize to 608×800 (bilinear, as OpenCV's `INTER_LINEAR` the model was trained
+/// with), BGR, /255, ImageNet mean/std, NCHW — in one pass over the output.
 fn preprocess(image: &RgbImage) -> Array4<f32> {
-    let resized = image::imageops::resize(image, INPUT_W, INPUT_H, FilterType::Triangle);
+    let (w, h) = (INPUT_W as usize, INPUT_H as usize);
+    let (sw, sh) = (image.width() as usize, image.height() as usize);
+    // Per output column (row): the two source columns (rows) and the weight of the second.
+    let taps = |dst: usize, src: usize| -> Vec<(usize, usize, f32)> {
+        let scale = src as f32 / dst as f32;
+        (0..dst)
+            .map(|i| {
+                let s = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+                let i0 = (s as usize).min(src - 1);
+                (i0, (i0 + 1).min(src - 1), s - i0 as f32)
+            })
+            .collect()
+    };
+    let (xs, ys) = (taps(w, sw), taps(h, sh));
+    // Model channel m is BGR: it reads RGB channel 2 - m. value = byte * k + b.
     let mean = [0.485f32, 0.456, 0.406];
     let std = [0.229f32, 0.224, 0.225];
-    let mut input = Array4::<f32>::zeros((1, 3, INPUT_H as usize, INPUT_W as usize));
-    for (x, y, p) in resized.enumerate_pixels() {
-        let bgr = [p[2], p[1], p[0]];
-        for c in 0..3 {
-            input[[0, c, y as usize, x as usize]] = (bgr[c] as f32 / 255.0 - mean[c]) / std[c];
+    let k: [f32; 3] = std::array::from_fn(|m| 1.0 / (255.0 * std[m]));
+    let b: [f32; 3] = std::array::from_fn(|m| -mean[m] / std[m]);
+    let raw = image.as_raw();
+    let plane = w * h;
+    let mut out = vec![0f32; 3 * plane];
+    for (y, &(y0, y1, fy)) in ys.iter().enumerate() {
+        let (r0, r1) = (&raw[y0 * sw * 3..(y0 + 1) * sw * 3], &raw[y1 * sw * 3..(y1 + 1) * sw * 3]);
+        for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
+            for m in 0..3 {
+                let c = 2 - m;
+                let top = r0[x0 * 3 + c] as f32 + (r0[x1 * 3 + c] as f32 - r0[x0 * 3 + c] as f32) * fx;
+                let bottom = r1[x0 * 3 + c] as f32 + (r1[x1 * 3 + c] as f32 - r1[x0 * 3 + c] as f32) * fx;
+                out[m * plane + y * w + x] = (top + (bottom - top) * fy) * k[m] + b[m];
+            }
         }
     }
-    input
+    Array4::from_shape_vec((1, 3, h, w), out).expect("shape matches the buffer")
 }
 
 /// PicoDet head: per stride a score map [N, classes] and a DFL box map [N, 4*(REG_MAX+1)].
@@ -120,7 +144,7 @@ fn decode(outputs: &[(Vec<i64>, Vec<f32>)], sx: f32, sy: f32) -> Result<Vec<Regi
             for (side, dist) in d.iter_mut().enumerate() {
                 let bins = &boxes[(i * 4 + side) * (REG_MAX + 1)..(i * 4 + side + 1) * (REG_MAX + 1)];
                 let max = bins.iter().copied().fold(f32::MIN, f32::max);
-                let exp: Vec<f32> = bins.iter().map(|v| (v - max).exp()).collect();
+                let exp: [f32; REG_MAX + 1] = std::array::from_fn(|k| (bins[k] - max).exp());
                 let sum: f32 = exp.iter().sum();
                 *dist = exp.iter().enumerate().map(|(k, e)| k as f32 * e / sum).sum::<f32>() * *stride as f32;
             }

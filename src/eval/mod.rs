@@ -20,6 +20,8 @@ use crate::index::Mode;
 use crate::search::{SearchRequest, search};
 use crate::{pipeline, shutdown};
 
+pub mod ocr;
+
 #[derive(Debug, Deserialize)]
 struct QuestionSet {
     document: Vec<EvalDocument>,
