@@ -14,7 +14,7 @@ endif
 LECTERN := $(CARGO_TARGET_DIR)/debug/lectern
 DEMO_DATA := ./lectern-data
 
-.PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-study
+.PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-study eval-ocr eval-figures bench-pages
 
 setup:
 	./scripts/setup.sh
@@ -59,6 +59,16 @@ eval-retrieval: build
 	rm -rf ./lectern-eval
 	$(LECTERN) --data-dir ./lectern-eval eval retrieval --questions benches/quality/retrieval_questions.toml --corpus ../shared/corpus
 
+# OCR decisions on every corpus PDF; OCR character error rate on born-digital pages.
+eval-ocr: build
+	rm -rf ./lectern-eval-ocr
+	$(LECTERN) --data-dir ./lectern-eval-ocr eval ocr --corpus ../shared/corpus --pages 3
+
+# Figure recall on hand-counted corpus pages (benches/quality/figures.toml).
+eval-figures: build
+	rm -rf ./lectern-eval-figures
+	$(LECTERN) --data-dir ./lectern-eval-figures eval figures --corpus ../shared/corpus
+
 # Upload latency: 1 MiB PDFs at 200/s for 10 s over loopback while the workers run.
 bench-load: setup
 	cargo bench --profile dev --bench ingest_load -- --rate 200 --seconds 10
@@ -70,6 +80,12 @@ bench-generate: setup
 # OCR vs the tesseract CLI, layout vs raw ONNX Runtime, on the same pages.
 bench-document: setup
 	cargo bench --profile dev --bench document -- --runs 3
+
+# Pages/s of ingest, render, layout and OCR with 1 and 2 worker processes (48 pages);
+# then peak memory of one worker through the whole pipeline on a 1,000-page PDF.
+bench-pages: setup
+	cargo bench --profile dev --bench pages -- --pages 48 --processes 1,2
+	cargo bench --profile dev --bench pages -- --pages 1000 --processes 1 --stages all
 
 # Study material of a manual, a two-column paper and a slide deck: checks and PNG previews.
 eval-study: build

@@ -24,8 +24,8 @@ use std::time::Instant;
 
 use image::RgbImage;
 use lectern::config::Settings;
-use lectern::pipeline::layout::LayoutModel;
 use lectern::eval::ocr::cer;
+use lectern::pipeline::layout::LayoutModel;
 use lectern::pipeline::ocr::{ENGINE_VARIABLES, recognize};
 use lectern::pipeline::render::{LAYOUT_DPI, OCR_DPI, PdfiumHost};
 use ort::session::Session;
@@ -109,8 +109,7 @@ async fn render_pages(settings: &Settings, dir: &Path) -> Vec<BenchPage> {
                 let doc = pdfium.load_pdf_from_file(&file, None).unwrap();
                 let page = doc.pages().get(number - 1).unwrap();
                 let render = |dpi: f32, grey: bool| {
-                    let config =
-                        PdfRenderConfig::new().scale_page_by_factor(dpi / 72.0).use_grayscale_rendering(grey);
+                    let config = PdfRenderConfig::new().scale_page_by_factor(dpi / 72.0).use_grayscale_rendering(grey);
                     page.render_with_config(&config).unwrap().as_image().unwrap()
                 };
                 render(OCR_DPI, true).to_luma8().save(&target).unwrap();

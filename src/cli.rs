@@ -35,9 +35,14 @@ pub struct Cli {
     /// Embedding model: a directory under the models directory (see models/manifest.toml).
     #[arg(long, global = true, env = "LECTERN_EMBEDDING_MODEL", default_value = "minilm")]
     pub embedding_model: String,
-    /// Tesseract languages, e.g. eng or eng+fra.
+    /// Tesseract languages, e.g. eng or eng+fra: the first OCR pass, and all OCR when
+    /// language detection is off.
     #[arg(long, global = true, env = "LECTERN_OCR_LANG", default_value = "eng")]
     pub ocr_lang: String,
+    /// Detect each document's language (text layer or first OCR pass) and OCR it with that
+    /// language's tesseract data when installed.
+    #[arg(long, global = true, env = "LECTERN_OCR_DETECT_LANG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ocr_detect_lang: bool,
     /// Seconds a claimed job is held without a heartbeat before another worker may take it.
     #[arg(long, global = true, env = "LECTERN_LEASE_SECS", default_value_t = 30)]
     pub lease_secs: u64,
@@ -234,6 +239,24 @@ pub enum EvalCommand {
         #[arg(long, default_value_t = 5)]
         k: usize,
     },
+    /// Figure recall on corpus pages whose figures were counted by hand.
+    Figures {
+        #[arg(long, default_value = "benches/quality/figures.toml")]
+        truth: PathBuf,
+        /// Directory the truth file's paths are relative to.
+        #[arg(long, default_value = "../shared/corpus")]
+        corpus: PathBuf,
+    },
+    /// OCR decisions on every PDF of a corpus (against its manifest's has_text_layer) and
+    /// OCR character error rate on born-digital pages rendered to images.
+    Ocr {
+        /// Directory with manifest.tsv.
+        #[arg(long, default_value = "../shared/corpus")]
+        corpus: PathBuf,
+        /// Born-digital pages per document to OCR for the error rate.
+        #[arg(long, default_value_t = 3)]
+        pages: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,6 +276,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     settings.models_dir = cli.models_dir.clone();
     settings.onnx_threads = cli.onnx_threads.max(1);
     settings.ocr_languages = cli.ocr_lang.clone();
+    settings.ocr_detect_language = cli.ocr_detect_lang;
     settings.embedding_model = cli.embedding_model.clone();
     settings.lease = Duration::from_secs(cli.lease_secs.max(1));
     settings.grace = Duration::from_secs(cli.grace_secs);
@@ -399,6 +423,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Eval { command: EvalCommand::Retrieval { questions, corpus, k } } => {
             crate::eval::retrieval(ctx, &questions, &corpus, k).await?;
+            Ok(0)
+        }
+        Command::Eval { command: EvalCommand::Figures { truth, corpus } } => {
+            crate::eval::figures::run(ctx, &truth, &corpus).await?;
+            Ok(0)
+        }
+        Command::Eval { command: EvalCommand::Ocr { corpus, pages } } => {
+            crate::eval::ocr::run(ctx, &corpus, pages.max(1)).await?;
             Ok(0)
         }
         Command::Search { query, top_k, mode, collection, documents, doc_type, json } => {
@@ -591,6 +623,9 @@ async fn show_status(ctx: &Context, id: &str, json: bool) -> anyhow::Result<i32>
         d.pages.unwrap_or(0),
         d.filename
     );
+    if d.language.is_some() || d.doc_type.is_some() {
+        println!("  language {}  type {}", d.language.as_deref().unwrap_or("-"), d.doc_type.as_deref().unwrap_or("-"));
+    }
     if let Some(e) = &d.error {
         println!("  error: {e}");
     }

@@ -28,6 +28,8 @@ pub struct Settings {
     pub onnx_threads: usize,
     /// Tesseract language(s), e.g. "eng" or "eng+fra".
     pub ocr_languages: String,
+    /// Detect each document's language and OCR it with that language's data when installed.
+    pub ocr_detect_language: bool,
     /// Embedding model directory under `models_dir`; also the model name stored per vector.
     pub embedding_model: String,
     /// How long a claimed job is held without a heartbeat.
@@ -56,6 +58,7 @@ impl Settings {
             models_dir: PathBuf::from("models/cache"),
             onnx_threads: 1,
             ocr_languages: "eng".to_string(),
+            ocr_detect_language: true,
             embedding_model: "minilm".to_string(),
             lease: std::time::Duration::from_secs(30),
             grace: std::time::Duration::from_secs(30),
@@ -94,7 +97,7 @@ impl Settings {
 
 /// Settings a TOML file (`--config`, `LECTERN_CONFIG`) may give, and the environment
 /// variable each one stands for. Precedence: flag, then environment, then file, then default.
-pub const FILE_KEYS: [(&str, &str); 18] = [
+pub const FILE_KEYS: [(&str, &str); 19] = [
     ("data_dir", "LECTERN_DATA_DIR"),
     ("database_url", "DATABASE_URL"),
     ("models_dir", "LECTERN_MODELS_DIR"),
@@ -102,6 +105,7 @@ pub const FILE_KEYS: [(&str, &str); 18] = [
     ("onnx_threads", "LECTERN_ONNX_THREADS"),
     ("embedding_model", "LECTERN_EMBEDDING_MODEL"),
     ("ocr_lang", "LECTERN_OCR_LANG"),
+    ("ocr_detect_lang", "LECTERN_OCR_DETECT_LANG"),
     ("lease_secs", "LECTERN_LEASE_SECS"),
     ("grace_secs", "LECTERN_GRACE_SECS"),
     ("max_upload_mb", "LECTERN_MAX_UPLOAD_MB"),

@@ -322,11 +322,15 @@ async fn upload(
         }
         // Empty uploads are accepted and fail on their job with the reason, like corrupt files.
         if !head.is_empty() && sniff::sniff(&head).is_none() {
-            writer.abort().await;
-            return Err(ApiError::UnsupportedType(format!(
-                "unsupported file type: the content looks like {}; Lectern accepts PDF, PNG, JPEG and TIFF",
-                sniff::describe(&head)
-            )));
+            let office = if sniff::is_zip(&head) { writer.office_kind().await } else { None };
+            if office.is_none() {
+                writer.abort().await;
+                return Err(ApiError::UnsupportedType(format!(
+                    "unsupported file type: the content looks like {}; Lectern accepts {}",
+                    sniff::describe(&head),
+                    sniff::ACCEPTED
+                )));
+            }
         }
         let stored = writer.finish().await.map_err(internal)?;
         if !params.reprocess {

@@ -10,7 +10,9 @@
 //! - [`pipeline`] — one module per stage: [`pipeline::ingest`], [`pipeline::render`]
 //!   (pdfium), [`pipeline::layout`] (ONNX layout model), [`pipeline::ocr`] (tesseract),
 //!   [`pipeline::chunk`], [`pipeline::embed`] (fastembed → LanceDB) and
-//!   [`pipeline::generate`] (cheat sheet, quiz, flashcards).
+//!   [`pipeline::generate`] (cheat sheet, quiz, flashcards); inputs other than PDF are read
+//!   by [`pipeline::office`] (DOCX, PPTX) and [`pipeline::raster`] (PNG, JPEG, TIFF), and
+//!   [`pipeline::language`] picks the OCR language.
 //! - [`index`] — LanceDB, one table of chunks per collection: upsert, maintenance, vector,
 //!   full-text and hybrid search; [`search`] embeds the query and asks it;
 //!   [`classify`] — a document's type from its embedding.

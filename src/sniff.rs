@@ -1,4 +1,6 @@
-//! File type detection from the first bytes of a file (never from its name).
+//! File type detection from the first bytes of a file (never from its name). DOCX and
+//! PPTX are ZIP archives: the head says ZIP, and [`crate::pipeline::office::kind`] looks
+//! inside.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaType {
@@ -6,7 +8,12 @@ pub enum MediaType {
     Png,
     Jpeg,
     Tiff,
+    Docx,
+    Pptx,
 }
+
+/// What uploads may be, for error messages.
+pub const ACCEPTED: &str = "PDF, PNG, JPEG, TIFF, DOCX and PPTX";
 
 impl MediaType {
     pub fn mime(self) -> &'static str {
@@ -15,22 +22,34 @@ impl MediaType {
             MediaType::Png => "image/png",
             MediaType::Jpeg => "image/jpeg",
             MediaType::Tiff => "image/tiff",
+            MediaType::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            MediaType::Pptx => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
         }
     }
 
     pub fn from_mime(mime: &str) -> Option<Self> {
-        [MediaType::Pdf, MediaType::Png, MediaType::Jpeg, MediaType::Tiff].into_iter().find(|m| m.mime() == mime)
+        [MediaType::Pdf, MediaType::Png, MediaType::Jpeg, MediaType::Tiff, MediaType::Docx, MediaType::Pptx]
+            .into_iter()
+            .find(|m| m.mime() == mime)
     }
 
-    pub fn is_image(self) -> bool {
-        self != MediaType::Pdf
+    pub fn is_office(self) -> bool {
+        matches!(self, MediaType::Docx | MediaType::Pptx)
     }
 }
 
-/// What the bytes look like, for error messages about unsupported files.
+/// A ZIP archive (DOCX, PPTX or anything else zipped).
+pub fn is_zip(head: &[u8]) -> bool {
+    head.starts_with(b"PK\x03\x04")
+}
+
+/// What the bytes look like, for error messages about unsupported files (a ZIP gets here
+/// only when it is not DOCX or PPTX).
 pub fn describe(head: &[u8]) -> &'static str {
     if head.starts_with(b"PK\x03\x04") {
-        "a ZIP container (DOCX/PPTX/ZIP)"
+        "a ZIP archive that is neither DOCX nor PPTX"
+    } else if head.starts_with(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1") {
+        "an OLE compound file (a legacy .doc/.ppt/.xls, or a password-protected Office document)"
     } else if head.starts_with(b"GIF8") {
         "a GIF image"
     } else if head.iter().take(512).all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
@@ -68,6 +87,8 @@ mod tests {
         assert_eq!(sniff(b"II*\0\x08"), Some(MediaType::Tiff));
         assert_eq!(sniff(b"hello, this is text"), None);
         assert_eq!(sniff(b""), None);
-        assert_eq!(describe(b"PK\x03\x04rest"), "a ZIP container (DOCX/PPTX/ZIP)");
+        assert_eq!(describe(b"PK\x03\x04rest"), "a ZIP archive that is neither DOCX nor PPTX");
+        assert!(is_zip(b"PK\x03\x04rest") && !is_zip(b"%PDF-1.7"));
+        assert!(describe(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1..").contains("password-protected Office"));
     }
 }

@@ -169,6 +169,32 @@ async fn upload_then_poll_until_done() {
     assert_eq!(refused.status(), 415);
     let body: Value = refused.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("plain text"), "{body}");
+    // A ZIP is looked into: a DOCX is taken, any other archive refused.
+    let mut zipped = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zipped.start_file("notes.txt", zip::write::SimpleFileOptions::default()).unwrap();
+    std::io::Write::write_all(&mut zipped, b"not a slide deck").unwrap();
+    let zipped = zipped.finish().unwrap().into_inner();
+    let docx = std::fs::read(common::fixture("headings.docx")).unwrap();
+    for (bytes, status) in [(zipped, 415), (docx, 202)] {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name("upload.docx");
+        let answer = client
+            .post(format!("{base}/v1/documents"))
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status);
+        let body: Value = answer.json().await.unwrap();
+        if status == 415 {
+            assert!(body["error"].as_str().unwrap().contains("neither DOCX nor PPTX"), "{body}");
+        } else {
+            client
+                .post(format!("{base}/v1/documents/{}/cancel", body["document_id"].as_str().unwrap()))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
 
     // Review a flashcard: SM-2 moves it to tomorrow; a bad grade is refused.
     let deck_path =

@@ -35,6 +35,8 @@ async fn born_digital_pdf_through_every_stage() {
     assert_eq!(p2.source, TextSource::TextLayer);
     assert!(p2.ocr_image.is_none());
     assert!(p2.text().contains("smallest common denominator"), "{}", p2.text());
+    let doc = ctx.store.document(&id).await.unwrap().unwrap();
+    assert_eq!(doc.language.as_deref(), Some("eng"), "language of the text layer");
     for w in &p2.words {
         assert!(
             w.bbox[0] >= 0.0 && w.bbox[2] <= p2.width + 1.0 && w.bbox[1] >= 0.0 && w.bbox[3] <= p2.height + 1.0,
@@ -49,6 +51,10 @@ async fn born_digital_pdf_through_every_stage() {
     assert!(pages.iter().all(|p| !p.regions.is_empty()), "every page has layout regions");
     let figures = ctx.store.figures(&id).await.unwrap();
     assert!(figures.iter().any(|f| f.page == 5), "figure on page 5: {figures:?}");
+    // Its box is the embedded image's own (found by render), not the model's estimate.
+    let image_box = pages[4].images.first().expect("render found the image on page 5").map(f64::from);
+    let exact = figures.iter().find(|f| f.page == 5 && f.score == 1.0).expect("the embedded image is a figure");
+    assert!(exact.bbox.iter().zip(image_box).all(|(a, b)| (a - b).abs() < 0.5), "{exact:?} vs {image_box:?}");
     for f in &figures {
         let png = image::open(&f.path).expect("figure PNG is readable");
         assert!(png.width() > 50 && png.height() > 50);
@@ -144,20 +150,46 @@ async fn scanned_page_is_ocrd() {
     assert!(text.to_lowercase().contains("optical character recognition"), "{text}");
     assert!(page.ocr_confidence.unwrap() > 70.0);
     assert!(page.words.iter().all(|w| w.conf.is_some() && w.bbox[3] <= page.height + 1.0));
+    assert_eq!(page.ocr_language.as_deref(), Some("eng"));
+    let doc = ctx.store.document(&id).await.unwrap().unwrap();
+    assert_eq!(doc.language.as_deref(), Some("eng"), "language found by the first OCR pass");
 }
 
+/// A French scan: the first pass (eng) reads "a coté de l'alcéve"; the language found in it
+/// sends the page through the French data, which reads the accents right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn image_upload_is_one_ocrd_page() {
+async fn french_scan_is_read_with_french_data() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let id = submit(&ctx, "page.png").await;
+    let id = submit(&ctx, "francais.pdf").await;
     for stage in [Stage::Ingest, Stage::Render, Stage::Ocr] {
         run_stage(&ctx, stage, &id).await.unwrap();
     }
     let doc = ctx.store.document(&id).await.unwrap().unwrap();
-    assert_eq!((doc.media_type.as_deref(), doc.pages), (Some("image/png"), Some(1)));
-    let text = ctx.workdir(&id).load_pages().unwrap()[0].text();
-    assert!(text.contains("BAIONA"), "{text}");
+    assert_eq!(doc.language.as_deref(), Some("fra"));
+    let page = &ctx.workdir(&id).load_pages().unwrap()[0];
+    assert_eq!(page.ocr_language.as_deref(), Some("fra"));
+    let text = page.text();
+    for phrase in ["à côté de l'alcôve", "les bûches", "consument dans l'âtre", "œuvre"] {
+        assert!(text.contains(phrase), "{phrase:?} in {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_uploads_are_one_ocrd_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    // The JPEG's compression costs the large title; the legend still reads.
+    for (name, mime, word) in [("page.png", "image/png", "BAIONA"), ("page.jpg", "image/jpeg", "Komunikabideak")] {
+        let id = submit(&ctx, name).await;
+        for stage in [Stage::Ingest, Stage::Render, Stage::Ocr] {
+            run_stage(&ctx, stage, &id).await.unwrap();
+        }
+        let doc = ctx.store.document(&id).await.unwrap().unwrap();
+        assert_eq!((doc.media_type.as_deref(), doc.pages), (Some(mime), Some(1)));
+        let text = ctx.workdir(&id).load_pages().unwrap()[0].text();
+        assert!(text.contains(word), "{name}: {text}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,10 +198,16 @@ async fn bad_inputs_fail_with_a_clear_reason() {
     let ctx = common::context(dir.path()).await;
     let mut corrupt = std::fs::read(common::fixture("paper.pdf")).unwrap();
     corrupt.truncate(2000);
-    let cases: [(&str, Vec<u8>, &str); 3] = [
+    let mut broken_docx = std::fs::read(common::fixture("tables.docx")).unwrap();
+    broken_docx.truncate(4000);
+    let mut legacy = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1".to_vec();
+    legacy.resize(4096, 0);
+    let cases: [(&str, Vec<u8>, &str); 5] = [
         ("empty.pdf", Vec::new(), "empty"),
         ("corrupt.pdf", corrupt, "corrupt"),
         ("notes.pdf", b"just some text pretending to be a PDF".to_vec(), "unsupported file type"),
+        ("broken.docx", broken_docx, "not a readable DOCX/PPTX"),
+        ("secret.docx", legacy, "password-protected Office document"),
     ];
     for (name, bytes, expected) in cases {
         let path = common::write_file(dir.path(), name, &bytes);
@@ -179,4 +217,121 @@ async fn bad_inputs_fail_with_a_clear_reason() {
             other => panic!("{name}: expected a bad-input error, got {other:?}"),
         }
     }
+}
+
+/// Runs the stages up to chunking, which is all a non-PDF input changes.
+async fn through_chunking(ctx: &lectern::context::Context, name: &str) -> String {
+    let id = submit(ctx, name).await;
+    for stage in [Stage::Ingest, Stage::Render, Stage::Layout, Stage::Ocr, Stage::Chunk] {
+        run_stage(ctx, stage, &id).await.unwrap_or_else(|e| panic!("{name}: {stage:?}: {e}"));
+    }
+    id
+}
+
+/// DOCX (python-docx's own test files): heading styles become titles with their level,
+/// tables are kept whole as text, embedded images become figures; nothing is OCR'd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docx_headings_tables_and_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let docx_mime = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+
+    let id = through_chunking(&ctx, "headings.docx").await;
+    let doc = ctx.store.document(&id).await.unwrap().unwrap();
+    assert_eq!((doc.media_type.as_deref(), doc.pages), (Some(docx_mime), Some(1)));
+    let page = &ctx.workdir(&id).load_pages().unwrap()[0];
+    assert_eq!((page.source, page.ocr_image.as_deref()), (TextSource::TextLayer, None));
+    let title = &page.regions[0];
+    assert_eq!((title.label.as_str(), title.level), ("title", Some(1)), "{:?}", page.regions);
+    let chunks = lectern::pipeline::chunk::load(&ctx, &id).unwrap();
+    let body = chunks.iter().find(|c| c.text.contains("Normal paragraph")).expect("body chunk");
+    assert_eq!(body.heading_path, ["Heading Paragraph"]);
+
+    let id = through_chunking(&ctx, "tables.docx").await;
+    let pages = ctx.workdir(&id).load_pages().unwrap();
+    let text: String = pages.iter().map(|p| p.text()).collect::<Vec<_>>().join(" ");
+    assert!(text.contains("Lorem ipsum dolor sit amet") && text.contains("Donec semper"), "{text}");
+    assert!(pages.iter().flat_map(|p| &p.regions).any(|r| r.label == "table"), "a table region");
+
+    let id = through_chunking(&ctx, "images.docx").await;
+    let figures = ctx.store.figures(&id).await.unwrap();
+    assert_eq!(figures.len(), 5, "one figure per embedded picture: {figures:?}");
+    let pages = ctx.workdir(&id).load_pages().unwrap();
+    for f in &figures {
+        let png = image::open(&f.path).expect("figure PNG is readable");
+        assert!(png.width() >= 140 && png.height() >= 56, "{f:?}");
+        let page = &pages[f.page as usize - 1];
+        assert!(f.bbox[3] <= page.height as f64 && f.bbox[2] <= page.width as f64, "{f:?} lies on its page");
+    }
+}
+
+/// PPTX (python-pptx's own test files): a page per slide with text boxes, grouped shapes
+/// and tables in reading order, pictures (a GIF and a JPEG) as figures, and the slide's
+/// speaker notes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pptx_slides_tables_pictures_and_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+
+    let id = through_chunking(&ctx, "slides.pptx").await;
+    let doc = ctx.store.document(&id).await.unwrap().unwrap();
+    let pptx_mime = "application/vnd.openxmlformats-officedocument.presentationml.presentation";
+    assert_eq!((doc.media_type.as_deref(), doc.pages), (Some(pptx_mime), Some(1)));
+    let text = ctx.workdir(&id).load_pages().unwrap()[0].text();
+    assert_eq!(text, "Test text Group test text Box 1 Box 2 Col head 1 | Col head 2 Cell text 1 | Cell text 2");
+    let figures = ctx.store.figures(&id).await.unwrap();
+    let widths: Vec<u32> = figures.iter().map(|f| image::open(&f.path).unwrap().width()).collect();
+    assert_eq!(widths, [211, 204], "the GIF and the JPEG picture: {figures:?}");
+
+    let id = through_chunking(&ctx, "notes.pptx").await;
+    let pages = ctx.workdir(&id).load_pages().unwrap();
+    assert_eq!(pages.len(), 2);
+    assert_eq!(pages[0].text(), "Notes: Notes", "the first slide has speaker notes");
+    assert!(pages[0].regions.iter().any(|r| r.label == "notes"));
+    assert_eq!(pages[1].text(), "");
+}
+
+/// A two-page TIFF made from real scans (fixtures/README.md): a 1-bit page and an RGB page,
+/// each OCR'd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_page_tiff_is_one_page_per_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let id = submit(&ctx, "pages.tiff").await;
+    for stage in [Stage::Ingest, Stage::Render, Stage::Ocr] {
+        run_stage(&ctx, stage, &id).await.unwrap();
+    }
+    let doc = ctx.store.document(&id).await.unwrap().unwrap();
+    assert_eq!((doc.media_type.as_deref(), doc.pages), (Some("image/tiff"), Some(2)));
+    let pages = ctx.workdir(&id).load_pages().unwrap();
+    assert!(pages[0].text().contains("Goldberg"), "{}", pages[0].text());
+    assert!(pages[1].text().contains("BAIONA"), "{}", pages[1].text());
+    assert!((pages[0].width - 595.2).abs() < 1.0, "A4 at 300 dpi: {}", pages[0].width);
+}
+
+/// A real scan turned on its side: the first pass reads garbage, orientation detection
+/// turns the page and the text comes out right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_on_its_side_is_read_upright() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let path = common::fixture("scan.pdf");
+    let grey = ctx
+        .pdfium()
+        .await
+        .unwrap()
+        .run(move |pdfium| lectern::pipeline::render::render_grey(pdfium, &path, 1, 300.0))
+        .await
+        .unwrap();
+    let turned = image::imageops::rotate90(&grey);
+    let page = tokio::task::spawn_blocking(move || {
+        let (w, h) = turned.dimensions();
+        lectern::pipeline::ocr::recognize("eng", turned.as_raw(), w, h, 300)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let text = page.words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
+    assert!(text.contains("Emanuel Goldberg developed a machine"), "{text}");
+    assert!(page.mean_confidence.unwrap() > 70.0);
 }

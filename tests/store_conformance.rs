@@ -360,7 +360,7 @@ pub mod outputs {
         assert_eq!(store.artifacts("d1").await.unwrap(), [art(2)]);
     }
 
-    pub async fn collection_and_classification_are_kept(store: Arc<dyn JobStore>) {
+    pub async fn collection_classification_and_language_are_kept(store: Arc<dyn JobStore>) {
         let mut d = doc("d1");
         d.collection = "lectures".into();
         store.insert_document(&d, &job("q", Some("d1"), 0)).await.unwrap();
@@ -370,6 +370,10 @@ pub mod outputs {
         let stored = store.document("d1").await.unwrap().unwrap();
         assert_eq!(stored.doc_type.as_deref(), Some("paper"));
         assert!((stored.doc_type_score.unwrap() - 0.42).abs() < 1e-9);
+        assert_eq!(stored.language, None);
+        store.set_language("d1", "fra").await.unwrap();
+        let stored = store.document("d1").await.unwrap().unwrap();
+        assert_eq!((stored.language.as_deref(), stored.doc_type.as_deref()), (Some("fra"), Some("paper")));
     }
 
     pub async fn duplicates_are_found_by_content_and_collection(store: Arc<dyn JobStore>) {
@@ -483,7 +487,7 @@ macro_rules! backend_suite {
             case!(control_cancel_document, control::cancel_document_stops_everything_and_enqueues_nothing);
             case!(control_queue_stats, control::queue_stats_count_states);
             case!(outputs_replace, outputs::figures_and_artifacts_replace_not_duplicate);
-            case!(outputs_classification, outputs::collection_and_classification_are_kept);
+            case!(outputs_classification, outputs::collection_classification_and_language_are_kept);
             case!(outputs_delete_document, outputs::delete_document_removes_everything_of_it);
             case!(outputs_duplicates, outputs::duplicates_are_found_by_content_and_collection);
             case!(listener_wakes, listener::inserts_wake_idle_workers);

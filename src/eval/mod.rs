@@ -3,6 +3,9 @@
 //! `study`: processes files end to end, checks their quiz and flashcards against the
 //! pages they cite, and renders previews.
 //!
+//! `ocr` ([`ocr`]): OCR decisions over the corpus and OCR error rate on born-digital pages.
+//! `figures` ([`figures`]): figure recall on hand-counted corpus pages.
+//!
 //! `retrieval`: indexes the documents of a question set into the `eval` collection (the
 //! pipeline without its generate stage), then asks every question in vector, text and hybrid
 //! mode and reports recall@k (the expected page among the top k) and MRR.
@@ -20,6 +23,7 @@ use crate::index::Mode;
 use crate::search::{SearchRequest, search};
 use crate::{pipeline, shutdown};
 
+pub mod figures;
 pub mod ocr;
 
 #[derive(Debug, Deserialize)]

@@ -1,19 +1,201 @@
 //! `lectern eval ocr`: OCR quality and OCR decisions on real pages.
 //!
-//! - Character error rate: born-digital pages are rendered to 300-DPI images and OCR'd;
-//!   their own text layer is the reference.
-//! - Decisions: every page of every PDF under the corpus goes through the render stage's
-//!   text-layer test; pages of files the manifest lists without a text layer must go to
-//!   OCR, pages of born-digital files must not.
+//! - Decisions: every page of every PDF in the corpus manifest goes through the render
+//!   stage's text-layer test; pages of files the manifest lists without a text layer must
+//!   go to OCR, pages of born-digital files must not.
+//! - Character error rate: a few born-digital pages per document are rendered to 300-DPI
+//!   grey images and OCR'd as the OCR stage does (language detected from the text layer);
+//!   their own text layer is the reference. Both texts are put in the same line order
+//!   (by word boxes) and normalised (ligatures, quotes, dashes) before comparing.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::context::Context;
+use crate::pipeline::render::{OCR_DPI, pixels_per_point, render_grey, text_layer_is_usable, text_layers};
+use crate::pipeline::workdir::Word;
+use crate::pipeline::{language, ocr};
+
+struct Entry {
+    file: String,
+    has_text_layer: bool,
+}
+
+/// PDFs listed in `manifest.tsv` (columns: file, …, has_text_layer in the fifth).
+fn manifest(corpus: &Path) -> anyhow::Result<Vec<Entry>> {
+    let path = corpus.join("manifest.tsv");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let mut seen = std::collections::BTreeSet::new();
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split('\t').collect();
+            (cols.len() > 4 && cols[0].ends_with(".pdf") && seen.insert(cols[0].to_string()))
+                .then(|| Entry { file: cols[0].to_string(), has_text_layer: cols[4].starts_with("yes") })
+        })
+        .collect())
+}
+
+/// Runs both measurements and prints them; `pages` born-digital pages per document for CER.
+pub async fn run(ctx: Arc<Context>, corpus: &Path, pages: usize) -> anyhow::Result<()> {
+    let entries = manifest(corpus)?;
+    let host = ctx.pdfium().await?;
+
+    println!("OCR decisions (page goes to OCR when its text layer is not usable):");
+    println!("{:<52} {:>6} {:>5} {:>9} {:>7}", "file", "pages", "OCR", "expected", "agree");
+    let (mut agree, mut total, mut docs_right) = (0usize, 0usize, 0usize);
+    let mut layers = Vec::new();
+    for entry in &entries {
+        let path = corpus.join(&entry.file);
+        let words = host.run(move |pdfium| text_layers(pdfium, &path)).await?;
+        let usable: Vec<bool> = words.iter().map(|w| text_layer_is_usable(w)).collect();
+        let ocr_pages = usable.iter().filter(|u| !**u).count();
+        let right = usable.iter().filter(|u| **u == entry.has_text_layer).count();
+        (agree, total) = (agree + right, total + usable.len());
+        docs_right += usize::from(right == usable.len());
+        let expected = if entry.has_text_layer { "text" } else { "OCR" };
+        println!("{:<52} {:>6} {:>5} {:>9} {:>7}", entry.file, usable.len(), ocr_pages, expected, right);
+        layers.push((entry, words, usable));
+    }
+    println!(
+        "decision accuracy: {agree}/{total} pages ({:.1}%), {docs_right}/{} documents entirely right",
+        100.0 * agree as f64 / total.max(1) as f64,
+        entries.len()
+    );
+
+    println!("\nOCR vs text layer on born-digital pages rendered at {OCR_DPI} DPI:");
+    println!("{:<52} {:>5} {:>5} {:>7} {:>8}", "file", "page", "lang", "chars", "CER %");
+    let (mut edits_sum, mut chars_sum) = (0usize, 0usize);
+    let mut per_page = Vec::new();
+    for (entry, words, usable) in layers.iter().filter(|(e, ..)| e.has_text_layer) {
+        let candidates: Vec<usize> = (0..words.len()).filter(|&i| usable[i]).collect();
+        if candidates.is_empty() {
+            continue;
+        }
+        let chosen: Vec<usize> = (0..pages.min(candidates.len()))
+            .map(|k| candidates[k * candidates.len() / pages.min(candidates.len())])
+            .collect();
+        let sample: String = chosen.iter().map(|&i| line_text(&words[i]) + " ").collect();
+        let lang = match language::detect(&sample) {
+            Some(lang) if language::ocr_installed(lang) => lang,
+            Some(lang) => {
+                println!("{:<52} skipped: no tesseract data for its language ({lang})", entry.file);
+                continue;
+            }
+            None => ctx.settings.ocr_languages.as_str().split('+').next().unwrap_or("eng"),
+        }
+        .to_string();
+        for i in chosen {
+            let path = corpus.join(&entry.file);
+            let number = i as u32 + 1;
+            let image = host.run(move |pdfium| render_grey(pdfium, &path, number, OCR_DPI)).await?;
+            let lang_for_ocr = lang.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let (w, h) = image.dimensions();
+                ocr::recognize(&lang_for_ocr, image.as_raw(), w, h, OCR_DPI as u32)
+            })
+            .await??;
+            let scale = 1.0 / pixels_per_point(OCR_DPI);
+            let hyp: Vec<Word> =
+                result.words.into_iter().map(|w| Word { bbox: w.bbox.map(|v| v * scale), ..w }).collect();
+            let (reference, hypothesis) = (normalise(&line_text(&words[i])), normalise(&line_text(&hyp)));
+            let (edits, chars) = edits(&reference, &hypothesis);
+            (edits_sum, chars_sum) = (edits_sum + edits, chars_sum + chars);
+            let rate = 100.0 * edits as f64 / chars.max(1) as f64;
+            per_page.push(rate);
+            println!("{:<52} {:>5} {:>5} {:>7} {:>8.2}", entry.file, number, lang, chars, rate);
+        }
+    }
+    per_page.sort_by(f64::total_cmp);
+    println!(
+        "CER over {} pages: {:.2}% of {chars_sum} characters (median page {:.2}%)",
+        per_page.len(),
+        100.0 * edits_sum as f64 / chars_sum.max(1) as f64,
+        per_page.get(per_page.len() / 2).copied().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+/// Words in line order: grouped into lines by their vertical centre, each line left to
+/// right, lines top to bottom. The same for text-layer and OCR words, so reading-order
+/// choices do not count as errors.
+fn line_text(words: &[Word]) -> String {
+    let mut sorted: Vec<&Word> = words.iter().collect();
+    let centre = |w: &Word| (w.bbox[1] + w.bbox[3]) / 2.0;
+    sorted.sort_by(|a, b| centre(a).total_cmp(&centre(b)));
+    let mut lines: Vec<Vec<&Word>> = Vec::new();
+    for w in sorted {
+        match lines.last_mut() {
+            Some(line) if (centre(w) - centre(line[0])).abs() < 0.5 * (line[0].bbox[3] - line[0].bbox[1]).max(2.0) => {
+                line.push(w)
+            }
+            _ => lines.push(vec![w]),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|mut line| {
+            line.sort_by(|a, b| a.bbox[0].total_cmp(&b.bbox[0]));
+            line.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Folds typographic variants both sides may use differently: ligatures, curly quotes,
+/// dashes, whitespace, and words hyphenated at a line end.
+pub fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\u{fb00}' => out.push_str("ff"),
+            '\u{fb01}' => out.push_str("fi"),
+            '\u{fb02}' => out.push_str("fl"),
+            '\u{fb03}' => out.push_str("ffi"),
+            '\u{fb04}' => out.push_str("ffl"),
+            '\u{2018}' | '\u{2019}' | '\u{2032}' => out.push('\''),
+            '\u{201c}' | '\u{201d}' => out.push('"'),
+            '\u{2010}' | '\u{2011}' | '\u{2012}' | '\u{2013}' | '\u{2014}' | '\u{2212}' => out.push('-'),
+            c => out.push(c),
+        }
+    }
+    // Rejoin words hyphenated at a line end ("interac- tion"), as the text layer reads them.
+    let mut words: Vec<String> = Vec::new();
+    for word in out.split_whitespace() {
+        match words.last_mut() {
+            Some(last)
+                if word.starts_with(char::is_lowercase)
+                    && last.len() > 1
+                    && last.ends_with('-')
+                    && last[..last.len() - 1].ends_with(char::is_alphabetic) =>
+            {
+                last.pop();
+                last.push_str(word);
+            }
+            _ => words.push(word.to_string()),
+        }
+    }
+    words.join(" ")
+}
 
 /// Character error rate: edit distance between the whitespace-normalised texts over the
 /// reference's length (0 = identical).
 pub fn cer(reference: &str, hypothesis: &str) -> f64 {
+    let (edits, chars) = edits(reference, hypothesis);
+    if chars == 0 {
+        return if edits == 0 { 0.0 } else { 1.0 };
+    }
+    edits as f64 / chars as f64
+}
+
+/// Edit distance (characters) between the whitespace-normalised texts, and the
+/// reference's length.
+pub fn edits(reference: &str, hypothesis: &str) -> (usize, usize) {
     let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").chars().collect::<Vec<char>>();
     let (r, h) = (norm(reference), norm(hypothesis));
-    if r.is_empty() {
-        return if h.is_empty() { 0.0 } else { 1.0 };
-    }
     let mut row: Vec<usize> = (0..=h.len()).collect();
     for (i, rc) in r.iter().enumerate() {
         let mut diagonal = row[0];
@@ -24,7 +206,7 @@ pub fn cer(reference: &str, hypothesis: &str) -> f64 {
             row[j + 1] = substitute.min(row[j] + 1).min(row[j + 1] + 1);
         }
     }
-    row[h.len()] as f64 / r.len() as f64
+    (row[h.len()], r.len())
 }
 
 #[cfg(test)]
@@ -38,5 +220,18 @@ mod tests {
         assert_eq!(cer("abcd", "abcdxy"), 0.5);
         assert_eq!(cer("", ""), 0.0);
         assert_eq!(cer("ab", ""), 1.0);
+        assert_eq!(cer("", "x"), 1.0);
+    }
+
+    #[test]
+    fn line_order_and_normalisation_hide_layout_not_errors() {
+        let word =
+            |text: &str, x: f32, y: f32| Word { text: text.into(), bbox: [x, y, x + 20.0, y + 10.0], conf: None };
+        // Two columns: the text layer lists the left column first, OCR goes line by line.
+        let layer = [word("a1", 0.0, 0.0), word("a2", 0.0, 20.0), word("b1", 100.0, 1.0), word("b2", 100.0, 21.0)];
+        let ocr = [word("a1", 0.0, 1.0), word("b1", 100.0, 0.0), word("a2", 0.0, 20.0), word("b2", 100.0, 20.0)];
+        assert_eq!(line_text(&layer), line_text(&ocr));
+        assert_eq!(normalise("ef\u{fb01}cient \u{201c}x\u{201d} \u{2014} it\u{2019}s"), "efficient \"x\" - it's");
+        assert_eq!(normalise("interac- tion well- Known a -"), "interaction well- Known a -");
     }
 }

@@ -97,6 +97,8 @@ enum Kind {
 /// Consecutive words of one layout region.
 struct Block<'a> {
     kind: Kind,
+    /// Heading level given by the source (DOCX styles); else it comes from numbering.
+    level: Option<u8>,
     caption: bool,
     words: Vec<(u32, &'a Word)>,
 }
@@ -126,7 +128,7 @@ pub fn chunk_pages(
         match block.kind {
             Kind::Heading => {
                 packer.flush(false);
-                packer.heading_path = push_heading(&packer.heading_path, &join(&block.words));
+                packer.heading_path = push_heading(&packer.heading_path, &join(&block.words), block.level);
             }
             Kind::Text => {
                 for sentence in sentences(&block.words) {
@@ -239,6 +241,7 @@ fn blocks(pages: &[Page]) -> Vec<Block<'_>> {
         for word in &page.words {
             let region = region_of(page, word);
             let label = region.map(|i| page.regions[i].label.as_str()).unwrap_or("text");
+            let level = region.and_then(|i| page.regions[i].level);
             if label == "header" || label == "footer" {
                 continue;
             }
@@ -250,7 +253,12 @@ fn blocks(pages: &[Page]) -> Vec<Block<'_>> {
             let key = (page.number, region);
             match blocks.last_mut() {
                 Some(b) if last_key == Some(key) => b.words.push((page.number, word)),
-                _ => blocks.push(Block { kind, caption: label.ends_with("caption"), words: vec![(page.number, word)] }),
+                _ => blocks.push(Block {
+                    kind,
+                    level,
+                    caption: label.ends_with("caption"),
+                    words: vec![(page.number, word)],
+                }),
             }
             last_key = Some(key);
         }
@@ -278,12 +286,17 @@ fn region_of(page: &Page, word: &Word) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
-/// New heading path after `title`: "2.1 Methods" is level 2, unnumbered titles level 1.
-fn push_heading(path: &[String], title: &str) -> Vec<String> {
+/// New heading path after `title` at `level` when known; else "2.1 Methods" is level 2 and
+/// unnumbered titles level 1.
+fn push_heading(path: &[String], title: &str, level: Option<u8>) -> Vec<String> {
     let number = title.split_whitespace().next().unwrap_or("");
     let numbered = !number.is_empty()
         && number.trim_end_matches('.').split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    let level = if numbered { number.trim_end_matches('.').split('.').count() } else { 1 };
+    let level = match level {
+        Some(level) => usize::from(level.max(1)),
+        None if numbered => number.trim_end_matches('.').split('.').count(),
+        None => 1,
+    };
     let level = level.min(MAX_HEADING_DEPTH);
     let mut path: Vec<String> = path.iter().take(level - 1).cloned().collect();
     path.push(title.to_string());
@@ -394,12 +407,19 @@ mod tests {
             ocr_image: None,
             regions: vec![],
             ocr_confidence: None,
+            ocr_language: None,
+            images: Vec::new(),
         }
     }
 
     fn region(label: &str, rows: std::ops::Range<usize>) -> Region {
         let y = |r: usize| 100.0 + r as f32 * 14.0;
-        Region { label: label.into(), score: 0.9, bbox: [0.0, y(rows.start) - 2.0, 600.0, y(rows.end) - 2.0] }
+        Region {
+            label: label.into(),
+            score: 0.9,
+            bbox: [0.0, y(rows.start) - 2.0, 600.0, y(rows.end) - 2.0],
+            level: None,
+        }
     }
 
     fn config(max_tokens: usize) -> ChunkConfig {

@@ -13,9 +13,6 @@ use crate::sniff::{self, MediaType};
 use crate::storage::{JobStore, NewDocument, StoreError};
 use sha2::{Digest, Sha256};
 
-/// Images above this many pixels are refused (decompression bombs).
-pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
-
 /// Where the upload with this hash is stored.
 pub fn upload_path(settings: &Settings, sha256: &str) -> PathBuf {
     settings.uploads_dir().join(&sha256[..2]).join(sha256)
@@ -64,6 +61,13 @@ impl UploadWriter {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// For an upload that is a ZIP: DOCX or PPTX, by looking inside what was written.
+    pub async fn office_kind(&mut self) -> Option<MediaType> {
+        self.file.flush().await.ok()?;
+        let tmp = self.tmp.clone();
+        tokio::task::spawn_blocking(move || super::office::kind(&tmp)).await.ok()?.ok()?
     }
 
     pub async fn finish(self) -> std::io::Result<Stored> {
@@ -196,35 +200,38 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let mut head = vec![0u8; 2048];
     let n = tokio::fs::File::open(&path).await?.read(&mut head).await?;
     head.truncate(n);
-    let media = sniff::sniff(&head).ok_or_else(|| {
-        StageError::BadInput(format!(
-            "unsupported file type: the content looks like {}; Lectern accepts PDF, PNG, JPEG and TIFF",
-            sniff::describe(&head)
-        ))
-    })?;
+    let media = match sniff::sniff(&head) {
+        Some(media) => media,
+        None if sniff::is_zip(&head) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || super::office::kind(&path)).await??.ok_or_else(|| {
+                StageError::BadInput(format!(
+                    "unsupported file type: the content looks like {}; Lectern accepts {}",
+                    sniff::describe(&head),
+                    sniff::ACCEPTED
+                ))
+            })?
+        }
+        None => {
+            return Err(StageError::BadInput(format!(
+                "unsupported file type: the content looks like {}; Lectern accepts {}",
+                sniff::describe(&head),
+                sniff::ACCEPTED
+            )));
+        }
+    };
     let pages = match media {
         MediaType::Pdf => ctx.pdfium().await?.page_count(path).await?,
-        _ => tokio::task::spawn_blocking(move || check_image(&path)).await??,
+        MediaType::Docx | MediaType::Pptx => {
+            tokio::task::spawn_blocking(move || super::office::read(&path, media).map(|p| p.len() as u32)).await??
+        }
+        _ => tokio::task::spawn_blocking(move || super::raster::check(&path, media)).await??,
     };
     if pages == 0 {
         return Err(StageError::BadInput("the document has no pages".into()));
     }
     ctx.store.set_document_info(document_id, media.mime(), pages as i64).await?;
     Ok(())
-}
-
-/// Reads an image's header and refuses pixel bombs; images are one page each.
-fn check_image(path: &Path) -> Result<u32, StageError> {
-    let reader = image::ImageReader::open(path)?
-        .with_guessed_format()
-        .map_err(|e| StageError::BadInput(format!("unreadable image: {e}")))?;
-    let (w, h) = reader.into_dimensions().map_err(|e| StageError::BadInput(format!("unreadable image: {e}")))?;
-    if w as u64 * h as u64 > MAX_IMAGE_PIXELS {
-        return Err(StageError::BadInput(format!(
-            "image is {w}×{h} pixels, over the limit of {MAX_IMAGE_PIXELS} pixels"
-        )));
-    }
-    Ok(1)
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! Stage 3, layout: the ONNX layout model (PP-PicoDet trained on CDLA, `layout_cdla.onnx`)
-//! finds regions on each page image; figure regions are cropped and saved as PNG files
-//! linked to the document and page.
+//! finds regions on each page image. Figures are the PDF's embedded raster images (exact
+//! boxes from the render stage) and the model's figure regions that no image covers
+//! (vector drawings, figures in scans); each is cropped and saved as a PNG file linked to
+//! the document and page.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,7 +15,7 @@ use ort::value::Tensor;
 use super::Payload;
 use super::StageError;
 use super::render::{LAYOUT_DPI, pixels_per_point};
-use super::workdir::{Region, WorkDir};
+use super::workdir::{BBox, Page, Region, WorkDir, union};
 use crate::config::Settings;
 use crate::context::Context;
 use crate::storage::Figure;
@@ -41,6 +43,10 @@ const THRESHOLD: f32 = 0.5;
 const NMS_IOU: f32 = 0.5;
 /// Figures smaller than this (in points, either side) are decoration.
 const MIN_FIGURE_SIDE: f32 = 36.0;
+/// An embedded image covering more of the page than this is a scan or a background.
+const MAX_IMAGE_SHARE: f32 = 0.6;
+/// Embedded images closer than this (points) belong to one figure.
+const IMAGE_MERGE_GAP: f32 = 24.0;
 
 pub struct LayoutModel {
     session: Mutex<Session>,
@@ -164,7 +170,10 @@ fn decode(outputs: &[(Vec<i64>, Vec<f32>)], sx: f32, sy: f32) -> Result<Vec<Regi
             kept.push(c);
         }
     }
-    Ok(kept.into_iter().map(|(l, score, bbox)| Region { label: LABELS[l].to_string(), score, bbox }).collect())
+    Ok(kept
+        .into_iter()
+        .map(|(l, score, bbox)| Region { label: LABELS[l].to_string(), score, bbox, level: None })
+        .collect())
 }
 
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
@@ -206,20 +215,16 @@ fn analyse(
         let to_points = 1.0 / pixels_per_point(LAYOUT_DPI);
         let regions = model.detect(&image)?;
         let mut page_figures = Vec::new();
-        for region in &regions {
-            let pts = region.bbox.map(|v| v * to_points);
-            if region.label != "figure" || (pts[2] - pts[0]) < MIN_FIGURE_SIDE || (pts[3] - pts[1]) < MIN_FIGURE_SIDE {
-                continue;
-            }
+        for (bbox, score) in figure_boxes(&page, &regions, to_points) {
             let idx = page_figures.len() as i64;
             let file = figures_dir.join(format!("p{:04}-{idx:02}.png", page.number));
-            crop(&image, region.bbox, &file)?;
+            crop(&image, bbox.map(|v| v / to_points), &file)?;
             page_figures.push(Figure {
                 page: page.number as i64,
                 idx,
-                label: region.label.clone(),
-                score: region.score as f64,
-                bbox: pts.map(|v| v as f64),
+                label: "figure".into(),
+                score: score as f64,
+                bbox: bbox.map(|v| v as f64),
                 path: file.to_string_lossy().into_owned(),
             });
         }
@@ -228,6 +233,52 @@ fn analyse(
         figures.push((page.number as i64, page_figures));
     }
     Ok(figures)
+}
+
+/// Figures of a page in points, with a score: the embedded raster images (exact boxes;
+/// images a few points apart, like subfigures or a plot and its colour bar, are one
+/// figure; images covering most of the page are scans or backgrounds), then the model's
+/// figure regions no image explains (vector drawings, figures in scans). Tiny ones are
+/// decoration.
+fn figure_boxes(page: &Page, regions: &[Region], to_points: f32) -> Vec<(BBox, f32)> {
+    let area = |b: &BBox| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
+    let big_enough = |b: &BBox| b[2] - b[0] >= MIN_FIGURE_SIDE && b[3] - b[1] >= MIN_FIGURE_SIDE;
+    // Share of the smaller box covered by the other.
+    let covered = |a: &BBox, b: &BBox| {
+        let inter = [a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])];
+        area(&inter) / area(a).min(area(b)).max(1.0)
+    };
+    let gap = |a: &BBox, b: &BBox| (a[0] - b[2]).max(b[0] - a[2]).max(a[1] - b[3]).max(b[1] - a[3]).max(0.0);
+    let mut images: Vec<BBox> = page
+        .images
+        .iter()
+        .map(|i| [i[0].max(0.0), i[1].max(0.0), i[2].min(page.width), i[3].min(page.height)])
+        .filter(|b| area(b) > 0.0 && area(b) < MAX_IMAGE_SHARE * page.width * page.height)
+        .collect();
+    // Merge images that touch or nearly touch, until none do.
+    let mut merged = true;
+    while merged {
+        merged = false;
+        'outer: for i in 0..images.len() {
+            for j in i + 1..images.len() {
+                if gap(&images[i], &images[j]) < IMAGE_MERGE_GAP {
+                    let b = images.swap_remove(j);
+                    images[i] = union([images[i], b]).expect("two boxes");
+                    merged = true;
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let figure_regions: Vec<(BBox, f32)> =
+        regions.iter().filter(|r| r.label == "figure").map(|r| (r.bbox.map(|v| v * to_points), r.score)).collect();
+    let mut out: Vec<(BBox, f32)> = images.into_iter().filter(big_enough).map(|b| (b, 1.0)).collect();
+    for (region, score) in figure_regions {
+        if big_enough(&region) && out.iter().all(|(o, _)| covered(o, &region) < 0.5) {
+            out.push((region, score));
+        }
+    }
+    out
 }
 
 fn crop(image: &RgbImage, bbox: [f32; 4], path: &Path) -> Result<(), StageError> {

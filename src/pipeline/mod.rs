@@ -8,8 +8,11 @@ pub mod chunk;
 pub mod embed;
 pub mod generate;
 pub mod ingest;
+pub mod language;
 pub mod layout;
 pub mod ocr;
+pub mod office;
+pub mod raster;
 pub mod render;
 pub mod workdir;
 

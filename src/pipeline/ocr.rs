@@ -1,13 +1,16 @@
 //! Stage 4, OCR: tesseract, in process, on pages without a usable text layer. Words come
 //! back with boxes and confidences. One engine per thread, created once and reused across
-//! pages; each engine uses one thread (`OMP_THREAD_LIMIT=1`, set at process start).
+//! pages; each engine uses one thread (`OMP_THREAD_LIMIT=1`, set at process start). Pages
+//! on their side are turned by orientation detection; the document's language (see
+//! [`super::language`]) picks the language data.
 
 use std::cell::RefCell;
 
-use tesseract::Tesseract;
+use tesseract::{PageSegMode, Tesseract};
 
 use super::Payload;
 use super::StageError;
+use super::language;
 use super::render::{OCR_DPI, pixels_per_point};
 use super::workdir::{TextSource, Word, WorkDir};
 use crate::context::Context;
@@ -30,14 +33,39 @@ pub struct OcrPage {
     pub mean_confidence: Option<f32>,
 }
 
+/// A first pass with at least this many words and a mean confidence below
+/// [`TURNED_CONFIDENCE`] is probably a page on its side or upside down.
+const TURNED_MIN_WORDS: usize = 10;
+const TURNED_CONFIDENCE: f32 = 50.0;
+
 /// Recognises a grey image (`width * height` bytes) at `dpi`; boxes come back in pixels.
+/// Skew is handled by tesseract's layout analysis; a page that reads as garbage is read
+/// again with orientation detection (`osd.traineddata`), which turns it upright, and the
+/// more confident reading is kept.
 pub fn recognize(languages: &str, grey: &[u8], width: u32, height: u32, dpi: u32) -> Result<OcrPage, StageError> {
+    let first = read(languages, PageSegMode::PsmAuto, grey, width, height, dpi)?;
+    if first.words.len() < TURNED_MIN_WORDS || first.mean_confidence.unwrap_or(0.0) >= TURNED_CONFIDENCE {
+        return Ok(first);
+    }
+    let turned = read(languages, PageSegMode::PsmAutoOsd, grey, width, height, dpi)?;
+    Ok(if turned.mean_confidence > first.mean_confidence { turned } else { first })
+}
+
+fn read(
+    languages: &str,
+    mode: PageSegMode,
+    grey: &[u8],
+    width: u32,
+    height: u32,
+    dpi: u32,
+) -> Result<OcrPage, StageError> {
     ENGINE.with(|cell| {
         let mut slot = cell.borrow_mut();
-        let engine = match slot.take() {
+        let mut engine = match slot.take() {
             Some((langs, engine)) if langs == languages => engine,
             _ => new_engine(languages)?,
         };
+        engine.set_page_seg_mode(mode);
         let mut engine = engine
             .set_frame(grey, width as i32, height as i32, 1, width as i32)
             .map_err(|e| StageError::BadInput(format!("tesseract refused the page image: {e}")))?
@@ -81,13 +109,36 @@ fn parse_tsv(tsv: &str) -> OcrPage {
 }
 
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
-    let workdir = ctx.workdir(&payload.document_id);
-    let languages = ctx.settings.ocr_languages.clone();
+    let id = payload.document_id.as_str();
+    let workdir = ctx.workdir(id);
+    let known = ctx.store.document(id).await?.and_then(|d| d.language);
+    let switch = ctx.settings.ocr_detect_language;
+    // A language found earlier (text layer, another page's OCR) is used when installed.
+    let languages = match known.as_deref() {
+        Some(lang) if switch && language::ocr_installed(lang) => lang.to_string(),
+        _ => ctx.settings.ocr_languages.clone(),
+    };
     let range = super::page_range(ctx, payload).await?;
-    tokio::task::spawn_blocking(move || ocr_pages(&workdir, &languages, range)).await?
+    let detect = known.is_none();
+    let found = tokio::task::spawn_blocking(move || ocr_pages(&workdir, &languages, detect, switch, range)).await??;
+    if let Some(lang) = found {
+        ctx.store.set_language(id, lang).await?;
+    }
+    Ok(())
 }
 
-fn ocr_pages(workdir: &WorkDir, languages: &str, range: std::ops::RangeInclusive<u32>) -> Result<(), StageError> {
+/// OCRs the pages that need it in `languages`. With `detect`, the first page whose text
+/// says enough decides the language (returned); with `switch`, if that is another installed
+/// language, the page is read again in it and so are the following pages.
+fn ocr_pages(
+    workdir: &WorkDir,
+    languages: &str,
+    mut detect: bool,
+    switch: bool,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<Option<&'static str>, StageError> {
+    let mut languages = languages.to_string();
+    let mut found = None;
     for number in range {
         let mut page = workdir.load_page(number)?;
         if page.source != TextSource::Ocr {
@@ -99,13 +150,26 @@ fn ocr_pages(workdir: &WorkDir, languages: &str, range: std::ops::RangeInclusive
             .to_luma8();
         let (w, h) = image.dimensions();
         // Image uploads are taken as OCR_DPI scans, so one scale serves both kinds.
-        let result = recognize(languages, image.as_raw(), w, h, OCR_DPI as u32)?;
+        let ocr = |languages: &str| recognize(languages, image.as_raw(), w, h, OCR_DPI as u32);
+        let mut result = ocr(&languages)?;
+        if detect {
+            let text = result.words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
+            if let Some(lang) = language::detect(&text) {
+                detect = false;
+                found = Some(lang);
+                if switch && language::should_reread(&languages, lang) {
+                    languages = lang.to_string();
+                    result = ocr(&languages)?;
+                }
+            }
+        }
         let to_points = 1.0 / pixels_per_point(OCR_DPI);
         page.words = result.words.into_iter().map(|w| Word { bbox: w.bbox.map(|v| v * to_points), ..w }).collect();
         page.ocr_confidence = result.mean_confidence;
+        page.ocr_language = Some(languages.clone());
         workdir.save_page(&page)?;
     }
-    Ok(())
+    Ok(found)
 }
 
 #[cfg(test)]

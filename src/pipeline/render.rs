@@ -1,7 +1,9 @@
 //! Stage 2, render: pdfium reads each page's text layer with word boxes and decides per
 //! page whether that text is usable or the page needs OCR; it renders a page image for
 //! the layout model (150 DPI) and, for pages that need OCR, a 300-DPI grey image.
-//! PNG/JPEG/TIFF uploads are one page each, taken as 300 DPI scans.
+//! PNG/JPEG/TIFF uploads are 300 DPI scans, a page per image (TIFF: per TIFF page). DOCX
+//! and PPTX have nothing to render: their pages come from [`super::office`]. The language
+//! of the text layer, when it says enough, is recorded on the document.
 //!
 //! pdfium is not thread-safe, so one thread per process owns it ([`PdfiumHost`]) and
 //! every pdfium call in the process runs there.
@@ -18,6 +20,7 @@ use super::StageError;
 use super::workdir::{BBox, Page, TextSource, Word};
 use crate::context::Context;
 use crate::sniff::MediaType;
+use crate::storage::Figure;
 
 pub const LAYOUT_DPI: f32 = 150.0;
 pub const OCR_DPI: f32 = 300.0;
@@ -144,14 +147,28 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let source = super::ingest::upload_path(&ctx.settings, &doc.sha256);
     let workdir = ctx.workdir(&payload.document_id);
     std::fs::create_dir_all(workdir.pages_dir())?;
-    let pages = if media == MediaType::Pdf {
-        let pages_dir = workdir.pages_dir();
-        ctx.pdfium().await?.run(move |pdfium| render_pdf(pdfium, &source, &pages_dir, range)).await?
-    } else {
-        let pages_dir = workdir.pages_dir();
-        tokio::task::spawn_blocking(move || render_image(&source, &pages_dir)).await??
+    let pages_dir = workdir.pages_dir();
+    let pages = match media {
+        MediaType::Pdf => ctx.pdfium().await?.run(move |pdfium| render_pdf(pdfium, &source, &pages_dir, range)).await?,
+        MediaType::Docx | MediaType::Pptx => {
+            let figures_dir = workdir.figures_dir();
+            let (pages, figures) =
+                tokio::task::spawn_blocking(move || read_office(&source, media, &figures_dir, range)).await??;
+            for (page, figs) in figures {
+                ctx.store.replace_figures(&payload.document_id, page, &figs).await?;
+            }
+            pages
+        }
+        _ => tokio::task::spawn_blocking(move || render_image(&source, media, &pages_dir, range)).await??,
     };
-    pages.iter().try_for_each(|p| workdir.save_page(p))
+    pages.iter().try_for_each(|p| workdir.save_page(p))?;
+    if doc.language.is_none() {
+        let text: String = pages.iter().filter(|p| p.source == TextSource::TextLayer).map(|p| p.text() + " ").collect();
+        if let Some(lang) = super::language::detect(&text) {
+            ctx.store.set_language(&payload.document_id, lang).await?;
+        }
+    }
+    Ok(())
 }
 
 fn render_pdf(
@@ -173,6 +190,7 @@ fn render_pdf(
             Err(_) => Vec::new(),
         };
         let source = if text_layer_is_usable(&words) { TextSource::TextLayer } else { TextSource::Ocr };
+        let images = image_boxes(&page, height);
         let render = |dpi: f32, grey: bool| -> Result<DynamicImage, StageError> {
             let config = PdfRenderConfig::new().scale_page_by_factor(dpi / 72.0).use_grayscale_rendering(grey);
             let bitmap = page
@@ -199,17 +217,80 @@ fn render_pdf(
             ocr_image,
             regions: Vec::new(),
             ocr_confidence: None,
+            ocr_language: None,
+            images,
         });
     }
     Ok(pages)
 }
 
+/// Boxes of the raster images drawn on the page (page points, top-left origin), images
+/// inside form XObjects (nested ones too) included.
+fn image_boxes(page: &PdfPage, page_height: f32) -> Vec<BBox> {
+    fn walk(object: &PdfPageObject, forms: &[PdfMatrix], page_height: f32, out: &mut Vec<BBox>) {
+        if let Some(form) = object.as_x_object_form_object() {
+            let mut inner = forms.to_vec();
+            if let Ok(matrix) = form.matrix() {
+                inner.insert(0, matrix);
+            }
+            for child in form.iter() {
+                walk(&child, &inner, page_height, out);
+            }
+        } else if object.as_image_object().is_some() {
+            let Ok(quad) = object.bounds() else { return };
+            let r = quad.to_rect();
+            // A child's bounds are in its form's space: apply the forms' matrices, innermost first.
+            let corners = [(r.left(), r.bottom()), (r.right(), r.top())]
+                .map(|(x, y)| forms.iter().fold((x, y), |(x, y), m| m.apply_to_points(x, y)));
+            let (xs, ys) = (corners.map(|c| c.0.value), corners.map(|c| c.1.value));
+            out.push([
+                xs[0].min(xs[1]),
+                page_height - ys[0].max(ys[1]),
+                xs[0].max(xs[1]),
+                page_height - ys[0].min(ys[1]),
+            ]);
+        }
+    }
+    let mut out = Vec::new();
+    for object in page.objects().iter() {
+        walk(&object, &[], page_height, &mut out);
+    }
+    out
+}
+
+/// Every page's text-layer words, as the render stage reads them (for `lectern eval ocr`).
+pub fn text_layers(pdfium: &Pdfium, path: &Path) -> Result<Vec<Vec<Word>>, StageError> {
+    let document = open_pdf(pdfium, path)?;
+    Ok(document
+        .pages()
+        .iter()
+        .map(|page| page.text().map(|t| words_from_text_layer(&t, page.height().value)).unwrap_or_default())
+        .collect())
+}
+
+/// One page (1-based) rendered grey at `dpi`, as the render stage renders OCR images.
+pub fn render_grey(pdfium: &Pdfium, path: &Path, number: u32, dpi: f32) -> Result<image::GrayImage, StageError> {
+    let document = open_pdf(pdfium, path)?;
+    let page = document
+        .pages()
+        .get((number - 1) as i32)
+        .map_err(|e| StageError::BadInput(format!("page {number} cannot be read: {e}")))?;
+    let config = PdfRenderConfig::new().scale_page_by_factor(dpi / 72.0).use_grayscale_rendering(true);
+    let bitmap = page.render_with_config(&config).map_err(|e| StageError::BadInput(format!("page {number}: {e}")))?;
+    Ok(bitmap.as_image().map_err(|e| StageError::transient("convert rendered page", e))?.to_luma8())
+}
+
 /// Groups pdfium's characters into words: a word ends at whitespace, at a line change,
-/// or at a horizontal gap wider than a third of the glyph height.
+/// or at a horizontal gap wider than a third of the glyph height. A word hyphenated at a
+/// line end (pdfium marks the hyphen as U+FFFE; U+00AD and U+0002 also occur) is joined
+/// with its end on the next line, keeping the box of its start.
 fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
     let mut words = Vec::new();
     let mut current = String::new();
     let mut bbox: Option<BBox> = None;
+    // The previous character's box: line changes and gaps are measured from it.
+    let mut last: Option<BBox> = None;
+    let mut hyphenated = false;
     let mut flush = |current: &mut String, bbox: &mut Option<BBox>| {
         if let Some(b) = bbox.take() {
             if !current.is_empty() {
@@ -220,15 +301,23 @@ fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
     };
     for ch in text.chars().iter() {
         let Some(c) = ch.unicode_char() else { continue };
+        if matches!(c, '\u{fffe}' | '\u{ad}' | '\u{2}') {
+            hyphenated = bbox.is_some();
+            continue;
+        }
         if c.is_whitespace() || c.is_control() {
-            flush(&mut current, &mut bbox);
+            if !hyphenated {
+                flush(&mut current, &mut bbox);
+            }
             continue;
         }
         let Ok(rect) = ch.loose_bounds() else { continue };
         // pdfium's origin is bottom-left; ours is top-left.
         let b =
             [rect.left().value, page_height - rect.top().value, rect.right().value, page_height - rect.bottom().value];
-        if let Some(prev) = bbox {
+        if hyphenated {
+            hyphenated = false;
+        } else if let Some(prev) = last.filter(|_| bbox.is_some()) {
             let h = (b[3] - b[1]).max(1.0);
             let new_line = (b[1] - prev[1]).abs() > h * 0.5;
             let gap = b[0] - prev[2];
@@ -237,8 +326,13 @@ fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
             }
         }
         current.push(c);
+        last = Some(b);
+        // The box grows along the word's first line only.
         bbox = Some(match bbox {
-            Some(p) => [p[0].min(b[0]), p[1].min(b[1]), p[2].max(b[2]), p[3].max(b[3])],
+            Some(p) if (b[1] - p[1]).abs() <= (b[3] - b[1]).max(1.0) * 0.5 => {
+                [p[0].min(b[0]), p[1].min(b[1]), p[2].max(b[2]), p[3].max(b[3])]
+            }
+            Some(p) => p,
             None => b,
         });
     }
@@ -262,31 +356,91 @@ pub fn text_layer_is_usable(words: &[Word]) -> bool {
     alnum >= 20 && (bad as f32) < 0.05 * total as f32
 }
 
-fn render_image(path: &Path, pages_dir: &Path) -> Result<Vec<Page>, StageError> {
-    let image = image::ImageReader::open(path)?
-        .with_guessed_format()?
-        .decode()
-        .map_err(|e| StageError::BadInput(format!("the image cannot be decoded: {e}")))?;
-    let (w, h) = image.dimensions();
-    let scale = LAYOUT_DPI / IMAGE_DPI;
-    let layout = image.resize_exact(
-        ((w as f32 * scale).round() as u32).max(1),
-        ((h as f32 * scale).round() as u32).max(1),
-        image::imageops::FilterType::Triangle,
-    );
-    save_png(&DynamicImage::ImageRgb8(layout.to_rgb8()), &pages_dir.join("p0001-layout.png"))?;
-    save_png(&DynamicImage::ImageLuma8(image.to_luma8()), &pages_dir.join("p0001-ocr.png"))?;
-    Ok(vec![Page {
-        number: 1,
-        width: w as f32 * 72.0 / IMAGE_DPI,
-        height: h as f32 * 72.0 / IMAGE_DPI,
-        source: TextSource::Ocr,
-        words: Vec::new(),
-        layout_image: Some("p0001-layout.png".into()),
-        ocr_image: Some("p0001-ocr.png".into()),
-        regions: Vec::new(),
-        ocr_confidence: None,
-    }])
+/// Image uploads: each page (a TIFF may have several) is a scan at [`IMAGE_DPI`].
+fn render_image(
+    path: &Path,
+    media: MediaType,
+    pages_dir: &Path,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<Vec<Page>, StageError> {
+    let mut pages = Vec::new();
+    for number in range {
+        let image = super::raster::page(path, media, number)?;
+        let (w, h) = image.dimensions();
+        let scale = LAYOUT_DPI / IMAGE_DPI;
+        let layout = image.resize_exact(
+            ((w as f32 * scale).round() as u32).max(1),
+            ((h as f32 * scale).round() as u32).max(1),
+            image::imageops::FilterType::Triangle,
+        );
+        let (layout_name, ocr_name) = (format!("p{number:04}-layout.png"), format!("p{number:04}-ocr.png"));
+        save_png(&DynamicImage::ImageRgb8(layout.to_rgb8()), &pages_dir.join(&layout_name))?;
+        save_png(&DynamicImage::ImageLuma8(image.to_luma8()), &pages_dir.join(&ocr_name))?;
+        pages.push(Page {
+            number,
+            width: w as f32 * 72.0 / IMAGE_DPI,
+            height: h as f32 * 72.0 / IMAGE_DPI,
+            source: TextSource::Ocr,
+            words: Vec::new(),
+            layout_image: Some(layout_name),
+            ocr_image: Some(ocr_name),
+            regions: Vec::new(),
+            ocr_confidence: None,
+            ocr_language: None,
+            images: Vec::new(),
+        });
+    }
+    Ok(pages)
+}
+
+/// Office images smaller than this (pixels, either side) are icons and bullets.
+const MIN_OFFICE_IMAGE_SIDE: u32 = 48;
+
+/// DOCX/PPTX pages in `range`, and their embedded images saved as figures (PNG).
+fn read_office(
+    path: &Path,
+    media: MediaType,
+    figures_dir: &Path,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<(Vec<Page>, Vec<(i64, Vec<Figure>)>), StageError> {
+    std::fs::create_dir_all(figures_dir)?;
+    let mut pages = Vec::new();
+    let mut figures = Vec::new();
+    for laid in super::office::read(path, media)? {
+        if !range.contains(&laid.page.number) {
+            continue;
+        }
+        let number = laid.page.number;
+        let mut page_figures = Vec::new();
+        for (bbox, bytes) in laid.images {
+            // Formats the image crate does not read (EMF, WMF, GIF) and pixel bombs are skipped.
+            let Ok(reader) = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format() else {
+                continue;
+            };
+            let Ok((w, h)) = reader.into_dimensions() else { continue };
+            if w.min(h) < MIN_OFFICE_IMAGE_SIDE || w as u64 * h as u64 > super::raster::MAX_IMAGE_PIXELS {
+                continue;
+            }
+            let Ok(image) = image::load_from_memory(&bytes) else { continue };
+            let idx = page_figures.len() as i64;
+            let file = figures_dir.join(format!("p{number:04}-{idx:02}.png"));
+            save_png(&image, &file)?;
+            // The virtual page reserves a square; the figure keeps the image's aspect ratio.
+            let height = (bbox[2] - bbox[0]) * h as f32 / w as f32;
+            let bbox = [bbox[0], bbox[1], bbox[2], bbox[1] + height.min(bbox[3] - bbox[1])];
+            page_figures.push(Figure {
+                page: number as i64,
+                idx,
+                label: "figure".into(),
+                score: 1.0,
+                bbox: bbox.map(f64::from),
+                path: file.to_string_lossy().into_owned(),
+            });
+        }
+        figures.push((number as i64, page_figures));
+        pages.push(laid.page);
+    }
+    Ok((pages, figures))
 }
 
 fn save_png(image: &DynamicImage, path: &Path) -> Result<(), StageError> {

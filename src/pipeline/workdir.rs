@@ -37,6 +37,9 @@ pub struct Region {
     pub label: String,
     pub score: f32,
     pub bbox: BBox,
+    /// Heading level (1 = top) when the source says it (DOCX heading styles).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub level: Option<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,6 +60,12 @@ pub struct Page {
     /// Mean OCR word confidence, set by the OCR stage.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ocr_confidence: Option<f32>,
+    /// Tesseract language(s) the OCR stage read the page in.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ocr_language: Option<String>,
+    /// Boxes of the raster images embedded in a PDF page (exact; layout adds drawn figures).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub images: Vec<BBox>,
 }
 
 impl Page {

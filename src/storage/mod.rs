@@ -136,6 +136,8 @@ pub struct Document {
     /// Type found by classification (`other` below the threshold), with its similarity.
     pub doc_type: Option<String>,
     pub doc_type_score: Option<f64>,
+    /// Main language (ISO 639-3, e.g. `eng`, `fra`), detected from the text layer or OCR.
+    pub language: Option<String>,
     /// Artifacts asked for at upload; `None` is all of them.
     pub artifacts: Option<Vec<String>>,
     pub callback_url: Option<String>,
@@ -304,6 +306,7 @@ pub trait JobStore: Send + Sync + 'static {
     async fn pages_done(&self) -> Result<i64>;
     async fn set_document_info(&self, id: &str, media_type: &str, pages: i64) -> Result<()>;
     async fn set_classification(&self, id: &str, doc_type: &str, score: f64) -> Result<()>;
+    async fn set_language(&self, id: &str, language: &str) -> Result<()>;
     /// The newest document in `collection` with this content that has not failed or been
     /// cancelled: an upload of the same bytes gets it back instead of a second run.
     async fn find_duplicate(&self, sha256: &str, collection: &str) -> Result<Option<Document>>;
@@ -385,6 +388,7 @@ macro_rules! document_from_row {
             collection: row.try_get("collection")?,
             doc_type: row.try_get("doc_type")?,
             doc_type_score: row.try_get("doc_type_score")?,
+            language: row.try_get("language")?,
             artifacts: match row.try_get::<Option<String>, _>("artifacts")? {
                 Some(json) => Some(
                     serde_json::from_str(&json)

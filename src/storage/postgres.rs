@@ -578,6 +578,16 @@ impl JobStore for PgStore {
         Ok(())
     }
 
+    async fn set_language(&self, id: &str, language: &str) -> Result<()> {
+        sqlx::query("UPDATE documents SET language = $1, updated_at = $2 WHERE id = $3")
+            .bind(language)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn set_classification(&self, id: &str, doc_type: &str, score: f64) -> Result<()> {
         sqlx::query("UPDATE documents SET doc_type = $1, doc_type_score = $2, updated_at = $3 WHERE id = $4")
             .bind(doc_type)

@@ -537,6 +537,16 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
+    async fn set_language(&self, id: &str, language: &str) -> Result<()> {
+        sqlx::query("UPDATE documents SET language = ?, updated_at = ? WHERE id = ?")
+            .bind(language)
+            .bind(now_ms())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     async fn set_classification(&self, id: &str, doc_type: &str, score: f64) -> Result<()> {
         sqlx::query("UPDATE documents SET doc_type = ?, doc_type_score = ?, updated_at = ? WHERE id = ?")
             .bind(doc_type)

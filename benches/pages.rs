@@ -1,0 +1,212 @@
+//! Pages per second of the page stages with 1 and 2 `lectern worker` processes, and peak
+//! memory on a long document.
+//!
+//! A test PDF is put together from corpus pages (three born-digital pages for every
+//! scanned one, so both the text-layer path and OCR run), submitted to a fresh SQLite
+//! store, and worked through by N worker processes, each serving every queue with the
+//! pipeline's concurrency. pdfium serialises its calls within a process, so rendering only
+//! scales with processes. Reported: wall time from submit to done, pages/s, the ratio to one
+//! process, and each worker's peak RSS (`VmHWM`).
+//!
+//! - `--stages front` (default): ingest, render, layout, OCR — the document-understanding half.
+//! - `--stages all`: the whole pipeline (chunk, embed into LanceDB, generate) as well.
+//!
+//! ```text
+//! make bench-pages                      # 48 pages, 1 and 2 processes, front stages
+//! cargo bench --profile dev --bench pages -- --pages 1000 --processes 1 --stages all
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lectern::config::{PipelineConfig, Settings};
+use lectern::context::Context;
+use lectern::pipeline::render::PdfiumHost;
+use pdfium_render::prelude::*;
+
+/// Born-digital sources (taken in turn, page after page) and scans (one after every three).
+const BORN_DIGITAL: [&str; 6] = [
+    "pdf_text/R-intro.pdf",
+    "pdf_text/gnuplot.pdf",
+    "pdf_text/asymptote.pdf",
+    "pdf_text/acmart-sample-acmsmall.pdf",
+    "pdf_text/beamer-conference-talk.pdf",
+    "pdf_text/pypdf-GeoBase_UML.pdf",
+];
+const SCANS: [&str; 4] = [
+    "pdf_scanned/ocrmypdf-epson.pdf",
+    "pdf_scanned/ocrmypdf-c03-29.pdf",
+    "pdf_scanned/ocrmypdf-masks.pdf",
+    "pdf_scanned/ocrmypdf-francais.pdf",
+];
+
+struct Args {
+    pages: u32,
+    processes: Vec<usize>,
+    all_stages: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args { pages: 48, processes: vec![1, 2], all_stages: false };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        match (argv[i].as_str(), argv.get(i + 1)) {
+            ("--pages", Some(v)) => a.pages = v.parse().expect("--pages takes a number"),
+            ("--processes", Some(v)) => {
+                a.processes = v.split(',').map(|n| n.parse().expect("--processes takes numbers like 1,2")).collect()
+            }
+            ("--stages", Some(v)) => a.all_stages = v == "all",
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Builds a `pages`-page PDF from corpus pages (or the fixtures when there is no corpus).
+async fn build_pdf(settings: &Settings, pages: u32, out: PathBuf) -> (u32, u32) {
+    let corpus = Path::new("../shared/corpus");
+    let (digital, scans): (Vec<PathBuf>, Vec<PathBuf>) = if corpus.exists() {
+        (BORN_DIGITAL.iter().map(|f| corpus.join(f)).collect(), SCANS.iter().map(|f| corpus.join(f)).collect())
+    } else {
+        eprintln!("../shared/corpus not found: using the fixtures");
+        (vec![PathBuf::from("fixtures/paper.pdf")], vec![PathBuf::from("fixtures/scan.pdf")])
+    };
+    let host = PdfiumHost::get(&settings.pdfium_library()).unwrap();
+    host.run(move |pdfium| {
+        let open = |p: &PathBuf| pdfium.load_pdf_from_file(p, None).unwrap();
+        let digital: Vec<PdfDocument> = digital.iter().map(open).collect();
+        let scans: Vec<PdfDocument> = scans.iter().map(open).collect();
+        let mut target = pdfium.create_new_pdf().unwrap();
+        let (mut next_digital, mut next_scan) = (vec![0i32; digital.len()], vec![0i32; scans.len()]);
+        let mut scanned = 0;
+        for n in 0..pages as i32 {
+            let (source, cursor) = if n % 4 == 3 {
+                scanned += 1;
+                let k = (n as usize / 4) % scans.len();
+                (&scans[k], &mut next_scan[k])
+            } else {
+                let k = (n as usize - n as usize / 4) % digital.len();
+                (&digital[k], &mut next_digital[k])
+            };
+            let index = *cursor % source.pages().len() as i32;
+            *cursor += 1;
+            target.pages_mut().copy_page_from_document(source, index, n).unwrap();
+        }
+        target.save_to_file(&out).unwrap();
+        Ok((pages, scanned))
+    })
+    .await
+    .unwrap()
+}
+
+/// The shipped pipeline without the stages after OCR and their `[queues.*]` tables.
+fn front_half(shipped: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in shipped.lines() {
+        if line.starts_with('[') {
+            skipping = ["[queues.chunk]", "[queues.embed]", "[queues.generate]"].contains(&line.trim());
+        }
+        if line.starts_with("stages = [\"ingest\"") {
+            out.push_str("stages = [\"ingest\", \"render\", \"layout\", \"ocr\"]\n");
+        } else if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Peak resident memory of a process, from `/proc/<pid>/status` (kB → MiB).
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+fn start_worker(data_dir: &Path, pipeline: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lectern"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--pipeline")
+        .arg(pipeline)
+        .arg("worker")
+        .env("OMP_THREAD_LIMIT", "1")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::options().create(true).append(true).open(log).unwrap())
+        .spawn()
+        .expect("start lectern worker")
+}
+
+fn main() {
+    let a = args();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let settings = Settings::new(tmp.path().join("unused"));
+    let pdf = tmp.path().join("bench.pdf");
+    let (pages, scanned) = runtime.block_on(build_pdf(&settings, a.pages, pdf.clone()));
+    let size = std::fs::metadata(&pdf).unwrap().len();
+    println!("test PDF: {pages} pages ({scanned} scanned), {:.1} MiB", size as f64 / (1 << 20) as f64);
+
+    // The pipeline as shipped, cut after OCR (stages and their queue tables) unless all
+    // stages are asked for.
+    let shipped = std::fs::read_to_string("jobs/pipeline.toml").unwrap();
+    let pipeline_toml = if a.all_stages { shipped } else { front_half(&shipped) };
+    let pipeline_path = tmp.path().join("pipeline.toml");
+    std::fs::write(&pipeline_path, &pipeline_toml).unwrap();
+    PipelineConfig::load(&pipeline_path).expect("bench pipeline is valid");
+    let stages = if a.all_stages { "all stages" } else { "ingest, render, layout, OCR" };
+
+    println!("\n{stages}; each process serves every queue with the pipeline's concurrency");
+    println!("{:>9} {:>9} {:>8} {:>10} {:>22}", "processes", "seconds", "pages/s", "vs 1 proc", "peak RSS per process");
+    let mut one = None;
+    for &n in &a.processes {
+        let data_dir = tmp.path().join(format!("data-{n}"));
+        let mut settings = Settings::new(&data_dir);
+        settings.models_dir = PathBuf::from("models/cache");
+        let pipeline = PipelineConfig::load(&pipeline_path).unwrap();
+        let (seconds, peaks) = runtime.block_on(async {
+            let store = lectern::storage::open(None, &data_dir).await.unwrap();
+            let ctx = Context::new(settings, store, pipeline);
+            let log = tmp.path().join(format!("workers-{n}.log"));
+            let started = Instant::now();
+            let (id, _) = lectern::pipeline::ingest::submit_file(&ctx, &pdf).await.unwrap();
+            let mut workers: Vec<Child> = (0..n).map(|_| start_worker(&data_dir, &pipeline_path, &log)).collect();
+            let mut peaks = vec![0.0f64; n];
+            let doc = loop {
+                for (peak, w) in peaks.iter_mut().zip(&workers) {
+                    *peak = peak.max(peak_rss_mib(w.id()).unwrap_or(0.0));
+                }
+                let doc = ctx.store.document(&id).await.unwrap().unwrap();
+                if doc.is_finished() {
+                    break doc;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            let seconds = started.elapsed().as_secs_f64();
+            for (peak, w) in peaks.iter_mut().zip(&workers) {
+                *peak = peak.max(peak_rss_mib(w.id()).unwrap_or(0.0));
+            }
+            for w in &mut workers {
+                let _ = Command::new("kill").arg("-TERM").arg(w.id().to_string()).status();
+            }
+            for w in &mut workers {
+                let _ = w.wait();
+            }
+            assert_eq!(doc.status, "done", "{doc:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            (seconds, peaks)
+        });
+        let rate = pages as f64 / seconds;
+        let ratio = one.map(|r: f64| rate / r).unwrap_or(1.0);
+        one.get_or_insert(rate);
+        let peaks = peaks.iter().map(|p| format!("{p:.0} MiB")).collect::<Vec<_>>().join(", ");
+        println!("{n:>9} {seconds:>9.1} {rate:>8.2} {ratio:>9.2}× {peaks:>22}");
+    }
+}
