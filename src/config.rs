@@ -212,6 +212,13 @@ impl PipelineConfig {
                 return Err(ConfigError::Invalid(format!("stage {stage:?} has no [queues.{stage}] table")));
             }
         }
+        // A document is done when its last stage finishes; per-page jobs finish one range
+        // at a time, so only a stage that runs once can be last (its fan-in waits for all).
+        if config.stages.last().is_some_and(|last| config.is_per_page(last)) {
+            return Err(ConfigError::Invalid(
+                "the last stage must run once per document, not per page range (fan_out)".into(),
+            ));
+        }
         for queue in config.queues.keys() {
             if !config.stages.contains(queue) && queue != crate::webhook::QUEUE {
                 return Err(ConfigError::Invalid(format!("[queues.{queue}] is neither a stage nor \"webhook\"")));
@@ -309,5 +316,12 @@ mod tests {
         let bad = "stages = [\"ingest\", \"teleport\"]\n[queues.ingest]\nconcurrency=1\ntimeout_secs=1\nmax_attempts=1\nbackoff_ms=1\npriority=0\n";
         let err = PipelineConfig::parse(bad, Path::new("x.toml")).unwrap_err();
         assert!(err.to_string().contains("teleport"), "{err}");
+    }
+
+    #[test]
+    fn pipeline_may_not_end_with_a_per_page_stage() {
+        let cut = BUILTIN_PIPELINE.replace(r#""ocr", "chunk", "embed", "generate"]"#, r#""ocr"]"#);
+        let err = PipelineConfig::parse(&cut, Path::new("x.toml")).unwrap_err();
+        assert!(err.to_string().contains("last stage"), "{err}");
     }
 }
