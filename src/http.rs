@@ -325,11 +325,7 @@ async fn upload(
             let office = if sniff::is_zip(&head) { writer.office_kind().await } else { None };
             if office.is_none() {
                 writer.abort().await;
-                return Err(ApiError::UnsupportedType(format!(
-                    "unsupported file type: the content looks like {}; Lectern accepts {}",
-                    sniff::describe(&head),
-                    sniff::ACCEPTED
-                )));
+                return Err(ApiError::UnsupportedType(sniff::unsupported(&head)));
             }
         }
         let stored = writer.finish().await.map_err(internal)?;

@@ -13,7 +13,7 @@ pub enum MediaType {
 }
 
 /// What uploads may be, for error messages.
-pub const ACCEPTED: &str = "PDF, PNG, JPEG, TIFF, DOCX and PPTX";
+const ACCEPTED: &str = "PDF, PNG, JPEG, TIFF, DOCX and PPTX";
 
 impl MediaType {
     pub fn mime(self) -> &'static str {
@@ -36,6 +36,11 @@ impl MediaType {
     pub fn is_office(self) -> bool {
         matches!(self, MediaType::Docx | MediaType::Pptx)
     }
+}
+
+/// The error for content that is none of the accepted types.
+pub fn unsupported(head: &[u8]) -> String {
+    format!("unsupported file type: the content looks like {}; Lectern accepts {ACCEPTED}", describe(head))
 }
 
 /// A ZIP archive (DOCX, PPTX or anything else zipped).

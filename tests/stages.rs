@@ -12,6 +12,15 @@ async fn submit(ctx: &lectern::context::Context, name: &str) -> String {
     ingest::submit_file(ctx, &common::fixture(name)).await.unwrap().0
 }
 
+/// Submits a fixture and runs `stages` on the whole document; returns its id.
+async fn submit_through(ctx: &lectern::context::Context, name: &str, stages: &[Stage]) -> String {
+    let id = submit(ctx, name).await;
+    for &stage in stages {
+        run_stage(ctx, stage, &id).await.unwrap_or_else(|e| panic!("{name}: {stage:?}: {e}"));
+    }
+    id
+}
+
 /// Runs `stage` on the whole document.
 async fn run_stage(ctx: &lectern::context::Context, stage: Stage, id: &str) -> Result<(), StageError> {
     lectern::pipeline::run_stage(ctx, stage, &Payload::document(id)).await
@@ -161,10 +170,7 @@ async fn scanned_page_is_ocrd() {
 async fn french_scan_is_read_with_french_data() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let id = submit(&ctx, "francais.pdf").await;
-    for stage in [Stage::Ingest, Stage::Render, Stage::Ocr] {
-        run_stage(&ctx, stage, &id).await.unwrap();
-    }
+    let id = submit_through(&ctx, "francais.pdf", &[Stage::Ingest, Stage::Render, Stage::Ocr]).await;
     let doc = ctx.store.document(&id).await.unwrap().unwrap();
     assert_eq!(doc.language.as_deref(), Some("fra"));
     let page = &ctx.workdir(&id).load_pages().unwrap()[0];
@@ -181,10 +187,7 @@ async fn image_uploads_are_one_ocrd_page() {
     let ctx = common::context(dir.path()).await;
     // The JPEG's compression costs the large title; the legend still reads.
     for (name, mime, word) in [("page.png", "image/png", "BAIONA"), ("page.jpg", "image/jpeg", "Komunikabideak")] {
-        let id = submit(&ctx, name).await;
-        for stage in [Stage::Ingest, Stage::Render, Stage::Ocr] {
-            run_stage(&ctx, stage, &id).await.unwrap();
-        }
+        let id = submit_through(&ctx, name, &[Stage::Ingest, Stage::Render, Stage::Ocr]).await;
         let doc = ctx.store.document(&id).await.unwrap().unwrap();
         assert_eq!((doc.media_type.as_deref(), doc.pages), (Some(mime), Some(1)));
         let text = ctx.workdir(&id).load_pages().unwrap()[0].text();
@@ -221,11 +224,7 @@ async fn bad_inputs_fail_with_a_clear_reason() {
 
 /// Runs the stages up to chunking, which is all a non-PDF input changes.
 async fn through_chunking(ctx: &lectern::context::Context, name: &str) -> String {
-    let id = submit(ctx, name).await;
-    for stage in [Stage::Ingest, Stage::Render, Stage::Layout, Stage::Ocr, Stage::Chunk] {
-        run_stage(ctx, stage, &id).await.unwrap_or_else(|e| panic!("{name}: {stage:?}: {e}"));
-    }
-    id
+    submit_through(ctx, name, &[Stage::Ingest, Stage::Render, Stage::Layout, Stage::Ocr, Stage::Chunk]).await
 }
 
 /// DOCX (python-docx's own test files): heading styles become titles with their level,
@@ -297,10 +296,7 @@ async fn pptx_slides_tables_pictures_and_notes() {
 async fn multi_page_tiff_is_one_page_per_image() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let id = submit(&ctx, "pages.tiff").await;
-    for stage in [Stage::Ingest, Stage::Render, Stage::Ocr] {
-        run_stage(&ctx, stage, &id).await.unwrap();
-    }
+    let id = submit_through(&ctx, "pages.tiff", &[Stage::Ingest, Stage::Render, Stage::Ocr]).await;
     let doc = ctx.store.document(&id).await.unwrap().unwrap();
     assert_eq!((doc.media_type.as_deref(), doc.pages), (Some("image/tiff"), Some(2)));
     let pages = ctx.workdir(&id).load_pages().unwrap();

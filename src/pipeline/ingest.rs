@@ -201,25 +201,14 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let n = tokio::fs::File::open(&path).await?.read(&mut head).await?;
     head.truncate(n);
     let media = match sniff::sniff(&head) {
-        Some(media) => media,
+        Some(media) => Some(media),
         None if sniff::is_zip(&head) => {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || super::office::kind(&path)).await??.ok_or_else(|| {
-                StageError::BadInput(format!(
-                    "unsupported file type: the content looks like {}; Lectern accepts {}",
-                    sniff::describe(&head),
-                    sniff::ACCEPTED
-                ))
-            })?
+            tokio::task::spawn_blocking(move || super::office::kind(&path)).await??
         }
-        None => {
-            return Err(StageError::BadInput(format!(
-                "unsupported file type: the content looks like {}; Lectern accepts {}",
-                sniff::describe(&head),
-                sniff::ACCEPTED
-            )));
-        }
-    };
+        None => None,
+    }
+    .ok_or_else(|| StageError::BadInput(sniff::unsupported(&head)))?;
     let pages = match media {
         MediaType::Pdf => ctx.pdfium().await?.page_count(path).await?,
         MediaType::Docx | MediaType::Pptx => {
