@@ -227,6 +227,30 @@ async fn through_chunking(ctx: &lectern::context::Context, name: &str) -> String
     submit_through(ctx, name, &[Stage::Ingest, Stage::Render, Stage::Layout, Stage::Ocr, Stage::Chunk]).await
 }
 
+/// A two-column page whose text layer interleaves the columns line by line
+/// (`fixtures/make_columns.py`): the chunks read the left column, then the right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_columns_read_column_by_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let id = through_chunking(&ctx, "columns.pdf").await;
+    let page = &ctx.workdir(&id).load_pages().unwrap()[0];
+    assert_eq!(page.source, TextSource::TextLayer);
+    let text: String = lectern::pipeline::chunk::load(&ctx, &id)
+        .unwrap()
+        .iter()
+        .map(|c| c.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let tides = "Tides rise and fall twice a day because the Moon pulls the oceans toward it.";
+    let harbours = "Harbours publish tide tables so that ships with deep hulls can wait for high water.";
+    let bread = "Bread rises because yeast eats sugar in the dough and breathes out carbon dioxide.";
+    for sentence in [tides, harbours, bread] {
+        assert!(text.contains(sentence), "{sentence:?} is read whole in: {text}");
+    }
+    assert!(text.find(harbours) < text.find(bread), "the left column ends before the right begins: {text}");
+}
+
 /// DOCX (python-docx's own test files): heading styles become titles with their level,
 /// tables are kept whole as text, embedded images become figures; nothing is OCR'd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ use anyhow::Context as _;
 
 use crate::context::Context;
 use crate::pipeline::render::{OCR_DPI, pixels_per_point, render_grey, text_layer_is_usable, text_layers};
-use crate::pipeline::workdir::Word;
+use crate::pipeline::workdir::{Word, overlap};
 use crate::pipeline::{language, ocr};
 
 struct Entry {
@@ -163,10 +163,6 @@ fn line_text(words: &[Word]) -> String {
 /// reference word come last (insertions).
 fn aligned(reference: &[Word], ocr: &[Word]) -> (String, String) {
     let order = in_lines(reference);
-    let overlap = |a: &[f32; 4], b: &[f32; 4]| {
-        let (w, h) = ((a[2].min(b[2]) - a[0].max(b[0])).max(0.0), (a[3].min(b[3]) - a[1].max(b[1])).max(0.0));
-        w * h
-    };
     let mut slots: Vec<Vec<&Word>> = vec![Vec::new(); order.len()];
     let mut stray = Vec::new();
     for o in ocr {

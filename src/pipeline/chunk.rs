@@ -2,13 +2,15 @@
 //! structure. Titles start a new chunk and become the heading path carried by the chunks
 //! under them; paragraphs are cut only between sentences; a table or a caption stays whole;
 //! a caption links the figure it belongs to. Sizes are counted in tokens of the embedding
-//! model's tokenizer. Header and footer regions are left out.
+//! model's tokenizer. Header and footer regions are left out; the rest is read in
+//! [`reading_order`] (column by column on multi-column pages).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::StageError;
-use super::workdir::{BBox, Page, Word, read_json, union, write_json};
+use super::reading_order;
+use super::workdir::{BBox, Page, Word, area, centre_in, read_json, union, write_json};
 use crate::context::Context;
 use crate::storage::Figure;
 
@@ -233,39 +235,49 @@ impl<'w> Packer<'_, 'w> {
     }
 }
 
-/// Words grouped by the layout region they fall in, in reading order.
+/// Words grouped by the layout region they fall in (words outside every region: by run of
+/// source order), the groups in reading order ([`reading_order`]).
 fn blocks(pages: &[Page]) -> Vec<Block<'_>> {
     let mut blocks: Vec<Block> = Vec::new();
-    let mut last_key = None;
     for page in pages {
+        let mut groups: Vec<(Option<usize>, Vec<&Word>)> = Vec::new();
+        let mut group_of_region = vec![None; page.regions.len()];
+        let mut run = None;
         for word in &page.words {
             let region = region_of(page, word);
-            let label = region.map(|i| page.regions[i].label.as_str()).unwrap_or("text");
-            let level = region.and_then(|i| page.regions[i].level);
-            if label == "header" || label == "footer" {
-                continue;
+            let slot = match region {
+                Some(r) => &mut group_of_region[r],
+                None => &mut run,
+            };
+            let g = *slot.get_or_insert_with(|| {
+                groups.push((region, Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push(word);
+            if region.is_some() {
+                run = None;
             }
+        }
+        groups.retain(|(region, _)| {
+            region.is_none_or(|i| !matches!(page.regions[i].label.as_str(), "header" | "footer"))
+        });
+        let boxes: Vec<BBox> =
+            groups.iter().map(|(_, words)| union(words.iter().map(|w| w.bbox)).expect("a group has a word")).collect();
+        for g in reading_order::order(&boxes) {
+            let (region, words) = &groups[g];
+            let label = region.map(|i| page.regions[i].label.as_str()).unwrap_or("text");
             let kind = match label {
                 "title" => Kind::Heading,
                 "table" | "figure_caption" | "table_caption" => Kind::Whole,
                 _ => Kind::Text,
             };
-            let key = (page.number, region);
-            match blocks.last_mut() {
-                Some(b) if last_key == Some(key) => b.words.push((page.number, word)),
-                _ => blocks.push(Block {
-                    kind,
-                    level,
-                    caption: label.ends_with("caption"),
-                    words: vec![(page.number, word)],
-                }),
-            }
-            last_key = Some(key);
-        }
-    }
-    for b in &mut blocks {
-        if b.kind == Kind::Heading && b.words.len() > MAX_HEADING_WORDS {
-            b.kind = Kind::Text;
+            let kind = if kind == Kind::Heading && words.len() > MAX_HEADING_WORDS { Kind::Text } else { kind };
+            blocks.push(Block {
+                kind,
+                level: region.and_then(|i| page.regions[i].level),
+                caption: label.ends_with("caption"),
+                words: words.iter().map(|&w| (page.number, w)).collect(),
+            });
         }
     }
     blocks
@@ -273,15 +285,10 @@ fn blocks(pages: &[Page]) -> Vec<Block<'_>> {
 
 /// The smallest layout region holding the word's centre.
 fn region_of(page: &Page, word: &Word) -> Option<usize> {
-    let cx = (word.bbox[0] + word.bbox[2]) / 2.0;
-    let cy = (word.bbox[1] + word.bbox[3]) / 2.0;
-    let area = |b: &BBox| (b[2] - b[0]) * (b[3] - b[1]);
     page.regions
         .iter()
         .enumerate()
-        .filter(|(_, r)| {
-            r.label != "figure" && cx >= r.bbox[0] && cx <= r.bbox[2] && cy >= r.bbox[1] && cy <= r.bbox[3]
-        })
+        .filter(|(_, r)| r.label != "figure" && centre_in(&word.bbox, &r.bbox))
         .min_by(|a, b| area(&a.1.bbox).total_cmp(&area(&b.1.bbox)))
         .map(|(i, _)| i)
 }
@@ -488,6 +495,32 @@ mod tests {
         assert_eq!(texts, ["Intro text here.", "a b c d e f g h i j k l", "Figure 1. A chart."]);
         assert!(chunks[1].figures.is_empty());
         assert_eq!(chunks[2].figures, ["figures/p0002-0.png"], "the figure within an inch is linked");
+    }
+
+    #[test]
+    fn columns_read_one_after_the_other_when_the_text_layer_interleaves_them() {
+        let mut p = page(1, &[]);
+        for row in 0..3 {
+            for (x, side) in [(50.0, "left"), (320.0, "right")] {
+                for i in 0..2 {
+                    let (x, y) = (x + i as f32 * 40.0, 100.0 + row as f32 * 14.0);
+                    p.words.push(Word {
+                        text: format!("{side}{row}{i}"),
+                        bbox: [x, y, x + 35.0, y + 10.0],
+                        conf: None,
+                    });
+                }
+            }
+        }
+        let column =
+            |x0: f32| Region { label: "text".into(), score: 0.9, bbox: [x0, 95.0, x0 + 250.0, 145.0], level: None };
+        p.regions = vec![column(45.0), column(315.0)];
+        let chunks = chunk_pages("doc", &[p], &[], &config(100), &count);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(
+            chunks[0].text,
+            "left00 left01 left10 left11 left20 left21 right00 right01 right10 right11 right20 right21"
+        );
     }
 
     #[test]

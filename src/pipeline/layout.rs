@@ -15,7 +15,7 @@ use ort::value::Tensor;
 use super::Payload;
 use super::StageError;
 use super::render::{LAYOUT_DPI, pixels_per_point};
-use super::workdir::{BBox, Page, Region, WorkDir, union};
+use super::workdir::{BBox, Page, Region, WorkDir, area, centre_in, overlap, union};
 use crate::config::Settings;
 use crate::context::Context;
 use crate::storage::Figure;
@@ -181,10 +181,7 @@ fn decode(outputs: &[(Vec<i64>, Vec<f32>)], sx: f32, sy: f32) -> Result<Vec<Regi
 }
 
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let inter = overlap(a, b);
     inter / (area(a) + area(b) - inter + 1e-5)
 }
 
@@ -245,13 +242,9 @@ fn analyse(
 /// figure regions no image explains (vector drawings, figures in scans) and that are not
 /// mostly text. Tiny ones are decoration.
 fn figure_boxes(page: &Page, regions: &[Region], to_points: f32) -> Vec<(BBox, f32)> {
-    let area = |b: &BBox| (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0);
     let big_enough = |b: &BBox| b[2] - b[0] >= MIN_FIGURE_SIDE && b[3] - b[1] >= MIN_FIGURE_SIDE;
     // Share of the smaller box covered by the other.
-    let covered = |a: &BBox, b: &BBox| {
-        let inter = [a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])];
-        area(&inter) / area(a).min(area(b)).max(1.0)
-    };
+    let covered = |a: &BBox, b: &BBox| overlap(a, b) / area(a).min(area(b)).max(1.0);
     let gap = |a: &BBox, b: &BBox| (a[0] - b[2]).max(b[0] - a[2]).max(a[1] - b[3]).max(b[1] - a[3]).max(0.0);
     let mut images: Vec<BBox> = page
         .images
@@ -276,10 +269,7 @@ fn figure_boxes(page: &Page, regions: &[Region], to_points: f32) -> Vec<(BBox, f
     }
     // Share of a box covered by text-layer words (their centres inside it).
     let text_cover = |b: &BBox| {
-        let inside = page.words.iter().map(|w| w.bbox).filter(|w| {
-            let (cx, cy) = ((w[0] + w[2]) / 2.0, (w[1] + w[3]) / 2.0);
-            cx >= b[0] && cx <= b[2] && cy >= b[1] && cy <= b[3]
-        });
+        let inside = page.words.iter().map(|w| w.bbox).filter(|w| centre_in(w, b));
         inside.map(|w| area(&w)).sum::<f32>() / area(b).max(1.0)
     };
     let figure_regions: Vec<(BBox, f32)> = regions

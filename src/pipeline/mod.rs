@@ -13,6 +13,7 @@ pub mod layout;
 pub mod ocr;
 pub mod office;
 pub mod raster;
+pub mod reading_order;
 pub mod render;
 pub mod workdir;
 

@@ -144,6 +144,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
 }
 
 /// Union of boxes; `None` for an empty iterator.
+/// Area of a box; 0 when it is empty.
+pub fn area(b: &BBox) -> f32 {
+    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
+}
+
+/// Area of the overlap of two boxes.
+pub fn overlap(a: &BBox, b: &BBox) -> f32 {
+    area(&[a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])])
+}
+
+/// Whether the centre of `inner` lies in `outer`.
+pub fn centre_in(inner: &BBox, outer: &BBox) -> bool {
+    let (cx, cy) = ((inner[0] + inner[2]) / 2.0, (inner[1] + inner[3]) / 2.0);
+    cx >= outer[0] && cx <= outer[2] && cy >= outer[1] && cy <= outer[3]
+}
+
 pub fn union(boxes: impl IntoIterator<Item = BBox>) -> Option<BBox> {
     boxes.into_iter().reduce(|a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
 }
