@@ -250,7 +250,11 @@ pub fn build(blocks: &[Block], config: &GenerateConfig) -> Result<Vec<u8>, Stage
         .page_margin(PageMargin { top: m, left: m, bottom: m, right: m, header: 360, footer: 360, gutter: 0 })
         .default_fonts(arial())
         .default_size((BODY_PT * 2.0) as usize)
-        .default_line_spacing(docx_rs::LineSpacing::new().after(gap).line(240))
+        // Single spacing said outright: LibreOffice reads `line="240"` without a rule as 12 pt
+        // (a third more than single at 9 pt), and the sheet ran a page over its budget.
+        .default_line_spacing(
+            docx_rs::LineSpacing::new().after(gap).line(240).line_rule(docx_rs::LineSpacingType::Auto),
+        )
         .add_style(heading("Heading1", "heading 1", 0))
         .add_style(heading("Heading2", "heading 2", 1));
     docx.document.section_property.columns = 2;
