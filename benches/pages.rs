@@ -11,10 +11,12 @@
 //! - `--stages front` (default): ingest, render, layout, OCR — the document-understanding
 //!   half — and chunk, the stage that starts when the last page range is through.
 //! - `--stages all`: the whole pipeline (chunk, embed into LanceDB, generate) as well.
+//! - `--split`: instead of N processes serving every queue, three processes with the queue
+//!   groups of `docker/compose.yaml` (pages, OCR, text), each one's peak RSS reported.
 //!
 //! ```text
 //! make bench-pages                      # 48 pages, 1 and 2 processes, front stages
-//! cargo bench --profile dev --bench pages -- --pages 1000 --processes 1 --stages all
+//! cargo bench --profile dev --bench pages -- --pages 1000 --processes 1 --stages all [--split]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -46,10 +48,18 @@ struct Args {
     pages: u32,
     processes: Vec<usize>,
     all_stages: bool,
+    split: bool,
 }
 
+/// The worker processes of `docker/compose.yaml`: name, queues, concurrency.
+const COMPOSE_WORKERS: [(&str, &[&str], &str); 3] = [
+    ("pages", &["ingest", "render", "layout"], "1"),
+    ("ocr", &["ocr"], "2"),
+    ("text", &["chunk", "embed", "generate", "webhook"], "1"),
+];
+
 fn args() -> Args {
-    let mut a = Args { pages: 48, processes: vec![1, 2], all_stages: false };
+    let mut a = Args { pages: 48, processes: vec![1, 2], all_stages: false, split: false };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < argv.len() {
@@ -59,6 +69,11 @@ fn args() -> Args {
                 a.processes = v.split(',').map(|n| n.parse().expect("--processes takes numbers like 1,2")).collect()
             }
             ("--stages", Some(v)) => a.all_stages = v == "all",
+            ("--split", _) => {
+                a.split = true;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -132,13 +147,18 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
-fn start_worker(data_dir: &Path, pipeline: &Path, log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lectern"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--pipeline")
-        .arg(pipeline)
-        .arg("worker")
+/// A `lectern worker` serving `queues` (all queues when empty) at `concurrency` (the
+/// pipeline's when `None`).
+fn start_worker(data_dir: &Path, pipeline: &Path, log: &Path, queues: &[&str], concurrency: Option<&str>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lectern"));
+    command.arg("--data-dir").arg(data_dir).arg("--pipeline").arg(pipeline).arg("worker");
+    for q in queues {
+        command.arg("--queue").arg(q);
+    }
+    if let Some(c) = concurrency {
+        command.arg("--concurrency").arg(c);
+    }
+    command
         .env("OMP_THREAD_LIMIT", "1")
         .env_remove("DATABASE_URL")
         .stdout(Stdio::null())
@@ -149,6 +169,7 @@ fn start_worker(data_dir: &Path, pipeline: &Path, log: &Path) -> Child {
 
 fn main() {
     let a = args();
+    assert!(!a.split || a.all_stages, "--split needs --stages all (the compose groups span the pipeline)");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let settings = Settings::new(tmp.path().join("unused"));
@@ -166,10 +187,15 @@ fn main() {
     PipelineConfig::load(&pipeline_path).expect("bench pipeline is valid");
     let stages = if a.all_stages { "all stages" } else { "ingest, render, layout, OCR, chunk" };
 
-    println!("\n{stages}; each process serves every queue with the pipeline's concurrency");
+    if a.split {
+        println!("\n{stages}; worker processes as in docker/compose.yaml");
+    } else {
+        println!("\n{stages}; each process serves every queue with the pipeline's concurrency");
+    }
     println!("{:>9} {:>9} {:>8} {:>10} {:>22}", "processes", "seconds", "pages/s", "vs 1 proc", "peak RSS per process");
     let mut one = None;
-    for &n in &a.processes {
+    let runs = if a.split { vec![COMPOSE_WORKERS.len()] } else { a.processes.clone() };
+    for &n in &runs {
         let data_dir = tmp.path().join(format!("data-{n}"));
         let mut settings = Settings::new(&data_dir);
         settings.models_dir = PathBuf::from("models/cache");
@@ -180,7 +206,14 @@ fn main() {
             let log = tmp.path().join(format!("workers-{n}.log"));
             let started = Instant::now();
             let (id, _) = lectern::pipeline::ingest::submit_file(&ctx, &pdf).await.unwrap();
-            let mut workers: Vec<Child> = (0..n).map(|_| start_worker(&data_dir, &pipeline_path, &log)).collect();
+            let mut workers: Vec<Child> = if a.split {
+                COMPOSE_WORKERS
+                    .iter()
+                    .map(|(_, q, c)| start_worker(&data_dir, &pipeline_path, &log, q, Some(c)))
+                    .collect()
+            } else {
+                (0..n).map(|_| start_worker(&data_dir, &pipeline_path, &log, &[], None)).collect()
+            };
             let mut peaks = vec![0.0f64; n];
             let doc = loop {
                 for (peak, w) in peaks.iter_mut().zip(&workers) {
@@ -208,7 +241,15 @@ fn main() {
         let rate = pages as f64 / seconds;
         let ratio = one.map(|r: f64| rate / r).unwrap_or(1.0);
         one.get_or_insert(rate);
-        let peaks = peaks.iter().map(|p| format!("{p:.0} MiB")).collect::<Vec<_>>().join(", ");
+        let peaks = peaks
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match a.split {
+                true => format!("{} {p:.0} MiB", COMPOSE_WORKERS[i].0),
+                false => format!("{p:.0} MiB"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         println!("{n:>9} {seconds:>9.1} {rate:>8.2} {ratio:>9.2}× {peaks:>22}");
     }
 }
