@@ -42,13 +42,14 @@ fn cut(boxes: &[BBox], set: Vec<usize>, out: &mut Vec<usize>) {
     let x0 = set.iter().map(|&i| boxes[i][0]).fold(f32::INFINITY, f32::min);
     let x1 = set.iter().map(|&i| boxes[i][2]).fold(f32::NEG_INFINITY, f32::max);
     let narrow: Vec<usize> = set.iter().copied().filter(|&i| boxes[i][2] - boxes[i][0] < NARROW * (x1 - x0)).collect();
-    if let Some(x) = widest_gap(boxes, &narrow, 0) {
-        let crosses = |i: usize| boxes[i][0] < x && boxes[i][2] > x;
+    let crosses = |i: usize, x: f32| boxes[i][0] < x && boxes[i][2] > x;
+    // Without a block crossing it, a band would hold the whole set again.
+    if let Some(x) = widest_gap(boxes, &narrow, 0).filter(|&x| set.iter().any(|&i| crosses(i, x))) {
         let mut by_top = set.clone();
         by_top.sort_by(|&a, &b| boxes[a][1].total_cmp(&boxes[b][1]).then(a.cmp(&b)));
         let mut band = Vec::new();
         for i in by_top {
-            if crosses(i) {
+            if crosses(i, x) {
                 band.sort_unstable();
                 cut(boxes, std::mem::take(&mut band), out);
                 out.push(i);
@@ -138,6 +139,14 @@ mod tests {
     fn side_by_side_blocks_read_left_to_right() {
         let boxes = [[320.0, 100.0, 540.0, 120.0], [72.0, 100.0, 290.0, 120.0]];
         assert_eq!(order(&boxes), [1, 0]);
+    }
+
+    #[test]
+    fn a_gutter_no_block_crosses_falls_through_to_rows() {
+        // The narrow blocks leave a 4 pt gutter around x = 102; the wide block above ends
+        // at 101.5, inside it, so nothing crosses the gutter's middle.
+        let boxes = [[0.0, 20.0, 100.0, 30.0], [0.0, 0.0, 101.5, 10.0], [104.0, 20.0, 168.0, 30.0]];
+        assert_eq!(order(&boxes), [1, 0, 2]);
     }
 
     #[test]
