@@ -1,11 +1,20 @@
 //! Upload latency under load: an open-loop generator sends 1 MB PDF uploads at a fixed rate
 //! to `POST /v1/documents` over loopback (with a bearer token) while every worker pool runs
-//! in the same process and the queue fills up; reports p50/p99/max latency and errors.
+//! in the same process, as `lectern serve --workers` runs them, and the queue fills up.
+//! Reports p50/p99/max latency and errors for each setting compared, in the same run:
+//! the workers' nice value (`--nice`, e.g. 0 = same priority as the server, `none` = no
+//! workers) and whether
+//! uploads are fsync'd before the answer (`--sync`).
+//!
+//! The generator runs on a runtime and threads of its own, the server on another (2
+//! threads, as `lectern serve`), the workers on theirs ([`lectern::background`]).
 //! Each upload differs in its last bytes, so de-duplication never short-cuts it.
+//! pdfium's owner thread is one per process and keeps the nice value of the first setting
+//! run, so the default order (0, then 10) can only understate what niceness gains.
 //!
 //! ```text
 //! make bench-load
-//! cargo bench --profile dev --bench ingest_load -- [--rate 200] [--seconds 10]
+//! cargo bench --profile dev --bench ingest_load -- [--rate 200] [--seconds 10] [--nice none,0,10] [--sync false,true]
 //! ```
 
 use std::sync::Arc;
@@ -14,21 +23,69 @@ use std::time::{Duration, Instant};
 use lectern::config::{PipelineConfig, Settings};
 use lectern::context::Context;
 
-fn arg(name: &str, default: u64) -> u64 {
+fn arg<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
     let argv: Vec<String> = std::env::args().collect();
-    argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    let value = argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).map_or(default, |v| v.as_str());
+    value.split(',').map(|v| v.parse().unwrap_or_else(|_| panic!("bad value {v:?} for {name}"))).collect()
+}
+
+struct Outcome {
+    ms: Vec<f64>,
+    errors: Vec<String>,
+    elapsed: f64,
+    waiting: i64,
 }
 
 fn main() {
-    let (rate, seconds) = (arg("--rate", 200), arg("--seconds", 10));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    runtime.block_on(async move {
-        let dir = tempfile::tempdir().unwrap();
-        // One client token stands for many uploaders here: lift its per-token limits so the
-        // bench measures the upload path, not the limiter (tests/http.rs covers the 429s).
-        let mut settings = Settings::new(dir.path());
-        settings.rate_per_minute = 1_000_000;
-        settings.concurrent_uploads = 10_000;
+    let (rate, seconds) = (arg::<u64>("--rate", "200")[0], arg::<u64>("--seconds", "10")[0]);
+    // A real PDF padded to 1 MiB with a trailing comment (after %%EOF, ignored by readers).
+    let mut pdf = std::fs::read("fixtures/paper.pdf").unwrap();
+    pdf.extend_from_slice(b"\n%");
+    pdf.resize(1 << 20, b'x');
+    println!("{} uploads of {} KiB at {rate}/s over loopback, workers running", rate * seconds, pdf.len() / 1024);
+    for sync in arg::<bool>("--sync", "false") {
+        for nice in arg::<String>("--nice", "0,10") {
+            // "none": no workers at all, the server's own floor.
+            let nice: Option<i32> = (nice != "none").then(|| nice.parse().expect("--nice takes numbers or none"));
+            let o = run(&pdf, rate, seconds, nice, sync);
+            let mut ms = o.ms;
+            ms.sort_by(f64::total_cmp);
+            let p = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+            println!(
+                "workers {:<7}, sync_uploads {sync:<5}: sent in {:.1} s ({:.0}/s): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {}; jobs waiting at the end {}",
+                nice.map_or("none".into(), |n| format!("nice {n}")),
+                o.elapsed,
+                ms.len() as f64 / o.elapsed,
+                p(0.5),
+                p(0.9),
+                p(0.99),
+                p(1.0),
+                o.errors.len(),
+                o.waiting
+            );
+            let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
+            for e in &o.errors {
+                *kinds.entry(e.as_str()).or_default() += 1;
+            }
+            for (kind, n) in kinds {
+                println!("  error ×{n}: {kind}");
+            }
+        }
+    }
+}
+
+/// One setting: a fresh data directory, server and workers; the load; then shutdown.
+fn run(pdf: &[u8], rate: u64, seconds: u64, nice: Option<i32>, sync: bool) -> Outcome {
+    let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // One client token stands for many uploaders here: lift its per-token limits so the
+    // bench measures the upload path, not the limiter (tests/http.rs covers the 429s).
+    let mut settings = Settings::new(dir.path());
+    settings.rate_per_minute = 1_000_000;
+    settings.concurrent_uploads = 10_000;
+    settings.sync_uploads = sync;
+    settings.grace = Duration::from_secs(1);
+    let (ctx, base, secret) = server.block_on(async {
         let store = lectern::storage::open(None, dir.path()).await.unwrap();
         let ctx = Arc::new(Context::new(settings, store, PipelineConfig::builtin()));
         let (secret, token) = lectern::auth::new_token("load", &[]);
@@ -37,69 +94,62 @@ fn main() {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let router = lectern::http::router(ctx.clone());
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-        let (trigger, stop) = lectern::shutdown::channel();
-        let workers = tokio::spawn(lectern::pipeline::run_workers(ctx.clone(), ctx.pipeline.stage_specs(), stop));
-
-        // A real PDF padded to 1 MiB with a trailing comment (after %%EOF, ignored by readers).
-        let mut pdf = std::fs::read("fixtures/paper.pdf").unwrap();
-        pdf.extend_from_slice(b"\n%");
-        pdf.resize(1 << 20, b'x');
-        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-        let total = rate * seconds;
-        let interval = Duration::from_nanos(1_000_000_000 / rate);
-        println!("{total} uploads of {} KiB at {rate}/s over loopback, workers running", pdf.len() / 1024);
-        let start = Instant::now();
-        let mut tasks = Vec::with_capacity(total as usize);
-        for i in 0..total {
-            tokio::time::sleep_until((start + interval * i as u32).into()).await;
-            let mut body = pdf.clone();
-            let tag = format!("{i:016}");
-            let n = body.len();
-            body[n - 16..].copy_from_slice(tag.as_bytes());
-            let (client, base, secret) = (client.clone(), base.clone(), secret.clone());
-            tasks.push(tokio::spawn(async move {
-                let form = reqwest::multipart::Form::new()
-                    .part("file", reqwest::multipart::Part::bytes(body).file_name(format!("load-{i}.pdf")));
-                let sent = Instant::now();
-                let resp =
-                    client.post(format!("{base}/v1/documents")).bearer_auth(secret).multipart(form).send().await;
-                let outcome = match resp {
-                    Ok(r) if r.status() == 202 => None,
-                    Ok(r) => Some(format!("HTTP {}: {}", r.status(), r.text().await.unwrap_or_default())),
-                    Err(e) => Some(format!("transport: {e}")),
-                };
-                (sent.elapsed().as_secs_f64() * 1000.0, outcome)
-            }));
-        }
-        let mut ms = Vec::new();
-        let mut errors = 0;
-        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
-        for t in tasks {
-            let (m, outcome) = t.await.unwrap();
-            ms.push(m);
-            if let Some(kind) = outcome {
-                errors += 1;
-                *kinds.entry(kind.chars().take(160).collect()).or_default() += 1;
-            }
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        ms.sort_by(f64::total_cmp);
-        let p = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
-        println!(
-            "sent in {elapsed:.1} s ({:.0}/s achieved): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {errors}",
-            total as f64 / elapsed,
-            p(0.5),
-            p(0.9),
-            p(0.99),
-            p(1.0)
-        );
-        let queued = ctx.store.queue_stats(lectern::storage::now_ms()).await.unwrap();
-        let waiting: i64 = queued.iter().map(|q| q.available).sum();
-        println!("jobs waiting when the last upload was answered: {waiting}");
-        for (kind, n) in kinds {
-            println!("  error ×{n}: {kind}");
-        }
-        trigger.trigger();
-        let _ = tokio::time::timeout(Duration::from_secs(60), workers).await;
+        (ctx, base, secret)
     });
+    let (trigger, stop) = lectern::shutdown::channel();
+    let workers = nice
+        .map(|nice| lectern::background::spawn_workers(ctx.clone(), ctx.pipeline.stage_specs(), stop, 2, nice).unwrap());
+
+    let pdf = pdf.to_vec();
+    let generator = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        runtime.block_on(load(pdf, base, secret, rate, seconds))
+    });
+    let (ms, errors, elapsed) = generator.join().unwrap();
+    let waiting = server.block_on(async {
+        let queued = ctx.store.queue_stats(lectern::storage::now_ms()).await.unwrap();
+        queued.iter().map(|q| q.available).sum()
+    });
+    trigger.trigger();
+    if let Some(workers) = workers {
+        workers.join().unwrap();
+    }
+    server.shutdown_timeout(Duration::from_secs(5));
+    Outcome { ms, errors, elapsed, waiting }
+}
+
+/// Sends `rate × seconds` uploads on schedule (open loop: a slow answer does not delay the
+/// next request); returns each one's latency in ms, the errors, and the seconds taken.
+async fn load(pdf: Vec<u8>, base: String, secret: String, rate: u64, seconds: u64) -> (Vec<f64>, Vec<String>, f64) {
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let total = rate * seconds;
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        tokio::time::sleep_until((start + interval * i as u32).into()).await;
+        let mut body = pdf.clone();
+        let n = body.len();
+        body[n - 16..].copy_from_slice(format!("{i:016}").as_bytes());
+        let (client, base, secret) = (client.clone(), base.clone(), secret.clone());
+        tasks.push(tokio::spawn(async move {
+            let form = reqwest::multipart::Form::new()
+                .part("file", reqwest::multipart::Part::bytes(body).file_name(format!("load-{i}.pdf")));
+            let sent = Instant::now();
+            let resp = client.post(format!("{base}/v1/documents")).bearer_auth(secret).multipart(form).send().await;
+            let error = match resp {
+                Ok(r) if r.status() == 202 => None,
+                Ok(r) => Some(format!("HTTP {}: {}", r.status(), r.text().await.unwrap_or_default())),
+                Err(e) => Some(format!("transport: {e}")),
+            };
+            (sent.elapsed().as_secs_f64() * 1000.0, error)
+        }));
+    }
+    let (mut ms, mut errors) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (m, error) = t.await.unwrap();
+        ms.push(m);
+        errors.extend(error.map(|e| e.chars().take(160).collect()));
+    }
+    (ms, errors, start.elapsed().as_secs_f64())
 }

@@ -55,6 +55,10 @@ pub struct Cli {
     /// Hours finished jobs are kept before workers delete them (0: keep forever).
     #[arg(long, global = true, env = "LECTERN_RETENTION_HOURS", default_value_t = 168)]
     pub retention_hours: u64,
+    /// Flush each upload to disk (fsync) before answering it. Default: on with PostgreSQL,
+    /// whose commits are durable; off with SQLite, whose WAL runs at synchronous=NORMAL.
+    #[arg(long, global = true, env = "LECTERN_SYNC_UPLOADS", action = clap::ArgAction::Set)]
+    pub sync_uploads: Option<bool>,
     /// Key that signs webhooks (HMAC-SHA256); needed to accept uploads with a callback_url
     /// and by workers serving the webhook queue.
     #[arg(long, global = true, env = "LECTERN_WEBHOOK_SECRET", hide_env_values = true)]
@@ -85,6 +89,10 @@ pub enum Command {
         /// Also run worker pools for all queues in this process.
         #[arg(long)]
         workers: bool,
+        /// Nice value of the in-process workers' threads (0–19; 0: same priority as the
+        /// server), so uploads are answered promptly while documents are processed.
+        #[arg(long, env = "LECTERN_WORKER_NICE", default_value_t = 10)]
+        worker_nice: i32,
         /// Serve without bearer tokens (local use only).
         #[arg(long, env = "LECTERN_NO_AUTH")]
         no_auth: bool,
@@ -256,6 +264,9 @@ pub enum EvalCommand {
         /// Born-digital pages per document to OCR for the error rate.
         #[arg(long, default_value_t = 3)]
         pages: usize,
+        /// Write each page's reference and OCR text (as compared) into this directory.
+        #[arg(long)]
+        dump: Option<PathBuf>,
     },
 }
 
@@ -283,6 +294,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     settings.max_upload_bytes = cli.max_upload_mb << 20;
     settings.retention = (cli.retention_hours > 0).then(|| Duration::from_secs(cli.retention_hours * 3600));
     settings.webhook_secret = cli.webhook_secret.clone().filter(|s| !s.is_empty());
+    let postgres = settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
+    settings.sync_uploads = cli.sync_uploads.unwrap_or(postgres);
     if let Command::Serve { no_auth, rate_per_minute, concurrent_uploads, .. } = &cli.command {
         settings.auth_required = !no_auth;
         settings.rate_per_minute = *rate_per_minute;
@@ -297,7 +310,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let ctx = Arc::new(Context::new(settings, store, pipeline));
 
     match cli.command {
-        Command::Serve { listen, workers, .. } => serve(ctx, &listen, workers).await,
+        Command::Serve { listen, workers, worker_nice, .. } => {
+            serve(ctx, &listen, workers.then_some(worker_nice)).await
+        }
         Command::Tokens { command: TokensCommand::Create { name, collections } } => {
             for c in &collections {
                 crate::index::table_name(c)?;
@@ -429,8 +444,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             crate::eval::figures::run(ctx, &truth, &corpus).await?;
             Ok(0)
         }
-        Command::Eval { command: EvalCommand::Ocr { corpus, pages } } => {
-            crate::eval::ocr::run(ctx, &corpus, pages.max(1)).await?;
+        Command::Eval { command: EvalCommand::Ocr { corpus, pages, dump } } => {
+            crate::eval::ocr::run(ctx, &corpus, pages.max(1), dump.as_deref()).await?;
             Ok(0)
         }
         Command::Search { query, top_k, mode, collection, documents, doc_type, json } => {
@@ -482,21 +497,24 @@ fn queue_specs(ctx: &Context, queues: &[String], concurrency: &[usize]) -> anyho
         .collect()
 }
 
-async fn serve(ctx: Arc<Context>, listen: &str, workers: bool) -> anyhow::Result<i32> {
+/// Serves the API; `workers: Some(nice)` also runs every queue's pools in this process, on
+/// threads at that nice value.
+async fn serve(ctx: Arc<Context>, listen: &str, workers: Option<i32>) -> anyhow::Result<i32> {
     if !ctx.settings.auth_required {
         tracing::warn!("serving without API tokens (--no-auth): anyone who can connect may use the API");
     } else if ctx.store.tokens().await?.iter().all(|t| t.revoked_at.is_some()) {
         tracing::warn!("no active API token: create one with `lectern tokens create --name <name>`");
     }
     let (trigger, shutdown) = shutdown::channel();
-    let worker_task = if workers {
-        let specs = queue_specs(&ctx, &[], &[])?;
-        Some(tokio::spawn(pipeline::run_workers(ctx.clone(), specs, shutdown.clone())))
-    } else {
-        None
+    let worker_thread = match workers {
+        Some(nice) => {
+            let specs = queue_specs(&ctx, &[], &[])?;
+            Some(crate::background::spawn_workers(ctx.clone(), specs, shutdown.clone(), 2, nice)?)
+        }
+        None => None,
     };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("bind {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, workers, "serving");
+    tracing::info!(address = %listener.local_addr()?, workers = workers.is_some(), "serving");
     let mut server_shutdown = shutdown.clone();
     tokio::spawn(async move {
         shutdown::signal().await;
@@ -505,8 +523,10 @@ async fn serve(ctx: Arc<Context>, listen: &str, workers: bool) -> anyhow::Result
     axum::serve(listener, http::router(ctx))
         .with_graceful_shutdown(async move { server_shutdown.wait().await })
         .await?;
-    if let Some(task) = worker_task {
-        task.await?;
+    if let Some(thread) = worker_thread {
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the worker thread panicked"))?;
     }
     Ok(0)
 }

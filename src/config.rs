@@ -38,6 +38,10 @@ pub struct Settings {
     pub grace: std::time::Duration,
     /// Finished jobs are deleted after this long (`None`: kept).
     pub retention: Option<std::time::Duration>,
+    /// Flush each upload to disk (fsync) before answering. Off, the OS writes it back on
+    /// its own, as SQLite's WAL at `synchronous=NORMAL` does for the job rows; the ingest
+    /// job fails an upload a power loss tore, by its hash.
+    pub sync_uploads: bool,
     /// Largest accepted upload, in bytes.
     pub max_upload_bytes: usize,
     /// HTTP routes other than health need a bearer token.
@@ -63,6 +67,7 @@ impl Settings {
             lease: std::time::Duration::from_secs(30),
             grace: std::time::Duration::from_secs(30),
             retention: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+            sync_uploads: false,
             max_upload_bytes: 512 << 20,
             auth_required: true,
             rate_per_minute: 6000,
@@ -97,7 +102,7 @@ impl Settings {
 
 /// Settings a TOML file (`--config`, `LECTERN_CONFIG`) may give, and the environment
 /// variable each one stands for. Precedence: flag, then environment, then file, then default.
-pub const FILE_KEYS: [(&str, &str); 19] = [
+pub const FILE_KEYS: [(&str, &str); 21] = [
     ("data_dir", "LECTERN_DATA_DIR"),
     ("database_url", "DATABASE_URL"),
     ("models_dir", "LECTERN_MODELS_DIR"),
@@ -112,6 +117,8 @@ pub const FILE_KEYS: [(&str, &str); 19] = [
     ("retention_hours", "LECTERN_RETENTION_HOURS"),
     ("log_format", "LECTERN_LOG_FORMAT"),
     ("listen", "LECTERN_LISTEN"),
+    ("worker_nice", "LECTERN_WORKER_NICE"),
+    ("sync_uploads", "LECTERN_SYNC_UPLOADS"),
     ("no_auth", "LECTERN_NO_AUTH"),
     ("rate_per_minute", "LECTERN_RATE_PER_MINUTE"),
     ("concurrent_uploads", "LECTERN_CONCURRENT_UPLOADS"),

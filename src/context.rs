@@ -58,14 +58,14 @@ impl Context {
     /// The process's single pdfium owner thread.
     pub async fn pdfium(&self) -> Result<Arc<PdfiumHost>, StageError> {
         let path = self.settings.pdfium_library();
-        tokio::task::spawn_blocking(move || PdfiumHost::get(&path)).await?
+        crate::background::spawn_cpu(move || PdfiumHost::get(&path)).await?
     }
 
     pub async fn layout_model(&self) -> Result<Arc<LayoutModel>, StageError> {
         let settings = self.settings.clone();
         self.layout
             .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || LayoutModel::load(&settings).map(Arc::new)).await?
+                crate::background::spawn_cpu(move || LayoutModel::load(&settings).map(Arc::new)).await?
             })
             .await
             .cloned()
@@ -76,7 +76,7 @@ impl Context {
         let settings = self.settings.clone();
         self.embedder
             .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || Embedder::start(&settings).map(Arc::new)).await?
+                crate::background::spawn_cpu(move || Embedder::start(&settings).map(Arc::new)).await?
             })
             .await
             .cloned()

@@ -6,7 +6,8 @@
 //! - [`storage`] — the job store interface ([`storage::JobStore`]) and its backends
 //!   ([`storage::sqlite`], the embedded default). Documents, jobs, figures, artifacts.
 //! - [`engine`] — worker pools: claim, lease + heartbeat, run a stage, retry with backoff,
-//!   enqueue the next stage.
+//!   enqueue the next stage; [`background`] — pools beside the HTTP server, on a runtime
+//!   of their own at a lower CPU priority.
 //! - [`pipeline`] — one module per stage: [`pipeline::ingest`], [`pipeline::render`]
 //!   (pdfium), [`pipeline::layout`] (ONNX layout model), [`pipeline::ocr`] (tesseract),
 //!   [`pipeline::chunk`], [`pipeline::embed`] (fastembed → LanceDB) and
@@ -26,6 +27,7 @@
 //!   when a document finishes, delivered as jobs of their own.
 
 pub mod auth;
+pub mod background;
 pub mod classify;
 pub mod cli;
 pub mod config;

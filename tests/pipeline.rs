@@ -64,3 +64,19 @@ async fn documents_flow_through_every_queue_and_bad_ones_fail_cleanly() {
     trigger.trigger();
     tokio::time::timeout(Duration::from_secs(30), workers).await.expect("workers stop on shutdown").unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_torn_on_disk_fails_ingest_by_its_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let (id, _) = ingest::submit_file(&ctx, &common::fixture("paper.pdf")).await.unwrap();
+    ingest::run(&ctx, &id).await.expect("the intact upload passes");
+    let doc = ctx.store.document(&id).await.unwrap().unwrap();
+    let stored = ingest::upload_path(&ctx.settings, &doc.sha256);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    bytes[1000..].fill(0); // as if its tail never reached the disk
+    std::fs::write(&stored, &bytes).unwrap();
+    let err = ingest::run(&ctx, &id).await.unwrap_err();
+    assert!(matches!(err, lectern::pipeline::StageError::BadInput(_)), "not retried: {err:?}");
+    assert!(err.to_string().contains("sha256"), "{err}");
+}

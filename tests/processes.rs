@@ -2,7 +2,9 @@
 //! - crash: kill -9 a worker with jobs in flight, start another; every job ends done
 //!   exactly once, in-flight jobs resume within the lease, nothing stays running;
 //! - fan-out: two worker processes on a PostgreSQL store split a multi-page PDF page by
-//!   page; each page is processed once and the document finalised once.
+//!   page; each page is processed once and the document finalised once;
+//! - `lectern serve --workers`: an HTTP upload reaches done, and the in-process pools'
+//!   CPU threads run at the worker nice value while the server's do not.
 
 mod common;
 
@@ -99,4 +101,66 @@ async fn two_worker_processes_split_a_pdf_page_by_page() {
     assert!(jobs.iter().all(|j| j.attempt == 1));
     let workers: std::collections::BTreeSet<_> = jobs.iter().filter_map(|j| j.locked_by.clone()).collect();
     println!("jobs were run by {} worker processes: {workers:?}", workers.len());
+}
+
+/// (thread name, nice value) of every thread of process `pid`, from /proc.
+fn thread_nice_values(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else { continue };
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        // Fields after the name start at field 3 (state); nice is field 19.
+        let nice = stat[close + 1..].split_whitespace().nth(16).unwrap().parse().unwrap();
+        out.push((stat[open + 1..close].to_string(), nice));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let log = dir.path().join("serve.log");
+    let serve = ["serve", "--workers", "--no-auth", "--listen", &listen, "--worker-nice", "7"];
+    let mut server = common::WorkerProcess::command(&dir.path().join("data"), &[], &serve, &log);
+    let (base, client) = (format!("http://{listen}"), reqwest::Client::new());
+    let started = Instant::now();
+    while client.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "server did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let pdf = std::fs::read(common::fixture("paper.pdf")).unwrap();
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(pdf).file_name("paper.pdf"));
+    let resp = client.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let id = resp.json::<serde_json::Value>().await.unwrap()["document_id"].as_str().unwrap().to_string();
+    let status = loop {
+        let doc: serde_json::Value =
+            client.get(format!("{base}/v1/documents/{id}")).send().await.unwrap().json().await.unwrap();
+        let status = doc["status"].as_str().unwrap_or_default().to_string();
+        if status == "done" || status == "failed" {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "not finished: {doc}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(status, "done", "{}", std::fs::read_to_string(&log).unwrap_or_default());
+
+    let threads = thread_nice_values(server.child.id());
+    let of = |name: &str| threads.iter().filter(|(n, _)| n == name).map(|(_, v)| *v).collect::<Vec<_>>();
+    for name in ["pdfium", "lectern-embed"] {
+        let values = of(name);
+        assert!(!values.is_empty() && values.iter().all(|v| *v == 7), "{name}: {values:?} in {threads:?}");
+    }
+    // The pools' runtime: blocking threads that ran stage work are niced, its async
+    // threads (which hold the SQLite writer) are not; the server's threads are not.
+    let pool = of("lectern-worker");
+    assert!(pool.contains(&7) && pool.contains(&0), "worker runtime: {pool:?}");
+    let server_threads = of("tokio-runtime-w");
+    assert!(!server_threads.is_empty() && server_threads.iter().all(|v| *v == 0), "server: {threads:?}");
+    assert!(server.terminate().success());
 }

@@ -9,7 +9,9 @@
 //!   reading order does not count: both in line order, or the reference in line order and
 //!   each OCR word next to the reference word its box overlaps (the smaller error of the
 //!   two is taken); and normalised (ligatures, quotes, dashes, hyphens
-//!   at line ends) before comparing.
+//!   at line ends) before comparing. The rate is reported twice: as is, and with dot
+//!   leaders (". . . . ." in contents and tables) folded to one character on both sides,
+//!   since the text layer spaces their dots and OCR reads any number of them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -43,7 +45,8 @@ fn manifest(corpus: &Path) -> anyhow::Result<Vec<Entry>> {
 }
 
 /// Runs both measurements and prints them; `pages` born-digital pages per document for CER.
-pub async fn run(ctx: Arc<Context>, corpus: &Path, pages: usize) -> anyhow::Result<()> {
+/// With `dump`, each page's two texts (folded) are written there for inspection.
+pub async fn run(ctx: Arc<Context>, corpus: &Path, pages: usize, dump: Option<&Path>) -> anyhow::Result<()> {
     let entries = manifest(corpus)?;
     let host = ctx.pdfium().await?;
 
@@ -70,8 +73,12 @@ pub async fn run(ctx: Arc<Context>, corpus: &Path, pages: usize) -> anyhow::Resu
     );
 
     println!("\nOCR vs text layer on born-digital pages rendered at {OCR_DPI} DPI:");
-    println!("{:<52} {:>5} {:>5} {:>7} {:>8}", "file", "page", "lang", "chars", "CER %");
+    println!("{:<52} {:>5} {:>5} {:>7} {:>8} {:>8}", "file", "page", "lang", "chars", "CER %", "folded");
+    if let Some(dir) = dump {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
     let (mut edits_sum, mut chars_sum) = (0usize, 0usize);
+    let (mut folded_edits_sum, mut folded_chars_sum) = (0usize, 0usize);
     let mut per_page = Vec::new();
     for (entry, words, usable) in layers.iter().filter(|(e, ..)| e.has_text_layer) {
         let candidates: Vec<usize> = (0..words.len()).filter(|&i| usable[i]).collect();
@@ -106,21 +113,38 @@ pub async fn run(ctx: Arc<Context>, corpus: &Path, pages: usize) -> anyhow::Resu
                 result.words.into_iter().map(|w| Word { bbox: w.bbox.map(|v| v * scale), ..w }).collect();
             // Two ways to put both texts in one order; the error is at most the smaller.
             let (reference, by_box) = aligned(&words[i], &hyp);
-            let reference = normalise(&reference);
-            let by_line = edits(&reference, &normalise(&line_text(&hyp)));
-            let (edits, chars) = by_line.min(edits(&reference, &normalise(&by_box)));
+            let by_line = line_text(&hyp);
+            let score = |fold: bool| {
+                let reference = normalise(&reference, fold);
+                let (line, boxed) = (normalise(&by_line, fold), normalise(&by_box, fold));
+                let (a, b) = (edits(&reference, &line), edits(&reference, &boxed));
+                if a <= b { (a, reference, line) } else { (b, reference, boxed) }
+            };
+            let ((edits, chars), ..) = score(false);
+            let ((folded_edits, folded_chars), folded_ref, folded_hyp) = score(true);
             (edits_sum, chars_sum) = (edits_sum + edits, chars_sum + chars);
+            (folded_edits_sum, folded_chars_sum) = (folded_edits_sum + folded_edits, folded_chars_sum + folded_chars);
             let rate = 100.0 * edits as f64 / chars.max(1) as f64;
-            per_page.push(rate);
-            println!("{:<52} {:>5} {:>5} {:>7} {:>8.2}", entry.file, number, lang, chars, rate);
+            let folded = 100.0 * folded_edits as f64 / folded_chars.max(1) as f64;
+            per_page.push(folded);
+            println!("{:<52} {:>5} {:>5} {:>7} {:>8.2} {:>8.2}", entry.file, number, lang, chars, rate, folded);
+            if let Some(dir) = dump {
+                let stem = format!("{}-p{number:03}", entry.file.replace('/', "_"));
+                std::fs::write(dir.join(format!("{stem}.ref.txt")), folded_ref)?;
+                std::fs::write(dir.join(format!("{stem}.ocr.txt")), folded_hyp)?;
+            }
         }
     }
     per_page.sort_by(f64::total_cmp);
     let under = |limit: f64| per_page.iter().filter(|r| **r <= limit).count();
     println!(
-        "CER over {} pages: {:.2}% of {chars_sum} characters; median page {:.2}%; pages at most 1%: {}, at most 2%: {}",
+        "CER over {} pages: {:.2}% of {chars_sum} characters as is",
         per_page.len(),
-        100.0 * edits_sum as f64 / chars_sum.max(1) as f64,
+        100.0 * edits_sum as f64 / chars_sum.max(1) as f64
+    );
+    println!(
+        "CER with dot leaders folded: {:.2}% of {folded_chars_sum} characters; median page {:.2}%; pages at most 1%: {}, at most 2%: {}",
+        100.0 * folded_edits_sum as f64 / folded_chars_sum.max(1) as f64,
         per_page.get(per_page.len() / 2).copied().unwrap_or(0.0),
         under(1.0),
         under(2.0)
@@ -192,8 +216,9 @@ fn aligned(reference: &[Word], ocr: &[Word]) -> (String, String) {
 }
 
 /// Folds typographic variants both sides may use differently: ligatures, curly quotes,
-/// dashes, whitespace, and words hyphenated at a line end.
-pub fn normalise(text: &str) -> String {
+/// dashes, whitespace, and words hyphenated at a line end; with `leaders`, also runs of
+/// three or more dots (spaced or not) to one "…".
+pub fn normalise(text: &str, leaders: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -224,7 +249,35 @@ pub fn normalise(text: &str) -> String {
             _ => words.push(word.to_string()),
         }
     }
-    words.join(" ")
+    let text = words.join(" ");
+    if leaders { fold_leaders(&text) } else { text }
+}
+
+/// Runs of dots and spaces holding at least three dots become one "…".
+fn fold_leaders(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if matches!(chars[i], '.' | '…') {
+            let (mut j, mut dots, mut end) = (i, 0, i);
+            while j < chars.len() && matches!(chars[j], '.' | '…' | ' ') {
+                if chars[j] != ' ' {
+                    dots += if chars[j] == '…' { 3 } else { 1 };
+                    end = j + 1;
+                }
+                j += 1;
+            }
+            if dots >= 3 {
+                out.push('…');
+                i = end;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Character error rate: edit distance between the whitespace-normalised texts over the
@@ -282,7 +335,12 @@ mod tests {
             vec![word("a1", 0.0, 1.0), word("a2", 0.0, 20.0), word("bl", 100.0, 0.0), word("b2", 100.0, 20.0)];
         read.push(word("x", 300.0, 300.0));
         assert_eq!(aligned(&layer, &read), ("a1 b1 a2 b2".to_string(), "a1 bl a2 b2 x".to_string()));
-        assert_eq!(normalise("ef\u{fb01}cient \u{201c}x\u{201d} \u{2014} it\u{2019}s"), "efficient \"x\" - it's");
-        assert_eq!(normalise("interac- tion well- Known a -"), "interaction well- Known a -");
+        assert_eq!(normalise("ef\u{fb01}cient \u{201c}x\u{201d} \u{2014} it\u{2019}s", false), "efficient \"x\" - it's");
+        assert_eq!(normalise("interac- tion well- Known a -", false), "interaction well- Known a -");
+        // Dot leaders: spaced in the text layer, any number of dots in OCR.
+        let layer = "Robbery. . . . . . 102.1 e.g. end.";
+        assert_eq!(normalise(layer, true), "Robbery… 102.1 e.g. end.");
+        assert_eq!(normalise("Robbery. ........... 102.1 e.g. end.", true), normalise(layer, true));
+        assert_eq!(normalise(layer, false), layer, "kept unless asked");
     }
 }

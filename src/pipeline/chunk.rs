@@ -76,7 +76,7 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let tokenizer = ctx.tokenizer().await?;
     let config = ctx.pipeline.chunk;
     let id = document_id.to_string();
-    let chunks = tokio::task::spawn_blocking(move || {
+    let chunks = crate::background::spawn_cpu(move || {
         let count = |text: &str| tokenizer.encode(text, false).map(|e| e.len()).unwrap_or(text.len() / 4);
         chunk_pages(&id, &pages, &figures, &config, &count)
     })

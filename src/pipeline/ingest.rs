@@ -38,19 +38,24 @@ pub struct Stored {
 /// land under their sha256 only when complete.
 pub struct UploadWriter {
     tmp: PathBuf,
-    file: tokio::fs::File,
+    file: tokio::io::BufWriter<tokio::fs::File>,
     hasher: Sha256,
     size: u64,
     uploads: PathBuf,
+    sync: bool,
 }
+
+/// Bytes gathered before one write to disk: every write is a hop to a blocking thread,
+/// and request bodies arrive in pieces of a few KiB.
+const WRITE_BUFFER: usize = 256 << 10;
 
 impl UploadWriter {
     pub async fn create(settings: &Settings) -> std::io::Result<Self> {
         let uploads = settings.uploads_dir();
         tokio::fs::create_dir_all(&uploads).await?;
         let tmp = uploads.join(format!(".incoming-{}", uuid::Uuid::new_v4()));
-        let file = tokio::fs::File::create(&tmp).await?;
-        Ok(Self { tmp, file, hasher: Sha256::new(), size: 0, uploads })
+        let file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::create(&tmp).await?);
+        Ok(Self { tmp, file, hasher: Sha256::new(), size: 0, uploads, sync: settings.sync_uploads })
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -70,8 +75,11 @@ impl UploadWriter {
         tokio::task::spawn_blocking(move || super::office::kind(&tmp)).await.ok()?.ok()?
     }
 
-    pub async fn finish(self) -> std::io::Result<Stored> {
-        self.file.sync_all().await?;
+    pub async fn finish(mut self) -> std::io::Result<Stored> {
+        self.file.flush().await?;
+        if self.sync {
+            self.file.get_ref().sync_all().await?;
+        }
         let sha256 = hex::encode(self.hasher.finalize());
         let dest = self.uploads.join(&sha256[..2]).join(&sha256);
         tokio::fs::create_dir_all(dest.parent().expect("upload path has a parent")).await?;
@@ -197,6 +205,7 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     if doc.size_bytes == 0 {
         return Err(StageError::BadInput("the upload is empty (0 bytes)".into()));
     }
+    verify(&path, &doc.sha256).await?;
     let mut head = vec![0u8; 2048];
     let n = tokio::fs::File::open(&path).await?.read(&mut head).await?;
     head.truncate(n);
@@ -204,7 +213,7 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
         Some(media) => Some(media),
         None if sniff::is_zip(&head) => {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || super::office::kind(&path)).await??
+            crate::background::spawn_cpu(move || super::office::kind(&path)).await??
         }
         None => None,
     }
@@ -212,14 +221,34 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let pages = match media {
         MediaType::Pdf => ctx.pdfium().await?.page_count(path).await?,
         MediaType::Docx | MediaType::Pptx => {
-            tokio::task::spawn_blocking(move || super::office::read(&path, media).map(|p| p.len() as u32)).await??
+            crate::background::spawn_cpu(move || super::office::read(&path, media).map(|p| p.len() as u32)).await??
         }
-        _ => tokio::task::spawn_blocking(move || super::raster::check(&path, media)).await??,
+        _ => crate::background::spawn_cpu(move || super::raster::check(&path, media)).await??,
     };
     if pages == 0 {
         return Err(StageError::BadInput("the document has no pages".into()));
     }
     ctx.store.set_document_info(document_id, media.mime(), pages as i64).await?;
+    Ok(())
+}
+
+/// Checks the stored bytes still hash to their name: without `sync_uploads` an upload the
+/// OS had not yet written back when the machine lost power comes back torn.
+async fn verify(path: &Path, sha256: &str) -> Result<(), StageError> {
+    let path = path.to_path_buf();
+    let actual = crate::background::spawn_cpu(move || -> std::io::Result<String> {
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut file, &mut hasher)?;
+        Ok(hex::encode(hasher.finalize()))
+    })
+    .await??;
+    if actual != sha256 {
+        return Err(StageError::BadInput(
+            "the stored upload no longer matches its sha256 (torn by a crash before it reached disk?); upload it again"
+                .into(),
+        ));
+    }
     Ok(())
 }
 

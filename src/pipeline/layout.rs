@@ -189,7 +189,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let model = ctx.layout_model().await?;
     let workdir = ctx.workdir(&payload.document_id);
     let range = super::page_range(ctx, payload).await?;
-    let figures = tokio::task::spawn_blocking(move || analyse(&model, &workdir, range)).await??;
+    let figures = crate::background::spawn_cpu(move || analyse(&model, &workdir, range)).await??;
     for (page, figs) in figures {
         ctx.store.replace_figures(&payload.document_id, page, &figs).await?;
     }

@@ -120,7 +120,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     };
     let range = super::page_range(ctx, payload).await?;
     let detect = known.is_none();
-    let found = tokio::task::spawn_blocking(move || ocr_pages(&workdir, &languages, detect, switch, range)).await??;
+    let found = crate::background::spawn_cpu(move || ocr_pages(&workdir, &languages, detect, switch, range)).await??;
     if let Some(lang) = found {
         ctx.store.set_language(id, lang).await?;
     }

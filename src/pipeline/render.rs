@@ -61,6 +61,7 @@ impl PdfiumHost {
         let (ready_tx, ready_rx) = mpsc::channel();
         let library = library.to_path_buf();
         std::thread::Builder::new().name("pdfium".into()).spawn(move || {
+            crate::background::lower_thread_priority(crate::background::cpu_nice());
             let pdfium = match Pdfium::bind_to_library(&library) {
                 Ok(bindings) => Pdfium::new(bindings),
                 Err(e) => {
@@ -153,13 +154,13 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
         MediaType::Docx | MediaType::Pptx => {
             let figures_dir = workdir.figures_dir();
             let (pages, figures) =
-                tokio::task::spawn_blocking(move || read_office(&source, media, &figures_dir, range)).await??;
+                crate::background::spawn_cpu(move || read_office(&source, media, &figures_dir, range)).await??;
             for (page, figs) in figures {
                 ctx.store.replace_figures(&payload.document_id, page, &figs).await?;
             }
             pages
         }
-        _ => tokio::task::spawn_blocking(move || render_image(&source, media, &pages_dir, range)).await??,
+        _ => crate::background::spawn_cpu(move || render_image(&source, media, &pages_dir, range)).await??,
     };
     pages.iter().try_for_each(|p| workdir.save_page(p))?;
     if doc.language.is_none() {

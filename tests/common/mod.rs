@@ -75,7 +75,7 @@ pub async fn fresh_pg_database() -> String {
     format!("{base}/{name}")
 }
 
-/// A `lectern worker` child process; killed (SIGKILL) when dropped.
+/// A `lectern` child process (a worker, or a server); killed (SIGKILL) when dropped.
 pub struct WorkerProcess {
     pub child: std::process::Child,
 }
@@ -83,21 +83,26 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Starts `lectern [global…] worker [worker_args…]` over `data_dir`, logging to `log`.
     pub fn start(data_dir: &Path, global: &[&str], worker_args: &[&str], log: &Path) -> Self {
+        let args: Vec<&str> = ["worker"].into_iter().chain(worker_args.iter().copied()).collect();
+        Self::command(data_dir, global, &args, log)
+    }
+
+    /// Starts `lectern [global…] [args…]` over `data_dir`, logging to `log`.
+    pub fn command(data_dir: &Path, global: &[&str], args: &[&str], log: &Path) -> Self {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_lectern"))
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--models-dir")
             .arg(root().join("models/cache"))
             .args(global)
-            .arg("worker")
-            .args(worker_args)
+            .args(args)
             .env("OMP_THREAD_LIMIT", "1")
             .env("RUST_LOG", "lectern=debug,warn")
             .env_remove("DATABASE_URL")
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::options().create(true).append(true).open(log).unwrap())
             .spawn()
-            .expect("start lectern worker");
+            .expect("start lectern");
         Self { child }
     }
 

@@ -161,7 +161,7 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let wanted = |name: &str| doc.artifacts.as_ref().is_none_or(|a| a.iter().any(|n| n == name));
     let (want_sheet, want_quiz, want_cards) = (wanted("cheatsheet"), wanted("quiz"), wanted("flashcards"));
     let (artifacts, cards) =
-        tokio::task::spawn_blocking(move || -> Result<(Vec<Artifact>, Vec<flashcards::Card>), StageError> {
+        crate::background::spawn_cpu(move || -> Result<(Vec<Artifact>, Vec<flashcards::Card>), StageError> {
             let inputs = figure_inputs(&chunks, &figures, &material);
             let set = study_set(&id, &title, &material, &inputs, summary.as_deref(), &config, chrono::Utc::now());
             let mut outputs = Vec::new();
