@@ -144,8 +144,8 @@ pub struct AnnParams {
 
 impl Default for AnnParams {
     fn default() -> Self {
-        // benches/search.rs at 100k rows: 20/5 gave recall@10 0.28 at p50 6.3 ms, 40/20 gave
-        // 0.66 at 8.0 ms (results in benches/results/).
+        // benches/search.rs at 100k rows (results/search-2026-12-03.txt): 20/5 gave
+        // recall@10 0.28 at p50 7.8 ms, 40/20 0.65 at 8.9 ms, 80/40 0.86 at 12.3 ms.
         Self { nprobes: 40, refine_factor: 20 }
     }
 }
@@ -366,9 +366,12 @@ impl VectorIndex {
         if q.exact {
             query = query.bypass_vector_index();
         } else {
-            // Used once an IVF-PQ index exists; flat search ignores them.
+            // Used once an IVF-PQ index exists; flat search ignores them. The candidates
+            // re-ranked exactly stay refine_factor × top_k when hybrid search asks for a
+            // deeper list: fusion only needs the ranks.
             let ann = *self.ann.lock().expect("ann lock");
-            query = query.nprobes(ann.nprobes)?.refine_factor(ann.refine_factor);
+            let refine = (ann.refine_factor as usize * q.top_k).div_ceil(k).max(1) as u32;
+            query = query.nprobes(ann.nprobes)?.refine_factor(refine);
         }
         let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
         Ok(hits(&batches, |d| 1.0 - d, "_distance"))
