@@ -71,7 +71,7 @@ eval-figures: build
 
 # Upload latency: 1 MiB PDFs at 200/s for 10 s over loopback while the workers run.
 bench-load: setup
-	cargo bench --profile dev --bench ingest_load -- --rate 200 --seconds 10
+	cargo bench --profile dev --bench ingest_load -- --rate 200 --seconds 10 --runs 3
 
 # Generation time per document (material, plan, write; the stage vs the embed stage).
 bench-generate: setup

@@ -89,10 +89,11 @@ pub enum Command {
         /// Also run worker pools for all queues in this process.
         #[arg(long)]
         workers: bool,
-        /// Nice value of the in-process workers' threads (0–19; 0: same priority as the
-        /// server), so uploads are answered promptly while documents are processed.
-        #[arg(long, env = "LECTERN_WORKER_NICE", default_value_t = 10)]
-        worker_nice: i32,
+        /// Priority of the in-process workers' CPU work, so uploads are answered promptly
+        /// while documents are processed: a nice value 0–19 (0: same as the server) or
+        /// `idle` (SCHED_IDLE: only CPU time the server leaves).
+        #[arg(long, env = "LECTERN_WORKER_NICE", default_value = "idle")]
+        worker_nice: crate::background::CpuPriority,
         /// Serve without bearer tokens (local use only).
         #[arg(long, env = "LECTERN_NO_AUTH")]
         no_auth: bool,
@@ -497,9 +498,13 @@ fn queue_specs(ctx: &Context, queues: &[String], concurrency: &[usize]) -> anyho
         .collect()
 }
 
-/// Serves the API; `workers: Some(nice)` also runs every queue's pools in this process, on
-/// threads at that nice value.
-async fn serve(ctx: Arc<Context>, listen: &str, workers: Option<i32>) -> anyhow::Result<i32> {
+/// Serves the API; `workers: Some(priority)` also runs every queue's pools in this process,
+/// their CPU work at that priority.
+async fn serve(
+    ctx: Arc<Context>,
+    listen: &str,
+    workers: Option<crate::background::CpuPriority>,
+) -> anyhow::Result<i32> {
     if !ctx.settings.auth_required {
         tracing::warn!("serving without API tokens (--no-auth): anyone who can connect may use the API");
     } else if ctx.store.tokens().await?.iter().all(|t| t.revoked_at.is_some()) {
@@ -507,9 +512,9 @@ async fn serve(ctx: Arc<Context>, listen: &str, workers: Option<i32>) -> anyhow:
     }
     let (trigger, shutdown) = shutdown::channel();
     let worker_thread = match workers {
-        Some(nice) => {
+        Some(priority) => {
             let specs = queue_specs(&ctx, &[], &[])?;
-            Some(crate::background::spawn_workers(ctx.clone(), specs, shutdown.clone(), 2, nice)?)
+            Some(crate::background::spawn_workers(ctx.clone(), specs, shutdown.clone(), 2, priority)?)
         }
         None => None,
     };

@@ -4,7 +4,8 @@
 //! - fan-out: two worker processes on a PostgreSQL store split a multi-page PDF page by
 //!   page; each page is processed once and the document finalised once;
 //! - `lectern serve --workers`: an HTTP upload reaches done, and the in-process pools'
-//!   CPU threads run at the worker nice value while the server's do not.
+//!   CPU threads run under SCHED_IDLE (the default `--worker-nice idle`) while the
+//!   server's run at normal priority.
 
 mod common;
 
@@ -103,15 +104,16 @@ async fn two_worker_processes_split_a_pdf_page_by_page() {
     println!("jobs were run by {} worker processes: {workers:?}", workers.len());
 }
 
-/// (thread name, nice value) of every thread of process `pid`, from /proc.
-fn thread_nice_values(pid: u32) -> Vec<(String, i32)> {
+/// (thread name, "idle" or "nice N") of every thread of process `pid`, from /proc.
+fn thread_priorities(pid: u32) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else { continue };
         let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
-        // Fields after the name start at field 3 (state); nice is field 19.
-        let nice = stat[close + 1..].split_whitespace().nth(16).unwrap().parse().unwrap();
-        out.push((stat[open + 1..close].to_string(), nice));
+        // Fields after the name start at field 3 (state); nice is field 19, policy 41.
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let priority = if fields[38] == libc::SCHED_IDLE.to_string() { "idle".into() } else { format!("nice {}", fields[16]) };
+        out.push((stat[open + 1..close].to_string(), priority));
     }
     out
 }
@@ -124,7 +126,7 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
         probe.local_addr().unwrap().to_string()
     };
     let log = dir.path().join("serve.log");
-    let serve = ["serve", "--workers", "--no-auth", "--listen", &listen, "--worker-nice", "7"];
+    let serve = ["serve", "--workers", "--no-auth", "--listen", &listen];
     let mut server = common::WorkerProcess::command(&dir.path().join("data"), &[], &serve, &log);
     let (base, client) = (format!("http://{listen}"), reqwest::Client::new());
     let started = Instant::now();
@@ -150,19 +152,19 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
     };
     assert_eq!(status, "done", "{}", std::fs::read_to_string(&log).unwrap_or_default());
 
-    let threads = thread_nice_values(server.child.id());
-    let of = |name: &str| threads.iter().filter(|(n, _)| n == name).map(|(_, v)| *v).collect::<Vec<_>>();
+    let threads = thread_priorities(server.child.id());
+    let of = |name: &str| threads.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
     for name in ["pdfium", "lectern-embed"] {
         let values = of(name);
-        assert!(!values.is_empty() && values.iter().all(|v| *v == 7), "{name}: {values:?} in {threads:?}");
+        assert!(!values.is_empty() && values.iter().all(|v| *v == "idle"), "{name}: {values:?} in {threads:?}");
     }
     // The pools' runtime: blocking threads that ran stage work are niced, its async
     // threads (which hold the SQLite writer) are not; the server's threads are not.
     let pool = of("lectern-worker");
-    assert!(pool.contains(&7) && pool.contains(&0), "worker runtime: {pool:?}");
+    assert!(pool.contains(&"idle") && pool.contains(&"nice 0"), "worker runtime: {pool:?}");
     // Tokio's default thread names: "tokio-rt-worker" now, "tokio-runtime-w(orker)" before.
-    let server_threads: Vec<i32> =
-        threads.iter().filter(|(n, _)| n.starts_with("tokio-r")).map(|(_, v)| *v).collect();
-    assert!(!server_threads.is_empty() && server_threads.iter().all(|v| *v == 0), "server: {threads:?}");
+    let server_threads: Vec<&str> =
+        threads.iter().filter(|(n, _)| n.starts_with("tokio-r")).map(|(_, v)| v.as_str()).collect();
+    assert!(!server_threads.is_empty() && server_threads.iter().all(|v| *v == "nice 0"), "server: {threads:?}");
     assert!(server.terminate().success());
 }

@@ -99,7 +99,7 @@ impl Embedder {
         std::thread::Builder::new()
             .name("lectern-embed".into())
             .spawn(move || {
-                crate::background::lower_thread_priority(crate::background::cpu_nice());
+                crate::background::lower_thread_priority(crate::background::cpu_priority());
                 while let Ok(first) = rx.recv() {
                     let mut requests = vec![first];
                     let mut gathered = requests[0].0.len();

@@ -61,7 +61,7 @@ impl PdfiumHost {
         let (ready_tx, ready_rx) = mpsc::channel();
         let library = library.to_path_buf();
         std::thread::Builder::new().name("pdfium".into()).spawn(move || {
-            crate::background::lower_thread_priority(crate::background::cpu_nice());
+            crate::background::lower_thread_priority(crate::background::cpu_priority());
             let pdfium = match Pdfium::bind_to_library(&library) {
                 Ok(bindings) => Pdfium::new(bindings),
                 Err(e) => {
