@@ -121,6 +121,10 @@ pub enum Command {
         /// Jobs run at once per queue (repeatable, paired with --queue).
         #[arg(long)]
         concurrency: Vec<usize>,
+        /// Priority of this worker's CPU work: a nice value 0–19 or `idle` (SCHED_IDLE),
+        /// for workers sharing a machine with `lectern serve`.
+        #[arg(long, default_value = "0")]
+        nice: crate::background::CpuPriority,
     },
     /// Process files end to end in this process and print where the results are.
     Process {
@@ -338,7 +342,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("revoked {id}");
             Ok(0)
         }
-        Command::Worker { queues, concurrency } => {
+        Command::Worker { queues, concurrency, nice } => {
+            crate::background::set_cpu_priority(nice);
             let specs = queue_specs(&ctx, &queues, &concurrency)?;
             let (trigger, shutdown) = shutdown::channel();
             tokio::spawn(async move {
