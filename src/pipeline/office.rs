@@ -39,15 +39,16 @@ pub enum Block {
     Table(Vec<String>),
     /// A slide's speaker notes.
     Notes(String),
-    /// An embedded image: its bytes, decoded later.
-    Image(Vec<u8>),
+    /// An embedded image: its part name, read only when its page is rendered.
+    Image(String),
     PageBreak,
 }
 
-/// A page laid out from blocks, and the images placed on it.
+/// A page laid out from blocks, and the images placed on it (box, part name for
+/// [`Package::bytes`]).
 pub struct LaidOut {
     pub page: Page,
-    pub images: Vec<(BBox, Vec<u8>)>,
+    pub images: Vec<(BBox, String)>,
 }
 
 /// DOCX or PPTX, from the parts the ZIP holds; `None` for any other ZIP.
@@ -62,7 +63,7 @@ pub fn kind(path: &Path) -> Result<Option<MediaType>, StageError> {
     })
 }
 
-/// Reads the document and lays out its pages.
+/// Reads the document's text and lays out its pages; image bytes stay in the package.
 pub fn read(path: &Path, media: MediaType) -> Result<Vec<LaidOut>, StageError> {
     let mut package = Package::open(path)?;
     Ok(match media {
@@ -75,12 +76,13 @@ pub fn read(path: &Path, media: MediaType) -> Result<Vec<LaidOut>, StageError> {
     })
 }
 
-struct Package {
+/// The ZIP package of a DOCX or PPTX.
+pub struct Package {
     archive: zip::ZipArchive<std::fs::File>,
 }
 
 impl Package {
-    fn open(path: &Path) -> Result<Self, StageError> {
+    pub fn open(path: &Path) -> Result<Self, StageError> {
         let file = std::fs::File::open(path)?;
         let archive = zip::ZipArchive::new(file)
             .map_err(|e| StageError::BadInput(format!("not a readable DOCX/PPTX (ZIP) file: {e}")))?;
@@ -91,7 +93,8 @@ impl Package {
         self.archive.index_for_name(name).is_some()
     }
 
-    fn bytes(&mut self, name: &str) -> Result<Option<Vec<u8>>, StageError> {
+    /// A part's bytes (at most [`MAX_PART_BYTES`]), `None` when it is not there.
+    pub fn bytes(&mut self, name: &str) -> Result<Option<Vec<u8>>, StageError> {
         let entry = match self.archive.by_name(name) {
             Ok(entry) => entry,
             Err(zip::result::ZipError::FileNotFound) => return Ok(None),
@@ -134,9 +137,9 @@ impl Package {
     }
 
     /// The image a relationship points to, if it is there.
-    fn image(&mut self, rels: &HashMap<String, (String, String)>, id: &str) -> Result<Option<Block>, StageError> {
-        let Some((_, target)) = rels.get(id) else { return Ok(None) };
-        Ok(self.bytes(target)?.map(Block::Image))
+    fn image(&self, rels: &HashMap<String, (String, String)>, id: &str) -> Option<Block> {
+        let (_, target) = rels.get(id)?;
+        self.has(target).then(|| Block::Image(target.clone()))
     }
 }
 
@@ -250,7 +253,7 @@ fn docx_blocks(
                     });
                 }
                 for blip in node.descendants().filter(|n| n.tag_name().name() == "blip") {
-                    if let Some(image) = attr(blip, "embed").map(|id| package.image(rels, id)).transpose()?.flatten() {
+                    if let Some(image) = attr(blip, "embed").and_then(|id| package.image(rels, id)) {
                         blocks.push(image);
                     }
                 }
@@ -367,9 +370,7 @@ fn slide_blocks(package: &mut Package, slide: &str) -> Result<Vec<Block>, StageE
             }
             "pic" => {
                 let blip = node.descendants().find(|n| n.tag_name().name() == "blip");
-                if let Some(image) =
-                    blip.and_then(|b| attr(b, "embed")).map(|id| package.image(&rels, id)).transpose()?.flatten()
-                {
+                if let Some(image) = blip.and_then(|b| attr(b, "embed")).and_then(|id| package.image(&rels, id)) {
                     blocks.push(image);
                 }
             }
@@ -428,9 +429,9 @@ fn lay_out(number: u32, blocks: Vec<Block>) -> LaidOut {
             Block::Paragraph(text) => ("text", None, vec![text]),
             Block::Notes(text) => ("notes", None, vec![format!("Notes: {text}")]),
             Block::Table(rows) => ("table", None, rows),
-            Block::Image(bytes) => {
+            Block::Image(part) => {
                 let bbox = [MARGIN, y, MARGIN + FIGURE_W, y + FIGURE_W];
-                images.push((bbox, bytes));
+                images.push((bbox, part));
                 y += FIGURE_W + LINE_H;
                 continue;
             }

@@ -407,13 +407,15 @@ fn read_office(
     std::fs::create_dir_all(figures_dir)?;
     let mut pages = Vec::new();
     let mut figures = Vec::new();
+    let mut package = super::office::Package::open(path)?;
     for laid in super::office::read(path, media)? {
         if !range.contains(&laid.page.number) {
             continue;
         }
         let number = laid.page.number;
         let mut page_figures = Vec::new();
-        for (bbox, bytes) in laid.images {
+        for (bbox, part) in laid.images {
+            let Some(bytes) = package.bytes(&part)? else { continue };
             // Formats the image crate does not read (EMF, WMF, GIF) and pixel bombs are skipped.
             let Ok(reader) = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format() else {
                 continue;
