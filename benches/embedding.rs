@@ -225,7 +225,7 @@ fn main() {
         args.runs
     );
 
-    let embedder = Embedder::start(&settings).unwrap();
+    let embedder = Embedder::start(&settings, "lectern-embed").unwrap();
     if args.only_lectern {
         for _ in 0..args.runs {
             let start = Instant::now();

@@ -23,6 +23,7 @@ pub struct Context {
     pub pipeline: PipelineConfig,
     layout: OnceCell<Arc<LayoutModel>>,
     embedder: OnceCell<Arc<Embedder>>,
+    query_embedder: OnceCell<Arc<Embedder>>,
     tokenizer: OnceCell<Arc<tokenizers::Tokenizer>>,
     labels: OnceCell<Arc<Labels>>,
     index: OnceCell<Arc<VectorIndex>>,
@@ -36,6 +37,7 @@ impl Context {
             pipeline,
             layout: OnceCell::new(),
             embedder: OnceCell::new(),
+            query_embedder: OnceCell::new(),
             tokenizer: OnceCell::new(),
             labels: OnceCell::new(),
             index: OnceCell::new(),
@@ -71,12 +73,30 @@ impl Context {
             .cloned()
     }
 
-    /// The process's embedding thread (started on first use).
+    /// The stages' embedding thread (started on first use), at the workers' CPU priority.
     pub async fn embedder(&self) -> Result<Arc<Embedder>, StageError> {
         let settings = self.settings.clone();
         self.embedder
             .get_or_try_init(|| async move {
-                crate::background::spawn_cpu(move || Embedder::start(&settings).map(Arc::new)).await?
+                crate::background::spawn_cpu(move || Embedder::start(&settings, "lectern-embed").map(Arc::new)).await?
+            })
+            .await
+            .cloned()
+    }
+
+    /// The embedding thread for search queries. Where the stages' CPU work runs at a lower
+    /// priority (`serve --workers`), queries get a model of their own at normal priority, so
+    /// they neither wait for idle CPU nor queue behind a document's batches; elsewhere it
+    /// is [`Self::embedder`]. Call it from the server's runtime, whose blocking threads keep
+    /// normal priority (a lowered thread cannot raise itself again).
+    pub async fn query_embedder(&self) -> Result<Arc<Embedder>, StageError> {
+        if crate::background::cpu_priority() == crate::background::CpuPriority::Nice(0) {
+            return self.embedder().await;
+        }
+        let settings = self.settings.clone();
+        self.query_embedder
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || Embedder::start(&settings, "lectern-query").map(Arc::new)).await?
             })
             .await
             .cloned()

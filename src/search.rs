@@ -64,7 +64,7 @@ pub async fn search(ctx: &Context, req: &SearchRequest) -> Result<Vec<Hit>, Sear
     let vector = match req.mode {
         Mode::Text => None,
         Mode::Vector | Mode::Hybrid => {
-            let embedder = ctx.embedder().await?;
+            let embedder = ctx.query_embedder().await?;
             embedder.embed(vec![req.query.clone()]).await?.pop()
         }
     };

@@ -5,7 +5,7 @@
 //!   page; each page is processed once and the document finalised once;
 //! - `lectern serve --workers`: an HTTP upload reaches done, and the in-process pools'
 //!   CPU threads run under SCHED_IDLE (the default `--worker-nice idle`) while the
-//!   server's run at normal priority.
+//!   server's, and the thread embedding search queries, run at normal priority.
 
 mod common;
 
@@ -151,6 +151,11 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(status, "done", "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    // A search query is embedded on a thread of the server's, not the workers' idle one.
+    let body = serde_json::json!({ "query": "managing geospatial data shared by several organizations", "mode": "hybrid" });
+    let hits: serde_json::Value =
+        client.post(format!("{base}/v1/search")).json(&body).send().await.unwrap().json().await.unwrap();
+    assert_eq!(hits["hits"][0]["document_id"].as_str(), Some(id.as_str()), "{hits}");
 
     let threads = thread_priorities(server.child.id());
     let of = |name: &str| threads.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
@@ -158,6 +163,7 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
         let values = of(name);
         assert!(!values.is_empty() && values.iter().all(|v| *v == "idle"), "{name}: {values:?} in {threads:?}");
     }
+    assert_eq!(of("lectern-query"), ["nice 0"], "query embedding thread in {threads:?}");
     // The pools' runtime: blocking threads that ran stage work are niced, its async
     // threads (which hold the SQLite writer) are not; the server's threads are not.
     let pool = of("lectern-worker");

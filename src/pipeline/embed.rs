@@ -92,14 +92,14 @@ pub fn load_tokenizer(settings: &Settings) -> Result<Tokenizer, StageError> {
 }
 
 impl Embedder {
-    /// Loads the model and starts its thread. Blocking: call from a blocking thread.
-    pub fn start(settings: &Settings) -> Result<Self, StageError> {
+    /// Loads the model and starts its thread, named `name`, at the calling thread's
+    /// priority. Blocking: call from a blocking thread.
+    pub fn start(settings: &Settings, name: &str) -> Result<Self, StageError> {
         let (mut model, tokenizer) = load_model(settings)?;
         let (tx, rx) = mpsc::channel::<(Vec<String>, Reply)>();
         std::thread::Builder::new()
-            .name("lectern-embed".into())
+            .name(name.into())
             .spawn(move || {
-                crate::background::lower_thread_priority(crate::background::cpu_priority());
                 while let Ok(first) = rx.recv() {
                     let mut requests = vec![first];
                     let mut gathered = requests[0].0.len();
