@@ -164,7 +164,7 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
         assert!(!values.is_empty() && values.iter().all(|v| *v == "idle"), "{name}: {values:?} in {threads:?}");
     }
     assert_eq!(of("lectern-query"), ["nice 0"], "query embedding thread in {threads:?}");
-    // The pools' runtime: blocking threads that ran stage work are niced, its async
+    // The pools' runtime: blocking threads that ran stage work are idle, its async
     // threads (which hold the SQLite writer) are not; the server's threads are not.
     let pool = of("lectern-worker");
     assert!(pool.contains(&"idle") && pool.contains(&"nice 0"), "worker runtime: {pool:?}");

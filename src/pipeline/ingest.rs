@@ -221,7 +221,8 @@ pub async fn run(ctx: &Context, document_id: &str) -> Result<(), StageError> {
     let pages = match media {
         MediaType::Pdf => ctx.pdfium().await?.page_count(path).await?,
         MediaType::Docx | MediaType::Pptx => {
-            crate::background::spawn_cpu(move || super::office::read(&path, media).map(|p| p.len() as u32)).await??
+            let count = move || super::office::read(&mut super::office::Package::open(&path)?, media);
+            crate::background::spawn_cpu(count).await??.len() as u32
         }
         _ => crate::background::spawn_cpu(move || super::raster::check(&path, media)).await??,
     };

@@ -63,15 +63,14 @@ pub fn kind(path: &Path) -> Result<Option<MediaType>, StageError> {
     })
 }
 
-/// Reads the document's text and lays out its pages; image bytes stay in the package.
-pub fn read(path: &Path, media: MediaType) -> Result<Vec<LaidOut>, StageError> {
-    let mut package = Package::open(path)?;
+/// Reads the document's text and lays out its pages; image bytes stay in `package`.
+pub fn read(package: &mut Package, media: MediaType) -> Result<Vec<LaidOut>, StageError> {
     Ok(match media {
         MediaType::Docx => {
-            let blocks = docx(&mut package)?;
+            let blocks = docx(package)?;
             paginate(blocks).into_iter().enumerate().map(|(i, b)| lay_out(i as u32 + 1, b)).collect()
         }
-        MediaType::Pptx => pptx(&mut package)?.into_iter().enumerate().map(|(i, b)| lay_out(i as u32 + 1, b)).collect(),
+        MediaType::Pptx => pptx(package)?.into_iter().enumerate().map(|(i, b)| lay_out(i as u32 + 1, b)).collect(),
         other => return Err(StageError::BadInput(format!("{} is not an Office document", other.mime()))),
     })
 }

@@ -408,7 +408,7 @@ fn read_office(
     let mut pages = Vec::new();
     let mut figures = Vec::new();
     let mut package = super::office::Package::open(path)?;
-    for laid in super::office::read(path, media)? {
+    for laid in super::office::read(&mut package, media)? {
         if !range.contains(&laid.page.number) {
             continue;
         }
