@@ -44,7 +44,10 @@ fn main() {
         return child(rate, seconds);
     }
     let runs = arg::<usize>("--runs", "3")[0];
-    println!("{} uploads of 1024 KiB at {rate}/s over loopback, workers running; settings alternated, {runs} runs each", rate * seconds);
+    println!(
+        "{} uploads of 1024 KiB at {rate}/s over loopback, workers running; settings alternated, {runs} runs each",
+        rate * seconds
+    );
     let mut p99s: Vec<(String, Vec<f64>)> = Vec::new();
     for _ in 0..runs {
         for sync in arg::<String>("--sync", "false") {
@@ -135,8 +138,9 @@ fn run(pdf: &[u8], rate: u64, seconds: u64, nice: Option<CpuPriority>, sync: boo
         (ctx, base, secret)
     });
     let (trigger, stop) = lectern::shutdown::channel();
-    let workers = nice
-        .map(|nice| lectern::background::spawn_workers(ctx.clone(), ctx.pipeline.stage_specs(), stop, 2, nice).unwrap());
+    let workers = nice.map(|nice| {
+        lectern::background::spawn_workers(ctx.clone(), ctx.pipeline.stage_specs(), stop, 2, nice).unwrap()
+    });
 
     let pdf = pdf.to_vec();
     let generator = std::thread::spawn(move || {

@@ -112,7 +112,8 @@ fn thread_priorities(pid: u32) -> Vec<(String, String)> {
         let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
         // Fields after the name start at field 3 (state); nice is field 19, policy 41.
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let priority = if fields[38] == libc::SCHED_IDLE.to_string() { "idle".into() } else { format!("nice {}", fields[16]) };
+        let priority =
+            if fields[38] == libc::SCHED_IDLE.to_string() { "idle".into() } else { format!("nice {}", fields[16]) };
         out.push((stat[open + 1..close].to_string(), priority));
     }
     out
@@ -131,12 +132,17 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
     let (base, client) = (format!("http://{listen}"), reqwest::Client::new());
     let started = Instant::now();
     while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(60), "server did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "server did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     let pdf = std::fs::read(common::fixture("paper.pdf")).unwrap();
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(pdf).file_name("paper.pdf"));
+    let form =
+        reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(pdf).file_name("paper.pdf"));
     let resp = client.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap();
     assert_eq!(resp.status(), 202);
     let id = resp.json::<serde_json::Value>().await.unwrap()["document_id"].as_str().unwrap().to_string();
@@ -152,7 +158,8 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
     };
     assert_eq!(status, "done", "{}", std::fs::read_to_string(&log).unwrap_or_default());
     // A search query is embedded on a thread of the server's, not the workers' idle one.
-    let body = serde_json::json!({ "query": "managing geospatial data shared by several organizations", "mode": "hybrid" });
+    let body =
+        serde_json::json!({ "query": "managing geospatial data shared by several organizations", "mode": "hybrid" });
     let hits: serde_json::Value =
         client.post(format!("{base}/v1/search")).json(&body).send().await.unwrap().json().await.unwrap();
     assert_eq!(hits["hits"][0]["document_id"].as_str(), Some(id.as_str()), "{hits}");

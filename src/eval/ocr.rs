@@ -335,7 +335,10 @@ mod tests {
             vec![word("a1", 0.0, 1.0), word("a2", 0.0, 20.0), word("bl", 100.0, 0.0), word("b2", 100.0, 20.0)];
         read.push(word("x", 300.0, 300.0));
         assert_eq!(aligned(&layer, &read), ("a1 b1 a2 b2".to_string(), "a1 bl a2 b2 x".to_string()));
-        assert_eq!(normalise("ef\u{fb01}cient \u{201c}x\u{201d} \u{2014} it\u{2019}s", false), "efficient \"x\" - it's");
+        assert_eq!(
+            normalise("ef\u{fb01}cient \u{201c}x\u{201d} \u{2014} it\u{2019}s", false),
+            "efficient \"x\" - it's"
+        );
         assert_eq!(normalise("interac- tion well- Known a -", false), "interaction well- Known a -");
         // Dot leaders: spaced in the text layer, any number of dots in OCR.
         let layer = "Robbery. . . . . . 102.1 e.g. end.";
