@@ -7,9 +7,8 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/lectern/target
 export SQLX_OFFLINE := true
 # One OpenMP thread per tesseract engine.
 export OMP_THREAD_LIMIT := 1
-ifneq ($(shell command -v mold 2>/dev/null),)
-export RUSTFLAGS := -C link-arg=-fuse-ld=mold
-endif
+# No RUSTFLAGS: they are part of every artifact's hash, so a flag that depended on what
+# set-up had installed (it picked mold once installed) made the second run rebuild all.
 
 LECTERN := $(CARGO_TARGET_DIR)/debug/lectern
 DEMO_DATA := ./lectern-data

@@ -21,7 +21,7 @@ packages=(
   tesseract-ocr-eng tesseract-ocr-fra tesseract-ocr-deu tesseract-ocr-spa
   tesseract-ocr-ita tesseract-ocr-nld tesseract-ocr-por
   tesseract-ocr-osd   # orientation detection: pages on their side
-  protobuf-compiler libprotobuf-dev mold fonts-dejavu-core   # libprotobuf-dev: well-known .proto files lance imports
+  protobuf-compiler libprotobuf-dev fonts-dejavu-core   # libprotobuf-dev: well-known .proto files lance imports
   fonts-liberation2 libreoffice-writer-nogui   # Arial metrics for the cheat sheet; its page-count test
   chromium   # the dashboard's browser test
 )

@@ -12,6 +12,7 @@ use crate::config::{PipelineConfig, Settings};
 use crate::context::Context;
 use crate::engine::QueueSpec;
 use crate::index::Mode;
+use crate::pipeline::workdir::TextSource;
 use crate::{http, pipeline, search, shutdown, status, storage};
 
 #[derive(Debug, Parser)]
@@ -157,6 +158,9 @@ pub enum Command {
         id: String,
         #[arg(long)]
         json: bool,
+        /// Also list the document's pages: text layer or OCR, OCR language and confidence.
+        #[arg(long)]
+        pages: bool,
     },
     /// Cancel a job (by number) or every unfinished job of a document (by id).
     Cancel { id: String },
@@ -420,7 +424,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Status { id, json } => show_status(&ctx, &id, json).await,
+        Command::Status { id, json, pages } => show_status(&ctx, &id, json, pages).await,
         Command::Delete { id } => {
             if !status::delete_document(&ctx, &id).await? {
                 bail!("no document {id}");
@@ -619,7 +623,7 @@ async fn process(ctx: Arc<Context>, files: &[PathBuf], collection: &str) -> anyh
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-async fn show_status(ctx: &Context, id: &str, json: bool) -> anyhow::Result<i32> {
+async fn show_status(ctx: &Context, id: &str, json: bool, pages: bool) -> anyhow::Result<i32> {
     if let Ok(job_id) = id.parse::<i64>() {
         let job = ctx.store.job(job_id).await?.with_context(|| format!("no job {job_id}"))?;
         if json {
@@ -639,8 +643,13 @@ async fn show_status(ctx: &Context, id: &str, json: bool) -> anyhow::Result<i32>
         return Ok(0);
     }
     let status = status::document_status(ctx, id).await?.with_context(|| format!("no document {id}"))?;
+    let pages = if pages { status::document_pages(ctx, id).await?.unwrap_or_default() } else { Vec::new() };
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        let mut value = serde_json::to_value(&status)?;
+        if !pages.is_empty() {
+            value["pages"] = serde_json::to_value(&pages)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(0);
     }
     let d = &status.document;
@@ -672,6 +681,18 @@ async fn show_status(ctx: &Context, id: &str, json: bool) -> anyhow::Result<i32>
     }
     for a in &status.artifacts {
         println!("  artifact {:<16} {}", a.name, a.path);
+    }
+    for p in &pages {
+        let source = match p.source {
+            TextSource::TextLayer => "text layer".to_string(),
+            TextSource::Ocr => format!(
+                "OCR {} confidence {}{}",
+                p.ocr_language.as_deref().unwrap_or("-"),
+                p.ocr_confidence.map_or("-".into(), |c| format!("{c:.0}")),
+                if p.low_confidence { "  LOW" } else { "" }
+            ),
+        };
+        println!("  page {:>4}  {:>5} words  {:>2} regions  {source}", p.number, p.words, p.regions);
     }
     Ok(0)
 }

@@ -213,6 +213,7 @@ fn protected(ctx: Arc<Context>) -> Router {
         .route("/v1/documents/{id}", get(document).delete(delete_document))
         .route("/v1/documents/{id}/cancel", post(cancel_document))
         .route("/v1/documents/{id}/events", get(document_events))
+        .route("/v1/documents/{id}/pages", get(pages))
         .route("/v1/documents/{id}/artifacts", get(artifacts))
         .route("/v1/documents/{id}/artifacts/{name}", get(artifact))
         .route("/v1/jobs/{id}", get(job))
@@ -345,6 +346,14 @@ async fn upload(
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     Err(ApiError::BadRequest("multipart field \"file\" is missing".into()))
+}
+
+async fn pages(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let pages = crate::status::document_pages(&ctx, &id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
+    Ok(Json(json!({ "pages": pages })).into_response())
 }
 
 async fn artifacts(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {

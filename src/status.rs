@@ -4,6 +4,9 @@
 use serde::Serialize;
 
 use crate::context::Context;
+use crate::pipeline::StageError;
+use crate::pipeline::ocr::LOW_CONFIDENCE;
+use crate::pipeline::workdir::TextSource;
 use crate::storage::{Artifact, Document, Figure, Flashcard, Job, StoreError};
 
 #[derive(Debug, Serialize)]
@@ -23,6 +26,64 @@ pub async fn document_status(ctx: &Context, id: &str) -> Result<Option<DocumentS
         artifacts: ctx.store.artifacts(id).await?,
         document,
     }))
+}
+
+/// What happened to one page: which path gave it its text, and how sure OCR was.
+#[derive(Debug, Serialize)]
+pub struct PageSummary {
+    pub number: u32,
+    /// `text_layer` (the PDF's own text, never OCR'd) or `ocr`.
+    pub source: TextSource,
+    pub words: usize,
+    /// Layout regions found on the page.
+    pub regions: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocr_language: Option<String>,
+    /// Mean word confidence (0–100) of the page's OCR.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocr_confidence: Option<f32>,
+    /// OCR'd with a mean word confidence below [`LOW_CONFIDENCE`]: its text is worth a look.
+    pub low_confidence: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PagesError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    #[error("read pages: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// The pages rendered so far, in order (`None` for an unknown document). Reads every
+/// page file of the work directory, on a blocking thread.
+pub async fn document_pages(ctx: &Context, id: &str) -> Result<Option<Vec<PageSummary>>, PagesError> {
+    if ctx.store.document(id).await?.is_none() {
+        return Ok(None);
+    }
+    let workdir = ctx.workdir(id);
+    let pages = tokio::task::spawn_blocking(move || {
+        if !workdir.pages_dir().is_dir() {
+            return Ok(Vec::new());
+        }
+        workdir.load_pages()
+    })
+    .await??;
+    Ok(Some(
+        pages
+            .into_iter()
+            .map(|p| PageSummary {
+                number: p.number,
+                source: p.source,
+                words: p.words.len(),
+                regions: p.regions.len(),
+                low_confidence: p.ocr_confidence.is_some_and(|c| c < LOW_CONFIDENCE),
+                ocr_language: p.ocr_language,
+                ocr_confidence: p.ocr_confidence,
+            })
+            .collect(),
+    ))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -133,6 +133,15 @@ async fn upload_then_poll_until_done() {
     let missing = client.get(format!("{base}/v1/jobs/999999")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 
+    // Each page says which path gave it its text.
+    let pages: Value =
+        client.get(format!("{base}/v1/documents/{doc_id}/pages")).send().await.unwrap().json().await.unwrap();
+    let page = &pages["pages"][0];
+    assert_eq!((page["number"].as_i64(), page["source"].as_str()), (Some(1), Some("ocr")), "{pages}");
+    assert_eq!((page["ocr_language"].as_str(), page["low_confidence"].as_bool()), (Some("eng"), Some(false)));
+    let unknown = client.get(format!("{base}/v1/documents/nope/pages")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+
     // Artifacts are listed and downloadable.
     let list: Value =
         client.get(format!("{base}/v1/documents/{doc_id}/artifacts")).send().await.unwrap().json().await.unwrap();

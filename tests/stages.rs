@@ -58,6 +58,9 @@ async fn born_digital_pdf_through_every_stage() {
     run_stage(&ctx, Stage::Layout, &id).await.unwrap();
     let pages = ctx.workdir(&id).load_pages().unwrap();
     assert!(pages.iter().all(|p| !p.regions.is_empty()), "every page has layout regions");
+    let summaries = lectern::status::document_pages(&ctx, &id).await.unwrap().unwrap();
+    assert_eq!(summaries.len(), 5);
+    assert!(summaries.iter().all(|p| p.source == TextSource::TextLayer && p.ocr_confidence.is_none() && p.regions > 0));
     let figures = ctx.store.figures(&id).await.unwrap();
     assert!(figures.iter().any(|f| f.page == 5), "figure on page 5: {figures:?}");
     // Its box is the embedded image's own (found by render), not the model's estimate.
@@ -162,6 +165,10 @@ async fn scanned_page_is_ocrd() {
     assert_eq!(page.ocr_language.as_deref(), Some("eng"));
     let doc = ctx.store.document(&id).await.unwrap().unwrap();
     assert_eq!(doc.language.as_deref(), Some("eng"), "language found by the first OCR pass");
+    let pages = lectern::status::document_pages(&ctx, &id).await.unwrap().unwrap();
+    assert_eq!(pages.len(), 1);
+    assert_eq!((pages[0].source, pages[0].low_confidence), (TextSource::Ocr, false));
+    assert!(pages[0].words > 300 && pages[0].ocr_confidence.unwrap() > 70.0, "{pages:?}");
 }
 
 /// A French scan: the first pass (eng) reads "a coté de l'alcéve"; the language found in it
@@ -354,4 +361,39 @@ async fn page_on_its_side_is_read_upright() {
     let text = page.words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
     assert!(text.contains("Emanuel Goldberg developed a machine"), "{text}");
     assert!(page.mean_confidence.unwrap() > 70.0);
+}
+
+/// OCR reads only the page's content box: a page set in wide white margins reads the
+/// same words, with boxes in the whole image's pixels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocr_boxes_are_in_page_pixels_when_margins_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let path = common::fixture("scan.pdf");
+    let grey = ctx
+        .pdfium()
+        .await
+        .unwrap()
+        .run(move |pdfium| lectern::pipeline::render::render_grey(pdfium, &path, 1, 300.0))
+        .await
+        .unwrap();
+    let (dx, dy) = (400u32, 300u32);
+    let mut framed =
+        image::GrayImage::from_pixel(grey.width() + dx + 200, grey.height() + dy + 100, image::Luma([255]));
+    image::imageops::replace(&mut framed, &grey, dx as i64, dy as i64);
+    let read = |image: image::GrayImage| {
+        let (w, h) = image.dimensions();
+        lectern::pipeline::ocr::recognize("eng", image.as_raw(), w, h, 300).unwrap().words
+    };
+    let (plain, framed) = tokio::task::spawn_blocking(move || (read(grey), read(framed))).await.unwrap();
+    assert!(plain.len() > 300, "{} words", plain.len());
+    let found = plain
+        .iter()
+        .filter(|p| {
+            framed.iter().any(|f| {
+                f.text == p.text && (0..4).all(|i| (f.bbox[i] - p.bbox[i] - [dx, dy][i % 2] as f32).abs() <= 2.0)
+            })
+        })
+        .count();
+    assert!(found * 100 >= plain.len() * 98, "{found} of {} words at the same place", plain.len());
 }

@@ -3,15 +3,18 @@
 //! - Decisions: every page of every PDF in the corpus manifest goes through the render
 //!   stage's text-layer test; pages of files the manifest lists without a text layer must
 //!   go to OCR, pages of born-digital files must not.
-//! - Character error rate: a few born-digital pages per document are rendered to 300-DPI
-//!   grey images and OCR'd as the OCR stage does (language detected from the text layer);
-//!   their own text layer is the reference. Both texts are put in the same order, so
-//!   reading order does not count: both in line order, or the reference in line order and
-//!   each OCR word next to the reference word its box overlaps (the smaller error of the
-//!   two is taken); and normalised (ligatures, quotes, dashes, hyphens
-//!   at line ends) before comparing. The rate is reported twice: as is, and with dot
+//! - Character error rate: a few born-digital pages per document (not `pdf_scanned/`,
+//!   whose text layers are OCR; not pages in scripts without installed language data)
+//!   are rendered to 300-DPI grey images and OCR'd as the OCR stage does (language
+//!   detected from the text layer); their own text layer is the reference. Both texts are
+//!   put in the same order, so reading order does not count: both in line order, or the
+//!   reference in line order and each OCR word next to the reference word its box
+//!   overlaps (the smaller error of the two is taken); and normalised (ligatures, quotes,
+//!   dashes, hyphens at line ends) before comparing. The rate is reported as is; with dot
 //!   leaders (". . . . ." in contents and tables) folded to one character on both sides,
-//!   since the text layer spaces their dots and OCR reads any number of them.
+//!   since the text layer spaces their dots and OCR reads any number of them; and on body
+//!   text only: words in the layout model's prose regions, leaving out figures, tables,
+//!   equations, headers and footers.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,7 +23,7 @@ use anyhow::Context as _;
 
 use crate::context::Context;
 use crate::pipeline::render::{OCR_DPI, pixels_per_point, render_grey, text_layer_is_usable, text_layers};
-use crate::pipeline::workdir::{Word, overlap};
+use crate::pipeline::workdir::{Word, centre_in, overlap};
 use crate::pipeline::{language, ocr};
 
 struct Entry {
@@ -73,14 +76,19 @@ pub async fn run(ctx: Arc<Context>, corpus: &Path, pages: usize, dump: Option<&P
     );
 
     println!("\nOCR vs text layer on born-digital pages rendered at {OCR_DPI} DPI:");
-    println!("{:<52} {:>5} {:>5} {:>7} {:>8} {:>8}", "file", "page", "lang", "chars", "CER %", "folded");
+    println!(
+        "{:<52} {:>5} {:>5} {:>7} {:>8} {:>8} {:>7} {:>8}",
+        "file", "page", "lang", "chars", "CER %", "folded", "body", "body %"
+    );
     if let Some(dir) = dump {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    let (mut edits_sum, mut chars_sum) = (0usize, 0usize);
-    let (mut folded_edits_sum, mut folded_chars_sum) = (0usize, 0usize);
+    let layout = ctx.layout_model().await?;
+    let (mut all, mut folded_all, mut body_all) = (Tally::default(), Tally::default(), Tally::default());
     let mut per_page = Vec::new();
-    for (entry, words, usable) in layers.iter().filter(|(e, ..)| e.has_text_layer) {
+    // Scans' text layers are somebody's OCR, not a reference.
+    let born_digital = layers.iter().filter(|(e, ..)| e.has_text_layer && !e.file.starts_with("pdf_scanned/"));
+    for (entry, words, usable) in born_digital {
         let candidates: Vec<usize> = (0..words.len()).filter(|&i| usable[i]).collect();
         if candidates.is_empty() {
             continue;
@@ -99,57 +107,122 @@ pub async fn run(ctx: Arc<Context>, corpus: &Path, pages: usize, dump: Option<&P
         }
         .to_string();
         for i in chosen {
-            let path = corpus.join(&entry.file);
             let number = i as u32 + 1;
+            if !latin_script(&words[i]) {
+                println!(
+                    "{:<52} {number:>5} skipped: not in Latin script (no tesseract data installed for it)",
+                    entry.file
+                );
+                continue;
+            }
+            let path = corpus.join(&entry.file);
             let image = host.run(move |pdfium| render_grey(pdfium, &path, number, OCR_DPI)).await?;
-            let lang_for_ocr = lang.clone();
-            let result = tokio::task::spawn_blocking(move || {
+            let (lang_for_ocr, layout) = (lang.clone(), layout.clone());
+            let (result, regions) = tokio::task::spawn_blocking(move || {
                 let (w, h) = image.dimensions();
-                ocr::recognize(&lang_for_ocr, image.as_raw(), w, h, OCR_DPI as u32)
+                let result = ocr::recognize(&lang_for_ocr, image.as_raw(), w, h, OCR_DPI as u32)?;
+                let rgb = image::DynamicImage::ImageLuma8(image).to_rgb8();
+                Ok::<_, crate::pipeline::StageError>((result, layout.detect(&rgb)?))
             })
             .await??;
             let scale = 1.0 / pixels_per_point(OCR_DPI);
             let hyp: Vec<Word> =
                 result.words.into_iter().map(|w| Word { bbox: w.bbox.map(|v| v * scale), ..w }).collect();
-            // Two ways to put both texts in one order; the error is at most the smaller.
-            let (reference, by_box) = aligned(&words[i], &hyp);
-            let by_line = line_text(&hyp);
-            let score = |fold: bool| {
-                let reference = normalise(&reference, fold);
-                let (line, boxed) = (normalise(&by_line, fold), normalise(&by_box, fold));
-                let (a, b) = (edits(&reference, &line), edits(&reference, &boxed));
-                if a <= b { (a, reference, line) } else { (b, reference, boxed) }
-            };
-            let ((edits, chars), ..) = score(false);
-            let ((folded_edits, folded_chars), folded_ref, folded_hyp) = score(true);
-            (edits_sum, chars_sum) = (edits_sum + edits, chars_sum + chars);
-            (folded_edits_sum, folded_chars_sum) = (folded_edits_sum + folded_edits, folded_chars_sum + folded_chars);
-            let rate = 100.0 * edits as f64 / chars.max(1) as f64;
-            let folded = 100.0 * folded_edits as f64 / folded_chars.max(1) as f64;
-            per_page.push(folded);
-            println!("{:<52} {:>5} {:>5} {:>7} {:>8.2} {:>8.2}", entry.file, number, lang, chars, rate, folded);
+            let page = score(&words[i], &hyp, false);
+            let folded = score(&words[i], &hyp, true);
+            // Body text: words in prose regions only, on both sides (no figures, tables,
+            // equations, headers or footers).
+            let prose: Vec<[f32; 4]> = regions
+                .iter()
+                .filter(|r| {
+                    matches!(r.label.as_str(), "text" | "title" | "reference" | "figure_caption" | "table_caption")
+                })
+                .map(|r| r.bbox.map(|v| v * scale))
+                .collect();
+            let in_prose = |w: &&Word| prose.iter().any(|r| centre_in(&w.bbox, r));
+            let body_ref: Vec<Word> = words[i].iter().filter(in_prose).cloned().collect();
+            let body_hyp: Vec<Word> = hyp.iter().filter(in_prose).cloned().collect();
+            let body = score(&body_ref, &body_hyp, true);
+            all.add(&page);
+            folded_all.add(&folded);
+            body_all.add(&body);
+            per_page.push(folded.rate());
+            println!(
+                "{:<52} {:>5} {:>5} {:>7} {:>8.2} {:>8.2} {:>7} {:>8.2}",
+                entry.file,
+                number,
+                lang,
+                page.chars,
+                page.rate(),
+                folded.rate(),
+                body.chars,
+                body.rate()
+            );
             if let Some(dir) = dump {
                 let stem = format!("{}-p{number:03}", entry.file.replace('/', "_"));
-                std::fs::write(dir.join(format!("{stem}.ref.txt")), folded_ref)?;
-                std::fs::write(dir.join(format!("{stem}.ocr.txt")), folded_hyp)?;
+                std::fs::write(dir.join(format!("{stem}.ref.txt")), &folded.reference)?;
+                std::fs::write(dir.join(format!("{stem}.ocr.txt")), &folded.hypothesis)?;
             }
         }
     }
     per_page.sort_by(f64::total_cmp);
     let under = |limit: f64| per_page.iter().filter(|r| **r <= limit).count();
+    println!("CER over {} pages: {:.2}% of {} characters as is", per_page.len(), all.rate(), all.chars);
     println!(
-        "CER over {} pages: {:.2}% of {chars_sum} characters as is",
-        per_page.len(),
-        100.0 * edits_sum as f64 / chars_sum.max(1) as f64
-    );
-    println!(
-        "CER with dot leaders folded: {:.2}% of {folded_chars_sum} characters; median page {:.2}%; pages at most 1%: {}, at most 2%: {}",
-        100.0 * folded_edits_sum as f64 / folded_chars_sum.max(1) as f64,
+        "CER with dot leaders folded: {:.2}% of {} characters; median page {:.2}%; pages at most 1%: {}, at most 2%: {}",
+        folded_all.rate(),
+        folded_all.chars,
         per_page.get(per_page.len() / 2).copied().unwrap_or(0.0),
         under(1.0),
         under(2.0)
     );
+    println!(
+        "CER on body text (prose regions of the layout model, leaders folded): {:.2}% of {} characters",
+        body_all.rate(),
+        body_all.chars
+    );
     Ok(())
+}
+
+/// One page's comparison: edits, reference length, and both texts as compared.
+#[derive(Default)]
+struct Tally {
+    edits: usize,
+    chars: usize,
+    reference: String,
+    hypothesis: String,
+}
+
+impl Tally {
+    fn add(&mut self, page: &Tally) {
+        self.edits += page.edits;
+        self.chars += page.chars;
+    }
+
+    fn rate(&self) -> f64 {
+        100.0 * self.edits as f64 / self.chars.max(1) as f64
+    }
+}
+
+/// Reference and OCR words compared in two shared orders (line order; OCR words placed
+/// by the reference word their box overlaps); the error is at most the smaller.
+fn score(reference: &[Word], hypothesis: &[Word], fold: bool) -> Tally {
+    let (in_order, by_box) = aligned(reference, hypothesis);
+    let reference = normalise(&in_order, fold);
+    let (line, boxed) = (normalise(&line_text(hypothesis), fold), normalise(&by_box, fold));
+    let ((a, chars), (b, _)) = (edits(&reference, &line), edits(&reference, &boxed));
+    let (edits, hypothesis) = if a <= b { (a, line) } else { (b, boxed) };
+    Tally { edits, chars, reference, hypothesis }
+}
+
+/// Whether most of a page's letters are Latin (the script of every language set-up
+/// installs for tesseract).
+fn latin_script(words: &[Word]) -> bool {
+    let letters = words.iter().flat_map(|w| w.text.chars()).filter(|c| c.is_alphabetic());
+    let (latin, total) = letters.fold((0usize, 0usize), |(l, t), c| {
+        (l + usize::from(c <= '\u{24f}' || ('\u{1e00}'..='\u{1eff}').contains(&c)), t + 1)
+    });
+    total == 0 || latin * 2 > total
 }
 
 /// Words in line order: grouped into lines by their vertical centre, each line left to
