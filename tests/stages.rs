@@ -362,38 +362,3 @@ async fn page_on_its_side_is_read_upright() {
     assert!(text.contains("Emanuel Goldberg developed a machine"), "{text}");
     assert!(page.mean_confidence.unwrap() > 70.0);
 }
-
-/// OCR reads only the page's content box: a page set in wide white margins reads the
-/// same words, with boxes in the whole image's pixels.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ocr_boxes_are_in_page_pixels_when_margins_are_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = common::context(dir.path()).await;
-    let path = common::fixture("scan.pdf");
-    let grey = ctx
-        .pdfium()
-        .await
-        .unwrap()
-        .run(move |pdfium| lectern::pipeline::render::render_grey(pdfium, &path, 1, 300.0))
-        .await
-        .unwrap();
-    let (dx, dy) = (400u32, 300u32);
-    let mut framed =
-        image::GrayImage::from_pixel(grey.width() + dx + 200, grey.height() + dy + 100, image::Luma([255]));
-    image::imageops::replace(&mut framed, &grey, dx as i64, dy as i64);
-    let read = |image: image::GrayImage| {
-        let (w, h) = image.dimensions();
-        lectern::pipeline::ocr::recognize("eng", image.as_raw(), w, h, 300).unwrap().words
-    };
-    let (plain, framed) = tokio::task::spawn_blocking(move || (read(grey), read(framed))).await.unwrap();
-    assert!(plain.len() > 300, "{} words", plain.len());
-    let found = plain
-        .iter()
-        .filter(|p| {
-            framed.iter().any(|f| {
-                f.text == p.text && (0..4).all(|i| (f.bbox[i] - p.bbox[i] - [dx, dy][i % 2] as f32).abs() <= 2.0)
-            })
-        })
-        .count();
-    assert!(found * 100 >= plain.len() * 98, "{found} of {} words at the same place", plain.len());
-}
