@@ -26,7 +26,7 @@ use image::RgbImage;
 use lectern::config::Settings;
 use lectern::eval::ocr::cer;
 use lectern::pipeline::layout::LayoutModel;
-use lectern::pipeline::ocr::{ENGINE_VARIABLES, recognize};
+use lectern::pipeline::ocr::{ENGINE_VARIABLES, line_images, recognize};
 use lectern::pipeline::render::{LAYOUT_DPI, OCR_DPI, PdfiumHost};
 use ort::session::Session;
 use ort::value::Tensor;
@@ -206,6 +206,7 @@ fn main() {
     }
     let [a, b, c] = totals;
     println!("| **all pages** | {a:.3} | {b:.3} | **{:.2}×** | {c:.3} | **{:.2}×** | |", a / b, a / c);
+    println!("\nLine images passed to the LSTM uncompressed (not as PNG): {}", line_images::spix_writes());
 
     let model = LayoutModel::load(&settings).unwrap();
     let env = lectern::onnx::environment(&settings.onnxruntime_library()).unwrap();

@@ -4,6 +4,8 @@
 //! on their side are turned by orientation detection; the document's language (see
 //! [`super::language`]) picks the language data.
 
+pub mod line_images;
+
 use std::cell::RefCell;
 
 use tesseract::{PageSegMode, Tesseract};
@@ -203,6 +205,15 @@ mod tests {
         assert_eq!(page.words[1].text, "wörld");
         assert_eq!(page.words[0].bbox, [10.0, 20.0, 40.0, 32.0]);
         assert_eq!(page.mean_confidence, Some(90.0));
+    }
+
+    #[test]
+    fn line_images_reach_the_lstm_uncompressed() {
+        let image = image::open(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/page.png")).unwrap().to_luma8();
+        let before = line_images::spix_writes();
+        let page = recognize("eng", image.as_raw(), image.width(), image.height(), 300).unwrap();
+        assert!(!page.words.is_empty());
+        assert!(line_images::spix_writes() > before, "tesseract's pixWriteMem calls did not bind to ours");
     }
 
     #[test]
