@@ -289,7 +289,7 @@ fn aligned(reference: &[Word], ocr: &[Word]) -> (String, String) {
 }
 
 /// Folds typographic variants both sides may use differently: ligatures, curly quotes,
-/// dashes, whitespace, and words hyphenated at a line end; with `leaders`, also runs of
+/// the asterisk operator, dashes, whitespace, and words hyphenated at a line end; with `leaders`, also runs of
 /// three or more dots (spaced or not) to one "…".
 pub fn normalise(text: &str, leaders: bool) -> String {
     let mut out = String::with_capacity(text.len());
@@ -302,6 +302,7 @@ pub fn normalise(text: &str, leaders: bool) -> String {
             '\u{fb04}' => out.push_str("ffl"),
             '\u{2018}' | '\u{2019}' | '\u{2032}' => out.push('\''),
             '\u{201c}' | '\u{201d}' => out.push('"'),
+            '\u{2217}' => out.push('*'),
             '\u{2010}' | '\u{2011}' | '\u{2012}' | '\u{2013}' | '\u{2014}' | '\u{2212}' => out.push('-'),
             c => out.push(c),
         }

@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use image::{DynamicImage, GenericImageView};
 use pdfium_render::prelude::*;
 use tokio::sync::oneshot;
+use unicode_normalization::UnicodeNormalization;
 
 use super::Payload;
 use super::StageError;
@@ -295,7 +296,7 @@ fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
     let mut flush = |current: &mut String, bbox: &mut Option<BBox>| {
         if let Some(b) = bbox.take() {
             if !current.is_empty() {
-                words.push(Word { text: std::mem::take(current), bbox: b, conf: None });
+                words.push(Word { text: compose_accents(current), bbox: b, conf: None });
             }
         }
         current.clear();
@@ -339,6 +340,40 @@ fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
     }
     flush(&mut current, &mut bbox);
     words
+}
+
+/// Old TeX fonts (OT1) draw an accent as a glyph of its own before the letter, so the text
+/// layer reads "Br¨oker": a spacing accent is composed with the letter after it ("Bröker").
+fn compose_accents(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut chars = word.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (combining_accent(c), chars.peek().copied()) {
+            (Some(mark), Some(letter)) if letter.is_alphabetic() => {
+                chars.next();
+                out.extend([letter, mark].into_iter().nfc());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The combining form of a spacing accent (not the ASCII ones: `` ` ``, `^` and `~` are code).
+fn combining_accent(c: char) -> Option<char> {
+    Some(match c {
+        '\u{b4}' => '\u{301}',
+        '\u{a8}' => '\u{308}',
+        '\u{2c6}' => '\u{302}',
+        '\u{2dc}' => '\u{303}',
+        '\u{af}' => '\u{304}',
+        '\u{2d8}' => '\u{306}',
+        '\u{2d9}' => '\u{307}',
+        '\u{2da}' => '\u{30a}',
+        '\u{2dd}' => '\u{30b}',
+        '\u{2c7}' => '\u{30c}',
+        _ => return None,
+    })
 }
 
 /// A text layer is usable when it has a few real words and little garbage (unmapped
@@ -453,4 +488,22 @@ fn save_png(image: &DynamicImage, path: &Path) -> Result<(), StageError> {
 /// Pixel scale of a page image relative to page points.
 pub fn pixels_per_point(dpi: f32) -> f32 {
     dpi / 72.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compose_accents;
+
+    #[test]
+    fn tex_spacing_accents_compose_with_their_letter() {
+        assert_eq!(compose_accents("Br\u{a8}oker"), "Bröker");
+        assert_eq!(compose_accents("J\u{b4}er\u{2c6}ome"), "Jérôme");
+        assert_eq!(
+            compose_accents("Mikul\u{b4}\u{131}k"),
+            "Mikul\u{131}\u{301}k",
+            "no precomposed form: letter and mark"
+        );
+        assert_eq!(compose_accents("x\u{a8}"), "x\u{a8}", "nothing after it to compose with");
+        assert_eq!(compose_accents("`a^b~c"), "`a^b~c", "ASCII is left alone");
+    }
 }
