@@ -44,6 +44,7 @@ async fn born_digital_pdf_through_every_stage() {
     assert_eq!(p2.source, TextSource::TextLayer);
     assert!(p2.ocr_image.is_none());
     assert!(p2.text().contains("smallest common denominator"), "{}", p2.text());
+    assert!(p2.text().contains("Number of characteristics"), "text turned 90° keeps its words: {}", p2.text());
     let doc = ctx.store.document(&id).await.unwrap().unwrap();
     assert_eq!(doc.language.as_deref(), Some("eng"), "language of the text layer");
     for w in &p2.words {

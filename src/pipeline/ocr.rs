@@ -106,8 +106,12 @@ fn new_engine(languages: &str) -> Result<Tesseract, StageError> {
 }
 
 /// Tesseract TSV: level, page, block, par, line, word, left, top, width, height, conf, text.
+/// A word hyphenated at a line end is joined with its end on the next line of the same
+/// block, keeping the box of its start, as the text layer's words are.
 fn parse_tsv(tsv: &str) -> OcrPage {
-    let mut words = Vec::new();
+    let mut words: Vec<Word> = Vec::new();
+    // (block, (paragraph, line)) of the last word kept.
+    let mut last_line: Option<(&str, (&str, &str))> = None;
     for line in tsv.lines() {
         let cols: Vec<&str> = line.splitn(12, '\t').collect();
         if cols.len() < 12 || cols[0] != "5" {
@@ -118,12 +122,29 @@ fn parse_tsv(tsv: &str) -> OcrPage {
         if text.is_empty() {
             continue;
         }
-        let (l, t, w, h) = (num(6), num(7), num(8), num(9));
-        words.push(Word { text: text.to_string(), bbox: [l, t, l + w, t + h], conf: Some(num(10)) });
+        let here = (cols[2], (cols[3], cols[4]));
+        let continues = last_line.is_some_and(|(block, at)| block == here.0 && at != here.1);
+        last_line = Some(here);
+        match words.last_mut() {
+            Some(last) if continues && ends_hyphenated(&last.text) && text.starts_with(char::is_lowercase) => {
+                last.text.pop();
+                last.text.push_str(text);
+                last.conf = last.conf.map(|c| c.min(num(10)));
+            }
+            _ => {
+                let (l, t, w, h) = (num(6), num(7), num(8), num(9));
+                words.push(Word { text: text.to_string(), bbox: [l, t, l + w, t + h], conf: Some(num(10)) });
+            }
+        }
     }
     let mean_confidence =
         (!words.is_empty()).then(|| words.iter().filter_map(|w| w.conf).sum::<f32>() / words.len() as f32);
     OcrPage { words, mean_confidence }
+}
+
+/// "interac-": a letter, then a hyphen.
+fn ends_hyphenated(word: &str) -> bool {
+    word.strip_suffix('-').is_some_and(|stem| stem.ends_with(char::is_alphabetic))
 }
 
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
@@ -205,6 +226,29 @@ mod tests {
         assert_eq!(page.words[1].text, "wörld");
         assert_eq!(page.words[0].bbox, [10.0, 20.0, 40.0, 32.0]);
         assert_eq!(page.mean_confidence, Some(90.0));
+    }
+
+    #[test]
+    fn words_hyphenated_at_a_line_end_are_joined() {
+        let row = |block: u32, line: u32, left: u32, text: &str| {
+            format!("5\t1\t{block}\t1\t{line}\t1\t{left}\t{}\t30\t12\t90\t{text}\n", 20 * line)
+        };
+        let tsv = [
+            row(1, 1, 10, "the"),
+            row(1, 1, 50, "interac-"),
+            row(1, 2, 10, "tion"),
+            row(1, 2, 50, "well-"),
+            row(1, 2, 90, "known"),
+            row(1, 2, 130, "Anglo-"),
+            row(1, 3, 10, "Saxon"),
+            row(1, 3, 50, "pre-"),
+            row(2, 1, 10, "print"),
+        ]
+        .concat();
+        let page = parse_tsv(&tsv);
+        let texts: Vec<&str> = page.words.iter().map(|w| w.text.as_str()).collect();
+        assert_eq!(texts, ["the", "interaction", "well-", "known", "Anglo-", "Saxon", "pre-", "print"]);
+        assert_eq!(page.words[1].bbox, [50.0, 20.0, 80.0, 32.0], "the box of the word's start");
     }
 
     #[test]

@@ -283,7 +283,8 @@ pub fn render_grey(pdfium: &Pdfium, path: &Path, number: u32, dpi: f32) -> Resul
 }
 
 /// Groups pdfium's characters into words: a word ends at whitespace, at a line change,
-/// or at a horizontal gap wider than a third of the glyph height. A word hyphenated at a
+/// or at a horizontal gap wider than a third of the glyph height; in text turned 90°
+/// (characters stacked in a column) it goes on down or up the column. A word hyphenated at a
 /// line end (pdfium marks the hyphen as U+FFFE; U+00AD and U+0002 also occur) is joined
 /// with its end on the next line, keeping the box of its start.
 fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
@@ -317,9 +318,10 @@ fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
         // pdfium's origin is bottom-left; ours is top-left.
         let b =
             [rect.left().value, page_height - rect.top().value, rect.right().value, page_height - rect.bottom().value];
+        let in_column = last.is_some_and(|prev| stacked(&prev, &b));
         if hyphenated {
             hyphenated = false;
-        } else if let Some(prev) = last.filter(|_| bbox.is_some()) {
+        } else if let Some(prev) = last.filter(|_| bbox.is_some() && !in_column) {
             let h = (b[3] - b[1]).max(1.0);
             let new_line = (b[1] - prev[1]).abs() > h * 0.5;
             let gap = b[0] - prev[2];
@@ -329,9 +331,9 @@ fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
         }
         current.push(c);
         last = Some(b);
-        // The box grows along the word's first line only.
+        // The box grows along the word's first line (or its column) only.
         bbox = Some(match bbox {
-            Some(p) if (b[1] - p[1]).abs() <= (b[3] - b[1]).max(1.0) * 0.5 => {
+            Some(p) if in_column || (b[1] - p[1]).abs() <= (b[3] - b[1]).max(1.0) * 0.5 => {
                 [p[0].min(b[0]), p[1].min(b[1]), p[2].max(b[2]), p[3].max(b[3])]
             }
             Some(p) => p,
@@ -340,6 +342,20 @@ fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
     }
     flush(&mut current, &mut bbox);
     words
+}
+
+/// Whether `b` continues `prev` in text turned 90°: nearly the same left and right
+/// edges (the glyph height across), moved by at least half a glyph (a ligature's letters
+/// share one box) and touching above or below.
+fn stacked(prev: &BBox, b: &BBox) -> bool {
+    let across = (b[2] - b[0]).min(prev[2] - prev[0]);
+    let shared = b[2].min(prev[2]) - b[0].max(prev[0]);
+    let moved = ((b[1] + b[3]) - (prev[1] + prev[3])).abs() / 2.0;
+    let gap = (b[1] - prev[3]).max(prev[1] - b[3]);
+    across > 0.0
+        && shared > 0.9 * (b[2] - b[0]).max(prev[2] - prev[0])
+        && moved > 0.5 * (b[3] - b[1]).min(prev[3] - prev[1])
+        && gap < across / 3.0
 }
 
 /// Old TeX fonts (OT1) draw an accent as a glyph of its own before the letter, so the text
