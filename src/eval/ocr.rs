@@ -128,8 +128,8 @@ pub async fn run(ctx: Arc<Context>, corpus: &Path, pages: usize, dump: Option<&P
             let scale = 1.0 / pixels_per_point(OCR_DPI);
             let hyp: Vec<Word> =
                 result.words.into_iter().map(|w| Word { bbox: w.bbox.map(|v| v * scale), ..w }).collect();
-            let page = score(&words[i], &hyp, false);
-            let folded = score(&words[i], &hyp, true);
+            let compared = Compared::new(&words[i], &hyp);
+            let (page, folded) = (compared.score(false), compared.score(true));
             // Body text: words in prose regions only, on both sides (no figures, tables,
             // equations, headers or footers).
             let prose: Vec<[f32; 4]> = regions
@@ -142,7 +142,7 @@ pub async fn run(ctx: Arc<Context>, corpus: &Path, pages: usize, dump: Option<&P
             let in_prose = |w: &&Word| prose.iter().any(|r| centre_in(&w.bbox, r));
             let body_ref: Vec<Word> = words[i].iter().filter(in_prose).cloned().collect();
             let body_hyp: Vec<Word> = hyp.iter().filter(in_prose).cloned().collect();
-            let body = score(&body_ref, &body_hyp, true);
+            let body = Compared::new(&body_ref, &body_hyp).score(true);
             all.add(&page);
             folded_all.add(&folded);
             body_all.add(&body);
@@ -204,15 +204,29 @@ impl Tally {
     }
 }
 
-/// Reference and OCR words compared in two shared orders (line order; OCR words placed
-/// by the reference word their box overlaps); the error is at most the smaller.
-fn score(reference: &[Word], hypothesis: &[Word], fold: bool) -> Tally {
-    let (in_order, by_box) = aligned(reference, hypothesis);
-    let reference = normalise(&in_order, fold);
-    let (line, boxed) = (normalise(&line_text(hypothesis), fold), normalise(&by_box, fold));
-    let ((a, chars), (b, _)) = (edits(&reference, &line), edits(&reference, &boxed));
-    let (edits, hypothesis) = if a <= b { (a, line) } else { (b, boxed) };
-    Tally { edits, chars, reference, hypothesis }
+/// Reference and OCR words put in two shared orders: line order, and OCR words placed by
+/// the reference word their box overlaps. Built once per page, scored with and without
+/// folding.
+struct Compared {
+    reference: String,
+    by_line: String,
+    by_box: String,
+}
+
+impl Compared {
+    fn new(reference: &[Word], hypothesis: &[Word]) -> Self {
+        let (reference, by_box) = aligned(reference, hypothesis);
+        Compared { reference, by_line: line_text(hypothesis), by_box }
+    }
+
+    /// The error is at most the smaller of the two orders'.
+    fn score(&self, fold: bool) -> Tally {
+        let reference = normalise(&self.reference, fold);
+        let (line, boxed) = (normalise(&self.by_line, fold), normalise(&self.by_box, fold));
+        let ((a, chars), (b, _)) = (edits(&reference, &line), edits(&reference, &boxed));
+        let (edits, hypothesis) = if a <= b { (a, line) } else { (b, boxed) };
+        Tally { edits, chars, reference, hypothesis }
+    }
 }
 
 /// Whether most of a page's letters are Latin (the script of every language set-up
@@ -289,8 +303,8 @@ fn aligned(reference: &[Word], ocr: &[Word]) -> (String, String) {
 }
 
 /// Folds typographic variants both sides may use differently: ligatures, curly quotes,
-/// the asterisk operator, dashes, whitespace, and words hyphenated at a line end; with `leaders`, also runs of
-/// three or more dots (spaced or not) to one "…".
+/// the asterisk operator, dashes, whitespace, and words hyphenated at a line end; with
+/// `leaders`, also runs of three or more dots (spaced or not) to one "…".
 pub fn normalise(text: &str, leaders: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -311,12 +325,7 @@ pub fn normalise(text: &str, leaders: bool) -> String {
     let mut words: Vec<String> = Vec::new();
     for word in out.split_whitespace() {
         match words.last_mut() {
-            Some(last)
-                if word.starts_with(char::is_lowercase)
-                    && last.len() > 1
-                    && last.ends_with('-')
-                    && last[..last.len() - 1].ends_with(char::is_alphabetic) =>
-            {
+            Some(last) if word.starts_with(char::is_lowercase) && ocr::ends_hyphenated(last) => {
                 last.pop();
                 last.push_str(word);
             }

@@ -143,7 +143,7 @@ fn parse_tsv(tsv: &str) -> OcrPage {
 }
 
 /// "interac-": a letter, then a hyphen.
-fn ends_hyphenated(word: &str) -> bool {
+pub(crate) fn ends_hyphenated(word: &str) -> bool {
     word.strip_suffix('-').is_some_and(|stem| stem.ends_with(char::is_alphabetic))
 }
 
