@@ -11,6 +11,7 @@ export OMP_THREAD_LIMIT := 1
 # set-up had installed (it picked mold once installed) made the second run rebuild all.
 
 LECTERN := $(CARGO_TARGET_DIR)/debug/lectern
+LECTERN_EVAL := $(CARGO_TARGET_DIR)/debug/lectern-eval
 DEMO_DATA := ./lectern-data
 
 .PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-study eval-ocr eval-figures bench-pages
@@ -20,7 +21,7 @@ setup:
 
 # Built together with the tests so both share one feature resolution (and one build).
 build: setup
-	cargo build --bin lectern --tests
+	cargo build --workspace --bins --tests
 
 # The main job on the embedded default: a born-digital PDF and a scanned page.
 demo: build
@@ -28,10 +29,14 @@ demo: build
 	$(LECTERN) --data-dir $(DEMO_DATA) process fixtures/paper.pdf fixtures/scan.pdf
 	$(LECTERN) --data-dir $(DEMO_DATA) search "managing geospatial data shared by several organizations"
 
-# PostgreSQL (scripts/pg.sh: a private cluster on a free local port) backs the PostgreSQL
-# half of the store conformance suite and the multi-process tests.
+# Structure and style first (the document crate's layers, formatting, clippy with warnings
+# as errors), then every test of every crate. PostgreSQL (scripts/pg.sh: a private cluster on a free local port) backs the
+# PostgreSQL half of the store conformance suite and the multi-process tests.
 test: setup
-	LECTERN_TEST_PG_URL=$$(./scripts/pg.sh start) cargo test --no-fail-fast -- --test-threads=2
+	python3 scripts/layers.py
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	LECTERN_TEST_PG_URL=$$(./scripts/pg.sh start) cargo test --workspace --no-fail-fast -- --test-threads=2
 
 fmt:
 	cargo fmt --all
@@ -41,7 +46,7 @@ fmt:
 # it reuses the test build instead of a 30-minute release build of lancedb.
 BENCH_ARGS ?= --jobs 20000 --concurrency 8 --runs 3 --accumulated 200000 --apalis-runs 1
 bench-queue: setup
-	LECTERN_BENCH_PG_URL=$$(./scripts/pg.sh start) cargo bench --profile dev --bench queue_throughput -- $(BENCH_ARGS)
+	LECTERN_BENCH_PG_URL=$$(./scripts/pg.sh start) cargo bench --profile dev -p lectern-queue --bench queue_throughput -- $(BENCH_ARGS)
 
 # Embedding throughput on real corpus chunks: our embed stage vs fastembed's plain
 # embed(256) and a hand-written ONNX Runtime loop, same model and threads, same run.
@@ -56,17 +61,17 @@ bench-search: setup
 # Recall@5 of vector, text and hybrid search on the question set over ../shared/corpus.
 eval-retrieval: build
 	rm -rf ./lectern-eval
-	$(LECTERN) --data-dir ./lectern-eval eval retrieval --questions benches/quality/retrieval_questions.toml --corpus ../shared/corpus
+	$(LECTERN_EVAL) --data-dir ./lectern-eval retrieval --questions benches/quality/retrieval_questions.toml --corpus ../shared/corpus
 
 # OCR decisions on every corpus PDF; OCR character error rate on born-digital pages.
 eval-ocr: build
 	rm -rf ./lectern-eval-ocr
-	$(LECTERN) --data-dir ./lectern-eval-ocr eval ocr --corpus ../shared/corpus --pages 3
+	$(LECTERN_EVAL) --data-dir ./lectern-eval-ocr ocr --corpus ../shared/corpus --pages 3
 
 # Figure recall on hand-counted corpus pages (benches/quality/figures.toml).
 eval-figures: build
 	rm -rf ./lectern-eval-figures
-	$(LECTERN) --data-dir ./lectern-eval-figures eval figures --corpus ../shared/corpus
+	$(LECTERN_EVAL) --data-dir ./lectern-eval-figures figures --corpus ../shared/corpus
 
 # Upload latency: 1 MiB PDFs at 200/s for 10 s over loopback while the workers run.
 bench-load: setup
@@ -78,7 +83,7 @@ bench-generate: setup
 
 # OCR vs the tesseract CLI, layout vs raw ONNX Runtime, on the same pages.
 bench-document: setup
-	cargo bench --profile dev --bench document -- --runs 3
+	cargo bench --profile dev -p lectern-eval --bench document -- --runs 3
 
 # Pages/s of ingest, render, layout and OCR with 1 and 2 worker processes (48 pages);
 # then peak memory of one worker through the whole pipeline on a 1,000-page PDF.
@@ -89,5 +94,5 @@ bench-pages: setup
 # Study material of a manual, a two-column paper and a slide deck: checks and PNG previews.
 eval-study: build
 	rm -rf ./lectern-study
-	$(LECTERN) --data-dir ./lectern-study eval study ../shared/corpus/pdf_text/R-intro.pdf \
+	$(LECTERN_EVAL) --data-dir ./lectern-study study ../shared/corpus/pdf_text/R-intro.pdf \
 		../shared/corpus/pdf_text/elsarticle-elstest-5p.pdf ../shared/corpus/pdf_text/beamer-conference-talk.pdf

@@ -16,19 +16,22 @@
 //!
 //! ```text
 //! make bench-document
-//! cargo bench --profile dev --bench document -- [--runs 3] [--lang eng]
+//! cargo bench --profile dev -p lectern-eval --bench document -- [--runs 3] [--lang eng]
 //! ```
+
+#[path = "common/args.rs"]
+mod args;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use image::RgbImage;
-use lectern::config::Settings;
-use lectern::eval::ocr::{cer, normalise};
-use lectern::pipeline::layout::LayoutModel;
-use lectern::pipeline::ocr::{ENGINE_VARIABLES, line_images, recognize};
-use lectern::pipeline::render::{LAYOUT_DPI, OCR_DPI, PdfiumHost};
+use lectern_document::config::Settings;
+use lectern_document::engines::layout::LayoutModel;
+use lectern_document::engines::pdfium::{LAYOUT_DPI, OCR_DPI, PdfiumHost};
+use lectern_document::engines::tesseract::{ENGINE_VARIABLES, line_images, recognize};
+use lectern_eval::ocr::{cer, normalise};
 use ort::session::Session;
 use ort::value::Tensor;
 use pdfium_render::prelude::*;
@@ -45,27 +48,14 @@ const CORPUS_PAGES: [(&str, i32); 8] = [
     ("pdf_text/beamer-conference-talk.pdf", 5),
 ];
 
+/// OCR and layout against their plain baselines.
+#[derive(clap::Parser)]
 struct Args {
-    runs: usize,
+    #[command(flatten)]
+    repeat: args::Repeat,
+    /// Tesseract language.
+    #[arg(long, default_value = "eng")]
     lang: String,
-}
-
-fn args() -> Args {
-    let mut a = Args { runs: 3, lang: "eng".into() };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        match (argv[i].as_str(), argv.get(i + 1)) {
-            ("--runs", Some(v)) => a.runs = v.parse().expect("--runs takes a number"),
-            ("--lang", Some(v)) => a.lang = v.clone(),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    a
 }
 
 /// CPU seconds used so far by this thread or by waited-for children.
@@ -170,13 +160,21 @@ fn raw_input(image: &RgbImage) -> ndarray::Array4<f32> {
 fn main() {
     // SAFETY: no other thread exists yet.
     unsafe { std::env::set_var("OMP_THREAD_LIMIT", "1") };
-    let args = args();
+    // Paths (fixtures/, models/cache/, ../shared/corpus) are relative to the repository root;
+    // cargo starts benches in their package's directory (crates/eval).
+    std::env::set_current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).expect("repository root");
+    let args: Args = args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::new(dir.path());
     settings.onnx_threads = 1;
     let pages = runtime.block_on(render_pages(&settings, dir.path()));
-    println!("{} pages, {} runs (medians), one thread each, tesseract language {}", pages.len(), args.runs, args.lang);
+    println!(
+        "{} pages, {} runs (medians), one thread each, tesseract language {}",
+        pages.len(),
+        args.repeat.runs,
+        args.lang
+    );
 
     // Warm our engine once (the stage keeps one per thread across pages).
     ours(&args.lang, &pages[0].ocr_png);
@@ -187,7 +185,7 @@ fn main() {
     for page in &pages {
         let mut times = [Vec::new(), Vec::new(), Vec::new()];
         let mut texts = (String::new(), String::new());
-        for _ in 0..args.runs {
+        for _ in 0..args.repeat.runs {
             let (t, ours_text) = ours(&args.lang, &page.ocr_png);
             times[0].push(t);
             let (t, cli_text) = cli(&args.lang, &page.ocr_png, &[]);
@@ -210,7 +208,7 @@ fn main() {
     println!("\nLine images passed to the LSTM uncompressed (not as PNG): {}", line_images::spix_writes());
 
     let model = LayoutModel::load(&settings).unwrap();
-    let env = lectern::onnx::environment(&settings.onnxruntime_library()).unwrap();
+    let env = lectern_document::engines::onnx::environment(&settings.onnxruntime_library()).unwrap();
     let mut raw = Session::builder(&env)
         .unwrap()
         .with_intra_threads(1)
@@ -227,7 +225,7 @@ fn main() {
         let input = raw_input(&page.layout);
         raw.run(ort::inputs![Tensor::from_array(input.clone()).unwrap()]).unwrap();
         let (mut a, mut b, mut regions) = (Vec::new(), Vec::new(), 0);
-        for _ in 0..args.runs {
+        for _ in 0..args.repeat.runs {
             let t = Instant::now();
             regions = model.detect(&page.layout).unwrap().len();
             a.push(t.elapsed().as_secs_f64() * 1e3);

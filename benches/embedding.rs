@@ -17,13 +17,17 @@
 //! `--only-lectern` runs the embed stage alone, so the peak RSS printed at the end is its own.
 //! When the corpus gives fewer chunks than `--chunks`, they are repeated.
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lectern::config::{PipelineConfig, Settings};
-use lectern::context::Context;
-use lectern::pipeline::embed::{Embedder, length_batches, load_model, load_tokenizer, normalise};
-use lectern::pipeline::{Payload, Stage, ingest};
+use lectern_document::config::Stage;
+use lectern_document::config::{PipelineConfig, Settings};
+use lectern_document::context::Context;
+use lectern_document::engines::embedder::{Embedder, length_batches, load_model, load_tokenizer, normalise};
+use lectern_document::stages::{Payload, ingest};
 use ndarray::Array2;
 use ort::session::Session;
 use ort::value::Tensor;
@@ -38,36 +42,20 @@ const CORPUS_PDFS: [&str; 6] = [
     "pdf_text/R-intro.pdf",
 ];
 
+/// Embedding throughput: the embed stage against fastembed and raw ONNX Runtime.
+#[derive(clap::Parser)]
 struct Args {
+    /// Chunks to embed per run.
+    #[arg(long, default_value_t = 1024)]
     chunks: usize,
-    runs: usize,
+    #[command(flatten)]
+    repeat: args::Repeat,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Run the embed stage alone (so the peak RSS printed is its own).
+    #[arg(long)]
     only_lectern: bool,
-}
-
-fn args() -> Args {
-    let mut a = Args { chunks: 1024, runs: 3, threads: 2, only_lectern: false };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let value = || argv.get(i + 1).and_then(|v| v.parse().ok()).expect("flag needs a number");
-        match argv[i].as_str() {
-            "--chunks" => a.chunks = value(),
-            "--runs" => a.runs = value(),
-            "--threads" => a.threads = value(),
-            "--only-lectern" => {
-                a.only_lectern = true;
-                i += 1;
-                continue;
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    a
 }
 
 /// Real chunks: corpus PDFs through Lectern's ingest, render and chunk stages.
@@ -79,15 +67,15 @@ async fn real_chunks(settings: &Settings, want: usize) -> Vec<String> {
         eprintln!("../shared/corpus not found: using the fixtures");
         vec![PathBuf::from("fixtures/paper.pdf")]
     };
-    let store = lectern::storage::open(None, &settings.data_dir).await.unwrap();
+    let store = lectern_queue::storage::open(None, &settings.data_dir).await.unwrap();
     let ctx = Context::new(settings.clone(), store, PipelineConfig::builtin());
     let mut texts = Vec::new();
     for file in files {
         let id = ingest::submit_file(&ctx, &file).await.unwrap().0;
         for stage in [Stage::Ingest, Stage::Render, Stage::Chunk] {
-            lectern::pipeline::run_stage(&ctx, stage, &Payload::document(&id)).await.unwrap();
+            lectern_document::pipeline::run_stage(&ctx, stage, &Payload::document(&id)).await.unwrap();
         }
-        texts.extend(lectern::pipeline::chunk::load(&ctx, &id).unwrap().iter().map(|c| c.embedding_text()));
+        texts.extend(lectern_document::stages::chunk::load(&ctx, &id).unwrap().iter().map(|c| c.embedding_text()));
         eprintln!("chunked {} ({} chunks so far)", file.display(), texts.len());
         if texts.len() >= want {
             break;
@@ -109,7 +97,7 @@ struct RawOrt {
 
 impl RawOrt {
     fn load(settings: &Settings) -> Self {
-        let env = lectern::onnx::environment(&settings.onnxruntime_library()).unwrap();
+        let env = lectern_document::engines::onnx::environment(&settings.onnxruntime_library()).unwrap();
         let session = Session::builder(&env)
             .unwrap()
             .with_intra_threads(settings.onnx_threads)
@@ -204,7 +192,7 @@ fn min_cosine(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 }
 
 fn main() {
-    let args = args();
+    let args: Args = args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::new(dir.path());
@@ -222,12 +210,12 @@ fn main() {
         tokens.iter().min().unwrap(),
         tokens.iter().max().unwrap(),
         args.threads,
-        args.runs
+        args.repeat.runs
     );
 
     let embedder = Embedder::start(&settings, "lectern-embed").unwrap();
     if args.only_lectern {
-        for _ in 0..args.runs {
+        for _ in 0..args.repeat.runs {
             let start = Instant::now();
             runtime.block_on(embedder.embed(texts.clone())).unwrap();
             let s = start.elapsed().as_secs_f64();
@@ -242,7 +230,7 @@ fn main() {
     let names = ["fastembed embed(256)", "raw ort, 256 in order", "raw ort, sorted", "lectern embed stage"];
     let mut seconds: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     let mut outputs: Vec<Vec<Vec<f32>>> = vec![Vec::new(); names.len()];
-    for _ in 0..args.runs {
+    for _ in 0..args.repeat.runs {
         for (i, out) in outputs.iter_mut().enumerate() {
             let start = Instant::now();
             *out = match i {

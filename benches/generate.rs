@@ -4,7 +4,7 @@
 //!
 //! - `material`: sentences, sections and key terms from the chunks, their embeddings, and
 //!   the centrality ranking;
-//! - `plan`: cheat-sheet plan, quiz questions and flashcards ([`generate::study_set`]);
+//! - `plan`: cheat-sheet plan, quiz questions and flashcards ([`stages::generate::study_set`]);
 //! - `write`: the .docx, the quiz PDF and the JSON files;
 //! - `stage`: the whole generate stage as a worker runs it (includes the store writes);
 //! - baseline, same run: the embed stage on the same document, to read generation's cost
@@ -15,13 +15,18 @@
 //! cargo bench --profile dev --bench generate -- [--runs 3]
 //! ```
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lectern::config::{PipelineConfig, Settings};
-use lectern::context::Context;
-use lectern::pipeline::generate::{self, cheatsheet, flashcards, quiz};
-use lectern::pipeline::{Payload, Stage, chunk, ingest, run_stage};
+use lectern_document::config::Stage;
+use lectern_document::config::{PipelineConfig, Settings};
+use lectern_document::context::Context;
+use lectern_document::generate::{cheatsheet, flashcards, quiz};
+use lectern_document::pipeline::run_stage;
+use lectern_document::stages::{self, Payload, chunk, ingest};
 
 const DOCUMENTS: [(&str, &str); 3] = [
     ("manual", "pdf_text/R-intro.pdf"),
@@ -29,9 +34,11 @@ const DOCUMENTS: [(&str, &str); 3] = [
     ("slides", "pdf_text/beamer-conference-talk.pdf"),
 ];
 
-fn runs() -> usize {
-    let argv: Vec<String> = std::env::args().collect();
-    argv.iter().position(|a| a == "--runs").and_then(|i| argv.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(3)
+/// Generation time per document, by part.
+#[derive(clap::Parser)]
+struct Args {
+    #[command(flatten)]
+    repeat: args::Repeat,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -41,7 +48,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    runtime.block_on(run(runs()));
+    runtime.block_on(run(args::parse::<Args>().repeat.runs));
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> (f64, T) {
@@ -54,7 +61,7 @@ async fn run(runs: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::new(dir.path());
     settings.onnx_threads = 2;
-    let store = lectern::storage::open(None, &settings.data_dir).await.unwrap();
+    let store = lectern_queue::storage::open(None, &settings.data_dir).await.unwrap();
     let ctx = Context::new(settings, store, PipelineConfig::builtin());
     let corpus = Path::new("../shared/corpus");
     let documents: Vec<(&str, PathBuf)> = if corpus.exists() {
@@ -80,13 +87,13 @@ async fn run(runs: usize) {
         let (mut material_ms, mut plan_ms, mut write_ms, mut stage_ms, mut embed_ms) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            let (ms, material) = timed(generate::material(&ctx, &chunks, &page_data)).await;
+            let (ms, material) = timed(stages::generate::material(&ctx, &chunks, &page_data)).await;
             let material = material.unwrap();
             material_ms.push(ms);
 
             let t = Instant::now();
-            let inputs = generate::figure_inputs(&chunks, &figures, &material);
-            let set = generate::study_set(&id, "bench", &material, &inputs, None, &config, chrono::Utc::now());
+            let inputs = stages::generate::figure_inputs(&chunks, &figures, &material);
+            let set = stages::generate::study_set(&id, "bench", &material, &inputs, None, &config, chrono::Utc::now());
             plan_ms.push(t.elapsed().as_secs_f64() * 1000.0);
 
             let t = Instant::now();

@@ -6,7 +6,7 @@
 //! `none` = no workers) and whether uploads are fsync'd before the answer (`--sync`).
 //!
 //! The generator runs on a runtime and threads of its own, the server on another (2
-//! threads, as `lectern serve`), the workers on theirs ([`lectern::background`]).
+//! threads, as `lectern serve`), the workers on theirs ([`lectern_document::background`]).
 //! Each upload differs in its last bytes, so de-duplication never short-cuts it.
 //! Each setting runs in a child process of its own (pdfium's owner thread is one per
 //! process and keeps the priority it starts with), after `sync` and a 3 s pause so no
@@ -18,17 +18,36 @@
 //! cargo bench --profile dev --bench ingest_load -- [--rate 200] [--seconds 10] [--runs 3] [--nice none,10,idle] [--sync false,true]
 //! ```
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lectern::background::CpuPriority;
-use lectern::config::{PipelineConfig, Settings};
-use lectern::context::Context;
+use lectern_document::config::{PipelineConfig, Settings};
+use lectern_document::context::Context;
+use lectern_document::engines::cpu::CpuPriority;
 
-fn arg<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
-    let argv: Vec<String> = std::env::args().collect();
-    let value = argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1)).map_or(default, |v| v.as_str());
-    value.split(',').map(|v| v.parse().unwrap_or_else(|_| panic!("bad value {v:?} for {name}"))).collect()
+/// Upload latency under load, for each worker priority and upload sync setting.
+#[derive(clap::Parser)]
+struct Args {
+    /// Uploads per second.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[command(flatten)]
+    repeat: args::Repeat,
+    /// Whether uploads are fsync'd before the answer (comma-separated settings to compare).
+    #[arg(long, value_delimiter = ',', default_value = "false")]
+    sync: Vec<bool>,
+    /// Workers' CPU priority: 0-19, idle (SCHED_IDLE) or none (no workers); comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "none,10,idle")]
+    nice: Vec<String>,
+    /// Internal: run one setting (the first --sync and --nice values) in this process.
+    #[arg(long, hide = true)]
+    child: bool,
 }
 
 struct Outcome {
@@ -39,26 +58,27 @@ struct Outcome {
 }
 
 fn main() {
-    let (rate, seconds) = (arg::<u64>("--rate", "200")[0], arg::<u64>("--seconds", "10")[0]);
-    if std::env::args().any(|a| a == "--child") {
-        return child(rate, seconds);
+    let args: Args = args::parse();
+    let (rate, seconds) = (args.rate, args.seconds);
+    if args.child {
+        return child(rate, seconds, args.sync[0], &args.nice[0]);
     }
-    let runs = arg::<usize>("--runs", "3")[0];
+    let runs = args.repeat.runs;
     println!(
         "{} uploads of 1024 KiB at {rate}/s over loopback, workers running; settings alternated, {runs} runs each",
         rate * seconds
     );
     let mut p99s: Vec<(String, Vec<f64>)> = Vec::new();
     for _ in 0..runs {
-        for sync in arg::<String>("--sync", "false") {
-            for nice in arg::<String>("--nice", "none,10,idle") {
+        for sync in &args.sync {
+            for nice in &args.nice {
                 // Each setting starts with no dirty pages left by the one before.
                 // SAFETY: sync(2) takes no arguments and cannot fail.
                 unsafe { libc::sync() };
                 std::thread::sleep(Duration::from_secs(3));
                 let out = std::process::Command::new(std::env::current_exe().unwrap())
                     .args(["--child", "--rate", &rate.to_string(), "--seconds", &seconds.to_string()])
-                    .args(["--nice", &nice, "--sync", &sync])
+                    .args(["--nice", nice, "--sync", &sync.to_string()])
                     .output()
                     .unwrap();
                 let text = String::from_utf8_lossy(&out.stdout);
@@ -81,13 +101,11 @@ fn main() {
 }
 
 /// Runs one setting in this process (pdfium's thread keeps the priority it starts with).
-fn child(rate: u64, seconds: u64) {
+fn child(rate: u64, seconds: u64, sync: bool, nice: &str) {
     // A real PDF padded to 1 MiB with a trailing comment (after %%EOF, ignored by readers).
     let mut pdf = std::fs::read("fixtures/paper.pdf").unwrap();
     pdf.extend_from_slice(b"\n%");
     pdf.resize(1 << 20, b'x');
-    let sync = arg::<bool>("--sync", "false")[0];
-    let nice = arg::<String>("--nice", "idle").remove(0);
     // "none": no workers at all, the server's own floor.
     let nice: Option<CpuPriority> = (nice != "none").then(|| nice.parse().expect("--nice takes 0-19, idle or none"));
     let o = run(&pdf, rate, seconds, nice, sync);
@@ -127,7 +145,7 @@ fn run(pdf: &[u8], rate: u64, seconds: u64, nice: Option<CpuPriority>, sync: boo
     settings.sync_uploads = sync;
     settings.grace = Duration::from_secs(1);
     let (ctx, base, secret) = server.block_on(async {
-        let store = lectern::storage::open(None, dir.path()).await.unwrap();
+        let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();
         let ctx = Arc::new(Context::new(settings, store, PipelineConfig::builtin()));
         let (secret, token) = lectern::auth::new_token("load", &[]);
         ctx.store.insert_token(&token).await.unwrap();
@@ -137,9 +155,9 @@ fn run(pdf: &[u8], rate: u64, seconds: u64, nice: Option<CpuPriority>, sync: boo
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         (ctx, base, secret)
     });
-    let (trigger, stop) = lectern::shutdown::channel();
+    let (trigger, stop) = lectern_queue::shutdown::channel();
     let workers = nice.map(|nice| {
-        lectern::background::spawn_workers(ctx.clone(), ctx.pipeline.stage_specs(), stop, 2, nice).unwrap()
+        lectern_document::background::spawn_workers(ctx.clone(), ctx.pipeline.stage_specs(), stop, 2, nice).unwrap()
     });
 
     let pdf = pdf.to_vec();
@@ -149,7 +167,7 @@ fn run(pdf: &[u8], rate: u64, seconds: u64, nice: Option<CpuPriority>, sync: boo
     });
     let (ms, errors, elapsed) = generator.join().unwrap();
     let waiting = server.block_on(async {
-        let queued = ctx.store.queue_stats(lectern::storage::now_ms()).await.unwrap();
+        let queued = ctx.store.queue_stats(lectern_queue::storage::now_ms()).await.unwrap();
         queued.iter().map(|q| q.available).sum()
     });
     trigger.trigger();

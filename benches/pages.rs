@@ -19,13 +19,16 @@
 //! cargo bench --profile dev --bench pages -- --pages 1000 --processes 1 --stages all [--split]
 //! ```
 
+#[path = "common/args.rs"]
+mod args;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lectern::config::{PipelineConfig, Settings};
-use lectern::context::Context;
-use lectern::pipeline::render::PdfiumHost;
+use lectern_document::config::{PipelineConfig, Settings};
+use lectern_document::context::Context;
+use lectern_document::engines::pdfium::PdfiumHost;
 use pdfium_render::prelude::*;
 
 /// Born-digital sources (taken in turn, page after page) and scans (one after every three).
@@ -44,11 +47,29 @@ const SCANS: [&str; 4] = [
     "pdf_scanned/ocrmypdf-francais.pdf",
 ];
 
+/// Pages per second of the page stages with N worker processes.
+#[derive(clap::Parser)]
 struct Args {
+    /// Pages in the test PDF.
+    #[arg(long, default_value_t = 48)]
     pages: u32,
+    /// Worker process counts to measure, in turn (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
     processes: Vec<usize>,
-    all_stages: bool,
+    /// Which stages the pipeline runs.
+    #[arg(long, value_enum, default_value_t = Stages::Front)]
+    stages: Stages,
+    /// Three processes with the queue groups of docker/compose.yaml instead (needs --stages all).
+    #[arg(long)]
     split: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Stages {
+    /// Ingest, render, layout, OCR and chunk.
+    Front,
+    /// The whole pipeline.
+    All,
 }
 
 /// The worker processes of `docker/compose.yaml`: name, queues, concurrency.
@@ -57,32 +78,6 @@ const COMPOSE_WORKERS: [(&str, &[&str], &str); 3] = [
     ("ocr", &["ocr"], "2"),
     ("text", &["chunk", "embed", "generate", "webhook"], "1"),
 ];
-
-fn args() -> Args {
-    let mut a = Args { pages: 48, processes: vec![1, 2], all_stages: false, split: false };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        match (argv[i].as_str(), argv.get(i + 1)) {
-            ("--pages", Some(v)) => a.pages = v.parse().expect("--pages takes a number"),
-            ("--processes", Some(v)) => {
-                a.processes = v.split(',').map(|n| n.parse().expect("--processes takes numbers like 1,2")).collect()
-            }
-            ("--stages", Some(v)) => a.all_stages = v == "all",
-            ("--split", _) => {
-                a.split = true;
-                i += 1;
-                continue;
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    a
-}
 
 /// Builds a `pages`-page PDF from corpus pages (or the fixtures when there is no corpus).
 async fn build_pdf(settings: &Settings, pages: u32, out: PathBuf) -> (u32, u32) {
@@ -168,8 +163,8 @@ fn start_worker(data_dir: &Path, pipeline: &Path, log: &Path, queues: &[&str], c
 }
 
 fn main() {
-    let a = args();
-    assert!(!a.split || a.all_stages, "--split needs --stages all (the compose groups span the pipeline)");
+    let a: Args = args::parse();
+    assert!(!a.split || a.stages == Stages::All, "--split needs --stages all (the compose groups span the pipeline)");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let settings = Settings::new(tmp.path().join("unused"));
@@ -181,11 +176,11 @@ fn main() {
     // The pipeline as shipped, cut after chunk (stages and their queue tables) unless all
     // stages are asked for.
     let shipped = std::fs::read_to_string("jobs/pipeline.toml").unwrap();
-    let pipeline_toml = if a.all_stages { shipped } else { front_half(&shipped) };
+    let pipeline_toml = if a.stages == Stages::All { shipped } else { front_half(&shipped) };
     let pipeline_path = tmp.path().join("pipeline.toml");
     std::fs::write(&pipeline_path, &pipeline_toml).unwrap();
     PipelineConfig::load(&pipeline_path).expect("bench pipeline is valid");
-    let stages = if a.all_stages { "all stages" } else { "ingest, render, layout, OCR, chunk" };
+    let stages = if a.stages == Stages::All { "all stages" } else { "ingest, render, layout, OCR, chunk" };
 
     if a.split {
         println!("\n{stages}; worker processes as in docker/compose.yaml");
@@ -201,11 +196,11 @@ fn main() {
         settings.models_dir = PathBuf::from("models/cache");
         let pipeline = PipelineConfig::load(&pipeline_path).unwrap();
         let (seconds, peaks) = runtime.block_on(async {
-            let store = lectern::storage::open(None, &data_dir).await.unwrap();
+            let store = lectern_queue::storage::open(None, &data_dir).await.unwrap();
             let ctx = Context::new(settings, store, pipeline);
             let log = tmp.path().join(format!("workers-{n}.log"));
             let started = Instant::now();
-            let (id, _) = lectern::pipeline::ingest::submit_file(&ctx, &pdf).await.unwrap();
+            let (id, _) = lectern_document::stages::ingest::submit_file(&ctx, &pdf).await.unwrap();
             let mut workers: Vec<Child> = if a.split {
                 COMPOSE_WORKERS
                     .iter()
@@ -235,7 +230,7 @@ fn main() {
             for w in &mut workers {
                 let _ = w.wait();
             }
-            assert_eq!(doc.status, "done", "{doc:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+            assert_eq!(doc.status.as_str(), "done", "{doc:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
             (seconds, peaks)
         });
         let rate = pages as f64 / seconds;

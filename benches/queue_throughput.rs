@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! make bench-queue                     # 20k jobs, concurrency 8, 3 runs, all backends
-//! cargo bench --bench queue_throughput -- --jobs 20000 --concurrency 8 --runs 3 \
+//! cargo bench -p lectern-queue --bench queue_throughput -- --jobs 20000 --concurrency 8 --runs 3 \
 //!     [--accumulated 200000] [--skip-apalis] [--apalis-jobs 20000] [--apalis-runs 1]
 //! ```
 //! PostgreSQL comes from `LECTERN_BENCH_PG_URL` (an admin URL; a fresh database is made
@@ -12,6 +12,8 @@
 
 #[path = "apalis_baseline.rs"]
 mod apalis_baseline;
+#[path = "common/args.rs"]
+mod args;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,16 +21,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use lectern::config::QueueConfig;
-use lectern::engine::{self, EngineConfig, Handler, Outcome, QueueSpec};
-use lectern::pipeline::StageError;
-use lectern::storage::{Job, JobStore, NewJob, now_ms};
+use lectern_queue::engine::{self, EngineConfig, Handler, Handlers, JobError, Outcome, QueueConfig, QueueSpec};
+use lectern_queue::storage::{Job, NewJob, Store, now_ms};
 
 struct Noop(AtomicUsize);
 
 #[async_trait]
 impl Handler for Noop {
-    async fn run(&self, _job: &Job) -> Result<Outcome, StageError> {
+    async fn run(&self, _job: &Job) -> Result<Outcome, JobError> {
         self.0.fetch_add(1, Ordering::Relaxed);
         Ok(Outcome::default())
     }
@@ -40,53 +40,29 @@ struct Sample {
     drain: Duration,
 }
 
+/// No-op job throughput, ours vs apalis.
+#[derive(clap::Parser)]
 struct Args {
+    /// Jobs per run.
+    #[arg(long, default_value_t = 20_000)]
     jobs: usize,
+    /// Worker concurrency.
+    #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    runs: usize,
+    #[command(flatten)]
+    repeat: args::Repeat,
+    /// Also run on a SQLite table already holding this many finished jobs (0: not run).
+    #[arg(long, default_value_t = 0)]
     accumulated: usize,
+    /// Leave out the apalis baseline.
+    #[arg(long)]
     skip_apalis: bool,
-    apalis_jobs: usize,
+    /// Jobs per apalis run [default: --jobs].
+    #[arg(long)]
+    apalis_jobs: Option<usize>,
+    /// Runs of the apalis baseline (the first ones of --runs).
+    #[arg(long, default_value_t = 1)]
     apalis_runs: usize,
-}
-
-fn args() -> Args {
-    let mut a = Args {
-        jobs: 20_000,
-        concurrency: 8,
-        runs: 3,
-        accumulated: 0,
-        skip_apalis: false,
-        apalis_jobs: 0,
-        apalis_runs: 1,
-    };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < argv.len() {
-        let value = || argv.get(i + 1).and_then(|v| v.parse().ok()).expect("flag needs a number");
-        match argv[i].as_str() {
-            "--jobs" => a.jobs = value(),
-            "--concurrency" => a.concurrency = value(),
-            "--runs" => a.runs = value(),
-            "--accumulated" => a.accumulated = value(),
-            "--apalis-jobs" => a.apalis_jobs = value(),
-            "--apalis-runs" => a.apalis_runs = value(),
-            "--skip-apalis" => {
-                a.skip_apalis = true;
-                i += 1;
-                continue;
-            }
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    if a.apalis_jobs == 0 {
-        a.apalis_jobs = a.jobs;
-    }
-    a
 }
 
 fn noop_job() -> NewJob {
@@ -102,7 +78,7 @@ fn noop_job() -> NewJob {
 }
 
 /// Leaves `n` finished jobs in the table, as a long-running system would have.
-async fn accumulate(store: &dyn JobStore, n: usize) {
+async fn accumulate(store: &Store, n: usize) {
     let mut left = n;
     while left > 0 {
         let batch = left.min(20_000);
@@ -115,7 +91,12 @@ async fn accumulate(store: &dyn JobStore, n: usize) {
             }
             let done: Vec<_> = claimed
                 .into_iter()
-                .map(|job| lectern::storage::Completion { job, worker: "filler".into(), next: vec![], fan_in: None })
+                .map(|job| lectern_queue::storage::Completion {
+                    job,
+                    worker: "filler".into(),
+                    next: vec![],
+                    fan_in: None,
+                })
                 .collect();
             store.complete(&done).await.unwrap();
         }
@@ -123,7 +104,7 @@ async fn accumulate(store: &dyn JobStore, n: usize) {
     }
 }
 
-async fn ours(store: Arc<dyn JobStore>, n: usize, concurrency: usize) -> Sample {
+async fn ours(store: Arc<Store>, n: usize, concurrency: usize) -> Sample {
     let jobs = vec![noop_job(); n];
     let t = Instant::now();
     store.insert_jobs(&jobs).await.unwrap();
@@ -132,10 +113,11 @@ async fn ours(store: Arc<dyn JobStore>, n: usize, concurrency: usize) -> Sample 
     let q = QueueConfig { concurrency, timeout_secs: 60, max_attempts: 3, backoff_ms: 100, priority: 0 };
     let config = EngineConfig::new(BTreeMap::from([("bench".to_string(), q)]));
     let handler = Arc::new(Noop(AtomicUsize::new(0)));
-    let (trigger, shutdown) = lectern::shutdown::channel();
+    let (trigger, shutdown) = lectern_queue::shutdown::channel();
     let t = Instant::now();
     let specs = vec![QueueSpec { queue: "bench".into(), concurrency }];
-    let engine = tokio::spawn(engine::run(store.clone(), handler.clone(), config, specs, shutdown));
+    let engine =
+        tokio::spawn(engine::run(store.clone(), Handlers::new().on("bench", handler.clone()), config, specs, shutdown));
     // Done means recorded done in the store, not just run.
     loop {
         if handler.0.load(Ordering::Relaxed) >= n {
@@ -158,20 +140,21 @@ struct Ping(tokio::sync::mpsc::UnboundedSender<Instant>);
 
 #[async_trait]
 impl Handler for Ping {
-    async fn run(&self, _job: &Job) -> Result<Outcome, StageError> {
+    async fn run(&self, _job: &Job) -> Result<Outcome, JobError> {
         let _ = self.0.send(Instant::now());
         Ok(Outcome::default())
     }
 }
 
 /// Median time from inserting one job (through `inserter`) to an idle worker running it.
-async fn pickup(worker: Arc<dyn JobStore>, inserter: Arc<dyn JobStore>, samples: usize) -> Duration {
+async fn pickup(worker: Arc<Store>, inserter: Arc<Store>, samples: usize) -> Duration {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let q = QueueConfig { concurrency: 1, timeout_secs: 60, max_attempts: 3, backoff_ms: 100, priority: 0 };
     let config = EngineConfig::new(BTreeMap::from([("bench".to_string(), q)]));
-    let (trigger, shutdown) = lectern::shutdown::channel();
+    let (trigger, shutdown) = lectern_queue::shutdown::channel();
     let specs = vec![QueueSpec { queue: "bench".into(), concurrency: 1 }];
-    let engine = tokio::spawn(engine::run(worker, Arc::new(Ping(tx)), config, specs, shutdown));
+    let engine =
+        tokio::spawn(engine::run(worker, Handlers::new().on("bench", Arc::new(Ping(tx))), config, specs, shutdown));
     let mut times = Vec::new();
     for _ in 0..samples {
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -211,13 +194,14 @@ fn report(label: &str, n: usize, samples: &[Sample]) -> (f64, f64) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let a = args();
+    let a: Args = args::parse();
+    let apalis_jobs = a.apalis_jobs.unwrap_or(a.jobs);
     let pg = std::env::var("LECTERN_BENCH_PG_URL").ok();
     println!(
         "no-op jobs: {} per run, concurrency {}, {} runs, {} cores; medians",
         a.jobs,
         a.concurrency,
-        a.runs,
+        a.repeat.runs,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
     let mut results: BTreeMap<&str, f64> = BTreeMap::new();
@@ -227,34 +211,33 @@ async fn main() {
     let mut pg_ours = Vec::new();
     let mut apalis_sqlite = Vec::new();
     let mut apalis_pg = Vec::new();
-    for run in 0..a.runs {
+    for run in 0..a.repeat.runs {
         let dir = tempfile::tempdir().unwrap();
-        let store = lectern::storage::open(None, dir.path()).await.unwrap();
+        let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();
         sqlite.push(ours(store, a.jobs, a.concurrency).await);
         if a.accumulated > 0 {
             let dir = tempfile::tempdir().unwrap();
-            let store = lectern::storage::open(None, dir.path()).await.unwrap();
+            let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();
             accumulate(store.as_ref(), a.accumulated).await;
             sqlite_acc.push(ours(store, a.jobs, a.concurrency).await);
         }
         if let Some(admin) = &pg {
             let url = fresh_pg(admin, &format!("bench_lectern_{run}")).await;
-            let store = lectern::storage::open(Some(&url), dir.path()).await.unwrap();
+            let store = lectern_queue::storage::open(Some(&url), dir.path()).await.unwrap();
             pg_ours.push(ours(store, a.jobs, a.concurrency).await);
         }
         if !a.skip_apalis && run < a.apalis_runs {
             // apalis-sqlite slows down as jobs accumulate: 20k jobs take minutes.
             let limit = Duration::from_secs(900);
             let dir = tempfile::tempdir().unwrap();
-            match apalis_baseline::sqlite_within(&dir.path().join("apalis.db"), a.apalis_jobs, a.concurrency, limit)
-                .await
+            match apalis_baseline::sqlite_within(&dir.path().join("apalis.db"), apalis_jobs, a.concurrency, limit).await
             {
                 Ok(d) => apalis_sqlite.push(Sample { enqueue: d.enqueue, drain: d.drain }),
                 Err(e) => println!("apalis sqlite run {run} failed: {e:#}"),
             }
             if let Some(admin) = &pg {
                 let url = fresh_pg(admin, &format!("bench_apalis_{run}")).await;
-                match apalis_baseline::postgres_within(&url, a.apalis_jobs, a.concurrency, limit).await {
+                match apalis_baseline::postgres_within(&url, apalis_jobs, a.concurrency, limit).await {
                     Ok(d) => apalis_pg.push(Sample { enqueue: d.enqueue, drain: d.drain }),
                     Err(e) => println!("apalis postgres run {run} failed: {e:#}"),
                 }
@@ -270,10 +253,10 @@ async fn main() {
         results.insert("postgres", report("lectern postgres", a.jobs, &pg_ours).1);
     }
     if !apalis_sqlite.is_empty() {
-        results.insert("apalis_sqlite", report("apalis-sqlite 1.0 (baseline)", a.apalis_jobs, &apalis_sqlite).1);
+        results.insert("apalis_sqlite", report("apalis-sqlite 1.0 (baseline)", apalis_jobs, &apalis_sqlite).1);
     }
     if !apalis_pg.is_empty() {
-        results.insert("apalis_postgres", report("apalis-postgres 1.0 (baseline)", a.apalis_jobs, &apalis_pg).1);
+        results.insert("apalis_postgres", report("apalis-postgres 1.0 (baseline)", apalis_jobs, &apalis_pg).1);
     }
     for (ours, theirs) in [("sqlite", "apalis_sqlite"), ("postgres", "apalis_postgres")] {
         if let (Some(o), Some(t)) = (results.get(ours), results.get(theirs)) {
@@ -283,15 +266,15 @@ async fn main() {
     // Pick-up latency of an idle worker: same process (in-process wake-up) and, on
     // PostgreSQL, another process's insert (LISTEN/NOTIFY: a second store, own connections).
     let dir = tempfile::tempdir().unwrap();
-    let store = lectern::storage::open(None, dir.path()).await.unwrap();
+    let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();
     println!(
         "pick-up, sqlite, same process:      {:>6.1} ms (median of 20)",
         pickup(store.clone(), store, 20).await.as_secs_f64() * 1e3
     );
     if let Some(admin) = &pg {
         let url = fresh_pg(admin, "bench_pickup").await;
-        let worker = lectern::storage::open(Some(&url), dir.path()).await.unwrap();
-        let other = lectern::storage::open(Some(&url), dir.path()).await.unwrap();
+        let worker = lectern_queue::storage::open(Some(&url), dir.path()).await.unwrap();
+        let other = lectern_queue::storage::open(Some(&url), dir.path()).await.unwrap();
         println!(
             "pick-up, postgres, other connection: {:>6.1} ms (median of 20)",
             pickup(worker, other, 20).await.as_secs_f64() * 1e3

@@ -1,4 +1,4 @@
-//! LanceDB at scale, through Lectern's own index layer ([`lectern::index::VectorIndex`]):
+//! LanceDB at scale, through Lectern's own index layer ([`lectern_document::index::VectorIndex`]):
 //!
 //! 1. ingest: 1,000 documents × 100 chunks (100k rows) by per-document upserts → rows/s;
 //! 2. search latency, top-10, p50/p99: exact vector search before any index, then — after
@@ -14,48 +14,41 @@
 //!
 //! ```text
 //! make bench-search
-//! cargo bench --profile dev --bench search -- [--docs 1000] [--chunks-per-doc 100] [--reindex 1000]
+//! cargo bench --profile dev --bench search -- [--docs 1000] [--chunks-per-doc 100] [--reindex 1000] [--queries 200]
 //! ```
+
+#[path = "common/args.rs"]
+mod args;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lectern::config::{PipelineConfig, Settings};
-use lectern::context::Context;
-use lectern::index::{AnnParams, DocumentMeta, MAINTAIN_EVERY, Mode, Query, VectorIndex};
-use lectern::pipeline::chunk::{Chunk, Span};
-use lectern::pipeline::embed::normalise;
-use lectern::pipeline::{Payload, Stage, ingest};
+use lectern_document::config::Stage;
+use lectern_document::config::{PipelineConfig, Settings};
+use lectern_document::context::Context;
+use lectern_document::engines::embedder::normalise;
+use lectern_document::index::{AnnParams, DocumentMeta, MAINTAIN_EVERY, Mode, Query, VectorIndex};
+use lectern_document::model::chunk::{Chunk, Span};
+use lectern_document::stages::{Payload, ingest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// LanceDB at scale: ingest rate, search latency and recall, re-indexing bloat.
+#[derive(clap::Parser)]
 struct Args {
+    /// Synthetic documents to ingest.
+    #[arg(long, default_value_t = 1000)]
     docs: usize,
+    /// Chunks per document.
+    #[arg(long, default_value_t = 100)]
     chunks_per_doc: usize,
+    /// Random documents re-indexed in the bloat phase.
+    #[arg(long, default_value_t = 1000)]
     reindex: usize,
+    /// Search queries per mode (at most one per real chunk).
+    #[arg(long, default_value_t = 200)]
     queries: usize,
-}
-
-fn args() -> Args {
-    let mut a = Args { docs: 1000, chunks_per_doc: 100, reindex: 1000, queries: 200 };
-    let argv: Vec<String> = std::env::args().collect();
-    let mut i = 1;
-    while i < argv.len() {
-        let value = || argv.get(i + 1).and_then(|v| v.parse().ok()).expect("flag needs a number");
-        match argv[i].as_str() {
-            "--docs" => a.docs = value(),
-            "--chunks-per-doc" => a.chunks_per_doc = value(),
-            "--reindex" => a.reindex = value(),
-            "--queries" => a.queries = value(),
-            _ => {
-                i += 1;
-                continue;
-            }
-        }
-        i += 2;
-    }
-    a
 }
 
 const SOURCES: [&str; 6] = [
@@ -79,9 +72,9 @@ async fn real(ctx: &Context) -> (Vec<String>, Vec<Vec<f32>>) {
     for file in files {
         let id = ingest::submit_file(ctx, &file).await.unwrap().0;
         for stage in [Stage::Ingest, Stage::Render, Stage::Chunk] {
-            lectern::pipeline::run_stage(ctx, stage, &Payload::document(&id)).await.unwrap();
+            lectern_document::pipeline::run_stage(ctx, stage, &Payload::document(&id)).await.unwrap();
         }
-        texts.extend(lectern::pipeline::chunk::load(ctx, &id).unwrap().iter().map(|c| c.text.clone()));
+        texts.extend(lectern_document::stages::chunk::load(ctx, &id).unwrap().iter().map(|c| c.text.clone()));
     }
     let vectors = ctx.embedder().await.unwrap().embed(texts.clone()).await.unwrap();
     (texts, vectors)
@@ -135,7 +128,7 @@ fn latencies(mut ms: Vec<f64>) -> String {
 }
 
 fn main() {
-    let args = args();
+    let args: Args = args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(run(args));
 }
@@ -144,7 +137,7 @@ async fn run(args: Args) {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings::new(dir.path());
     settings.onnx_threads = 2;
-    let store = lectern::storage::open(None, &settings.data_dir).await.unwrap();
+    let store = lectern_queue::storage::open(None, &settings.data_dir).await.unwrap();
     let ctx = Context::new(settings, store, PipelineConfig::builtin());
     let (texts, vectors) = real(&ctx).await;
     println!("{} real chunks embedded as the base of the synthetic rows", texts.len());
@@ -254,7 +247,7 @@ async fn run(args: Args) {
         args.reindex, args.chunks_per_doc
     );
     println!("  {:>9} {:>9} {:>9} {:>10} {:>12}", "reindexed", "rows", "versions", "fragments", "MiB on disk");
-    let show = |done: usize, s: lectern::index::TableStats| {
+    let show = |done: usize, s: lectern_document::index::TableStats| {
         println!(
             "  {:>9} {:>9} {:>9} {:>10} {:>12.1}",
             done,

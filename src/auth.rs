@@ -12,7 +12,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::storage::{ApiToken, now_ms};
+use lectern_queue::storage::{ApiToken, now_ms};
 
 pub const PREFIX: &str = "lct_";
 

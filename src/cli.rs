@@ -8,16 +8,31 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::config::{PipelineConfig, Settings};
-use crate::context::Context;
-use crate::engine::QueueSpec;
-use crate::index::Mode;
-use crate::pipeline::workdir::TextSource;
-use crate::{http, pipeline, search, shutdown, status, storage};
+use crate::upload::{self, Uploaded};
+use crate::{http, status};
+use lectern_document::config::{PipelineConfig, Settings, read_config_file};
+use lectern_document::context::Context;
+use lectern_document::index::Mode;
+use lectern_document::model::workdir::TextSource;
+use lectern_document::stages::ingest;
+use lectern_document::{pipeline, search};
+use lectern_queue::engine::QueueSpec;
+use lectern_queue::storage::DocumentStatus;
+use lectern_queue::{shutdown, storage};
 
 #[derive(Debug, Parser)]
 #[command(name = "lectern", version, about = "Turns documents into searchable knowledge and study material")]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes (also `lectern-eval`'s): where data, database and models
+/// are, and how the pipeline runs.
+#[derive(Debug, clap::Args)]
+pub struct Global {
     /// Directory for the SQLite file, uploads, figures, LanceDB and artifacts.
     #[arg(long, global = true, env = "LECTERN_DATA_DIR", default_value = "./lectern-data")]
     pub data_dir: PathBuf,
@@ -71,8 +86,38 @@ pub struct Cli {
     /// Log lines on stderr: text, or one JSON object per line (filter with RUST_LOG).
     #[arg(long, global = true, env = "LECTERN_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    #[command(subcommand)]
-    pub command: Command,
+}
+
+impl Global {
+    /// Settings from these options (`serve`'s own options are set by `serve`).
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::new(&self.data_dir);
+        settings.database_url = self.database_url.clone();
+        settings.models_dir = self.models_dir.clone();
+        settings.onnx_threads = self.onnx_threads.max(1);
+        settings.ocr_languages = self.ocr_lang.clone();
+        settings.ocr_detect_language = self.ocr_detect_lang;
+        settings.embedding_model = self.embedding_model.clone();
+        settings.lease = Duration::from_secs(self.lease_secs.max(1));
+        settings.grace = Duration::from_secs(self.grace_secs);
+        settings.max_upload_bytes = self.max_upload_mb << 20;
+        settings.retention = (self.retention_hours > 0).then(|| Duration::from_secs(self.retention_hours * 3600));
+        settings.webhook_secret = self.webhook_secret.clone().filter(|s| !s.is_empty());
+        let postgres = settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
+        settings.sync_uploads = self.sync_uploads.unwrap_or(postgres);
+        settings
+    }
+
+    /// The process state over `settings`: the pipeline definition and the open job store.
+    pub async fn context(&self, settings: Settings) -> anyhow::Result<Arc<Context>> {
+        let pipeline = match &self.pipeline {
+            Some(path) => PipelineConfig::load(path)?,
+            None => PipelineConfig::builtin(),
+        };
+        let store =
+            storage::open(settings.database_url.as_deref(), &settings.data_dir).await.context("open the job store")?;
+        Ok(Arc::new(Context::new(settings, store, pipeline)))
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -94,7 +139,7 @@ pub enum Command {
         /// while documents are processed: a nice value 0–19 (0: same as the server) or
         /// `idle` (SCHED_IDLE: only CPU time the server leaves).
         #[arg(long, env = "LECTERN_WORKER_NICE", default_value = "idle")]
-        worker_nice: crate::background::CpuPriority,
+        worker_nice: lectern_document::engines::cpu::CpuPriority,
         /// Serve without bearer tokens (local use only).
         #[arg(long, env = "LECTERN_NO_AUTH")]
         no_auth: bool,
@@ -125,7 +170,7 @@ pub enum Command {
         /// Priority of this worker's CPU work: a nice value 0–19 or `idle` (SCHED_IDLE),
         /// for workers sharing a machine with `lectern serve`.
         #[arg(long, default_value = "0")]
-        nice: crate::background::CpuPriority,
+        nice: lectern_document::engines::cpu::CpuPriority,
     },
     /// Process files end to end in this process and print where the results are.
     Process {
@@ -135,7 +180,8 @@ pub enum Command {
         #[arg(long, default_value = "default")]
         collection: String,
     },
-    /// Enqueue files for the workers and print their document and job ids (no processing).
+    /// Enqueue files for the workers and print their document and job ids (no processing);
+    /// types are checked and the same bytes in the same collection are not run twice.
     Submit {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -150,6 +196,10 @@ pub enum Command {
         /// URL that gets a signed POST when each document is done or failed.
         #[arg(long)]
         callback_url: Option<String>,
+        /// Process again even when the same bytes are already in the collection (else the
+        /// existing document is printed, marked duplicate).
+        #[arg(long)]
+        reprocess: bool,
     },
     /// Delete a document: its jobs, indexed chunks, rows and work directory.
     Delete { id: String },
@@ -200,11 +250,6 @@ pub enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
-    /// Quality measurements over real documents.
-    Eval {
-        #[command(subcommand)]
-        command: EvalCommand,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -238,48 +283,6 @@ pub enum IndexCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum EvalCommand {
-    /// Process files, check their quiz and flashcards against the cited pages (answers on
-    /// the page, no duplicates, distinct distractors) and render previews to look at.
-    Study {
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
-    /// Recall@k of vector, text and hybrid search over a question set.
-    Retrieval {
-        /// Question set (TOML: documents and questions with expected pages).
-        #[arg(long, default_value = "benches/quality/retrieval_questions.toml")]
-        questions: PathBuf,
-        /// Directory the question set's document paths are relative to.
-        #[arg(long, default_value = "../shared/corpus")]
-        corpus: PathBuf,
-        #[arg(long, default_value_t = 5)]
-        k: usize,
-    },
-    /// Figure recall on corpus pages whose figures were counted by hand.
-    Figures {
-        #[arg(long, default_value = "benches/quality/figures.toml")]
-        truth: PathBuf,
-        /// Directory the truth file's paths are relative to.
-        #[arg(long, default_value = "../shared/corpus")]
-        corpus: PathBuf,
-    },
-    /// OCR decisions on every PDF of a corpus (against its manifest's has_text_layer) and
-    /// OCR character error rate on born-digital pages rendered to images.
-    Ocr {
-        /// Directory with manifest.tsv.
-        #[arg(long, default_value = "../shared/corpus")]
-        corpus: PathBuf,
-        /// Born-digital pages per document to OCR for the error rate.
-        #[arg(long, default_value_t = 3)]
-        pages: usize,
-        /// Write each page's reference and OCR text (as compared) into this directory.
-        #[arg(long)]
-        dump: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Revive a failed, dead or cancelled job with fresh attempts.
     Retry { id: i64 },
@@ -290,33 +293,64 @@ pub enum JobsCommand {
     },
 }
 
+/// Process-wide set-up (both binaries call it first): one OpenMP thread per tesseract
+/// engine, two malloc arenas, and the settings file (`--config`, `LECTERN_CONFIG`) turned
+/// into environment variables where neither flags nor the environment set them.
+///
+/// # Safety
+/// Sets environment variables: call it before any other thread exists.
+pub unsafe fn prepare_process() -> anyhow::Result<()> {
+    // One OpenMP thread per tesseract engine; must be set before any thread starts.
+    if std::env::var_os("OMP_THREAD_LIMIT").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::set_var("OMP_THREAD_LIMIT", "1") };
+    }
+    // Two malloc arenas, not glibc's 8 per core: with tokio, pdfium, tesseract, ONNX Runtime
+    // and LanceDB threads each freeing into an arena of its own, a 1,000-page run peaked at
+    // 1,340 MiB RSS; with 2, at 914 MiB in the same time (benches/results/pages-2026-12-03.txt).
+    // MALLOC_ARENA_MAX, when set, wins.
+    #[cfg(target_env = "gnu")]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: a malloc tuning call, made before any other thread exists.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    }
+    // A settings file fills in what neither flags nor the environment set.
+    let args: Vec<String> = std::env::args().collect();
+    let config = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--config=").map(str::to_string)))
+        .or_else(|| std::env::var("LECTERN_CONFIG").ok());
+    if let Some(path) = config {
+        for (var, value) in read_config_file(std::path::Path::new(&path))? {
+            if std::env::var_os(var).is_none() {
+                // SAFETY: no other thread exists yet.
+                unsafe { std::env::set_var(var, value) };
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Logs on stderr in `format`; `RUST_LOG` filters them.
+pub fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "lectern=info,warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+    }
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
-    let mut settings = Settings::new(&cli.data_dir);
-    settings.database_url = cli.database_url.clone();
-    settings.models_dir = cli.models_dir.clone();
-    settings.onnx_threads = cli.onnx_threads.max(1);
-    settings.ocr_languages = cli.ocr_lang.clone();
-    settings.ocr_detect_language = cli.ocr_detect_lang;
-    settings.embedding_model = cli.embedding_model.clone();
-    settings.lease = Duration::from_secs(cli.lease_secs.max(1));
-    settings.grace = Duration::from_secs(cli.grace_secs);
-    settings.max_upload_bytes = cli.max_upload_mb << 20;
-    settings.retention = (cli.retention_hours > 0).then(|| Duration::from_secs(cli.retention_hours * 3600));
-    settings.webhook_secret = cli.webhook_secret.clone().filter(|s| !s.is_empty());
-    let postgres = settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
-    settings.sync_uploads = cli.sync_uploads.unwrap_or(postgres);
+    let mut settings = cli.global.settings();
     if let Command::Serve { no_auth, rate_per_minute, concurrent_uploads, .. } = &cli.command {
         settings.auth_required = !no_auth;
         settings.rate_per_minute = *rate_per_minute;
         settings.concurrent_uploads = *concurrent_uploads;
     }
-    let pipeline = match &cli.pipeline {
-        Some(path) => PipelineConfig::load(path)?,
-        None => PipelineConfig::builtin(),
-    };
-    let store =
-        storage::open(settings.database_url.as_deref(), &settings.data_dir).await.context("open the job store")?;
-    let ctx = Arc::new(Context::new(settings, store, pipeline));
+    let ctx = cli.global.context(settings).await?;
 
     match cli.command {
         Command::Serve { listen, workers, worker_nice, .. } => {
@@ -324,7 +358,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Tokens { command: TokensCommand::Create { name, collections } } => {
             for c in &collections {
-                crate::index::table_name(c)?;
+                lectern_document::index::table_name(c)?;
             }
             let (secret, token) = crate::auth::new_token(&name, &collections);
             ctx.store.insert_token(&token).await?;
@@ -347,7 +381,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Worker { queues, concurrency, nice } => {
-            crate::background::set_cpu_priority(nice);
+            lectern_document::engines::cpu::set_cpu_priority(nice);
             let specs = queue_specs(&ctx, &queues, &concurrency)?;
             let (trigger, shutdown) = shutdown::channel();
             tokio::spawn(async move {
@@ -414,13 +448,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Process { files, collection } => process(ctx, &files, &collection).await,
-        Command::Submit { files, collection, priority, artifacts, callback_url } => {
-            let options = pipeline::ingest::UploadOptions { collection, priority, artifacts, callback_url };
+        Command::Submit { files, collection, priority, artifacts, callback_url, reprocess } => {
+            let options = ingest::UploadOptions { collection, priority, artifacts, callback_url };
             for file in &files {
-                let (id, job) = pipeline::ingest::submit_file_with(&ctx, file, &options)
+                match upload::upload_file(&ctx, file, options.clone(), reprocess)
                     .await
-                    .with_context(|| format!("read {}", file.display()))?;
-                println!("{id} {job} {}", file.display());
+                    .with_context(|| format!("upload {}", file.display()))?
+                {
+                    Uploaded::New { document_id, job_id, .. } => println!("{document_id} {job_id} {}", file.display()),
+                    Uploaded::Duplicate { document, .. } => {
+                        println!("{} - {} (duplicate: {})", document.id, file.display(), document.status)
+                    }
+                }
             }
             Ok(0)
         }
@@ -441,21 +480,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let index = ctx.index().await?;
             index.maintain(&collection).await?;
             println!("{}", serde_json::to_string_pretty(&index.stats(&collection).await?)?);
-            Ok(0)
-        }
-        Command::Eval { command: EvalCommand::Study { files } } => {
-            Ok(if crate::eval::study(ctx, &files).await? { 0 } else { 1 })
-        }
-        Command::Eval { command: EvalCommand::Retrieval { questions, corpus, k } } => {
-            crate::eval::retrieval(ctx, &questions, &corpus, k).await?;
-            Ok(0)
-        }
-        Command::Eval { command: EvalCommand::Figures { truth, corpus } } => {
-            crate::eval::figures::run(ctx, &truth, &corpus).await?;
-            Ok(0)
-        }
-        Command::Eval { command: EvalCommand::Ocr { corpus, pages, dump } } => {
-            crate::eval::ocr::run(ctx, &corpus, pages.max(1), dump.as_deref()).await?;
             Ok(0)
         }
         Command::Search { query, top_k, mode, collection, documents, doc_type, json } => {
@@ -512,7 +536,7 @@ fn queue_specs(ctx: &Context, queues: &[String], concurrency: &[usize]) -> anyho
 async fn serve(
     ctx: Arc<Context>,
     listen: &str,
-    workers: Option<crate::background::CpuPriority>,
+    workers: Option<lectern_document::engines::cpu::CpuPriority>,
 ) -> anyhow::Result<i32> {
     if !ctx.settings.auth_required {
         tracing::warn!("serving without API tokens (--no-auth): anyone who can connect may use the API");
@@ -523,7 +547,7 @@ async fn serve(
     let worker_thread = match workers {
         Some(priority) => {
             let specs = queue_specs(&ctx, &[], &[])?;
-            Some(crate::background::spawn_workers(ctx.clone(), specs, shutdown.clone(), 2, priority)?)
+            Some(lectern_document::background::spawn_workers(ctx.clone(), specs, shutdown.clone(), 2, priority)?)
         }
         None => None,
     };
@@ -548,9 +572,14 @@ async fn serve(
 async fn process(ctx: Arc<Context>, files: &[PathBuf], collection: &str) -> anyhow::Result<i32> {
     let mut docs = Vec::new();
     for file in files {
-        let (id, _) = pipeline::ingest::submit_file_to(&ctx, file, collection)
+        let options = ingest::UploadOptions { collection: collection.to_string(), ..Default::default() };
+        let id = match upload::upload_file(&ctx, file, options, false)
             .await
-            .with_context(|| format!("read {}", file.display()))?;
+            .with_context(|| format!("upload {}", file.display()))?
+        {
+            Uploaded::New { document_id, .. } => document_id,
+            Uploaded::Duplicate { document, .. } => document.id,
+        };
         docs.push((file.clone(), id));
     }
     let (trigger, shutdown) = shutdown::channel();
@@ -579,7 +608,11 @@ async fn process(ctx: Arc<Context>, files: &[PathBuf], collection: &str) -> anyh
             let Some(doc) = ctx.store.document(id).await? else { continue };
             let stage = doc.stage.clone().unwrap_or_default();
             let done_stages = stages.iter().position(|s| *s == stage).unwrap_or(0) as u64;
-            progress[i].set_position(if doc.status == "done" { stages.len() as u64 } else { done_stages });
+            progress[i].set_position(if doc.status == DocumentStatus::Done {
+                stages.len() as u64
+            } else {
+                done_stages
+            });
             progress[i].set_message(format!(
                 "{} {stage} (pages {}/{})",
                 doc.status,
@@ -589,7 +622,7 @@ async fn process(ctx: Arc<Context>, files: &[PathBuf], collection: &str) -> anyh
             if doc.is_finished() {
                 finished[i] = true;
                 let msg = match &doc.error {
-                    Some(e) if doc.status == "failed" => format!("failed: {e}"),
+                    Some(e) if doc.status == DocumentStatus::Failed => format!("failed: {e}"),
                     _ => "done".to_string(),
                 };
                 progress[i].finish_with_message(msg);

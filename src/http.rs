@@ -8,7 +8,7 @@
 //!   `reprocess`); streams to disk, answers 202 with the document and first job ids at once
 //!   (413 over the size limit, 415 for a type Lectern cannot read); the same content again
 //!   answers 200 with the existing document. A `callback_url` gets a signed webhook when
-//!   the document finishes ([`crate::webhook`]).
+//!   the document finishes ([`lectern_document::webhook`]).
 //! - `DELETE /v1/documents/{id}` — cancel its jobs, remove its chunks from the index, its
 //!   rows and its work directory.
 //! - `GET /v1/documents/{id}/artifacts`, `…/artifacts/{name}` — list and download.
@@ -45,10 +45,11 @@ use serde_json::json;
 mod dashboard;
 
 use crate::auth::Limiter;
-use crate::context::Context;
-use crate::pipeline::ingest::{self, UploadWriter};
-use crate::storage::ApiToken;
-use crate::{search, sniff};
+use crate::upload::{Upload, UploadError, Uploaded};
+use lectern_document::context::Context;
+use lectern_document::search;
+use lectern_document::stages::ingest;
+use lectern_queue::storage::ApiToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -68,6 +69,16 @@ pub enum ApiError {
     TooMany(u64),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::Invalid(reason) => ApiError::BadRequest(reason),
+            UploadError::UnsupportedType(reason) => ApiError::UnsupportedType(reason),
+            other => internal(other),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -293,27 +304,24 @@ async fn upload(
             }
             continue;
         }
-        let options = params.options();
-        options.validate(&ctx.settings).map_err(ApiError::BadRequest)?;
-        let collection = options.collection.clone();
-        caller.check(&collection)?;
+        let collection = params.options().collection;
         let filename = field.file_name().unwrap_or("upload").to_string();
-        let mut writer = UploadWriter::create(&ctx.settings).await.map_err(internal)?;
-        let mut head = Vec::new();
+        let mut upload = Upload::begin(&ctx, &filename, params.options(), params.reprocess).await?;
+        if let Err(e) = caller.check(&collection) {
+            upload.abort().await;
+            return Err(e);
+        }
         loop {
             match field.chunk().await {
                 Ok(Some(bytes)) => {
-                    if head.len() < 2048 {
-                        head.extend_from_slice(&bytes[..bytes.len().min(2048 - head.len())]);
-                    }
-                    if let Err(e) = writer.write(&bytes).await {
-                        writer.abort().await;
-                        return Err(internal(e));
+                    if let Err(e) = upload.write(&bytes).await {
+                        upload.abort().await;
+                        return Err(e.into());
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    writer.abort().await;
+                    upload.abort().await;
                     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                         return Err(ApiError::TooLarge(ctx.settings.max_upload_bytes));
                     }
@@ -321,29 +329,20 @@ async fn upload(
                 }
             }
         }
-        // Empty uploads are accepted and fail on their job with the reason, like corrupt files.
-        if !head.is_empty() && sniff::sniff(&head).is_none() {
-            let office = if sniff::is_zip(&head) { writer.office_kind().await } else { None };
-            if office.is_none() {
-                writer.abort().await;
-                return Err(ApiError::UnsupportedType(sniff::unsupported(&head)));
-            }
-        }
-        let stored = writer.finish().await.map_err(internal)?;
-        if !params.reprocess {
-            if let Some(doc) = ctx.store.find_duplicate(&stored.sha256, &collection).await.map_err(internal)? {
+        return Ok(match upload.finish().await? {
+            Uploaded::Duplicate { document, sha256 } => {
                 let body = json!({
-                    "document_id": doc.id, "job_id": null, "sha256": stored.sha256,
-                    "collection": collection, "duplicate": true, "status": doc.status,
+                    "document_id": document.id, "job_id": null, "sha256": sha256,
+                    "collection": collection, "duplicate": true, "status": document.status,
                 });
-                return Ok((StatusCode::OK, Json(body)).into_response());
+                (StatusCode::OK, Json(body)).into_response()
             }
-        }
-        let (document_id, job_id) =
-            ingest::submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &filename, &options).await.map_err(internal)?;
-        let body =
-            json!({ "document_id": document_id, "job_id": job_id, "sha256": stored.sha256, "collection": collection });
-        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+            Uploaded::New { document_id, job_id, sha256 } => {
+                let body = json!({ "document_id": document_id, "job_id": job_id, "sha256": sha256,
+                                   "collection": collection });
+                (StatusCode::ACCEPTED, Json(body)).into_response()
+            }
+        });
     }
     Err(ApiError::BadRequest("multipart field \"file\" is missing".into()))
 }
@@ -392,7 +391,7 @@ async fn openapi() -> Response {
 }
 
 async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
-    let database = ctx.store.queue_stats(crate::storage::now_ms()).await.map(|_| ()).map_err(|e| e.to_string());
+    let database = ctx.store.queue_stats(lectern_queue::storage::now_ms()).await.map(|_| ()).map_err(|e| e.to_string());
     let s = &ctx.settings;
     let files =
         [s.pdfium_library(), s.onnxruntime_library(), s.layout_model(), s.embedding_model_dir().join("model.onnx")];
@@ -410,7 +409,7 @@ async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
 /// Prometheus text format: jobs per queue and state, oldest waiting job, indexed chunks.
 async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
     use std::fmt::Write;
-    let stats = ctx.store.queue_stats(crate::storage::now_ms()).await.map_err(internal)?;
+    let stats = ctx.store.queue_stats(lectern_queue::storage::now_ms()).await.map_err(internal)?;
     let mut out = String::from("# HELP lectern_jobs Jobs by queue and state.\n# TYPE lectern_jobs gauge\n");
     for q in &stats {
         for (state, n) in [
@@ -435,7 +434,7 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> 
     );
     out.push_str("# TYPE lectern_stage_duration_seconds histogram\n");
     for d in ctx.store.stage_durations().await.map_err(internal)? {
-        for (le, n) in crate::storage::DURATION_BUCKETS_MS.iter().zip(&d.buckets) {
+        for (le, n) in lectern_queue::storage::DURATION_BUCKETS_MS.iter().zip(&d.buckets) {
             let _ = writeln!(
                 out,
                 "lectern_stage_duration_seconds_bucket{{stage=\"{}\",le=\"{}\"}} {n}",
@@ -451,11 +450,11 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> 
     out.push_str("# HELP lectern_pages_done_total Pages through render, layout and OCR (rate() gives pages/s).\n");
     out.push_str("# TYPE lectern_pages_done_total counter\n");
     let _ = writeln!(out, "lectern_pages_done_total {}", ctx.store.pages_done().await.map_err(internal)?);
-    let (batches, rows) = crate::pipeline::embed::batch_sizes();
+    let (batches, rows) = lectern_document::engines::embedder::batch_sizes();
     out.push_str("# HELP lectern_embedding_batch_rows Rows per embedding inference in this process.\n");
     out.push_str("# TYPE lectern_embedding_batch_rows histogram\n");
     let mut cumulative = 0;
-    for (le, n) in crate::pipeline::embed::BATCH_BUCKETS.iter().zip(batches) {
+    for (le, n) in lectern_document::engines::embedder::BATCH_BUCKETS.iter().zip(batches) {
         cumulative += n;
         let le = if *le == usize::MAX { "+Inf".to_string() } else { le.to_string() };
         let _ = writeln!(out, "lectern_embedding_batch_rows_bucket{{le=\"{le}\"}} {cumulative}");
@@ -567,7 +566,7 @@ async fn cancel_document(State(ctx): State<Arc<Context>>, Path(id): Path<String>
 }
 
 async fn queues(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
-    let stats = ctx.store.queue_stats(crate::storage::now_ms()).await.map_err(internal)?;
+    let stats = ctx.store.queue_stats(lectern_queue::storage::now_ms()).await.map_err(internal)?;
     Ok(Json(json!({ "queues": stats })).into_response())
 }
 

@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
-use crate::context::Context;
-use crate::pipeline::StageError;
-use crate::pipeline::ocr::LOW_CONFIDENCE;
-use crate::pipeline::workdir::TextSource;
-use crate::storage::{Artifact, Document, Figure, Flashcard, Job, StoreError};
+use lectern_document::context::Context;
+use lectern_document::engines::tesseract::LOW_CONFIDENCE;
+use lectern_document::error::StageError;
+use lectern_document::model::workdir::TextSource;
+use lectern_queue::storage::{self, Artifact, Document, Figure, Flashcard, Job, StoreError};
 
 #[derive(Debug, Serialize)]
 pub struct DocumentStatus {
@@ -91,9 +91,9 @@ pub enum DeleteError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Stage(#[from] crate::pipeline::StageError),
+    Stage(#[from] lectern_document::error::StageError),
     #[error("remove from the index: {0}")]
-    Index(#[from] crate::index::IndexError),
+    Index(#[from] lectern_document::index::IndexError),
     #[error("remove work directory: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -117,7 +117,7 @@ pub enum ReviewError {
     #[error("no such flashcard")]
     NotFound,
     #[error(transparent)]
-    Grade(#[from] crate::sm2::BadGrade),
+    Grade(#[from] lectern_document::sm2::BadGrade),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -125,7 +125,7 @@ pub enum ReviewError {
 /// Applies one SM-2 review to a stored card and returns the card with its new schedule.
 pub async fn review_flashcard(ctx: &Context, id: &str, grade: i64) -> Result<Flashcard, ReviewError> {
     let mut card = ctx.store.flashcard(id).await?.ok_or(ReviewError::NotFound)?;
-    card.sm2 = card.sm2.review(grade, chrono::Utc::now())?;
+    card.sm2 = lectern_document::sm2::review(&card.sm2, grade, chrono::Utc::now())?;
     if !ctx.store.set_flashcard_schedule(id, &card.sm2).await? {
         return Err(ReviewError::NotFound);
     }
@@ -139,12 +139,12 @@ pub enum ProgressEvent {
     Job {
         id: i64,
         stage: String,
-        state: crate::storage::JobState,
+        state: lectern_queue::storage::JobState,
         pages: Option<serde_json::Value>,
         error: Option<String>,
     },
     Document {
-        status: String,
+        status: storage::DocumentStatus,
         stage: Option<String>,
         pages_done: i64,
         pages: Option<i64>,
@@ -180,7 +180,7 @@ pub async fn progress_since(
     }
     let Some(doc) = ctx.store.document(id).await? else { return Ok((events, true)) };
     let event = ProgressEvent::Document {
-        status: doc.status.clone(),
+        status: doc.status,
         stage: doc.stage.clone(),
         pages_done: doc.pages_done,
         pages: doc.pages,

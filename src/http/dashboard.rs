@@ -11,8 +11,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, internal};
-use crate::context::Context;
-use crate::storage::{JobState, now_ms};
+use lectern_document::context::Context;
+use lectern_queue::storage::{DocumentStatus, JobState, now_ms};
 
 const RECENT: i64 = 25;
 
@@ -54,12 +54,12 @@ pub(super) async fn page(State(ctx): State<Arc<Context>>) -> Result<Response, Ap
              <td><progress max=\"100\" value=\"{percent}\"></progress> {done}/{pages}</td><td>{kind}</td><td>{action}</td></tr>",
             id = esc(&d.id),
             file = esc(&d.filename),
-            status = esc(&d.status),
+            status = d.status,
             stage = esc(d.stage.as_deref().unwrap_or("")),
             done = d.pages_done,
             kind = esc(d.doc_type.as_deref().unwrap_or("")),
         );
-        if d.status == "failed" {
+        if d.status == DocumentStatus::Failed {
             failures.push(d);
         }
     }

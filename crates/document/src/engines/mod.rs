@@ -1,0 +1,11 @@
+//! The native libraries and models the stages wrap, each with an explicit thread budget:
+//! [`pdfium`] (its one owner thread), [`tesseract`] (an engine per thread), [`layout`] (the
+//! ONNX layout model), [`embedder`] (fastembed on its own thread), [`onnx`] (the one ONNX
+//! Runtime environment) and [`cpu`] (the priority their CPU work runs at).
+
+pub mod cpu;
+pub mod embedder;
+pub mod layout;
+pub mod onnx;
+pub mod pdfium;
+pub mod tesseract;

@@ -1,0 +1,303 @@
+//! pdfium, the one owner of the PDF library in this process. pdfium is not thread-safe, so
+//! one thread per process owns it ([`PdfiumHost`]) and every pdfium call runs there. Also
+//! what is read through it: text layers as words with boxes (TeX accents composed, text
+//! turned 90° kept as words), whether a text layer is usable, grey page images.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use image::DynamicImage;
+use pdfium_render::prelude::*;
+use tokio::sync::oneshot;
+use unicode_normalization::UnicodeNormalization;
+
+use crate::error::StageError;
+use crate::model::workdir::{BBox, Word};
+
+pub const LAYOUT_DPI: f32 = 150.0;
+
+pub const OCR_DPI: f32 = 300.0;
+
+/// Scans (image uploads) are assumed to be this resolution.
+pub const IMAGE_DPI: f32 = 300.0;
+
+type Task = Box<dyn FnOnce(&Pdfium) + Send>;
+
+/// The one thread in this process that owns pdfium.
+pub struct PdfiumHost {
+    tasks: mpsc::Sender<Task>,
+}
+
+/// pdfium can be bound once per process, so the host is process-wide.
+static HOST: std::sync::Mutex<Option<std::sync::Arc<PdfiumHost>>> = std::sync::Mutex::new(None);
+
+impl PdfiumHost {
+    /// The process's pdfium host, started on first use.
+    pub fn get(library: &Path) -> Result<std::sync::Arc<Self>, StageError> {
+        let mut host = HOST.lock().map_err(|_| StageError::Transient("pdfium host lock poisoned".into()))?;
+        if let Some(host) = host.as_ref() {
+            return Ok(host.clone());
+        }
+        let started = std::sync::Arc::new(Self::start(library)?);
+        *host = Some(started.clone());
+        Ok(started)
+    }
+
+    /// Binds the pdfium library on a new thread; fails if the library cannot be loaded.
+    fn start(library: &Path) -> Result<Self, StageError> {
+        if !library.exists() {
+            return Err(StageError::Transient(format!(
+                "pdfium not found at {} (run scripts/setup.sh)",
+                library.display()
+            )));
+        }
+        let (tx, rx) = mpsc::channel::<Task>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let library = library.to_path_buf();
+        std::thread::Builder::new().name("pdfium".into()).spawn(move || {
+            crate::engines::cpu::lower_thread_priority(crate::engines::cpu::cpu_priority());
+            let pdfium = match Pdfium::bind_to_library(&library) {
+                Ok(bindings) => Pdfium::new(bindings),
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("load pdfium from {}: {e}", library.display())));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            for task in rx {
+                task(&pdfium);
+            }
+        })?;
+        ready_rx
+            .recv()
+            .map_err(|_| StageError::Transient("pdfium thread exited".into()))?
+            .map_err(StageError::Transient)?;
+        Ok(Self { tasks: tx })
+    }
+
+    /// Runs `f` on the pdfium thread and waits for its result without blocking the runtime.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Pdfium) -> Result<T, StageError> + Send + 'static,
+    ) -> Result<T, StageError> {
+        let (tx, rx) = oneshot::channel();
+        self.tasks
+            .send(Box::new(move |pdfium| {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(pdfium)))
+                    .unwrap_or_else(|_| Err(StageError::Transient("pdfium task panicked".into())));
+                let _ = tx.send(result);
+            }))
+            .map_err(|_| StageError::Transient("pdfium thread is gone".into()))?;
+        rx.await.map_err(|_| StageError::Transient("pdfium thread dropped the task".into()))?
+    }
+
+    pub async fn page_count(&self, path: PathBuf) -> Result<u32, StageError> {
+        self.run(move |pdfium| Ok(open_pdf(pdfium, &path)?.pages().len() as u32)).await
+    }
+
+    /// Renders every page of the PDF at `path` to `<prefix>-<n>.png` (for looking at);
+    /// returns the page count.
+    pub async fn preview(&self, path: PathBuf, prefix: PathBuf, dpi: f32) -> Result<u32, StageError> {
+        self.run(move |pdfium| {
+            let doc = open_pdf(pdfium, &path)?;
+            let config = PdfRenderConfig::new().scale_page_by_factor(dpi / 72.0);
+            for (i, page) in doc.pages().iter().enumerate() {
+                let bitmap =
+                    page.render_with_config(&config).map_err(|e| StageError::transient("render preview", e))?;
+                let image = bitmap.as_image().map_err(|e| StageError::transient("convert preview", e))?;
+                let name = format!("{}-{}.png", prefix.display(), i + 1);
+                save_png(&DynamicImage::ImageRgb8(image.to_rgb8()), Path::new(&name))?;
+            }
+            Ok(doc.pages().len() as u32)
+        })
+        .await
+    }
+}
+
+pub fn open_pdf<'a>(pdfium: &'a Pdfium, path: &Path) -> Result<PdfDocument<'a>, StageError> {
+    pdfium.load_pdf_from_file(path, None).map_err(|e| match e {
+        PdfiumError::IoError(e) => StageError::transient("read PDF", e),
+        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::PasswordError) => {
+            StageError::BadInput("the PDF is encrypted and needs a password".into())
+        }
+        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::FormatError) => {
+            StageError::BadInput("not a readable PDF: the file is corrupt or truncated".into())
+        }
+        other => StageError::BadInput(format!("cannot open the PDF: {other}")),
+    })
+}
+
+/// Every page's text-layer words, as the render stage reads them (for `lectern eval ocr`).
+pub fn text_layers(pdfium: &Pdfium, path: &Path) -> Result<Vec<Vec<Word>>, StageError> {
+    let document = open_pdf(pdfium, path)?;
+    Ok(document
+        .pages()
+        .iter()
+        .map(|page| page.text().map(|t| words_from_text_layer(&t, page.height().value)).unwrap_or_default())
+        .collect())
+}
+
+/// One page (1-based) rendered grey at `dpi`, as the render stage renders OCR images.
+pub fn render_grey(pdfium: &Pdfium, path: &Path, number: u32, dpi: f32) -> Result<image::GrayImage, StageError> {
+    let document = open_pdf(pdfium, path)?;
+    let page = document
+        .pages()
+        .get((number - 1) as i32)
+        .map_err(|e| StageError::BadInput(format!("page {number} cannot be read: {e}")))?;
+    let config = PdfRenderConfig::new().scale_page_by_factor(dpi / 72.0).use_grayscale_rendering(true);
+    let bitmap = page.render_with_config(&config).map_err(|e| StageError::BadInput(format!("page {number}: {e}")))?;
+    Ok(bitmap.as_image().map_err(|e| StageError::transient("convert rendered page", e))?.to_luma8())
+}
+
+/// Groups pdfium's characters into words: a word ends at whitespace, at a line change,
+/// or at a horizontal gap wider than a third of the glyph height; in text turned 90°
+/// (characters stacked in a column) it goes on down or up the column. A word hyphenated at a
+/// line end (pdfium marks the hyphen as U+FFFE; U+00AD and U+0002 also occur) is joined
+/// with its end on the next line, keeping the box of its start.
+pub fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut bbox: Option<BBox> = None;
+    // The previous character's box: line changes and gaps are measured from it.
+    let mut last: Option<BBox> = None;
+    let mut hyphenated = false;
+    let mut flush = |current: &mut String, bbox: &mut Option<BBox>| {
+        if let Some(b) = bbox.take() {
+            if !current.is_empty() {
+                words.push(Word { text: compose_accents(current), bbox: b, conf: None });
+            }
+        }
+        current.clear();
+    };
+    for ch in text.chars().iter() {
+        let Some(c) = ch.unicode_char() else { continue };
+        if matches!(c, '\u{fffe}' | '\u{ad}' | '\u{2}') {
+            hyphenated = bbox.is_some();
+            continue;
+        }
+        if c.is_whitespace() || c.is_control() {
+            if !hyphenated {
+                flush(&mut current, &mut bbox);
+            }
+            continue;
+        }
+        let Ok(rect) = ch.loose_bounds() else { continue };
+        // pdfium's origin is bottom-left; ours is top-left.
+        let b =
+            [rect.left().value, page_height - rect.top().value, rect.right().value, page_height - rect.bottom().value];
+        let in_column = last.is_some_and(|prev| stacked(&prev, &b));
+        if hyphenated {
+            hyphenated = false;
+        } else if let Some(prev) = last.filter(|_| bbox.is_some() && !in_column) {
+            let h = (b[3] - b[1]).max(1.0);
+            let new_line = (b[1] - prev[1]).abs() > h * 0.5;
+            let gap = b[0] - prev[2];
+            if new_line || gap > h / 3.0 || gap < -h {
+                flush(&mut current, &mut bbox);
+            }
+        }
+        current.push(c);
+        last = Some(b);
+        // The box grows along the word's first line (or its column) only.
+        bbox = Some(match bbox {
+            Some(p) if in_column || (b[1] - p[1]).abs() <= (b[3] - b[1]).max(1.0) * 0.5 => {
+                [p[0].min(b[0]), p[1].min(b[1]), p[2].max(b[2]), p[3].max(b[3])]
+            }
+            Some(p) => p,
+            None => b,
+        });
+    }
+    flush(&mut current, &mut bbox);
+    words
+}
+
+/// Whether `b` continues `prev` in text turned 90°: nearly the same left and right
+/// edges (the glyph height across), moved by at least half a glyph (a ligature's letters
+/// share one box) and touching above or below.
+fn stacked(prev: &BBox, b: &BBox) -> bool {
+    let across = (b[2] - b[0]).min(prev[2] - prev[0]);
+    let shared = b[2].min(prev[2]) - b[0].max(prev[0]);
+    let moved = ((b[1] + b[3]) - (prev[1] + prev[3])).abs() / 2.0;
+    let gap = (b[1] - prev[3]).max(prev[1] - b[3]);
+    across > 0.0
+        && shared > 0.9 * (b[2] - b[0]).max(prev[2] - prev[0])
+        && moved > 0.5 * (b[3] - b[1]).min(prev[3] - prev[1])
+        && gap < across / 3.0
+}
+
+/// Old TeX fonts (OT1) draw an accent as a glyph of its own before the letter, so the text
+/// layer reads "Br¨oker": a spacing accent is composed with the letter after it ("Bröker").
+fn compose_accents(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut chars = word.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (combining_accent(c), chars.peek().copied()) {
+            (Some(mark), Some(letter)) if letter.is_alphabetic() => {
+                chars.next();
+                out.extend([letter, mark].into_iter().nfc());
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The combining form of a spacing accent (not the ASCII ones: `` ` ``, `^` and `~` are code).
+fn combining_accent(c: char) -> Option<char> {
+    Some(match c {
+        '\u{b4}' => '\u{301}',
+        '\u{a8}' => '\u{308}',
+        '\u{2c6}' => '\u{302}',
+        '\u{2dc}' => '\u{303}',
+        '\u{af}' => '\u{304}',
+        '\u{2d8}' => '\u{306}',
+        '\u{2d9}' => '\u{307}',
+        '\u{2da}' => '\u{30a}',
+        '\u{2dd}' => '\u{30b}',
+        '\u{2c7}' => '\u{30c}',
+        _ => return None,
+    })
+}
+
+/// A text layer is usable when it has a few real words and little garbage (unmapped
+/// glyphs, private-use code points).
+pub fn text_layer_is_usable(words: &[Word]) -> bool {
+    let (mut alnum, mut bad, mut total) = (0usize, 0usize, 0usize);
+    for c in words.iter().flat_map(|w| w.text.chars()) {
+        total += 1;
+        if c.is_alphanumeric() {
+            alnum += 1;
+        }
+        if c == '\u{fffd}' || ('\u{e000}'..='\u{f8ff}').contains(&c) {
+            bad += 1;
+        }
+    }
+    alnum >= 20 && (bad as f32) < 0.05 * total as f32
+}
+
+pub fn save_png(image: &DynamicImage, path: &Path) -> Result<(), StageError> {
+    image.save_with_format(path, image::ImageFormat::Png).map_err(|e| StageError::transient("write page image", e))
+}
+
+/// Pixel scale of a page image relative to page points.
+pub fn pixels_per_point(dpi: f32) -> f32 {
+    dpi / 72.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compose_accents;
+
+    #[test]
+    fn tex_spacing_accents_compose_with_their_letter() {
+        assert_eq!(compose_accents("Br\u{a8}oker"), "Bröker");
+        assert_eq!(compose_accents("J\u{b4}er\u{2c6}ome"), "Jérôme");
+        assert_eq!(
+            compose_accents("Mikul\u{b4}\u{131}k"),
+            "Mikul\u{131}\u{301}k",
+            "no precomposed form: letter and mark"
+        );
+        assert_eq!(compose_accents("x\u{a8}"), "x\u{a8}", "nothing after it to compose with");
+        assert_eq!(compose_accents("`a^b~c"), "`a^b~c", "ASCII is left alone");
+    }
+}

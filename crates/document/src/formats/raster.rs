@@ -1,0 +1,91 @@
+//! Image uploads (PNG, JPEG, TIFF): header checks against pixel bombs, the page count (a
+//! TIFF may hold many pages) and decoding one page.
+
+use std::io::BufReader;
+use std::path::Path;
+
+use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
+use tiff::ColorType;
+use tiff::decoder::{Decoder, DecodingResult};
+
+use crate::error::StageError;
+use crate::formats::sniff::MediaType;
+
+/// Images above this many pixels are refused (decompression bombs).
+pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
+/// A TIFF with more pages than this is refused.
+pub const MAX_TIFF_PAGES: u32 = 10_000;
+
+fn bad(e: impl std::fmt::Display) -> StageError {
+    StageError::BadInput(format!("unreadable image: {e}"))
+}
+
+fn check_pixels(w: u32, h: u32, page: u32) -> Result<(), StageError> {
+    if w as u64 * h as u64 > MAX_IMAGE_PIXELS {
+        return Err(StageError::BadInput(format!(
+            "image page {page} is {w}×{h} pixels, over the limit of {MAX_IMAGE_PIXELS} pixels"
+        )));
+    }
+    Ok(())
+}
+
+fn tiff_decoder(path: &Path) -> Result<Decoder<BufReader<std::fs::File>>, StageError> {
+    Decoder::new(BufReader::new(std::fs::File::open(path)?)).map_err(bad)
+}
+
+/// Reads only headers: the number of pages, each checked against the pixel limit.
+pub fn check(path: &Path, media: MediaType) -> Result<u32, StageError> {
+    if media != MediaType::Tiff {
+        let reader = image::ImageReader::open(path)?.with_guessed_format().map_err(bad)?;
+        let (w, h) = reader.into_dimensions().map_err(bad)?;
+        check_pixels(w, h, 1)?;
+        return Ok(1);
+    }
+    let mut decoder = tiff_decoder(path)?;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        let (w, h) = decoder.dimensions().map_err(bad)?;
+        check_pixels(w, h, pages)?;
+        if !decoder.more_images() {
+            return Ok(pages);
+        }
+        if pages >= MAX_TIFF_PAGES {
+            return Err(StageError::BadInput(format!("the TIFF has more than {MAX_TIFF_PAGES} pages")));
+        }
+        decoder.next_image().map_err(bad)?;
+    }
+}
+
+/// Decodes page `number` (1-based).
+pub fn page(path: &Path, media: MediaType, number: u32) -> Result<DynamicImage, StageError> {
+    if media != MediaType::Tiff {
+        let image = image::ImageReader::open(path)?.with_guessed_format()?;
+        return image.decode().map_err(|e| StageError::BadInput(format!("the image cannot be decoded: {e}")));
+    }
+    let mut decoder = tiff_decoder(path)?;
+    decoder.seek_to_image(number as usize - 1).map_err(bad)?;
+    let (w, h) = decoder.dimensions().map_err(bad)?;
+    check_pixels(w, h, number)?;
+    let color = decoder.colortype().map_err(bad)?;
+    let data = decoder.read_image().map_err(|e| StageError::BadInput(format!("TIFF page {number}: {e}")))?;
+    let unsupported = || StageError::BadInput(format!("TIFF page {number}: unsupported pixel format {color:?}"));
+    let image = match (color, data) {
+        (ColorType::Gray(1), DecodingResult::U8(packed)) => {
+            let row = w.div_ceil(8) as usize;
+            let mut grey = Vec::with_capacity(w as usize * h as usize);
+            for line in packed.chunks_exact(row).take(h as usize) {
+                grey.extend((0..w as usize).map(|x| if line[x / 8] & (0x80 >> (x % 8)) != 0 { 255 } else { 0 }));
+            }
+            GrayImage::from_raw(w, h, grey).map(DynamicImage::ImageLuma8)
+        }
+        (ColorType::Gray(8), DecodingResult::U8(v)) => GrayImage::from_raw(w, h, v).map(DynamicImage::ImageLuma8),
+        (ColorType::Gray(16), DecodingResult::U16(v)) => {
+            GrayImage::from_raw(w, h, v.into_iter().map(|p| (p >> 8) as u8).collect()).map(DynamicImage::ImageLuma8)
+        }
+        (ColorType::RGB(8), DecodingResult::U8(v)) => RgbImage::from_raw(w, h, v).map(DynamicImage::ImageRgb8),
+        (ColorType::RGBA(8), DecodingResult::U8(v)) => RgbaImage::from_raw(w, h, v).map(DynamicImage::ImageRgba8),
+        _ => return Err(unsupported()),
+    };
+    image.ok_or_else(|| StageError::BadInput(format!("TIFF page {number}: pixel data is shorter than {w}×{h}")))
+}

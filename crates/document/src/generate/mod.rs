@@ -1,0 +1,13 @@
+//! Study material, extractive and local: sentences with their section and page and
+//! YAKE-style key terms ([`text`]), centrality and neighbours over embeddings ([`rank`]),
+//! and the three writers — [`cheatsheet`] (.docx), [`quiz`] (.pdf and quiz.json),
+//! [`flashcards`] (.json with SM-2 state); [`check`] reads them back; [`llm`] is the
+//! optional summary. The stage that runs them is [`crate::stages::generate`].
+
+pub mod cheatsheet;
+pub mod check;
+pub mod flashcards;
+pub mod llm;
+pub mod quiz;
+pub mod rank;
+pub mod text;

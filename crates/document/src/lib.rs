@@ -1,0 +1,43 @@
+//! Lectern's document side: from an uploaded file to pages, chunks, vectors and study
+//! material. Depends on [`lectern_queue`] for the store and the engine; knows nothing of
+//! HTTP or the command line.
+//!
+//! # Layout
+//!
+//! Lowest first; a module only uses modules above it in this list (`scripts/layers.py`
+//! checks it).
+//!
+//! - [`error`] — [`error::StageError`]: bad input (fail now) or transient (retry).
+//! - [`config`] — settings and the pipeline definition (`jobs/pipeline.toml`): stages,
+//!   queues, and the `[chunk]`, `[classify]`, `[generate]` sections.
+//! - [`model`] — the page model and geometry, the per-document files, chunks.
+//! - [`formats`] — file types from bytes, DOCX/PPTX from their XML, image uploads.
+//! - [`text`] — reading order and language detection.
+//! - [`engines`] — pdfium (one owner thread), tesseract, the layout model, the embedder,
+//!   the ONNX Runtime environment, CPU priority.
+//! - [`sm2`] — flashcard review scheduling; [`generate`] — study material (cheat sheet,
+//!   quiz, flashcards); [`index`] — LanceDB, one table of chunks per collection;
+//!   [`classify`] — a document's type from its embedding.
+//! - [`context`] — settings, the store, and the engines loaded on first use.
+//! - [`stages`] — one module per stage, all `run(ctx, payload)`: ingest, render, layout,
+//!   ocr, chunk, embed, generate; [`search`] — embed a query and ask the index;
+//!   [`webhook`] — signed callbacks when a document finishes.
+//! - [`pipeline`] — the engine's handlers: run a stage, then enqueue what follows;
+//!   [`background`] — worker pools beside a server.
+
+pub mod background;
+pub mod classify;
+pub mod config;
+pub mod context;
+pub mod engines;
+pub mod error;
+pub mod formats;
+pub mod generate;
+pub mod index;
+pub mod model;
+pub mod pipeline;
+pub mod search;
+pub mod sm2;
+pub mod stages;
+pub mod text;
+pub mod webhook;

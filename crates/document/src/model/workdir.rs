@@ -1,0 +1,165 @@
+//! The per-document work directory and the page model stages pass along.
+//!
+//! Coordinates are PDF points (1/72 inch) with the origin at the page's top-left corner;
+//! boxes are `[x0, y0, x1, y1]`.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StageError;
+
+pub type BBox = [f32; 4];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Word {
+    pub text: String,
+    pub bbox: BBox,
+    /// OCR confidence 0–100; `None` for the PDF text layer.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub conf: Option<f32>,
+}
+
+/// Where a page's text came from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TextSource {
+    /// The PDF's own text layer was usable.
+    TextLayer,
+    /// The page needs (or had) OCR.
+    Ocr,
+}
+
+/// A region found by the layout model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Region {
+    pub label: String,
+    pub score: f32,
+    pub bbox: BBox,
+    /// Heading level (1 = top) when the source says it (DOCX heading styles).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub level: Option<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Page {
+    /// 1-based page number.
+    pub number: u32,
+    pub width: f32,
+    pub height: f32,
+    pub source: TextSource,
+    pub words: Vec<Word>,
+    /// Page image for the layout model (file name inside `pages/`).
+    pub layout_image: Option<String>,
+    /// 300-DPI grey page image for OCR (file name inside `pages/`), when the page needs OCR.
+    pub ocr_image: Option<String>,
+    /// Set by the layout stage.
+    #[serde(default)]
+    pub regions: Vec<Region>,
+    /// Mean OCR word confidence, set by the OCR stage.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ocr_confidence: Option<f32>,
+    /// Tesseract language(s) the OCR stage read the page in.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ocr_language: Option<String>,
+    /// Boxes of the raster images embedded in a PDF page (exact; layout adds drawn figures).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub images: Vec<BBox>,
+}
+
+impl Page {
+    pub fn text(&self) -> String {
+        self.words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// Paths inside `<data>/documents/<id>/`.
+#[derive(Debug, Clone)]
+pub struct WorkDir {
+    pub root: PathBuf,
+}
+
+impl WorkDir {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+    pub fn pages_dir(&self) -> PathBuf {
+        self.root.join("pages")
+    }
+    pub fn figures_dir(&self) -> PathBuf {
+        self.root.join("figures")
+    }
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.root.join("artifacts")
+    }
+    /// One JSON file per page, so page ranges can be worked on by different workers.
+    pub fn page_file(&self, number: u32) -> PathBuf {
+        self.pages_dir().join(format!("p{number:04}.json"))
+    }
+    pub fn chunks_file(&self) -> PathBuf {
+        self.root.join("chunks.json")
+    }
+
+    pub fn load_page(&self, number: u32) -> Result<Page, StageError> {
+        read_json(&self.page_file(number))
+    }
+    pub fn save_page(&self, page: &Page) -> Result<(), StageError> {
+        write_json(&self.page_file(page.number), page)
+    }
+    /// Every page rendered so far, in page order.
+    pub fn load_pages(&self) -> Result<Vec<Page>, StageError> {
+        let mut numbers = Vec::new();
+        for entry in std::fs::read_dir(self.pages_dir())? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name.strip_prefix('p').and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok()) {
+                numbers.push(n);
+            }
+        }
+        numbers.sort_unstable();
+        numbers.into_iter().map(|n| self.load_page(n)).collect()
+    }
+}
+
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StageError> {
+    let bytes = std::fs::read(path).map_err(|e| StageError::transient(&format!("read {}", path.display()), e))?;
+    serde_json::from_slice(&bytes).map_err(|e| StageError::transient(&format!("parse {}", path.display()), e))
+}
+
+/// Writes JSON atomically (temp file + rename), so a crash never leaves half a file.
+pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StageError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| StageError::transient("serialise", e))?;
+    write_atomic(path, &bytes)
+}
+
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Union of boxes; `None` for an empty iterator.
+/// Area of a box; 0 when it is empty.
+pub fn area(b: &BBox) -> f32 {
+    (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
+}
+
+/// Area of the overlap of two boxes.
+pub fn overlap(a: &BBox, b: &BBox) -> f32 {
+    area(&[a[0].max(b[0]), a[1].max(b[1]), a[2].min(b[2]), a[3].min(b[3])])
+}
+
+/// Whether the centre of `inner` lies in `outer`.
+pub fn centre_in(inner: &BBox, outer: &BBox) -> bool {
+    let (cx, cy) = ((inner[0] + inner[2]) / 2.0, (inner[1] + inner[3]) / 2.0);
+    cx >= outer[0] && cx <= outer[2] && cy >= outer[1] && cy <= outer[3]
+}
+
+pub fn union(boxes: impl IntoIterator<Item = BBox>) -> Option<BBox> {
+    boxes.into_iter().reduce(|a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
+}

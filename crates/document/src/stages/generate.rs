@@ -1,0 +1,164 @@
+//! Stage 7, generate: study material from the chunks ([`crate::generate`]), locally and
+//! with no LLM: a cheat sheet (.docx), a quiz (.pdf with the answer key on its own page, and
+//! quiz.json) and flashcards (.json with SM-2 state).
+
+use super::Payload;
+use crate::config::GenerateConfig;
+use crate::context::Context;
+use crate::error::StageError;
+use crate::generate::{cheatsheet, flashcards, llm, quiz, text};
+use crate::model::chunk::Chunk;
+use crate::model::workdir::{Page, write_atomic};
+use lectern_queue::storage::{Artifact, Figure, Flashcard};
+
+/// Everything generated for one document.
+pub struct StudySet {
+    pub blocks: Vec<cheatsheet::Block>,
+    pub quiz: quiz::Quiz,
+    pub cards: Vec<flashcards::Card>,
+}
+
+/// Builds the material, embeds its sentences and key terms, and ranks them.
+pub async fn material(ctx: &Context, chunks: &[Chunk], pages: &[Page]) -> Result<text::Material, StageError> {
+    let mut material = text::Material::from_chunks(chunks, pages);
+    let texts: Vec<String> = material
+        .sentences
+        .iter()
+        .map(|s| s.text.clone())
+        .chain(material.terms.iter().map(|t| t.text.clone()))
+        .collect();
+    let vectors = if texts.is_empty() { Vec::new() } else { ctx.embedder().await?.embed(texts).await? };
+    let terms = vectors[material.sentences.len().min(vectors.len())..].to_vec();
+    let sentences = vectors[..material.sentences.len().min(vectors.len())].to_vec();
+    material.rank(sentences, terms);
+    Ok(material)
+}
+
+/// Figures worth a place on the cheat sheet, with captions from the chunks that link them:
+/// captioned ones first, then larger ones; tiny ones (under 1.5" on a side) left out.
+pub fn figure_inputs(chunks: &[Chunk], figures: &[Figure], material: &text::Material) -> Vec<cheatsheet::FigureInput> {
+    let section_of = |chunk: &Chunk| material.sections.iter().position(|s| s.path == chunk.heading_path);
+    let mut out: Vec<(bool, f64, cheatsheet::FigureInput)> = Vec::new();
+    for f in figures {
+        let (w, h) = (f.bbox[2] - f.bbox[0], f.bbox[3] - f.bbox[1]);
+        if w < 108.0 || h < 108.0 {
+            continue;
+        }
+        let linked = chunks.iter().find(|c| c.figures.iter().any(|p| *p == f.path));
+        let caption = linked.map(|c| {
+            let found = text::split_sentences(&c.text)
+                .into_iter()
+                .find(|s| s.starts_with("Figure") || s.starts_with("Fig."))
+                .unwrap_or_else(|| c.text.clone());
+            found.split_whitespace().take(40).collect::<Vec<_>>().join(" ")
+        });
+        let section = linked.or_else(|| chunks.iter().find(|c| c.page == f.page as u32)).and_then(section_of);
+        let input = cheatsheet::FigureInput { path: f.path.clone(), page: f.page as u32, caption, section };
+        out.push((input.caption.is_some(), w * h, input));
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
+    out.into_iter().map(|(_, _, f)| f).collect()
+}
+
+/// The artifacts' content (no files written): used by the stage, the eval command and benches.
+pub fn study_set(
+    document_id: &str,
+    title: &str,
+    material: &text::Material,
+    figures: &[cheatsheet::FigureInput],
+    summary: Option<&str>,
+    config: &GenerateConfig,
+    now: chrono::DateTime<chrono::Utc>,
+) -> StudySet {
+    StudySet {
+        blocks: cheatsheet::plan(title, material, figures, summary, config),
+        quiz: quiz::questions(title, material, config.questions),
+        cards: flashcards::cards(document_id, material, config.cards, now),
+    }
+}
+
+/// The LLM's summary of the 15 most central sentences, when `[generate.llm]` is set; a
+/// failed call is logged and the sheet goes without.
+async fn summary(ctx: &Context, title: &str, material: &text::Material) -> Option<String> {
+    let config = ctx.pipeline.generate.llm.as_ref()?;
+    let mut top: Vec<usize> = (0..material.sentences.len()).collect();
+    top.sort_by(|&a, &b| material.sentences[b].score.total_cmp(&material.sentences[a].score));
+    top.truncate(15);
+    top.sort_unstable();
+    let sentences: Vec<&str> = top.iter().map(|&i| material.sentences[i].text.as_str()).collect();
+    if sentences.is_empty() {
+        return None;
+    }
+    match llm::summary(config, title, &sentences).await {
+        Ok(text) => Some(text),
+        Err(e) => {
+            tracing::warn!(error = %e, "no LLM summary; the cheat sheet is made without it");
+            None
+        }
+    }
+}
+
+pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
+    let document_id = payload.document_id.as_str();
+    let chunks = super::chunk::load(ctx, document_id)?;
+    let figures = ctx.store.figures(document_id).await?;
+    let doc = ctx.store.document(document_id).await?.ok_or_else(|| StageError::BadInput("document is gone".into()))?;
+    let pages = ctx.workdir(document_id).load_pages()?;
+    let material = material(ctx, &chunks, &pages).await?;
+    drop(pages);
+    let summary = summary(ctx, &doc.filename, &material).await;
+    let dir = ctx.workdir(document_id).artifacts_dir();
+    let title = doc.filename.clone();
+    let id = document_id.to_string();
+    let config = ctx.pipeline.generate.clone();
+    let wanted = |name: &str| doc.artifacts.as_ref().is_none_or(|a| a.iter().any(|n| n == name));
+    let (want_sheet, want_quiz, want_cards) = (wanted("cheatsheet"), wanted("quiz"), wanted("flashcards"));
+    let (artifacts, cards) =
+        crate::engines::cpu::spawn_cpu(move || -> Result<(Vec<Artifact>, Vec<flashcards::Card>), StageError> {
+            let inputs = figure_inputs(&chunks, &figures, &material);
+            let set = study_set(&id, &title, &material, &inputs, summary.as_deref(), &config, chrono::Utc::now());
+            let mut outputs = Vec::new();
+            if want_sheet {
+                outputs.push(("cheatsheet.docx", cheatsheet::MEDIA_TYPE, cheatsheet::build(&set.blocks, &config)?));
+            }
+            if want_quiz {
+                outputs.push(("quiz.pdf", quiz::MEDIA_TYPE, quiz::build(&set.quiz)?));
+                let json = serde_json::to_vec_pretty(&set.quiz).map_err(|e| StageError::transient("write quiz", e))?;
+                outputs.push(("quiz.json", "application/json", json));
+            }
+            if want_cards {
+                outputs.push(("flashcards.json", flashcards::MEDIA_TYPE, flashcards::build(set.cards.clone())?));
+            }
+            let cards = if want_cards { set.cards } else { Vec::new() };
+            let mut artifacts = Vec::new();
+            for (name, media_type, bytes) in outputs {
+                let path = dir.join(name);
+                write_atomic(&path, &bytes)?;
+                artifacts.push(Artifact {
+                    name: name.to_string(),
+                    path: path.to_string_lossy().into_owned(),
+                    media_type: media_type.to_string(),
+                    size_bytes: bytes.len() as i64,
+                });
+            }
+            Ok((artifacts, cards))
+        })
+        .await??;
+    for artifact in &artifacts {
+        ctx.store.put_artifact(document_id, artifact).await?;
+    }
+    // The review schedule lives in the store; flashcards.json is the deck as generated.
+    let cards: Vec<Flashcard> = cards
+        .into_iter()
+        .map(|c| Flashcard {
+            id: c.id,
+            document_id: document_id.to_string(),
+            front: c.front,
+            back: c.back,
+            page: c.page as i64,
+            sm2: c.sm2,
+        })
+        .collect();
+    ctx.store.replace_flashcards(document_id, &cards).await?;
+    Ok(())
+}

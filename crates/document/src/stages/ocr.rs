@@ -1,0 +1,76 @@
+//! Stage 4, OCR: pages without a usable text layer are read by tesseract
+//! ([`crate::engines::tesseract`]); the document's language (see [`crate::text::language`])
+//! picks the language data.
+
+use super::Payload;
+use crate::context::Context;
+use crate::engines::pdfium::{OCR_DPI, pixels_per_point};
+use crate::engines::tesseract::recognize;
+use crate::error::StageError;
+use crate::model::workdir::{TextSource, Word, WorkDir};
+use crate::text::language;
+
+pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
+    let id = payload.document_id.as_str();
+    let workdir = ctx.workdir(id);
+    let known = ctx.store.document(id).await?.and_then(|d| d.language);
+    let switch = ctx.settings.ocr_detect_language;
+    // A language found earlier (text layer, another page's OCR) is used when installed.
+    let languages = match known.as_deref() {
+        Some(lang) if switch && language::ocr_installed(lang) => lang.to_string(),
+        _ => ctx.settings.ocr_languages.clone(),
+    };
+    let range = super::page_range(ctx, payload).await?;
+    let detect = known.is_none();
+    let found =
+        crate::engines::cpu::spawn_cpu(move || ocr_pages(&workdir, &languages, detect, switch, range)).await??;
+    if let Some(lang) = found {
+        ctx.store.set_language(id, lang).await?;
+    }
+    Ok(())
+}
+
+/// OCRs the pages that need it in `languages`. With `detect`, the first page whose text
+/// says enough decides the language (returned); with `switch`, if that is another installed
+/// language, the page is read again in it and so are the following pages.
+fn ocr_pages(
+    workdir: &WorkDir,
+    languages: &str,
+    mut detect: bool,
+    switch: bool,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<Option<&'static str>, StageError> {
+    let mut languages = languages.to_string();
+    let mut found = None;
+    for number in range {
+        let mut page = workdir.load_page(number)?;
+        if page.source != TextSource::Ocr {
+            continue;
+        }
+        let Some(name) = &page.ocr_image else { continue };
+        let image = image::open(workdir.pages_dir().join(name))
+            .map_err(|e| StageError::transient("read OCR image", e))?
+            .to_luma8();
+        let (w, h) = image.dimensions();
+        // Image uploads are taken as OCR_DPI scans, so one scale serves both kinds.
+        let ocr = |languages: &str| recognize(languages, image.as_raw(), w, h, OCR_DPI as u32);
+        let mut result = ocr(&languages)?;
+        if detect {
+            let text = result.words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
+            if let Some(lang) = language::detect(&text) {
+                detect = false;
+                found = Some(lang);
+                if switch && language::should_reread(&languages, lang) {
+                    languages = lang.to_string();
+                    result = ocr(&languages)?;
+                }
+            }
+        }
+        let to_points = 1.0 / pixels_per_point(OCR_DPI);
+        page.words = result.words.into_iter().map(|w| Word { bbox: w.bbox.map(|v| v * to_points), ..w }).collect();
+        page.ocr_confidence = result.mean_confidence;
+        page.ocr_language = Some(languages.clone());
+        workdir.save_page(&page)?;
+    }
+    Ok(found)
+}

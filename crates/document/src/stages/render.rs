@@ -1,0 +1,236 @@
+//! Stage 2, render: pdfium reads each page's text layer with word boxes and decides per
+//! page whether that text is usable or the page needs OCR; it renders a page image for
+//! the layout model (150 DPI) and, for pages that need OCR, a 300-DPI grey image.
+//! PNG/JPEG/TIFF uploads are 300 DPI scans, a page per image (TIFF: per TIFF page). DOCX
+//! and PPTX have nothing to render: their pages come from [`crate::formats::office`]. The
+//! language of the text layer, when it says enough, is recorded on the document.
+
+use std::path::Path;
+
+use image::{DynamicImage, GenericImageView};
+use pdfium_render::prelude::*;
+
+use super::Payload;
+use crate::context::Context;
+use crate::engines::pdfium::{
+    IMAGE_DPI, LAYOUT_DPI, OCR_DPI, open_pdf, save_png, text_layer_is_usable, words_from_text_layer,
+};
+use crate::error::StageError;
+use crate::formats::sniff::MediaType;
+use crate::model::workdir::{BBox, Page, TextSource};
+use lectern_queue::storage::Figure;
+
+pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
+    let doc = ctx
+        .store
+        .document(&payload.document_id)
+        .await?
+        .ok_or_else(|| StageError::BadInput("document is gone".into()))?;
+    let media = doc
+        .media_type
+        .as_deref()
+        .and_then(MediaType::from_mime)
+        .ok_or_else(|| StageError::BadInput("document type unknown (ingest did not run)".into()))?;
+    let range = payload.page_range(doc.pages.unwrap_or(1) as u32);
+    let source = super::ingest::upload_path(&ctx.settings, &doc.sha256);
+    let workdir = ctx.workdir(&payload.document_id);
+    std::fs::create_dir_all(workdir.pages_dir())?;
+    let pages_dir = workdir.pages_dir();
+    let pages = match media {
+        MediaType::Pdf => ctx.pdfium().await?.run(move |pdfium| render_pdf(pdfium, &source, &pages_dir, range)).await?,
+        MediaType::Docx | MediaType::Pptx => {
+            let figures_dir = workdir.figures_dir();
+            let (pages, figures) =
+                crate::engines::cpu::spawn_cpu(move || read_office(&source, media, &figures_dir, range)).await??;
+            for (page, figs) in figures {
+                ctx.store.replace_figures(&payload.document_id, page, &figs).await?;
+            }
+            pages
+        }
+        _ => crate::engines::cpu::spawn_cpu(move || render_image(&source, media, &pages_dir, range)).await??,
+    };
+    pages.iter().try_for_each(|p| workdir.save_page(p))?;
+    if doc.language.is_none() {
+        let text: String = pages.iter().filter(|p| p.source == TextSource::TextLayer).map(|p| p.text() + " ").collect();
+        if let Some(lang) = crate::text::language::detect(&text) {
+            ctx.store.set_language(&payload.document_id, lang).await?;
+        }
+    }
+    Ok(())
+}
+
+fn render_pdf(
+    pdfium: &Pdfium,
+    path: &Path,
+    pages_dir: &Path,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<Vec<Page>, StageError> {
+    let document = open_pdf(pdfium, path)?;
+    let mut pages = Vec::new();
+    for number in range {
+        let page = document
+            .pages()
+            .get((number - 1) as i32)
+            .map_err(|e| StageError::BadInput(format!("page {number} cannot be read: {e}")))?;
+        let (width, height) = (page.width().value, page.height().value);
+        let words = match page.text() {
+            Ok(text) => words_from_text_layer(&text, height),
+            Err(_) => Vec::new(),
+        };
+        let source = if text_layer_is_usable(&words) { TextSource::TextLayer } else { TextSource::Ocr };
+        let images = image_boxes(&page, height);
+        let render = |dpi: f32, grey: bool| -> Result<DynamicImage, StageError> {
+            let config = PdfRenderConfig::new().scale_page_by_factor(dpi / 72.0).use_grayscale_rendering(grey);
+            let bitmap = page
+                .render_with_config(&config)
+                .map_err(|e| StageError::BadInput(format!("page {number} cannot be rendered: {e}")))?;
+            bitmap.as_image().map_err(|e| StageError::transient("convert rendered page", e))
+        };
+        let layout_name = format!("p{number:04}-layout.png");
+        save_png(&DynamicImage::ImageRgb8(render(LAYOUT_DPI, false)?.to_rgb8()), &pages_dir.join(&layout_name))?;
+        let ocr_image = if source == TextSource::Ocr {
+            let name = format!("p{number:04}-ocr.png");
+            save_png(&DynamicImage::ImageLuma8(render(OCR_DPI, true)?.to_luma8()), &pages_dir.join(&name))?;
+            Some(name)
+        } else {
+            None
+        };
+        pages.push(Page {
+            number,
+            width,
+            height,
+            source,
+            words: if source == TextSource::TextLayer { words } else { Vec::new() },
+            layout_image: Some(layout_name),
+            ocr_image,
+            regions: Vec::new(),
+            ocr_confidence: None,
+            ocr_language: None,
+            images,
+        });
+    }
+    Ok(pages)
+}
+
+/// Boxes of the raster images drawn on the page (page points, top-left origin), images
+/// inside form XObjects (nested ones too) included.
+fn image_boxes(page: &PdfPage, page_height: f32) -> Vec<BBox> {
+    fn walk(object: &PdfPageObject, forms: &[PdfMatrix], page_height: f32, out: &mut Vec<BBox>) {
+        if let Some(form) = object.as_x_object_form_object() {
+            let mut inner = forms.to_vec();
+            if let Ok(matrix) = form.matrix() {
+                inner.insert(0, matrix);
+            }
+            for child in form.iter() {
+                walk(&child, &inner, page_height, out);
+            }
+        } else if object.as_image_object().is_some() {
+            let Ok(quad) = object.bounds() else { return };
+            let r = quad.to_rect();
+            // A child's bounds are in its form's space: apply the forms' matrices, innermost first.
+            let corners = [(r.left(), r.bottom()), (r.right(), r.top())]
+                .map(|(x, y)| forms.iter().fold((x, y), |(x, y), m| m.apply_to_points(x, y)));
+            let (xs, ys) = (corners.map(|c| c.0.value), corners.map(|c| c.1.value));
+            out.push([
+                xs[0].min(xs[1]),
+                page_height - ys[0].max(ys[1]),
+                xs[0].max(xs[1]),
+                page_height - ys[0].min(ys[1]),
+            ]);
+        }
+    }
+    let mut out = Vec::new();
+    for object in page.objects().iter() {
+        walk(&object, &[], page_height, &mut out);
+    }
+    out
+}
+
+/// Image uploads: each page (a TIFF may have several) is a scan at [`IMAGE_DPI`].
+fn render_image(
+    path: &Path,
+    media: MediaType,
+    pages_dir: &Path,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<Vec<Page>, StageError> {
+    let mut pages = Vec::new();
+    for number in range {
+        let image = crate::formats::raster::page(path, media, number)?;
+        let (w, h) = image.dimensions();
+        let scale = LAYOUT_DPI / IMAGE_DPI;
+        let layout = image.resize_exact(
+            ((w as f32 * scale).round() as u32).max(1),
+            ((h as f32 * scale).round() as u32).max(1),
+            image::imageops::FilterType::Triangle,
+        );
+        let (layout_name, ocr_name) = (format!("p{number:04}-layout.png"), format!("p{number:04}-ocr.png"));
+        save_png(&DynamicImage::ImageRgb8(layout.to_rgb8()), &pages_dir.join(&layout_name))?;
+        save_png(&DynamicImage::ImageLuma8(image.to_luma8()), &pages_dir.join(&ocr_name))?;
+        pages.push(Page {
+            number,
+            width: w as f32 * 72.0 / IMAGE_DPI,
+            height: h as f32 * 72.0 / IMAGE_DPI,
+            source: TextSource::Ocr,
+            words: Vec::new(),
+            layout_image: Some(layout_name),
+            ocr_image: Some(ocr_name),
+            regions: Vec::new(),
+            ocr_confidence: None,
+            ocr_language: None,
+            images: Vec::new(),
+        });
+    }
+    Ok(pages)
+}
+
+/// Office images smaller than this (pixels, either side) are icons and bullets.
+const MIN_OFFICE_IMAGE_SIDE: u32 = 48;
+
+/// DOCX/PPTX pages in `range`, and their embedded images saved as figures (PNG).
+fn read_office(
+    path: &Path,
+    media: MediaType,
+    figures_dir: &Path,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<(Vec<Page>, Vec<(i64, Vec<Figure>)>), StageError> {
+    std::fs::create_dir_all(figures_dir)?;
+    let mut pages = Vec::new();
+    let mut figures = Vec::new();
+    let mut package = crate::formats::office::Package::open(path)?;
+    for laid in crate::formats::office::read(&mut package, media)? {
+        if !range.contains(&laid.page.number) {
+            continue;
+        }
+        let number = laid.page.number;
+        let mut page_figures = Vec::new();
+        for (bbox, part) in laid.images {
+            let Some(bytes) = package.bytes(&part)? else { continue };
+            // Formats the image crate does not read (EMF, WMF, GIF) and pixel bombs are skipped.
+            let Ok(reader) = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format() else {
+                continue;
+            };
+            let Ok((w, h)) = reader.into_dimensions() else { continue };
+            if w.min(h) < MIN_OFFICE_IMAGE_SIDE || w as u64 * h as u64 > crate::formats::raster::MAX_IMAGE_PIXELS {
+                continue;
+            }
+            let Ok(image) = image::load_from_memory(&bytes) else { continue };
+            let idx = page_figures.len() as i64;
+            let file = figures_dir.join(format!("p{number:04}-{idx:02}.png"));
+            save_png(&image, &file)?;
+            // The virtual page reserves a square; the figure keeps the image's aspect ratio.
+            let height = (bbox[2] - bbox[0]) * h as f32 / w as f32;
+            let bbox = [bbox[0], bbox[1], bbox[2], bbox[1] + height.min(bbox[3] - bbox[1])];
+            page_figures.push(Figure {
+                page: number as i64,
+                idx,
+                label: "figure".into(),
+                score: 1.0,
+                bbox: bbox.map(f64::from),
+                path: file.to_string_lossy().into_owned(),
+            });
+        }
+        figures.push((number as i64, page_figures));
+        pages.push(laid.page);
+    }
+    Ok((pages, figures))
+}

@@ -1,0 +1,365 @@
+//! The catalog: documents and what their stages recorded (figures, artifacts, flashcards),
+//! and API tokens. Written once for both databases.
+
+use sqlx::Row;
+
+use super::db::{on_pool, on_tx};
+use super::queue::{announce, insert_job};
+use super::{
+    ApiToken, Artifact, Document, Figure, Flashcard, NewDocument, NewJob, Result, Sm2, Store, artifact_from_row,
+    document_from_row, figure_from_row, finish_job_json, flashcard_from_row, now_ms, token_from_row,
+};
+
+impl Store {
+    // documents
+
+    /// Inserts a document and its first job in one transaction; returns the job id.
+    pub async fn insert_document(&self, doc: &NewDocument, first_job: &NewJob) -> Result<i64> {
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        on_tx!(&mut tx, |t| {
+            sqlx::query(
+                "INSERT INTO documents (id, sha256, filename, size_bytes, collection, status, stage, created_at,
+                                        updated_at, artifacts, callback_url, finish_job)
+                 VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $7, $8, $9, $10)",
+            )
+            .bind(&doc.id)
+            .bind(&doc.sha256)
+            .bind(&doc.filename)
+            .bind(doc.size_bytes)
+            .bind(&doc.collection)
+            .bind(&first_job.stage)
+            .bind(now)
+            .bind(doc.artifacts.as_ref().map(|a| serde_json::to_string(a).expect("names serialise")))
+            .bind(&doc.callback_url)
+            .bind(finish_job_json(doc))
+            .execute(&mut **t)
+            .await?;
+        });
+        let id = insert_job(&mut tx, first_job, now).await?;
+        announce(&mut tx, &[first_job.queue.as_str()]).await?;
+        tx.commit().await?;
+        self.wake([first_job.queue.as_str()]);
+        Ok(id)
+    }
+
+    pub async fn document(&self, id: &str) -> Result<Option<Document>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let row = sqlx::query("SELECT * FROM documents WHERE id = $1").bind(id).fetch_optional(pool).await?;
+                row.as_ref().map(|r| document_from_row!(r)).transpose()
+            }
+        )
+    }
+
+    /// The most recently created documents, newest first.
+    pub async fn recent_documents(&self, limit: i64) -> Result<Vec<Document>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let rows = sqlx::query("SELECT * FROM documents ORDER BY created_at DESC, id DESC LIMIT $1")
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(|r| document_from_row!(r)).collect()
+            }
+        )
+    }
+
+    /// The newest document in `collection` with this content that has not failed or been
+    /// cancelled: an upload of the same bytes gets it back instead of a second run.
+    pub async fn find_duplicate(&self, sha256: &str, collection: &str) -> Result<Option<Document>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let row = sqlx::query(
+                "SELECT * FROM documents WHERE sha256 = $1 AND collection = $2 AND status NOT IN ('failed', 'cancelled')
+                 ORDER BY created_at DESC, id DESC LIMIT 1",
+            )
+            .bind(sha256)
+            .bind(collection)
+            .fetch_optional(pool)
+            .await?;
+                row.as_ref().map(|r| document_from_row!(r)).transpose()
+            }
+        )
+    }
+
+    /// Pages through the per-page stages, over all documents.
+    pub async fn pages_done(&self) -> Result<i64> {
+        Ok(on_pool!(
+            &self.db,
+            read | pool | {
+                sqlx::query_scalar("SELECT CAST(COALESCE(SUM(pages_done), 0) AS BIGINT) FROM documents")
+                    .fetch_one(pool)
+                    .await?
+            }
+        ))
+    }
+
+    pub async fn set_document_info(&self, id: &str, media_type: &str, pages: i64) -> Result<()> {
+        on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query("UPDATE documents SET media_type = $1, pages = $2, updated_at = $3 WHERE id = $4")
+                    .bind(media_type)
+                    .bind(pages)
+                    .bind(now_ms())
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+            }
+        );
+        Ok(())
+    }
+
+    pub async fn set_language(&self, id: &str, language: &str) -> Result<()> {
+        on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query("UPDATE documents SET language = $1, updated_at = $2 WHERE id = $3")
+                    .bind(language)
+                    .bind(now_ms())
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+            }
+        );
+        Ok(())
+    }
+
+    pub async fn set_classification(&self, id: &str, doc_type: &str, score: f64) -> Result<()> {
+        on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query("UPDATE documents SET doc_type = $1, doc_type_score = $2, updated_at = $3 WHERE id = $4")
+                    .bind(doc_type)
+                    .bind(score)
+                    .bind(now_ms())
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+            }
+        );
+        Ok(())
+    }
+
+    /// Deletes the document and everything recorded about it (jobs, figures, artifacts,
+    /// flashcards); false if there was no such document.
+    pub async fn delete_document(&self, id: &str) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let gone = on_tx!(&mut tx, |t| {
+            for sql in [
+                "DELETE FROM jobs WHERE document_id = $1",
+                "DELETE FROM figures WHERE document_id = $1",
+                "DELETE FROM artifacts WHERE document_id = $1",
+                "DELETE FROM flashcards WHERE document_id = $1",
+            ] {
+                sqlx::query(sql).bind(id).execute(&mut **t).await?;
+            }
+            sqlx::query("DELETE FROM documents WHERE id = $1").bind(id).execute(&mut **t).await?.rows_affected()
+        });
+        tx.commit().await?;
+        Ok(gone > 0)
+    }
+
+    // API tokens
+
+    pub async fn insert_token(&self, token: &ApiToken) -> Result<()> {
+        on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query(
+                    "INSERT INTO api_tokens (id, name, hash, collections, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&token.id)
+                .bind(&token.name)
+                .bind(&token.hash)
+                .bind(serde_json::to_string(&token.collections).expect("strings serialise"))
+                .bind(token.created_at)
+                .execute(pool)
+                .await?;
+            }
+        );
+        Ok(())
+    }
+
+    /// The unrevoked token with this hash.
+    pub async fn token_by_hash(&self, hash: &str) -> Result<Option<ApiToken>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let row = sqlx::query("SELECT * FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL")
+                    .bind(hash)
+                    .fetch_optional(pool)
+                    .await?;
+                row.as_ref().map(|r| token_from_row!(r)).transpose()
+            }
+        )
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created_at, id").fetch_all(pool).await?;
+                rows.iter().map(|r| token_from_row!(r)).collect()
+            }
+        )
+    }
+
+    /// False if there is no such unrevoked token.
+    pub async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let revoked = on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                    .bind(now_ms())
+                    .bind(id)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+            }
+        );
+        Ok(revoked > 0)
+    }
+
+    // stage outputs
+
+    /// Replaces the figures of one page (idempotent re-runs).
+    pub async fn replace_figures(&self, document_id: &str, page: i64, figures: &[Figure]) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        on_tx!(&mut tx, |t| {
+            sqlx::query("DELETE FROM figures WHERE document_id = $1 AND page = $2")
+                .bind(document_id)
+                .bind(page)
+                .execute(&mut **t)
+                .await?;
+            for f in figures {
+                sqlx::query(
+                    "INSERT INTO figures (document_id, page, idx, label, score, x0, y0, x1, y1, path)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(document_id)
+                .bind(page)
+                .bind(f.idx)
+                .bind(&f.label)
+                .bind(f.score)
+                .bind(f.bbox[0])
+                .bind(f.bbox[1])
+                .bind(f.bbox[2])
+                .bind(f.bbox[3])
+                .bind(&f.path)
+                .execute(&mut **t)
+                .await?;
+            }
+        });
+        tx.commit().await
+    }
+
+    pub async fn figures(&self, document_id: &str) -> Result<Vec<Figure>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let rows = sqlx::query("SELECT * FROM figures WHERE document_id = $1 ORDER BY page, idx")
+                    .bind(document_id)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(|r| figure_from_row!(r)).collect()
+            }
+        )
+    }
+
+    /// Inserts or replaces an artifact by name.
+    pub async fn put_artifact(&self, document_id: &str, a: &Artifact) -> Result<()> {
+        on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query(
+                "INSERT INTO artifacts (document_id, name, path, media_type, size_bytes) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (document_id, name) DO UPDATE SET path = excluded.path,
+                     media_type = excluded.media_type, size_bytes = excluded.size_bytes",
+            )
+            .bind(document_id)
+            .bind(&a.name)
+            .bind(&a.path)
+            .bind(&a.media_type)
+            .bind(a.size_bytes)
+            .execute(pool)
+            .await?;
+            }
+        );
+        Ok(())
+    }
+
+    pub async fn artifacts(&self, document_id: &str) -> Result<Vec<Artifact>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let rows = sqlx::query("SELECT * FROM artifacts WHERE document_id = $1 ORDER BY name")
+                    .bind(document_id)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(|r| artifact_from_row!(r)).collect()
+            }
+        )
+    }
+
+    /// Replaces a document's flashcards (and their review state).
+    pub async fn replace_flashcards(&self, document_id: &str, cards: &[Flashcard]) -> Result<()> {
+        let mut tx = self.db.begin().await?;
+        on_tx!(&mut tx, |t| {
+            sqlx::query("DELETE FROM flashcards WHERE document_id = $1").bind(document_id).execute(&mut **t).await?;
+            for c in cards {
+                sqlx::query(
+                    "INSERT INTO flashcards (id, document_id, front, back, page, ease, interval_days, repetitions, due)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&c.id)
+                .bind(document_id)
+                .bind(&c.front)
+                .bind(&c.back)
+                .bind(c.page)
+                .bind(c.sm2.ease)
+                .bind(c.sm2.interval_days as i64)
+                .bind(c.sm2.repetitions as i64)
+                .bind(c.sm2.due.timestamp_millis())
+                .execute(&mut **t)
+                .await?;
+            }
+        });
+        tx.commit().await
+    }
+
+    pub async fn flashcard(&self, id: &str) -> Result<Option<Flashcard>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let row = sqlx::query("SELECT * FROM flashcards WHERE id = $1").bind(id).fetch_optional(pool).await?;
+                row.as_ref().map(|r| flashcard_from_row!(r)).transpose()
+            }
+        )
+    }
+
+    /// Stores a card's new review state; false if there is no such card.
+    pub async fn set_flashcard_schedule(&self, id: &str, sm2: &Sm2) -> Result<bool> {
+        let updated = on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query(
+                    "UPDATE flashcards SET ease = $1, interval_days = $2, repetitions = $3, due = $4 WHERE id = $5",
+                )
+                .bind(sm2.ease)
+                .bind(sm2.interval_days as i64)
+                .bind(sm2.repetitions as i64)
+                .bind(sm2.due.timestamp_millis())
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            }
+        );
+        Ok(updated == 1)
+    }
+}

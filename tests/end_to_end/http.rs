@@ -1,0 +1,621 @@
+//! The HTTP API over a real socket: upload answers 202 at once with ids; polling the job
+//! and the document shows progress until done; a zero-byte upload ends as a failed job
+//! with a readable reason.
+
+use crate::common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+async fn start() -> (String, tempfile::TempDir, lectern_queue::shutdown::Trigger, reqwest::Client) {
+    let (base, dir, ctx, client) = start_without_workers().await;
+    let (trigger, _workers) = common::start_workers(&ctx);
+    (base, dir, trigger, client)
+}
+
+async fn start_without_workers()
+-> (String, tempfile::TempDir, std::sync::Arc<lectern_document::context::Context>, reqwest::Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let (base, client) = serve(&ctx, &[]).await;
+    (base, dir, ctx, client)
+}
+
+/// Serves the API on a free port; the client carries a new token for `collections`.
+async fn serve(
+    ctx: &std::sync::Arc<lectern_document::context::Context>,
+    collections: &[String],
+) -> (String, reqwest::Client) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = lectern::http::router(ctx.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (format!("http://{addr}"), client_for(ctx, collections).await)
+}
+
+async fn client_for(ctx: &lectern_document::context::Context, collections: &[String]) -> reqwest::Client {
+    let (secret, token) = lectern::auth::new_token("tests", collections);
+    ctx.store.insert_token(&token).await.unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {secret}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+async fn upload(client: &reqwest::Client, base: &str, name: &str, bytes: Vec<u8>) -> Value {
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.to_string()));
+    let started = Instant::now();
+    let resp = client.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert!(started.elapsed() < Duration::from_secs(5), "upload answers at once");
+    resp.json().await.unwrap()
+}
+
+async fn wait_document(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let doc: Value = client.get(format!("{base}/v1/documents/{id}")).send().await.unwrap().json().await.unwrap();
+        if ["done", "failed", "cancelled"].contains(&doc["status"].as_str().unwrap_or("")) {
+            return doc;
+        }
+        assert!(start.elapsed() < Duration::from_secs(600), "document stuck: {doc}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_then_poll_until_done() {
+    let (base, _dir, _trigger, client) = start().await;
+    let health: Value = client.get(format!("{base}/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+
+    let created = upload(&client, &base, "../../scan?.pdf", std::fs::read(common::fixture("scan.pdf")).unwrap()).await;
+    let (doc_id, job_id) = (created["document_id"].as_str().unwrap().to_string(), created["job_id"].as_i64().unwrap());
+    let job: Value = client.get(format!("{base}/v1/jobs/{job_id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job["stage"], "ingest");
+    assert!(job["attempt"].is_number() && job["state"].is_string());
+
+    let doc = wait_document(&client, &base, &doc_id).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    assert_eq!(doc["filename"], "scan?.pdf", "path parts are stripped from the name");
+    assert_eq!(doc["jobs"].as_array().unwrap().len(), 7);
+    assert_eq!(doc["artifacts"].as_array().unwrap().len(), 4);
+    let job: Value = client.get(format!("{base}/v1/jobs/{job_id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((job["state"].as_str(), job["attempt"].as_i64()), (Some("done"), Some(1)));
+
+    // Search in every mode finds the scan's page, with provenance.
+    for mode in ["vector", "text", "hybrid"] {
+        let body = serde_json::json!({ "query": "Emanuel Goldberg developed a machine", "top_k": 3, "mode": mode });
+        let hits: Value =
+            client.post(format!("{base}/v1/search")).json(&body).send().await.unwrap().json().await.unwrap();
+        let top = &hits["hits"][0];
+        assert_eq!(
+            (top["document_id"].as_str(), top["page"].as_i64()),
+            (Some(doc_id.as_str()), Some(1)),
+            "{mode}: {hits}"
+        );
+        assert!(
+            top["bbox"].as_array().unwrap().len() == 4 && top["heading_path"].is_array() && top["doc_type"].is_string()
+        );
+    }
+    for bad in [
+        serde_json::json!({ "query": "x", "mode": "fuzzy" }),
+        serde_json::json!({ "query": " " }),
+        serde_json::json!({ "query": "x", "top_k": 0 }),
+        serde_json::json!({ "query": "x", "collection": "../etc" }),
+    ] {
+        let resp = client.post(format!("{base}/v1/search")).json(&bad).send().await.unwrap();
+        assert!(resp.status().is_client_error(), "{bad} → {}", resp.status());
+    }
+    assert!(doc["doc_type"].is_string() && doc["collection"] == "default", "{doc}");
+
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    // It parses as Prometheus text, with the stage-duration histogram filled in.
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string()))).expect("Prometheus text");
+    let histogram = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "lectern_stage_duration_seconds" && s.labels.get("stage") == Some("ocr"))
+        .unwrap_or_else(|| panic!("ocr durations in {metrics}"));
+    match &histogram.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            assert!(buckets.iter().any(|b| b.less_than.is_infinite() && b.count >= 1.0), "{buckets:?}")
+        }
+        other => panic!("not a histogram: {other:?}"),
+    }
+    assert!(scrape.samples.iter().any(|s| s.metric == "lectern_pages_done_total"));
+    assert!(metrics.contains("lectern_jobs{queue=\"generate\",state=\"done\"} 1"), "{metrics}");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("lectern_index_chunks{collection=\"default\"} ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+
+    let missing = client.get(format!("{base}/v1/jobs/999999")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // Each page says which path gave it its text.
+    let pages: Value =
+        client.get(format!("{base}/v1/documents/{doc_id}/pages")).send().await.unwrap().json().await.unwrap();
+    let page = &pages["pages"][0];
+    assert_eq!((page["number"].as_i64(), page["source"].as_str()), (Some(1), Some("ocr")), "{pages}");
+    assert_eq!((page["ocr_language"].as_str(), page["low_confidence"].as_bool()), (Some("eng"), Some(false)));
+    let unknown = client.get(format!("{base}/v1/documents/nope/pages")).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    // Artifacts are listed and downloadable.
+    let list: Value =
+        client.get(format!("{base}/v1/documents/{doc_id}/artifacts")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["artifacts"].as_array().unwrap().len(), 4);
+    let quiz = client.get(format!("{base}/v1/documents/{doc_id}/artifacts/quiz.pdf")).send().await.unwrap();
+    assert_eq!(quiz.headers()["content-type"], "application/pdf");
+    assert!(quiz.bytes().await.unwrap().starts_with(b"%PDF-"));
+    let nothing = client.get(format!("{base}/v1/documents/{doc_id}/artifacts/../../etc/passwd")).send().await.unwrap();
+    assert_eq!(nothing.status(), 404);
+
+    // The same content again is the same document, unless reprocessing is asked for.
+    let again = |query: &'static str| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(std::fs::read(common::fixture("scan.pdf")).unwrap()).file_name("copy.pdf"),
+        );
+        client.post(format!("{base}/v1/documents{query}")).multipart(form).send()
+    };
+    let dup = again("").await.unwrap();
+    assert_eq!(dup.status(), 200);
+    let dup: Value = dup.json().await.unwrap();
+    assert_eq!((dup["document_id"].as_str(), dup["duplicate"].as_bool()), (Some(doc_id.as_str()), Some(true)), "{dup}");
+    let fresh = again("?reprocess=true").await.unwrap();
+    assert_eq!(fresh.status(), 202);
+    let fresh: Value = fresh.json().await.unwrap();
+    let fresh_id = fresh["document_id"].as_str().unwrap();
+    assert_ne!(fresh_id, doc_id);
+    client.post(format!("{base}/v1/documents/{fresh_id}/cancel")).send().await.unwrap();
+
+    // A file that is no document is refused at once.
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(b"hello, plain text".to_vec()).file_name("notes.pdf"));
+    let refused = client.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(refused.status(), 415);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("plain text"), "{body}");
+    // A ZIP is looked into: a DOCX is taken, any other archive refused.
+    let mut zipped = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zipped.start_file("notes.txt", zip::write::SimpleFileOptions::default()).unwrap();
+    std::io::Write::write_all(&mut zipped, b"not a slide deck").unwrap();
+    let zipped = zipped.finish().unwrap().into_inner();
+    let docx = std::fs::read(common::fixture("headings.docx")).unwrap();
+    for (bytes, status) in [(zipped, 415), (docx, 202)] {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name("upload.docx");
+        let answer = client
+            .post(format!("{base}/v1/documents"))
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status);
+        let body: Value = answer.json().await.unwrap();
+        if status == 415 {
+            assert!(body["error"].as_str().unwrap().contains("neither DOCX nor PPTX"), "{body}");
+        } else {
+            client
+                .post(format!("{base}/v1/documents/{}/cancel", body["document_id"].as_str().unwrap()))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    // Review a flashcard: SM-2 moves it to tomorrow; a bad grade is refused.
+    let deck_path =
+        doc["artifacts"].as_array().unwrap().iter().find(|a| a["name"] == "flashcards.json").unwrap()["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let deck: Value = serde_json::from_slice(&std::fs::read(deck_path).unwrap()).unwrap();
+    let card_id = deck["cards"][0]["id"].as_str().expect("the scan yields flashcards").to_string();
+    let reviewed: Value = client
+        .post(format!("{base}/v1/flashcards/{card_id}/review"))
+        .json(&serde_json::json!({ "grade": 4 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (reviewed["sm2"]["interval_days"].as_i64(), reviewed["sm2"]["repetitions"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let due = chrono::DateTime::parse_from_rfc3339(reviewed["sm2"]["due"].as_str().unwrap()).unwrap();
+    let hours = (due.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((23.0..=24.1).contains(&hours), "due in a day: {reviewed}");
+    let bad = client
+        .post(format!("{base}/v1/flashcards/{card_id}/review"))
+        .json(&serde_json::json!({ "grade": 9 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let unknown = client
+        .post(format!("{base}/v1/flashcards/nope/review"))
+        .json(&serde_json::json!({ "grade": 3 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+
+    // Deleting the document removes it and its chunks.
+    let deleted = client.delete(format!("{base}/v1/documents/{doc_id}")).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(client.get(format!("{base}/v1/documents/{doc_id}")).send().await.unwrap().status(), 404);
+    assert_eq!(client.delete(format!("{base}/v1/documents/{doc_id}")).send().await.unwrap().status(), 404);
+    let body = serde_json::json!({ "query": "Emanuel Goldberg developed a machine", "mode": "hybrid" });
+    let hits: Value = client.post(format!("{base}/v1/search")).json(&body).send().await.unwrap().json().await.unwrap();
+    assert!(hits["hits"].as_array().unwrap().iter().all(|h| h["document_id"] != doc_id.as_str()), "{hits}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_a_document_then_retry_its_job() {
+    // Cancel while no worker runs, so the queued first job is what gets cancelled.
+    let (base, _dir, ctx, client) = start_without_workers().await;
+    let created = upload(&client, &base, "paper.pdf", std::fs::read(common::fixture("paper.pdf")).unwrap()).await;
+    let doc_id = created["document_id"].as_str().unwrap();
+    let resp = client.post(format!("{base}/v1/documents/{doc_id}/cancel")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (_trigger, _workers) = common::start_workers(&ctx);
+    let doc = wait_document(&client, &base, doc_id).await;
+    assert_eq!(doc["status"], "cancelled", "{doc}");
+    let queues: Value = client.get(format!("{base}/v1/queues")).send().await.unwrap().json().await.unwrap();
+    let running: i64 = queues["queues"].as_array().unwrap().iter().map(|q| q["running"].as_i64().unwrap()).sum();
+    assert_eq!(running, 0, "{queues}");
+    // Retrying the cancelled job revives it; the document runs to the end.
+    let cancelled =
+        doc["jobs"].as_array().unwrap().iter().find(|j| j["state"] == "cancelled").unwrap()["id"].as_i64().unwrap();
+    let resp = client.post(format!("{base}/v1/jobs/{cancelled}/retry")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let doc = wait_document(&client, &base, doc_id).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    let again = client.post(format!("{base}/v1/jobs/{cancelled}/retry")).send().await.unwrap();
+    assert_eq!(again.status(), 400, "a done job cannot be retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_upload_is_refused_with_413_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::settings(dir.path());
+    settings.max_upload_bytes = 64 * 1024;
+    let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();
+    let ctx = std::sync::Arc::new(lectern_document::context::Context::new(
+        settings,
+        store,
+        lectern_document::config::PipelineConfig::builtin(),
+    ));
+    let (base, client) = serve(&ctx, &[]).await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(common::fixture("paper.pdf")).unwrap()).file_name("paper.pdf"),
+    );
+    let resp = client.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let uploads = ctx.settings.uploads_dir();
+    let leftovers = std::fs::read_dir(&uploads).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leftovers, 0, "the partial upload was removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_byte_upload_fails_with_reason() {
+    let (base, _dir, _trigger, client) = start().await;
+    let created = upload(&client, &base, "nothing.pdf", Vec::new()).await;
+    let doc = wait_document(&client, &base, created["document_id"].as_str().unwrap()).await;
+    assert_eq!(doc["status"], "failed");
+    assert!(doc["error"].as_str().unwrap().contains("empty"), "{doc}");
+    let job: Value =
+        client.get(format!("{base}/v1/jobs/{}", created["job_id"])).send().await.unwrap().json().await.unwrap();
+    assert_eq!(job["state"], "failed");
+    assert!(job["error"].as_str().unwrap().contains("empty"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_stream_delivers_stage_events_in_order() {
+    let (base, _dir, _trigger, client) = start().await;
+    let created = upload(&client, &base, "paper.pdf", std::fs::read(common::fixture("paper.pdf")).unwrap()).await;
+    let id = created["document_id"].as_str().unwrap();
+    let mut resp = client.get(format!("{base}/v1/documents/{id}/events")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), resp.chunk()).await.expect("stream ends").unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // Parse "event: x\ndata: {...}\n\n" frames.
+    let frames: Vec<(String, String)> = text
+        .split("\n\n")
+        .filter_map(|f| {
+            let event = f.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = f.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or("");
+            Some((event.to_string(), data.to_string()))
+        })
+        .collect();
+    assert_eq!(frames.last().map(|f| f.0.as_str()), Some("end"), "{text}");
+    let stages = ["ingest", "render", "layout", "ocr", "chunk", "embed", "generate"];
+    let mut done_order = Vec::new();
+    for (event, data) in &frames {
+        if event == "job" {
+            let v: Value = serde_json::from_str(data).unwrap();
+            if v["state"] == "done" {
+                done_order.push(stages.iter().position(|s| *s == v["stage"]).unwrap());
+            }
+        }
+    }
+    // Page ranges interleave in the per-page stages; each stage's first finished job still
+    // comes in pipeline order, and the document-wide stages come after every page range.
+    let first_done: Vec<usize> = (0..stages.len()).map(|s| done_order.iter().position(|&d| d == s).unwrap()).collect();
+    assert!(first_done.windows(2).all(|w| w[0] < w[1]), "{done_order:?}");
+    let last_per_page = done_order.iter().rposition(|&d| (1..=3).contains(&d)).unwrap();
+    assert!(first_done[4] > last_per_page, "chunk after every page range: {done_order:?}");
+    assert_eq!(done_order.last(), Some(&6));
+    let last_doc = frames.iter().rev().find(|f| f.0 == "document").unwrap();
+    let v: Value = serde_json::from_str(&last_doc.1).unwrap();
+    assert_eq!(v["status"], "done", "{v}");
+    let missing = client.get(format!("{base}/v1/documents/nope/events")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_describes_every_route() {
+    let (base, _dir, _ctx, client) = start_without_workers().await;
+    let spec: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    // The routes as the router declares them in src/http.rs.
+    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http.rs")).unwrap();
+    let mut routes = Vec::new();
+    for line in source.lines().filter(|l| l.trim_start().starts_with(".route(\"")) {
+        let path = line.split('"').nth(1).unwrap();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if line.contains(&format!("{method}(")) {
+                routes.push((method, path.to_string()));
+            }
+        }
+    }
+    assert!(routes.len() >= 17, "{routes:?}");
+    for (method, path) in &routes {
+        assert!(spec["paths"][path][method].is_object(), "{method} {path} is missing from /openapi.json");
+    }
+    let documented: usize = spec["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, routes.len(), "/openapi.json describes routes the router does not have");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_but_health_needs_a_token_scoped_and_rate_limited() {
+    let (base, _dir, ctx, client) = start_without_workers().await;
+    let spec: Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let anonymous = reqwest::Client::new();
+    let forged = {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}{}", lectern::auth::PREFIX, "0".repeat(64)).parse().unwrap(),
+        );
+        reqwest::Client::builder().default_headers(h).build().unwrap()
+    };
+    // Table-driven over every documented route: no token or an unknown one is 401.
+    let mut checked = 0;
+    for (path, methods) in spec["paths"].as_object().unwrap() {
+        let url = format!("{base}{}", path.replace("{id}", "1").replace("{name}", "quiz.pdf"));
+        for method in methods.as_object().unwrap().keys() {
+            let method: reqwest::Method = method.to_uppercase().parse().unwrap();
+            for c in [&anonymous, &forged] {
+                let status = c.request(method.clone(), &url).send().await.unwrap().status();
+                if path == "/healthz" || path == "/readyz" {
+                    assert!(status.is_success(), "{method} {path}: {status}");
+                } else {
+                    assert_eq!(status, 401, "{method} {path}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked >= 30, "{checked}");
+    let unauthorized = anonymous.get(format!("{base}/v1/queues")).send().await.unwrap();
+    assert_eq!(unauthorized.headers()["www-authenticate"], "Bearer");
+
+    // A token scoped to one collection cannot upload to or search another, nor see its documents.
+    let scoped = client_for(&ctx, &["papers".to_string()]).await;
+    let created = upload(&client, &base, "paper.pdf", std::fs::read(common::fixture("paper.pdf")).unwrap()).await;
+    let id = created["document_id"].as_str().unwrap();
+    assert_eq!(scoped.get(format!("{base}/v1/documents/{id}")).send().await.unwrap().status(), 404);
+    assert_eq!(client.get(format!("{base}/v1/documents/{id}")).send().await.unwrap().status(), 200);
+    let search = |c: &reqwest::Client, collection: &str| {
+        c.post(format!("{base}/v1/search")).json(&serde_json::json!({ "query": "x", "collection": collection })).send()
+    };
+    assert_eq!(search(&scoped, "default").await.unwrap().status(), 403);
+    assert_eq!(search(&scoped, "papers").await.unwrap().status(), 200);
+    let form = reqwest::multipart::Form::new()
+        .text("collection", "default")
+        .part("file", reqwest::multipart::Part::bytes(b"%PDF-1.4".to_vec()).file_name("x.pdf"));
+    assert_eq!(scoped.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap().status(), 403);
+
+    // Revoked tokens stop working.
+    let tokens = ctx.store.tokens().await.unwrap();
+    let scoped_id = &tokens.iter().find(|t| t.collections == ["papers"]).unwrap().id;
+    assert!(ctx.store.revoke_token(scoped_id).await.unwrap());
+    assert_eq!(search(&scoped, "papers").await.unwrap().status(), 401);
+
+    // Past its rate a token gets 429 with Retry-After.
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::settings(dir.path());
+    settings.rate_per_minute = 5;
+    let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();
+    let limited = std::sync::Arc::new(lectern_document::context::Context::new(
+        settings,
+        store,
+        lectern_document::config::PipelineConfig::builtin(),
+    ));
+    let (base, client) = serve(&limited, &[]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(client.get(format!("{base}/v1/queues")).send().await.unwrap());
+    }
+    assert!(statuses[..5].iter().all(|r| r.status() == 200));
+    let refused = statuses.last().unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=12).contains(&retry), "{retry}");
+}
+
+/// Renders the dashboard in headless Chromium (installed by scripts/setup.sh).
+fn chromium(args: &[&str]) -> std::process::Output {
+    let profile = tempfile::tempdir().unwrap();
+    std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--virtual-time-budget=1000"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .expect("chromium runs (scripts/setup.sh installs it)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_shows_an_upload_reaching_done_in_a_browser() {
+    let (base, _dir, ctx, client) = start_without_workers().await;
+    let (secret, token) = lectern::auth::new_token("browser", &[]);
+    ctx.store.insert_token(&token).await.unwrap();
+    let created = upload(&client, &base, "scan <i>.pdf", std::fs::read(common::fixture("scan.pdf")).unwrap()).await;
+    let id = created["document_id"].as_str().unwrap().to_string();
+    let url = format!("{base}/?token={secret}");
+
+    // Before any worker runs, the page shows the document queued.
+    let dom = String::from_utf8_lossy(&chromium(&["--dump-dom", &url]).stdout).into_owned();
+    assert!(dom.contains(&format!("id=\"doc-{id}\"")), "{dom}");
+    assert!(dom.contains("data-status=\"queued\"") && dom.contains("scan &lt;i&gt;.pdf"), "{dom}");
+    assert!(dom.contains("<h2>Queues</h2>"));
+
+    // With workers it reaches done on the page.
+    let (_trigger, _workers) = common::start_workers(&ctx);
+    let start = Instant::now();
+    loop {
+        let dom = String::from_utf8_lossy(&chromium(&["--dump-dom", &url]).stdout).into_owned();
+        let row = dom.split(&format!("id=\"doc-{id}\"")).nth(1).unwrap_or("").split("</tr>").next().unwrap_or("");
+        if row.contains("data-status=\"done\"") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(300), "never done on the page: {dom}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1280,800", &url]);
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+    println!("dashboard screenshot: {}", shot.display());
+
+    // Without a token the page is refused.
+    let out = chromium(&["--dump-dom", &format!("{base}/")]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("<h2>Queues</h2>"));
+}
+
+/// Everything a webhook receiver saw: (headers, body) per request.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+
+/// A receiver on a free port that answers 500 to the first request and 200 after.
+async fn webhook_receiver() -> (String, Received) {
+    let received: Received = Default::default();
+    let seen = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let seen = seen.clone();
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push((headers, body.to_vec()));
+                if seen.len() == 1 { axum::http::StatusCode::INTERNAL_SERVER_ERROR } else { axum::http::StatusCode::OK }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_signed_and_retried_and_upload_options_apply() {
+    use hmac::{Hmac, Mac};
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::settings(dir.path());
+    settings.webhook_secret = Some("hook-secret".into());
+    let store = lectern_queue::storage::open(None, &settings.data_dir).await.unwrap();
+    let ctx = std::sync::Arc::new(lectern_document::context::Context::new(
+        settings,
+        store,
+        lectern_document::config::PipelineConfig::builtin(),
+    ));
+    let (base, client) = serve(&ctx, &[]).await;
+    let (hook, received) = webhook_receiver().await;
+
+    // Bad options are refused before anything is stored.
+    let form = |query: &str, bytes: Vec<u8>| {
+        let form =
+            reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name("paper.pdf"));
+        client.post(format!("{base}/v1/documents?{query}")).multipart(form)
+    };
+    for bad in ["artifacts=poster", "callback_url=ftp://example.org/x", "priority=high"] {
+        let resp = form(bad, b"%PDF-1.4".to_vec()).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+
+    // A file that fails at once: the failure is delivered, the first attempt answered 500.
+    let resp = form(&format!("callback_url={hook}"), Vec::new()).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let empty: Value = resp.json().await.unwrap();
+    // A real document with a subset of artifacts and a priority.
+    let paper = std::fs::read(common::fixture("paper.pdf")).unwrap();
+    let resp = form(&format!("callback_url={hook}&artifacts=quiz&priority=7"), paper).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let paper: Value = resp.json().await.unwrap();
+    let (_trigger, _workers) = common::start_workers(&ctx);
+
+    let doc = wait_document(&client, &base, paper["document_id"].as_str().unwrap()).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    let names: Vec<&str> = doc["artifacts"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["quiz.json", "quiz.pdf"]);
+    assert!(doc["jobs"].as_array().unwrap().iter().all(|j| j["priority"] == 7), "{doc}");
+
+    let start = Instant::now();
+    while received.lock().unwrap().len() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(60), "webhooks not delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let received = received.lock().unwrap().clone();
+    let mut events = Vec::new();
+    for (headers, body) in &received {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret").unwrap();
+        mac.update(body);
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(headers["x-lectern-signature"].to_str().unwrap(), expected);
+        let body: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(body["event"].as_str(), headers["x-lectern-event"].to_str().ok());
+        events
+            .push((body["document"]["id"].as_str().unwrap().to_string(), body["event"].as_str().unwrap().to_string()));
+        if body["event"] == "document.failed" {
+            assert!(body["document"]["error"].as_str().unwrap().contains("empty"), "{body}");
+        }
+    }
+    let empty_id = empty["document_id"].as_str().unwrap().to_string();
+    let paper_id = paper["document_id"].as_str().unwrap().to_string();
+    let distinct: std::collections::BTreeSet<_> = events.iter().cloned().collect();
+    let expected = [(empty_id, "document.failed".to_string()), (paper_id, "document.done".to_string())];
+    assert_eq!((events.len(), distinct), (3, expected.into_iter().collect()));
+    // The first request got a 500: the same delivery came again, and only it did.
+    let first = &received[0].0["x-lectern-delivery"];
+    let repeats: Vec<usize> = (0..3).filter(|&i| &received[i].0["x-lectern-delivery"] == first).collect();
+    assert_eq!(repeats.len(), 2, "{events:?}");
+    assert_eq!(events[repeats[0]], events[repeats[1]]);
+    let queues: Value = client.get(format!("{base}/v1/queues")).send().await.unwrap().json().await.unwrap();
+    let webhook = queues["queues"].as_array().unwrap().iter().find(|q| q["queue"] == "webhook").expect("webhook queue");
+    assert_eq!(webhook["done"], 2, "{queues}");
+}

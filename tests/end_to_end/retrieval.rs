@@ -1,0 +1,117 @@
+//! Retrieval on a real document with the real tokenizer, fastembed model and LanceDB:
+//! structure-aware chunks, idempotent re-indexing, deletion, the three search modes,
+//! provenance, collections, classification and table maintenance.
+
+use crate::common;
+
+use lectern_document::config::Stage;
+use lectern_document::index::Mode;
+use lectern_document::search::{SearchRequest, search};
+use lectern_document::stages::{Payload, ingest};
+
+async fn index_document(ctx: &lectern_document::context::Context, name: &str, collection: &str) -> String {
+    let id = ingest::submit_file_to(ctx, &common::fixture(name), collection).await.unwrap().0;
+    for stage in [Stage::Ingest, Stage::Render, Stage::Layout, Stage::Ocr, Stage::Chunk, Stage::Embed] {
+        lectern_document::pipeline::run_stage(ctx, stage, &Payload::document(&id)).await.unwrap();
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexing_searching_and_deleting_a_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let id = index_document(&ctx, "paper.pdf", "default").await;
+    let index = ctx.index().await.unwrap();
+
+    // Chunks: token-sized, with provenance on the page and heading paths from titles.
+    let chunks = lectern_document::stages::chunk::load(&ctx, &id).unwrap();
+    let pages = ctx.workdir(&id).load_pages().unwrap();
+    assert!(chunks.len() >= 5, "{} chunks", chunks.len());
+    assert!(chunks.iter().all(|c| c.tokens as usize <= ctx.pipeline.chunk.max_tokens), "token budget");
+    assert!(chunks.iter().any(|c| !c.heading_path.is_empty()), "titles become heading paths");
+    for c in &chunks {
+        for span in &c.spans {
+            let page = &pages[span.page as usize - 1];
+            let b = span.bbox;
+            assert!(b[0] >= 0.0 && b[1] >= 0.0 && b[2] <= page.width + 0.5 && b[3] <= page.height + 0.5, "{c:?}");
+            assert!(b[0] < b[2] && b[1] < b[3], "{c:?}");
+        }
+    }
+
+    // Re-indexing leaves exactly one set of rows with the same ids.
+    let rows = index.count("default", Some(&id)).await.unwrap();
+    assert_eq!(rows, chunks.len());
+    for stage in [Stage::Chunk, Stage::Embed] {
+        lectern_document::pipeline::run_stage(&ctx, stage, &Payload::document(&id)).await.unwrap();
+    }
+    assert_eq!(lectern_document::stages::chunk::load(&ctx, &id).unwrap(), chunks, "same chunks and ids");
+    assert_eq!(index.count("default", Some(&id)).await.unwrap(), rows);
+
+    // A re-index with fewer chunks drops the rest in the same commit.
+    let two: Vec<String> = chunks[..2].iter().map(|c| c.embedding_text()).collect();
+    let vectors = ctx.embedder().await.unwrap().embed(two).await.unwrap();
+    let meta = lectern_document::index::DocumentMeta {
+        collection: "default",
+        document_id: &id,
+        doc_type: "paper",
+        model: "minilm",
+    };
+    index.replace_document(&meta, &chunks[..2], &vectors).await.unwrap();
+    assert_eq!(index.count("default", Some(&id)).await.unwrap(), 2);
+    lectern_document::pipeline::run_stage(&ctx, Stage::Embed, &Payload::document(&id)).await.unwrap();
+    assert_eq!(index.count("default", Some(&id)).await.unwrap(), rows);
+
+    // Every mode finds the page; hits carry provenance.
+    let query = "managing geospatial data shared by several organizations";
+    for mode in [Mode::Vector, Mode::Text, Mode::Hybrid] {
+        let hits = common::search(&ctx, query, mode).await;
+        let top = hits.first().unwrap_or_else(|| panic!("{mode:?}: no hits"));
+        assert_eq!((top.document_id.as_str(), top.page), (id.as_str(), 2), "{mode:?}: {hits:#?}");
+        assert!(top.bbox[2] > top.bbox[0] && top.bbox[3] <= pages[1].height + 0.5);
+    }
+    let text_only = common::search(&ctx, "smallest common denominator", Mode::Text).await;
+    assert!(text_only[0].text.contains("smallest common denominator"), "{text_only:#?}");
+
+    // The document got a type, and the type filters search.
+    let doc = ctx.store.document(&id).await.unwrap().unwrap();
+    let doc_type = doc.doc_type.clone().expect("classified");
+    assert!(doc.doc_type_score.is_some());
+    let mut req = SearchRequest::new(query, 5, Mode::Vector);
+    req.doc_type = Some(doc_type.clone());
+    assert!(!search(&ctx, &req).await.unwrap().is_empty());
+    req.doc_type = Some(format!("not-{doc_type}"));
+    assert!(search(&ctx, &req).await.unwrap().is_empty());
+    req.doc_type = None;
+    req.document_ids = Some(vec!["someone-else".into()]);
+    assert!(search(&ctx, &req).await.unwrap().is_empty());
+
+    // Collections are separate tables.
+    let other = index_document(&ctx, "scan.pdf", "archive").await;
+    assert_eq!(index.count("archive", Some(&other)).await.unwrap(), index.count("archive", None).await.unwrap());
+    assert_eq!(index.count("default", Some(&other)).await.unwrap(), 0);
+    let mut req = SearchRequest::new("Emanuel Goldberg developed a machine", 5, Mode::Hybrid);
+    req.collection = "archive".into();
+    assert_eq!(search(&ctx, &req).await.unwrap()[0].document_id, other);
+
+    // Maintenance builds the full-text index and compacts.
+    index.maintain("default").await.unwrap();
+    let stats = index.stats("default").await.unwrap().unwrap();
+    assert_eq!(stats.rows, rows);
+    assert!(stats.indices.iter().any(|i| i.contains("FTS") || i.contains("Inverted")), "{stats:?}");
+    assert_eq!(stats.fragments, 1, "compacted: {stats:?}");
+
+    // Rows added after the full-text index was built are still found by text search.
+    let scan = index_document(&ctx, "scan.pdf", "default").await;
+    let hits = common::search(&ctx, "Emanuel Goldberg developed a machine", Mode::Text).await;
+    assert_eq!(hits.first().map(|h| h.document_id.as_str()), Some(scan.as_str()), "{hits:#?}");
+
+    // Deleting removes the chunks, the rows and the work directory.
+    assert!(lectern::status::delete_document(&ctx, &id).await.unwrap());
+    assert_eq!(index.count("default", Some(&id)).await.unwrap(), 0);
+    assert!(ctx.store.document(&id).await.unwrap().is_none());
+    assert!(!ctx.settings.document_dir(&id).exists());
+    assert!(common::search(&ctx, query, Mode::Hybrid).await.iter().all(|h| h.document_id != id));
+    assert!(index.count("default", Some(&scan)).await.unwrap() > 0, "other documents stay");
+    assert!(!lectern::status::delete_document(&ctx, &id).await.unwrap(), "already gone");
+}
