@@ -105,7 +105,7 @@ async fn build_pdf(settings: &Settings, pages: u32, out: PathBuf) -> (u32, u32) 
                 let k = (n as usize - n as usize / 4) % digital.len();
                 (&digital[k], &mut next_digital[k])
             };
-            let index = *cursor % source.pages().len() as i32;
+            let index = *cursor % source.pages().len();
             *cursor += 1;
             target.pages_mut().copy_page_from_document(source, index, n).unwrap();
         }

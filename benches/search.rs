@@ -212,10 +212,10 @@ async fn run(args: Args) {
         index.set_ann(ann);
         let mut ms = Vec::new();
         let mut overlap = 0;
-        for i in 0..n {
+        for (i, exact) in exact_ids.iter().enumerate().take(n) {
             let (m, ids) = search(&index, Mode::Vector, i, false).await;
             ms.push(m);
-            overlap += ids.iter().filter(|id| exact_ids[i].contains(id)).count();
+            overlap += ids.iter().filter(|id| exact.contains(id)).count();
         }
         let label = format!("vector, IVF-PQ {}/{}", ann.nprobes, ann.refine_factor);
         let tag = if ann == default { "  (default)" } else { "" };
@@ -263,7 +263,7 @@ async fn run(args: Args) {
         let d = synth.rng.random_range(0..args.docs);
         let (chunks, vectors) = synth.document(d, args.chunks_per_doc);
         index.replace_document(&meta(&chunks[0].document_id), &chunks, &vectors).await.unwrap();
-        if r as u64 % MAINTAIN_EVERY == 0 {
+        if (r as u64).is_multiple_of(MAINTAIN_EVERY) {
             index.maintain("bench").await.unwrap();
         }
         if r % (args.reindex / 4).max(1) == 0 {

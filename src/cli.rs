@@ -648,10 +648,10 @@ async fn process(ctx: Arc<Context>, files: &[PathBuf], collection: &str) -> anyh
         }
     }
     let indexed = ctx.index().await.ok();
-    if let Some(index) = indexed {
-        if let Ok(n) = index.count(collection, None).await {
-            println!("\nLanceDB: {n} chunks in collection {collection} ({})", ctx.settings.lancedb_dir().display());
-        }
+    if let Some(index) = indexed
+        && let Ok(n) = index.count(collection, None).await
+    {
+        println!("\nLanceDB: {n} chunks in collection {collection} ({})", ctx.settings.lancedb_dir().display());
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }

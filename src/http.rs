@@ -153,14 +153,14 @@ async fn require_token(State(guard): State<Arc<Guard>>, mut req: Request, next: 
     } else {
         None
     };
-    if caller.0.as_ref().is_some_and(|t| !t.allows("*")) {
-        if let Some(document) = owning_document(ctx, req.uri().path()).await? {
-            match ctx.store.document(&document).await.map_err(internal)? {
-                Some(doc) if !caller.0.as_ref().is_some_and(|t| t.allows(&doc.collection)) => {
-                    return Err(ApiError::NotFound(format!("document {document}")));
-                }
-                _ => {}
+    if caller.0.as_ref().is_some_and(|t| !t.allows("*"))
+        && let Some(document) = owning_document(ctx, req.uri().path()).await?
+    {
+        match ctx.store.document(&document).await.map_err(internal)? {
+            Some(doc) if !caller.0.as_ref().is_some_and(|t| t.allows(&doc.collection)) => {
+                return Err(ApiError::NotFound(format!("document {document}")));
             }
+            _ => {}
         }
     }
     req.extensions_mut().insert(caller);

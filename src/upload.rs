@@ -21,7 +21,7 @@ pub enum Uploaded {
     /// A new document and its first job.
     New { document_id: String, job_id: i64, sha256: String },
     /// The same bytes were already in the collection (and not failed or cancelled).
-    Duplicate { document: Document, sha256: String },
+    Duplicate { document: Box<Document>, sha256: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ impl<'a> Upload<'a> {
         if !self.reprocess
             && let Some(document) = store.find_duplicate(&stored.sha256, &self.options.collection).await?
         {
-            return Ok(Uploaded::Duplicate { document, sha256: stored.sha256 });
+            return Ok(Uploaded::Duplicate { document: Box::new(document), sha256: stored.sha256 });
         }
         let (document_id, job_id) =
             ingest::submit(store, &self.ctx.pipeline, &stored, &self.filename, &self.options).await?;

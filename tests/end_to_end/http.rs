@@ -612,7 +612,7 @@ async fn webhooks_are_signed_and_retried_and_upload_options_apply() {
     assert_eq!((events.len(), distinct), (3, expected.into_iter().collect()));
     // The first request got a 500: the same delivery came again, and only it did.
     let first = &received[0].0["x-lectern-delivery"];
-    let repeats: Vec<usize> = (0..3).filter(|&i| &received[i].0["x-lectern-delivery"] == first).collect();
+    let repeats: Vec<usize> = (0..3).filter(|&i| received[i].0["x-lectern-delivery"] == *first).collect();
     assert_eq!(repeats.len(), 2, "{events:?}");
     assert_eq!(events[repeats[0]], events[repeats[1]]);
     let queues: Value = client.get(format!("{base}/v1/queues")).send().await.unwrap().json().await.unwrap();

@@ -99,7 +99,8 @@ async fn llm_summary_speaks_the_openai_chat_format() {
     use lectern_document::config::LlmConfig;
     use std::sync::{Arc, Mutex};
 
-    let seen: Arc<Mutex<Vec<(Option<String>, serde_json::Value)>>> = Arc::default();
+    type Requests = Vec<(Option<String>, serde_json::Value)>;
+    let seen: Arc<Mutex<Requests>> = Arc::default();
     let record = seen.clone();
     let app = Router::new()
         .route(

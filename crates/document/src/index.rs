@@ -283,7 +283,7 @@ impl VectorIndex {
 
     /// Runs [`VectorIndex::maintain`] on a task when enough writes have gone by.
     pub fn maintain_in_background(self: Arc<Self>, collection: &str) {
-        if self.writes.load(Ordering::Relaxed) % MAINTAIN_EVERY != 0 {
+        if !self.writes.load(Ordering::Relaxed).is_multiple_of(MAINTAIN_EVERY) {
             return;
         }
         let collection = collection.to_string();

@@ -162,10 +162,10 @@ pub fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> 
     let mut last: Option<BBox> = None;
     let mut hyphenated = false;
     let mut flush = |current: &mut String, bbox: &mut Option<BBox>| {
-        if let Some(b) = bbox.take() {
-            if !current.is_empty() {
-                words.push(Word { text: compose_accents(current), bbox: b, conf: None });
-            }
+        if let Some(b) = bbox.take()
+            && !current.is_empty()
+        {
+            words.push(Word { text: compose_accents(current), bbox: b, conf: None });
         }
         current.clear();
     };

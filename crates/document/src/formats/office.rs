@@ -377,10 +377,10 @@ fn slide_blocks(package: &mut Package, slide: &str) -> Result<Vec<Block>, StageE
         }
     }
     let notes = rels.values().find(|(kind, _)| kind.ends_with("/notesSlide")).map(|(_, target)| target.clone());
-    if let Some(notes) = notes {
-        if let Some(text) = notes_text(package, &notes)? {
-            blocks.push(Block::Notes(text));
-        }
+    if let Some(notes) = notes
+        && let Some(text) = notes_text(package, &notes)?
+    {
+        blocks.push(Block::Notes(text));
     }
     Ok(blocks)
 }

@@ -361,9 +361,7 @@ pub fn strip_ngrams(text: &str, grams: &HashSet<Vec<String>>) -> String {
     for window in at.windows(BOILERPLATE_N) {
         let gram: Vec<String> = window.iter().map(|&i| norm[i].clone()).collect();
         if grams.contains(&gram) {
-            for i in window[0]..=window[BOILERPLATE_N - 1] {
-                drop[i] = true;
-            }
+            drop[window[0]..=window[BOILERPLATE_N - 1]].fill(true);
         }
     }
     raw.iter().zip(drop).filter(|(_, d)| !d).map(|(w, _)| *w).collect::<Vec<_>>().join(" ")

@@ -44,7 +44,7 @@ pub fn figure_inputs(chunks: &[Chunk], figures: &[Figure], material: &text::Mate
         if w < 108.0 || h < 108.0 {
             continue;
         }
-        let linked = chunks.iter().find(|c| c.figures.iter().any(|p| *p == f.path));
+        let linked = chunks.iter().find(|c| c.figures.contains(&f.path));
         let caption = linked.map(|c| {
             let found = text::split_sentences(&c.text)
                 .into_iter()

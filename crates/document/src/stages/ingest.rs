@@ -133,10 +133,10 @@ impl UploadOptions {
     /// Checks the options against what this server can do; the message is for the client.
     pub fn validate(&self, settings: &Settings) -> Result<(), String> {
         crate::index::table_name(&self.collection).map_err(|e| e.to_string())?;
-        if let Some(names) = &self.artifacts {
-            if let Some(bad) = names.iter().find(|n| !crate::config::ARTIFACTS.contains(&n.as_str())) {
-                return Err(format!("unknown artifact {bad:?}; choose from {}", crate::config::ARTIFACTS.join(", ")));
-            }
+        if let Some(names) = &self.artifacts
+            && let Some(bad) = names.iter().find(|n| !crate::config::ARTIFACTS.contains(&n.as_str()))
+        {
+            return Err(format!("unknown artifact {bad:?}; choose from {}", crate::config::ARTIFACTS.join(", ")));
         }
         if let Some(url) = &self.callback_url {
             crate::webhook::validate_url(url)?;

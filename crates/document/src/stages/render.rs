@@ -186,13 +186,16 @@ fn render_image(
 /// Office images smaller than this (pixels, either side) are icons and bullets.
 const MIN_OFFICE_IMAGE_SIDE: u32 = 48;
 
+/// Pages, and the figures of each page by page number.
+type PagesAndFigures = (Vec<Page>, Vec<(i64, Vec<Figure>)>);
+
 /// DOCX/PPTX pages in `range`, and their embedded images saved as figures (PNG).
 fn read_office(
     path: &Path,
     media: MediaType,
     figures_dir: &Path,
     range: std::ops::RangeInclusive<u32>,
-) -> Result<(Vec<Page>, Vec<(i64, Vec<Figure>)>), StageError> {
+) -> Result<PagesAndFigures, StageError> {
     std::fs::create_dir_all(figures_dir)?;
     let mut pages = Vec::new();
     let mut figures = Vec::new();
