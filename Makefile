@@ -13,6 +13,9 @@ export OMP_THREAD_LIMIT := 1
 LECTERN := $(CARGO_TARGET_DIR)/debug/lectern
 LECTERN_EVAL := $(CARGO_TARGET_DIR)/debug/lectern-eval
 DEMO_DATA := ./lectern-data
+# Benches select the whole workspace so dependency features unify exactly as in `make build`
+# and reuse its artifacts; `-p lectern` alone resolves other features and rebuilds LanceDB's stack.
+BENCH := cargo bench --profile dev --workspace
 
 .PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-study eval-ocr eval-figures bench-pages
 
@@ -51,12 +54,12 @@ bench-queue: setup
 # Embedding throughput on real corpus chunks: our embed stage vs fastembed's plain
 # embed(256) and a hand-written ONNX Runtime loop, same model and threads, same run.
 bench-embed: setup
-	cargo bench --profile dev --bench embedding -- --chunks 1024 --runs 3 --threads 2
+	$(BENCH) --bench embedding -- --chunks 1024 --runs 3 --threads 2
 
 # LanceDB at 100k chunks: ingest rate, p50/p99 search latency per mode (flat, then IVF-PQ),
 # and table size / version count over 1,000 re-indexings with maintenance.
 bench-search: setup
-	cargo bench --profile dev --bench search
+	$(BENCH) --bench search
 
 # Recall@5 of vector, text and hybrid search on the question set over ../shared/corpus.
 eval-retrieval: build
@@ -75,21 +78,21 @@ eval-figures: build
 
 # Upload latency: 1 MiB PDFs at 200/s for 10 s over loopback while the workers run.
 bench-load: setup
-	cargo bench --profile dev --bench ingest_load -- --rate 200 --seconds 10 --runs 3
+	$(BENCH) --bench ingest_load -- --rate 200 --seconds 10 --runs 3
 
 # Generation time per document (material, plan, write; the stage vs the embed stage).
 bench-generate: setup
-	cargo bench --profile dev --bench generate -- --runs 3
+	$(BENCH) --bench generate -- --runs 3
 
 # OCR vs the tesseract CLI, layout vs raw ONNX Runtime, on the same pages.
 bench-document: setup
-	cargo bench --profile dev -p lectern-eval --bench document -- --runs 3
+	$(BENCH) --bench document -- --runs 3
 
 # Pages/s of ingest, render, layout and OCR with 1 and 2 worker processes (48 pages);
 # then peak memory of one worker through the whole pipeline on a 1,000-page PDF.
 bench-pages: setup
-	cargo bench --profile dev --bench pages -- --pages 48 --processes 1,2
-	cargo bench --profile dev --bench pages -- --pages 1000 --processes 1 --stages all
+	$(BENCH) --bench pages -- --pages 48 --processes 1,2
+	$(BENCH) --bench pages -- --pages 1000 --processes 1 --stages all
 
 # Study material of a manual, a two-column paper and a slide deck: checks and PNG previews.
 eval-study: build

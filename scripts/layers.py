@@ -22,7 +22,7 @@ LAYERS = [
     ["model"],
     ["formats", "text"],
     ["engines"],
-    ["sm2", "generate", "index", "classify"],
+    ["sm2", "generate", "index", "classify", "export"],
     ["context"],
     ["stages", "search", "webhook"],
     ["pipeline"],

@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use crate::collections::{self, ListRequest};
 use crate::upload::{self, Uploaded};
 use crate::{http, status};
 use lectern_document::config::{PipelineConfig, Settings, read_config_file};
@@ -15,7 +16,7 @@ use lectern_document::context::Context;
 use lectern_document::index::Mode;
 use lectern_document::model::workdir::TextSource;
 use lectern_document::stages::ingest;
-use lectern_document::{pipeline, search};
+use lectern_document::{export, pipeline, search};
 use lectern_queue::engine::QueueSpec;
 use lectern_queue::storage::DocumentStatus;
 use lectern_queue::{shutdown, storage};
@@ -149,6 +150,10 @@ pub enum Command {
         /// Uploads one token may stream at once.
         #[arg(long, env = "LECTERN_CONCURRENT_UPLOADS", default_value_t = 8)]
         concurrent_uploads: usize,
+        /// A web origin (`https://app.example`) allowed to call the API from a browser;
+        /// repeat it, or give a comma-separated list. None by default.
+        #[arg(long = "cors-origin", env = "LECTERN_CORS_ORIGINS", value_delimiter = ',')]
+        cors_origins: Vec<String>,
     },
     /// Create, list and revoke API tokens.
     Tokens {
@@ -203,6 +208,16 @@ pub enum Command {
     },
     /// Delete a document: its jobs, indexed chunks, rows and work directory.
     Delete { id: String },
+    /// Write a processed document's content: Markdown (headings, lists, tables, figure
+    /// links), JSON (blocks with boxes, pages and heading paths) or plain text.
+    Export {
+        id: String,
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "json", "text"])]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Show a document (by id) or a job (by number).
     Status {
         id: String,
@@ -245,6 +260,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List documents, oldest first, a page at a time (`--cursor` continues a listing).
+    Documents {
+        #[arg(long)]
+        collection: Option<String>,
+        /// queued, running, done, failed or cancelled.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        doc_type: Option<String>,
+        #[arg(long, default_value_t = crate::collections::DEFAULT_LIMIT)]
+        limit: i64,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List collections (documents per type, indexed chunks), or delete one.
+    Collections {
+        #[command(subcommand)]
+        command: Option<CollectionsCommand>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect or maintain the LanceDB tables.
     Index {
         #[command(subcommand)]
@@ -266,6 +304,12 @@ pub enum TokensCommand {
     Revoke {
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CollectionsCommand {
+    /// Delete every document of the collection: jobs, indexed chunks, rows, work directories.
+    Delete { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -345,8 +389,9 @@ pub fn init_logs(format: LogFormat) {
 
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut settings = cli.global.settings();
-    if let Command::Serve { no_auth, rate_per_minute, concurrent_uploads, .. } = &cli.command {
+    if let Command::Serve { no_auth, rate_per_minute, concurrent_uploads, cors_origins, .. } = &cli.command {
         settings.auth_required = !no_auth;
+        settings.cors_origins = cors_origins.clone();
         settings.rate_per_minute = *rate_per_minute;
         settings.concurrent_uploads = *concurrent_uploads;
     }
@@ -464,11 +509,65 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Status { id, json, pages } => show_status(&ctx, &id, json, pages).await,
+        Command::Export { id, format, out } => {
+            let format: export::Format = format.parse().map_err(anyhow::Error::msg)?;
+            let prepared = crate::export::prepare(&ctx, &id).await?;
+            let figures = format!("{}/", ctx.workdir(&id).figures_dir().display());
+            match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path).with_context(|| format!("create {}", path.display()))?;
+                    prepared.write(format, figures, std::io::BufWriter::new(file)).await?;
+                }
+                None => {
+                    prepared.write(format, figures, std::io::BufWriter::new(std::io::stdout())).await?;
+                }
+            }
+            Ok(0)
+        }
         Command::Delete { id } => {
             if !status::delete_document(&ctx, &id).await? {
                 bail!("no document {id}");
             }
             println!("deleted {id}");
+            Ok(0)
+        }
+        Command::Documents { collection, status, doc_type, limit, cursor, json } => {
+            let req = ListRequest { collection, status, doc_type, limit: Some(limit), cursor };
+            let listing = collections::list_documents(&ctx, &req, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&listing)?);
+            } else {
+                for d in &listing.documents {
+                    let doc_type = d.doc_type.as_deref().unwrap_or("-");
+                    println!("{}  {:<9} {:<12} {:<10} {}", d.id, d.status.as_str(), d.collection, doc_type, d.filename);
+                }
+                if let Some(cursor) = listing.next_cursor {
+                    println!("more: --cursor {cursor}");
+                }
+            }
+            Ok(0)
+        }
+        Command::Collections { command: Some(CollectionsCommand::Delete { name }), .. } => {
+            let deleted = collections::delete_collection(&ctx, &name, None).await?;
+            println!("deleted {deleted} documents of {name}");
+            Ok(0)
+        }
+        Command::Collections { command: None, json } => {
+            let list = collections::collections(&ctx, None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for c in list {
+                    let types: Vec<String> = c.types.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                    println!(
+                        "{:<16} {:>6} documents {:>8} chunks  ({})",
+                        c.name,
+                        c.documents,
+                        c.chunks,
+                        types.join(", ")
+                    );
+                }
+            }
             Ok(0)
         }
         Command::Index { command: IndexCommand::Stats { collection } } => {

@@ -1,4 +1,5 @@
 //! The HTTP API (axum). Handlers are thin: parse, call the store or pipeline, answer JSON.
+//! Browsers on other origins may call it when `serve --cors-origin` allows them.
 //! Every route but `/healthz` and `/readyz` needs a bearer token (`lectern tokens create`;
 //! `serve --no-auth` turns this off), limited per token in requests per minute (429 with
 //! `Retry-After`) and concurrent uploads, and scoped to its collections.
@@ -9,9 +10,14 @@
 //!   (413 over the size limit, 415 for a type Lectern cannot read); the same content again
 //!   answers 200 with the existing document. A `callback_url` gets a signed webhook when
 //!   the document finishes ([`lectern_document::webhook`]).
+//! - `GET /v1/documents?collection=&status=&doc_type=&limit=&cursor=` — documents page by
+//!   page (stable cursor), `GET /v1/collections` — documents per type and chunks per
+//!   collection, `DELETE /v1/collections/{name}` — every document in it ([`crate::collections`]).
 //! - `DELETE /v1/documents/{id}` — cancel its jobs, remove its chunks from the index, its
 //!   rows and its work directory.
 //! - `GET /v1/documents/{id}/artifacts`, `…/artifacts/{name}` — list and download.
+//! - `GET /v1/documents/{id}/content?format=markdown|json|text` — the document's content,
+//!   streamed ([`crate::export`]); `GET /v1/documents/{id}/figures/{name}` — a figure it links.
 //! - `GET /v1/documents/{id}` — document status, its jobs, figures and artifacts.
 //! - `POST /v1/documents/{id}/cancel` — cancel every unfinished job of a document.
 //! - `GET /v1/documents/{id}/events` — live progress (server-sent events `job`, `document`,
@@ -30,13 +36,14 @@
 
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -45,8 +52,11 @@ use serde_json::json;
 mod dashboard;
 
 use crate::auth::Limiter;
+use crate::collections::{ListError, ListRequest};
+use crate::export::ExportError;
 use crate::upload::{Upload, UploadError, Uploaded};
 use lectern_document::context::Context;
+use lectern_document::export::Format;
 use lectern_document::search;
 use lectern_document::stages::ingest;
 use lectern_queue::storage::ApiToken;
@@ -57,6 +67,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0} not found")]
     NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("the upload is larger than the limit of {0} bytes")]
     TooLarge(usize),
     #[error("{0}")]
@@ -86,6 +98,7 @@ impl IntoResponse for ApiError {
         let status = match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -108,6 +121,26 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<ListError> for ApiError {
+    fn from(e: ListError) -> Self {
+        match e {
+            ListError::Invalid(reason) => ApiError::BadRequest(reason),
+            ListError::Forbidden(collection) => ApiError::Forbidden(collection),
+            other => internal(other),
+        }
+    }
+}
+
+impl From<ExportError> for ApiError {
+    fn from(e: ExportError) -> Self {
+        match e {
+            ExportError::NotFound(id) => ApiError::NotFound(format!("document {id}")),
+            ExportError::NotReady { .. } | ExportError::NoPages { .. } => ApiError::Conflict(e.to_string()),
+            other => internal(other),
+        }
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
 }
@@ -122,6 +155,11 @@ struct Guard {
 pub struct Caller(Option<ApiToken>);
 
 impl Caller {
+    /// The collections a scoped token may use; `None` for every collection.
+    fn scope(&self) -> Option<&[String]> {
+        self.0.as_ref().filter(|t| !t.allows("*")).map(|t| t.collections.as_slice())
+    }
+
     fn check(&self, collection: &str) -> Result<(), ApiError> {
         match &self.0 {
             Some(t) if !t.allows(collection) => Err(ApiError::Forbidden(collection.to_string())),
@@ -211,7 +249,37 @@ pub fn router(ctx: Arc<Context>) -> Router {
     let public = Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(readyz));
-    protected(ctx.clone()).layer(middleware::from_fn_with_state(guard, require_token)).merge(public.with_state(ctx))
+    let origins = Arc::new(ctx.settings.cors_origins.clone());
+    protected(ctx.clone())
+        .layer(middleware::from_fn_with_state(guard, require_token))
+        .merge(public.with_state(ctx))
+        .layer(middleware::from_fn_with_state(origins, cors))
+}
+
+/// CORS for the configured origins only (`serve --cors-origin`): a preflight from one is
+/// answered here, before authentication; its other requests get the allow headers. Any
+/// other origin gets no CORS headers, so browsers keep its pages out.
+async fn cors(State(origins): State<Arc<Vec<String>>>, req: Request, next: Next) -> Response {
+    let allowed = req.headers().get(header::ORIGIN).filter(|o| origins.iter().any(|a| a.as_bytes() == o.as_bytes()));
+    let Some(origin) = allowed.cloned() else { return next.run(req).await };
+    let preflight = req.method() == axum::http::Method::OPTIONS
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, header::HeaderValue::from_static("GET, POST, DELETE"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, header::HeaderValue::from_static("authorization, content-type"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, header::HeaderValue::from_static("600"));
+        r
+    } else {
+        let mut r = next.run(req).await;
+        r.headers_mut().insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, header::HeaderValue::from_static("retry-after"));
+        r
+    };
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.append(header::VARY, header::HeaderValue::from_static("origin"));
+    response
 }
 
 /// Every route that needs a token.
@@ -220,11 +288,15 @@ fn protected(ctx: Arc<Context>) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
         .route("/metrics", get(metrics))
-        .route("/v1/documents", post(upload))
+        .route("/v1/documents", get(list_documents).post(upload))
+        .route("/v1/collections", get(collections))
+        .route("/v1/collections/{name}", delete(delete_collection))
         .route("/v1/documents/{id}", get(document).delete(delete_document))
         .route("/v1/documents/{id}/cancel", post(cancel_document))
         .route("/v1/documents/{id}/events", get(document_events))
         .route("/v1/documents/{id}/pages", get(pages))
+        .route("/v1/documents/{id}/content", get(content))
+        .route("/v1/documents/{id}/figures/{name}", get(figure))
         .route("/v1/documents/{id}/artifacts", get(artifacts))
         .route("/v1/documents/{id}/artifacts/{name}", get(artifact))
         .route("/v1/jobs/{id}", get(job))
@@ -355,6 +427,91 @@ async fn pages(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Resul
     Ok(Json(json!({ "pages": pages })).into_response())
 }
 
+/// `GET /v1/documents?collection=&status=&doc_type=&limit=&cursor=`: a page of documents,
+/// oldest first, and the cursor of the next page.
+async fn list_documents(
+    State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
+    Query(req): Query<ListRequest>,
+) -> Result<Response, ApiError> {
+    let listing = crate::collections::list_documents(&ctx, &req, caller.scope()).await?;
+    Ok(Json(listing).into_response())
+}
+
+async fn collections(
+    State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Response, ApiError> {
+    let list = crate::collections::collections(&ctx, caller.scope()).await?;
+    Ok(Json(json!({ "collections": list })).into_response())
+}
+
+async fn delete_collection(
+    State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let deleted = crate::collections::delete_collection(&ctx, &name, caller.scope()).await?;
+    Ok(Json(json!({ "collection": name, "deleted_documents": deleted })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ContentParams {
+    format: Option<String>,
+}
+
+/// The export, written on a blocking thread into a channel the response body reads, so a
+/// long document streams in bounded memory.
+async fn content(
+    State(ctx): State<Arc<Context>>,
+    Path(id): Path<String>,
+    Query(params): Query<ContentParams>,
+) -> Result<Response, ApiError> {
+    let format: Format = params.format.as_deref().unwrap_or("markdown").parse().map_err(ApiError::BadRequest)?;
+    let export = crate::export::prepare(&ctx, &id).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let failed = tx.clone();
+    let figure_base = format!("/v1/documents/{id}/figures/");
+    tokio::spawn(async move {
+        let out = std::io::BufWriter::with_capacity(64 << 10, ChannelWriter(tx));
+        if let Err(e) = export.write(format, figure_base, out).await {
+            tracing::warn!(document = %id, "export failed: {e}");
+            let _ = failed.send(Err(std::io::Error::other(e.to_string()))).await;
+        }
+    });
+    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }));
+    Ok(([(header::CONTENT_TYPE, format.media_type())], body).into_response())
+}
+
+/// A `Write` that hands what it is given to an async receiver (from a blocking thread).
+struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<Bytes>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A figure crop, by the file name the export links (only the document's own figures).
+async fn figure(
+    State(ctx): State<Arc<Context>>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let figures = ctx.store.figures(&id).await.map_err(internal)?;
+    let figure = figures
+        .iter()
+        .find(|f| std::path::Path::new(&f.path).file_name().is_some_and(|n| *n == *name))
+        .ok_or_else(|| ApiError::NotFound(format!("figure {name}")))?;
+    let bytes = tokio::fs::read(&figure.path).await.map_err(internal)?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
+}
+
 async fn artifacts(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     if ctx.store.document(&id).await.map_err(internal)?.is_none() {
         return Err(ApiError::NotFound(format!("document {id}")));
@@ -382,7 +539,6 @@ async fn artifact(
         .into_response())
 }
 
-/// Ready when the job store answers and the libraries and models are on disk.
 /// The OpenAPI description of these routes (`tests/http.rs` checks every route is in it).
 const OPENAPI: &str = include_str!("http/openapi.json");
 
@@ -390,6 +546,7 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// Ready when the job store answers and the libraries and models are on disk.
 async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
     let database = ctx.store.queue_stats(lectern_queue::storage::now_ms()).await.map(|_| ()).map_err(|e| e.to_string());
     let s = &ctx.settings;

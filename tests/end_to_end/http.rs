@@ -155,6 +155,27 @@ async fn upload_then_poll_until_done() {
     let nothing = client.get(format!("{base}/v1/documents/{doc_id}/artifacts/../../etc/passwd")).send().await.unwrap();
     assert_eq!(nothing.status(), 404);
 
+    // Content export: Markdown, JSON and text of the OCR'd scan; bad format, unknown document.
+    let get = |path: String| client.get(format!("{base}{path}")).send();
+    let md = get(format!("/v1/documents/{doc_id}/content")).await.unwrap();
+    assert_eq!(md.headers()["content-type"], "text/markdown; charset=utf-8");
+    let md = md.text().await.unwrap();
+    assert!(md.starts_with("<!-- page 1 -->") && md.contains("Goldberg"), "{md}");
+    let json: Value = get(format!("/v1/documents/{doc_id}/content?format=json")).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (json["document_id"].as_str(), json["pages"][0]["source"].as_str()),
+        (Some(doc_id.as_str()), Some("ocr"))
+    );
+    assert!(
+        json["pages"][0]["blocks"].as_array().unwrap().iter().any(|b| b["confidence"].as_f64() > Some(50.0)),
+        "{json}"
+    );
+    let text = get(format!("/v1/documents/{doc_id}/content?format=text")).await.unwrap().text().await.unwrap();
+    assert!(text.contains("Goldberg") && !text.contains("<!--"), "{text}");
+    assert_eq!(get(format!("/v1/documents/{doc_id}/content?format=xml")).await.unwrap().status(), 400);
+    assert_eq!(get("/v1/documents/nope/content".into()).await.unwrap().status(), 404);
+    assert_eq!(get(format!("/v1/documents/{doc_id}/figures/..%2F..%2Fupload")).await.unwrap().status(), 404);
+
     // The same content again is the same document, unless reprocessing is asked for.
     let again = |query: &'static str| {
         let form = reqwest::multipart::Form::new().part(
@@ -172,6 +193,8 @@ async fn upload_then_poll_until_done() {
     let fresh: Value = fresh.json().await.unwrap();
     let fresh_id = fresh["document_id"].as_str().unwrap();
     assert_ne!(fresh_id, doc_id);
+    let early = client.get(format!("{base}/v1/documents/{fresh_id}/content")).send().await.unwrap();
+    assert_eq!(early.status(), 409, "not exported before it is processed");
     client.post(format!("{base}/v1/documents/{fresh_id}/cancel")).send().await.unwrap();
 
     // A file that is no document is refused at once.
@@ -440,6 +463,27 @@ async fn every_route_but_health_needs_a_token_scoped_and_rate_limited() {
         .part("file", reqwest::multipart::Part::bytes(b"%PDF-1.4".to_vec()).file_name("x.pdf"));
     assert_eq!(scoped.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap().status(), 403);
 
+    // Listings: the scoped token sees neither the document nor its collection.
+    let get_json = |c: &reqwest::Client, path: &str| c.get(format!("{base}{path}")).send();
+    let all: Value = get_json(&client, "/v1/documents?limit=10").await.unwrap().json().await.unwrap();
+    assert_eq!(all["documents"][0]["id"].as_str(), Some(id), "{all}");
+    assert!(all["next_cursor"].is_null(), "one page: {all}");
+    let mine: Value = get_json(&scoped, "/v1/documents").await.unwrap().json().await.unwrap();
+    assert_eq!(mine["documents"].as_array().unwrap().len(), 0, "{mine}");
+    assert_eq!(get_json(&scoped, "/v1/documents?collection=default").await.unwrap().status(), 403);
+    assert_eq!(get_json(&client, "/v1/documents?status=lost").await.unwrap().status(), 400);
+    assert_eq!(get_json(&client, "/v1/documents?cursor=nonsense").await.unwrap().status(), 400);
+    let collections: Value = get_json(&client, "/v1/collections").await.unwrap().json().await.unwrap();
+    assert_eq!(collections["collections"][0]["name"], "default", "{collections}");
+    assert_eq!(collections["collections"][0]["documents"], 1, "{collections}");
+    let theirs: Value = get_json(&scoped, "/v1/collections").await.unwrap().json().await.unwrap();
+    assert_eq!(theirs["collections"].as_array().unwrap().len(), 0, "{theirs}");
+    let delete = |c: &reqwest::Client, name: &str| c.delete(format!("{base}/v1/collections/{name}")).send();
+    assert_eq!(delete(&scoped, "default").await.unwrap().status(), 403);
+    let gone: Value = delete(&client, "default").await.unwrap().json().await.unwrap();
+    assert_eq!(gone["deleted_documents"], 1, "{gone}");
+    assert_eq!(client.get(format!("{base}/v1/documents/{id}")).send().await.unwrap().status(), 404);
+
     // Revoked tokens stop working.
     let tokens = ctx.store.tokens().await.unwrap();
     let scoped_id = &tokens.iter().find(|t| t.collections == ["papers"]).unwrap().id;
@@ -466,6 +510,42 @@ async fn every_route_but_health_needs_a_token_scoped_and_rate_limited() {
     assert_eq!(refused.status(), 429);
     let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=12).contains(&retry), "{retry}");
+}
+
+/// CORS: only configured origins get a preflight answer and allow headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_answers_allowed_origins_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::settings(dir.path());
+    settings.cors_origins = vec!["https://app.example".into()];
+    let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();
+    let ctx = std::sync::Arc::new(lectern_document::context::Context::new(
+        settings,
+        store,
+        lectern_document::config::PipelineConfig::builtin(),
+    ));
+    let (base, client) = serve(&ctx, &[]).await;
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, format!("{base}/v1/search"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let ok = preflight("https://app.example").await.unwrap();
+    assert_eq!(ok.status(), 204, "answered before authentication");
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(ok.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    let evil = preflight("https://evil.example").await.unwrap();
+    assert!(evil.headers().get("access-control-allow-origin").is_none(), "{:?}", evil.headers());
+    let get = client.get(format!("{base}/v1/queues")).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(get.status(), 200);
+    assert_eq!(get.headers()["access-control-allow-origin"], "https://app.example");
+
+    let (base, _dir, _ctx, client) = start_without_workers().await;
+    let plain = client.get(format!("{base}/v1/queues")).header("origin", "https://app.example").send().await.unwrap();
+    assert!(plain.headers().get("access-control-allow-origin").is_none(), "no origins by default");
 }
 
 /// Renders the dashboard in headless Chromium (installed by scripts/setup.sh).

@@ -1,9 +1,10 @@
 //! Lectern end to end, one test binary (each binary links the whole stack): the stages on
-//! real fixtures, the pipeline through the engine, retrieval, study material, the HTTP API
+//! real fixtures, the pipeline through the engine, retrieval, study material, export, the HTTP API
 //! and worker processes. `pg_restart` stays a binary of its own: it restarts the shared
 //! PostgreSQL server.
 
 mod common;
+mod export;
 mod http;
 mod pipeline;
 mod processes;

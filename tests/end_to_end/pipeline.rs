@@ -4,6 +4,7 @@
 
 use crate::common;
 
+use lectern_document::export::Format;
 use lectern_document::index::Mode;
 
 use std::time::Duration;
@@ -54,6 +55,23 @@ async fn documents_flow_through_every_queue_and_bad_ones_fail_cleanly() {
         assert_eq!(ctx.store.artifacts(id).await.unwrap().len(), 4, "cheat sheet, quiz PDF and JSON, flashcards");
     }
     assert!(!ctx.store.figures(&ids[2]).await.unwrap().is_empty(), "figures from the paper");
+
+    // The export use case: the paper's Markdown links its figures; a document that failed
+    // before it had pages says why.
+    let figures = format!("{}/", ctx.workdir(&ids[2]).figures_dir().display());
+    let md = lectern::export::prepare(&ctx, &ids[2]).await.unwrap().write(Format::Markdown, figures, Vec::new());
+    let md = String::from_utf8(md.await.unwrap()).unwrap();
+    let links: Vec<&str> = md.lines().filter_map(|l| l.strip_prefix("![Figure ")).collect();
+    assert_eq!(links.len(), ctx.store.figures(&ids[2]).await.unwrap().len(), "{md}");
+    for link in links {
+        let path = link.split_once("](").unwrap().1.trim_end_matches(')');
+        assert!(std::path::Path::new(path).is_file(), "{link}");
+    }
+    assert!(md.lines().any(|l| l.starts_with("# ") || l.starts_with("## ")), "headings: {md}");
+    match lectern::export::prepare(&ctx, &ids[0]).await {
+        Err(e @ lectern::export::ExportError::NoPages { .. }) => assert!(e.to_string().contains("empty"), "{e}"),
+        other => panic!("{:?}", other.err()),
+    }
 
     // Search finds the right document and page, for the text layer and for OCR text.
     let hits = common::search(&ctx, "managing geospatial data shared by several organizations", Mode::Hybrid).await;

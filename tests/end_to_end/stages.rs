@@ -15,7 +15,7 @@ async fn submit(ctx: &lectern_document::context::Context, name: &str) -> String 
 }
 
 /// Submits a fixture and runs `stages` on the whole document; returns its id.
-async fn submit_through(ctx: &lectern_document::context::Context, name: &str, stages: &[Stage]) -> String {
+pub(crate) async fn submit_through(ctx: &lectern_document::context::Context, name: &str, stages: &[Stage]) -> String {
     let id = submit(ctx, name).await;
     for &stage in stages {
         run_stage(ctx, stage, &id).await.unwrap_or_else(|e| panic!("{name}: {stage:?}: {e}"));

@@ -52,6 +52,8 @@ pub struct Settings {
     pub concurrent_uploads: usize,
     /// Key of the HMAC-SHA256 signature on webhooks; uploads with a callback URL need it.
     pub webhook_secret: Option<String>,
+    /// Web origins allowed to call the API from a browser (CORS); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Settings {
@@ -73,6 +75,7 @@ impl Settings {
             rate_per_minute: 6000,
             concurrent_uploads: 8,
             webhook_secret: None,
+            cors_origins: Vec::new(),
         }
     }
 
@@ -102,7 +105,7 @@ impl Settings {
 
 /// Settings a TOML file (`--config`, `LECTERN_CONFIG`) may give, and the environment
 /// variable each one stands for. Precedence: flag, then environment, then file, then default.
-pub const FILE_KEYS: [(&str, &str); 21] = [
+pub const FILE_KEYS: [(&str, &str); 22] = [
     ("data_dir", "LECTERN_DATA_DIR"),
     ("database_url", "DATABASE_URL"),
     ("models_dir", "LECTERN_MODELS_DIR"),
@@ -122,6 +125,7 @@ pub const FILE_KEYS: [(&str, &str); 21] = [
     ("no_auth", "LECTERN_NO_AUTH"),
     ("rate_per_minute", "LECTERN_RATE_PER_MINUTE"),
     ("concurrent_uploads", "LECTERN_CONCURRENT_UPLOADS"),
+    ("cors_origins", "LECTERN_CORS_ORIGINS"),
     ("webhook_secret", "LECTERN_WEBHOOK_SECRET"),
     ("config", "LECTERN_CONFIG"),
 ];

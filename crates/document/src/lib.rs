@@ -17,7 +17,8 @@
 //!   the ONNX Runtime environment, CPU priority.
 //! - [`sm2`] — flashcard review scheduling; [`generate`] — study material (cheat sheet,
 //!   quiz, flashcards); [`index`] — LanceDB, one table of chunks per collection;
-//!   [`classify`] — a document's type from its embedding.
+//!   [`classify`] — a document's type from its embedding; [`export`] — a document's
+//!   content as Markdown, JSON or plain text.
 //! - [`context`] — settings, the store, and the engines loaded on first use.
 //! - [`stages`] — one module per stage, all `run(ctx, payload)`: ingest, render, layout,
 //!   ocr, chunk, embed, generate; [`search`] — embed a query and ask the index;
@@ -31,6 +32,7 @@ pub mod config;
 pub mod context;
 pub mod engines;
 pub mod error;
+pub mod export;
 pub mod formats;
 pub mod generate;
 pub mod index;

@@ -25,7 +25,7 @@ use lectern_document::context::Context;
 use lectern_document::engines::pdfium::{OCR_DPI, pixels_per_point, render_grey, text_layer_is_usable, text_layers};
 use lectern_document::engines::tesseract as ocr;
 use lectern_document::model::workdir::{Word, centre_in, overlap};
-use lectern_document::text::language;
+use lectern_document::text::{blocks, language};
 
 struct Entry {
     file: String,
@@ -326,7 +326,7 @@ pub fn normalise(text: &str, leaders: bool) -> String {
     let mut words: Vec<String> = Vec::new();
     for word in out.split_whitespace() {
         match words.last_mut() {
-            Some(last) if word.starts_with(char::is_lowercase) && ocr::ends_hyphenated(last) => {
+            Some(last) if word.starts_with(char::is_lowercase) && blocks::ends_hyphenated(last) => {
                 last.pop();
                 last.push_str(word);
             }

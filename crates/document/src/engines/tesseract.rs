@@ -12,6 +12,7 @@ use tesseract::{PageSegMode, Tesseract};
 
 use crate::error::StageError;
 use crate::model::workdir::Word;
+use crate::text::blocks::ends_hyphenated;
 
 /// Engine settings. The library's page segmentation default is one uniform block (the CLI
 /// sets automatic layout analysis, 3), which reads across columns: use the CLI's. The
@@ -137,11 +138,6 @@ fn parse_tsv(tsv: &str) -> OcrPage {
     let mean_confidence =
         (!words.is_empty()).then(|| words.iter().filter_map(|w| w.conf).sum::<f32>() / words.len() as f32);
     OcrPage { words, mean_confidence }
-}
-
-/// "interac-": a letter, then a hyphen.
-pub fn ends_hyphenated(word: &str) -> bool {
-    word.strip_suffix('-').is_some_and(|stem| stem.ends_with(char::is_alphabetic))
 }
 
 #[cfg(test)]

@@ -107,8 +107,8 @@ impl WorkDir {
     pub fn save_page(&self, page: &Page) -> Result<(), StageError> {
         write_json(&self.page_file(page.number), page)
     }
-    /// Every page rendered so far, in page order.
-    pub fn load_pages(&self) -> Result<Vec<Page>, StageError> {
+    /// Numbers of the pages rendered so far, in order.
+    pub fn page_numbers(&self) -> Result<Vec<u32>, StageError> {
         let mut numbers = Vec::new();
         for entry in std::fs::read_dir(self.pages_dir())? {
             let name = entry?.file_name();
@@ -118,7 +118,11 @@ impl WorkDir {
             }
         }
         numbers.sort_unstable();
-        numbers.into_iter().map(|n| self.load_page(n)).collect()
+        Ok(numbers)
+    }
+    /// Every page rendered so far, in page order.
+    pub fn load_pages(&self) -> Result<Vec<Page>, StageError> {
+        self.page_numbers()?.into_iter().map(|n| self.load_page(n)).collect()
     }
 }
 
@@ -143,7 +147,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
     Ok(())
 }
 
-/// Union of boxes; `None` for an empty iterator.
 /// Area of a box; 0 when it is empty.
 pub fn area(b: &BBox) -> f32 {
     (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
@@ -160,6 +163,7 @@ pub fn centre_in(inner: &BBox, outer: &BBox) -> bool {
     cx >= outer[0] && cx <= outer[2] && cy >= outer[1] && cy <= outer[3]
 }
 
+/// Union of boxes; `None` for an empty iterator.
 pub fn union(boxes: impl IntoIterator<Item = BBox>) -> Option<BBox> {
     boxes.into_iter().reduce(|a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
 }

@@ -2,8 +2,8 @@
 //! structure. Titles start a new chunk and become the heading path carried by the chunks
 //! under them; paragraphs are cut only between sentences; a table or a caption stays whole;
 //! a caption links the figure it belongs to. Sizes are counted in tokens of the embedding
-//! model's tokenizer. Header and footer regions are left out; the rest is read in
-//! [`reading_order`] (column by column on multi-column pages).
+//! model's tokenizer. Pages are read as [`blocks`]: headers and footers left out, the rest
+//! in reading order (column by column on multi-column pages).
 
 use sha2::{Digest, Sha256};
 
@@ -12,8 +12,8 @@ use crate::config::ChunkConfig;
 use crate::context::Context;
 use crate::error::StageError;
 use crate::model::chunk::{Chunk, Span, embedding_text};
-use crate::model::workdir::{BBox, Page, Word, area, centre_in, read_json, union, write_json};
-use crate::text::reading_order;
+use crate::model::workdir::{Page, Word, read_json, union, write_json};
+use crate::text::blocks::{Kind, blocks, heading_level};
 use lectern_queue::storage::Figure;
 
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
@@ -36,23 +36,6 @@ pub fn load(ctx: &Context, document_id: &str) -> Result<Vec<Chunk>, StageError> 
     read_json(&ctx.workdir(document_id).chunks_file())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Heading,
-    Text,
-    /// Kept whole: tables and captions.
-    Whole,
-}
-
-/// Consecutive words of one layout region.
-struct Block<'a> {
-    kind: Kind,
-    /// Heading level given by the source (DOCX styles); else it comes from numbering.
-    level: Option<u8>,
-    caption: bool,
-    words: Vec<(u32, &'a Word)>,
-}
-
 /// A piece the packer never cuts: a sentence, a table, a caption.
 struct Unit<'a> {
     words: Vec<(u32, &'a Word)>,
@@ -60,9 +43,6 @@ struct Unit<'a> {
     sentence: bool,
     figure: Option<String>,
 }
-
-/// Longest title treated as a heading; longer "titles" are misdetected paragraphs.
-const MAX_HEADING_WORDS: usize = 24;
 
 const MAX_HEADING_DEPTH: usize = 3;
 
@@ -81,13 +61,13 @@ pub fn chunk_pages(
                 packer.flush(false);
                 packer.heading_path = push_heading(&packer.heading_path, &join(&block.words), block.level);
             }
-            Kind::Text => {
+            Kind::Text | Kind::Notes => {
                 for sentence in sentences(&block.words) {
                     packer.add(unit(sentence, true, None, count));
                 }
             }
-            Kind::Whole => {
-                let figure = if block.caption { caption_figure(&block.words, figures) } else { None };
+            Kind::Table | Kind::Caption => {
+                let figure = if block.kind == Kind::Caption { caption_figure(&block.words, figures) } else { None };
                 packer.add(unit(block.words, false, figure, count));
             }
         }
@@ -184,76 +164,10 @@ impl<'w> Packer<'_, 'w> {
     }
 }
 
-/// Words grouped by the layout region they fall in (words outside every region: by run of
-/// source order), the groups in reading order ([`reading_order`]).
-fn blocks(pages: &[Page]) -> Vec<Block<'_>> {
-    let mut blocks: Vec<Block> = Vec::new();
-    for page in pages {
-        let mut groups: Vec<(Option<usize>, Vec<&Word>)> = Vec::new();
-        let mut group_of_region = vec![None; page.regions.len()];
-        let mut run = None;
-        for word in &page.words {
-            let region = region_of(page, word);
-            let slot = match region {
-                Some(r) => &mut group_of_region[r],
-                None => &mut run,
-            };
-            let g = *slot.get_or_insert_with(|| {
-                groups.push((region, Vec::new()));
-                groups.len() - 1
-            });
-            groups[g].1.push(word);
-            if region.is_some() {
-                run = None;
-            }
-        }
-        groups.retain(|(region, _)| {
-            region.is_none_or(|i| !matches!(page.regions[i].label.as_str(), "header" | "footer"))
-        });
-        let boxes: Vec<BBox> =
-            groups.iter().map(|(_, words)| union(words.iter().map(|w| w.bbox)).expect("a group has a word")).collect();
-        for g in reading_order::order(&boxes) {
-            let (region, words) = &groups[g];
-            let label = region.map(|i| page.regions[i].label.as_str()).unwrap_or("text");
-            let kind = match label {
-                "title" => Kind::Heading,
-                "table" | "figure_caption" | "table_caption" => Kind::Whole,
-                _ => Kind::Text,
-            };
-            let kind = if kind == Kind::Heading && words.len() > MAX_HEADING_WORDS { Kind::Text } else { kind };
-            blocks.push(Block {
-                kind,
-                level: region.and_then(|i| page.regions[i].level),
-                caption: label.ends_with("caption"),
-                words: words.iter().map(|&w| (page.number, w)).collect(),
-            });
-        }
-    }
-    blocks
-}
-
-/// The smallest layout region holding the word's centre.
-fn region_of(page: &Page, word: &Word) -> Option<usize> {
-    page.regions
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.label != "figure" && centre_in(&word.bbox, &r.bbox))
-        .min_by(|a, b| area(&a.1.bbox).total_cmp(&area(&b.1.bbox)))
-        .map(|(i, _)| i)
-}
-
 /// New heading path after `title` at `level` when known; else "2.1 Methods" is level 2 and
 /// unnumbered titles level 1.
 fn push_heading(path: &[String], title: &str, level: Option<u8>) -> Vec<String> {
-    let number = title.split_whitespace().next().unwrap_or("");
-    let numbered = !number.is_empty()
-        && number.trim_end_matches('.').split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    let level = match level {
-        Some(level) => usize::from(level.max(1)),
-        None if numbered => number.trim_end_matches('.').split('.').count(),
-        None => 1,
-    };
-    let level = level.min(MAX_HEADING_DEPTH);
+    let level = heading_level(title, level).min(MAX_HEADING_DEPTH);
     let mut path: Vec<String> = path.iter().take(level - 1).cloned().collect();
     path.push(title.to_string());
     path

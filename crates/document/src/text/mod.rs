@@ -1,5 +1,6 @@
-//! Text analysis the stages share: the order a page's blocks are read in
-//! ([`reading_order`]) and a text's language ([`language`]).
+//! Text analysis the stages share: a page as blocks in reading order ([`blocks`],
+//! [`reading_order`]) and a text's language ([`language`]).
 
+pub mod blocks;
 pub mod language;
 pub mod reading_order;

@@ -6,8 +6,9 @@ use sqlx::Row;
 use super::db::{on_pool, on_tx};
 use super::queue::{announce, insert_job};
 use super::{
-    ApiToken, Artifact, Document, Figure, Flashcard, NewDocument, NewJob, Result, Sm2, Store, artifact_from_row,
-    document_from_row, figure_from_row, finish_job_json, flashcard_from_row, now_ms, token_from_row,
+    ApiToken, Artifact, CollectionCount, Document, DocumentQuery, Figure, Flashcard, NewDocument, NewJob, Result, Sm2,
+    Store, artifact_from_row, document_from_row, figure_from_row, finish_job_json, flashcard_from_row, now_ms,
+    token_from_row,
 };
 
 impl Store {
@@ -63,6 +64,62 @@ impl Store {
                     .fetch_all(pool)
                     .await?;
                 rows.iter().map(|r| document_from_row!(r)).collect()
+            }
+        )
+    }
+
+    /// One page of documents matching `query`, ordered by (`created_at`, `id`).
+    pub async fn list_documents(&self, query: &DocumentQuery) -> Result<Vec<Document>> {
+        let (after_at, after_id) = query.after.clone().unwrap_or((i64::MIN, String::new()));
+        // Text parameters after $1 (created_at) and $2 (id), then the limit.
+        let mut binds: Vec<String> = Vec::new();
+        let mut sql = String::from("SELECT * FROM documents WHERE (created_at > $1 OR (created_at = $1 AND id > $2))");
+        if let Some(status) = query.status {
+            binds.push(status.as_str().to_string());
+            sql += &format!(" AND status = ${}", binds.len() + 2);
+        }
+        if let Some(doc_type) = &query.doc_type {
+            binds.push(doc_type.clone());
+            sql += &format!(" AND doc_type = ${}", binds.len() + 2);
+        }
+        if let Some(collections) = &query.collections {
+            if collections.is_empty() {
+                return Ok(Vec::new());
+            }
+            let first = binds.len() + 3;
+            binds.extend(collections.iter().cloned());
+            let marks: Vec<String> = (first..first + collections.len()).map(|n| format!("${n}")).collect();
+            sql += &format!(" AND collection IN ({})", marks.join(", "));
+        }
+        sql += &format!(" ORDER BY created_at, id LIMIT ${}", binds.len() + 3);
+        on_pool!(
+            &self.db,
+            read | pool | {
+                // Built above from placeholders only; every value is bound.
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(after_at).bind(&after_id);
+                for value in &binds {
+                    q = q.bind(value);
+                }
+                let rows = q.bind(query.limit).fetch_all(pool).await?;
+                rows.iter().map(|r| document_from_row!(r)).collect()
+            }
+        )
+    }
+
+    /// Documents per collection and type.
+    pub async fn collection_counts(&self) -> Result<Vec<CollectionCount>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT collection, doc_type, COUNT(*) FROM documents GROUP BY collection, doc_type
+                     ORDER BY collection, doc_type",
+                )
+                .fetch_all(pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(collection, doc_type, documents)| Ok(CollectionCount { collection, doc_type, documents }))
+                    .collect()
             }
         )
     }

@@ -161,6 +161,27 @@ pub struct Job {
     pub finished_at: Option<i64>,
 }
 
+/// Which documents a listing returns, oldest first, and where the page starts.
+#[derive(Debug, Clone)]
+pub struct DocumentQuery {
+    /// Only these collections; `None` is every collection.
+    pub collections: Option<Vec<String>>,
+    pub status: Option<DocumentStatus>,
+    pub doc_type: Option<String>,
+    /// Start after this document's (`created_at`, `id`): keyset paging, so uploads during
+    /// the listing never shift a page.
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// Documents of one collection with one type (`None`: not classified yet).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CollectionCount {
+    pub collection: String,
+    pub doc_type: Option<String>,
+    pub documents: i64,
+}
+
 /// A document to insert.
 #[derive(Debug, Clone)]
 pub struct NewDocument {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lectern_queue::storage::{
-    Artifact, Completion, Failure, FanIn, Figure, Heartbeat, Job, JobState, NewDocument, NewJob, Store, now_ms,
+    Artifact, Completion, DocumentQuery, DocumentStatus, Failure, FanIn, Figure, Heartbeat, Job, JobState, NewDocument,
+    NewJob, Store, now_ms,
 };
 
 fn job(queue: &str, doc: Option<&str>, priority: i32) -> NewJob {
@@ -387,6 +388,58 @@ pub mod outputs {
         assert_eq!(recent, ["d2", "d1"], "newest first");
     }
 
+    pub async fn listing_pages_by_keyset_with_filters(store: Arc<Store>) {
+        for (id, collection) in
+            [("d1", "default"), ("d2", "lectures"), ("d3", "default"), ("d4", "lectures"), ("d5", "default")]
+        {
+            let mut d = doc(id);
+            d.collection = collection.into();
+            store.insert_document(&d, &job("q", Some(id), 0)).await.unwrap();
+        }
+        store.set_classification("d2", "paper", 0.5).await.unwrap();
+        store.cancel_document("d3").await.unwrap();
+        let all = DocumentQuery { collections: None, status: None, doc_type: None, after: None, limit: 2 };
+
+        // Page by page; an upload in between never shifts what was already listed.
+        let mut seen = Vec::new();
+        let mut query = all.clone();
+        loop {
+            let page = store.list_documents(&query).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            if seen.is_empty() {
+                store.insert_document(&doc("d9"), &job("q", Some("d9"), 0)).await.unwrap();
+            }
+            let last = page.last().unwrap();
+            query.after = Some((last.created_at, last.id.clone()));
+            seen.extend(page.into_iter().map(|d| d.id));
+        }
+        assert_eq!(seen, ["d1", "d2", "d3", "d4", "d5", "d9"]);
+
+        let ids = |docs: Vec<lectern_queue::storage::Document>| docs.into_iter().map(|d| d.id).collect::<Vec<_>>();
+        let lectures = DocumentQuery { collections: Some(vec!["lectures".into()]), limit: 10, ..all.clone() };
+        assert_eq!(ids(store.list_documents(&lectures).await.unwrap()), ["d2", "d4"]);
+        let two =
+            DocumentQuery { collections: Some(vec!["lectures".into(), "default".into()]), limit: 10, ..all.clone() };
+        assert_eq!(store.list_documents(&two).await.unwrap().len(), 6);
+        let none = DocumentQuery { collections: Some(vec![]), limit: 10, ..all.clone() };
+        assert!(store.list_documents(&none).await.unwrap().is_empty());
+        let cancelled = DocumentQuery { status: Some(DocumentStatus::Cancelled), limit: 10, ..all.clone() };
+        assert_eq!(ids(store.list_documents(&cancelled).await.unwrap()), ["d3"]);
+        let papers = DocumentQuery { doc_type: Some("paper".into()), limit: 10, ..all };
+        assert_eq!(ids(store.list_documents(&papers).await.unwrap()), ["d2"]);
+
+        let counts = store.collection_counts().await.unwrap();
+        let count = |c: &str, t: Option<&str>| {
+            counts.iter().find(|n| n.collection == c && n.doc_type.as_deref() == t).map(|n| n.documents)
+        };
+        assert_eq!(
+            (count("default", None), count("lectures", None), count("lectures", Some("paper"))),
+            (Some(4), Some(1), Some(1))
+        );
+    }
+
     pub async fn delete_document_removes_everything_of_it(store: Arc<Store>) {
         store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
         store.insert_document(&doc("d2"), &job("q", Some("d2"), 0)).await.unwrap();
@@ -501,6 +554,7 @@ macro_rules! backend_suite {
             case!(outputs_classification, outputs::collection_classification_and_language_are_kept);
             case!(outputs_delete_document, outputs::delete_document_removes_everything_of_it);
             case!(outputs_duplicates, outputs::duplicates_are_found_by_content_and_collection);
+            case!(outputs_listing, outputs::listing_pages_by_keyset_with_filters);
             case!(listener_wakes, listener::inserts_wake_idle_workers);
             case!(flashcards_schedule, flashcards::replace_and_reschedule);
 

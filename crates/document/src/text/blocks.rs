@@ -1,0 +1,162 @@
+//! A page as blocks: its words grouped by the layout region they fall in, the groups in
+//! [`reading_order`], headers and footers left out. The chunk stage and the export read
+//! documents through this one view.
+
+use crate::model::workdir::{BBox, Page, Word, area, centre_in, union};
+use crate::text::reading_order;
+
+/// What a block is, from its layout label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Heading,
+    Text,
+    Table,
+    Caption,
+    /// A slide's speaker notes.
+    Notes,
+}
+
+/// Consecutive words of one layout region, with the page they are on.
+#[derive(Debug)]
+pub struct Block<'a> {
+    pub kind: Kind,
+    /// The layout label (`text` for words outside every region).
+    pub label: &'a str,
+    /// Heading level given by the source (DOCX styles); else it comes from numbering.
+    pub level: Option<u8>,
+    pub words: Vec<(u32, &'a Word)>,
+}
+
+impl Block<'_> {
+    pub fn bbox(&self) -> BBox {
+        union(self.words.iter().map(|w| w.1.bbox)).expect("a block has a word")
+    }
+}
+
+/// Longest title treated as a heading; longer "titles" are misdetected paragraphs.
+const MAX_HEADING_WORDS: usize = 24;
+
+/// Every page's blocks, page after page.
+pub fn blocks(pages: &[Page]) -> Vec<Block<'_>> {
+    pages.iter().flat_map(page_blocks).collect()
+}
+
+/// One page's blocks in reading order. Words outside every region are grouped by run of
+/// source order.
+pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
+    let mut groups: Vec<(Option<usize>, Vec<&Word>)> = Vec::new();
+    let mut group_of_region = vec![None; page.regions.len()];
+    let mut run = None;
+    for word in &page.words {
+        let region = region_of(page, word);
+        let slot = match region {
+            Some(r) => &mut group_of_region[r],
+            None => &mut run,
+        };
+        let g = *slot.get_or_insert_with(|| {
+            groups.push((region, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(word);
+        if region.is_some() {
+            run = None;
+        }
+    }
+    groups.retain(|(region, _)| region.is_none_or(|i| !matches!(page.regions[i].label.as_str(), "header" | "footer")));
+    let boxes: Vec<BBox> =
+        groups.iter().map(|(_, words)| union(words.iter().map(|w| w.bbox)).expect("a group has a word")).collect();
+    reading_order::order(&boxes)
+        .into_iter()
+        .map(|g| {
+            let (region, words) = &groups[g];
+            let label = region.map(|i| page.regions[i].label.as_str()).unwrap_or("text");
+            let kind = match label {
+                "title" if words.len() <= MAX_HEADING_WORDS => Kind::Heading,
+                "table" => Kind::Table,
+                "figure_caption" | "table_caption" => Kind::Caption,
+                "notes" => Kind::Notes,
+                _ => Kind::Text,
+            };
+            Block {
+                kind,
+                label,
+                level: region.and_then(|i| page.regions[i].level),
+                words: words.iter().map(|&w| (page.number, w)).collect(),
+            }
+        })
+        .collect()
+}
+
+/// The smallest layout region holding the word's centre.
+fn region_of(page: &Page, word: &Word) -> Option<usize> {
+    page.regions
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.label != "figure" && centre_in(&word.bbox, &r.bbox))
+        .min_by(|a, b| area(&a.1.bbox).total_cmp(&area(&b.1.bbox)))
+        .map(|(i, _)| i)
+}
+
+/// A heading's level (1 = top): the source's when it gives one, else the depth of its
+/// numbering ("2.1 Methods" is 2), else 1.
+pub fn heading_level(title: &str, level: Option<u8>) -> usize {
+    let number = title.split_whitespace().next().unwrap_or("");
+    let number = number.trim_end_matches('.');
+    let numbered =
+        !number.is_empty() && number.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    match level {
+        Some(level) => usize::from(level.max(1)),
+        None if numbered => number.split('.').count(),
+        None => 1,
+    }
+}
+
+/// "interac-": a letter, then a hyphen.
+pub fn ends_hyphenated(word: &str) -> bool {
+    word.strip_suffix('-').is_some_and(|stem| stem.ends_with(char::is_alphabetic))
+}
+
+/// Words as running text: a word hyphenated at a line's end is joined with the next line's
+/// first word when that starts in lower case ("interac- tion" → "interaction").
+pub fn running_text(words: &[(u32, &Word)]) -> String {
+    let mut out = String::new();
+    for (i, (_, w)) in words.iter().enumerate() {
+        let joined = i > 0 && {
+            let prev = words[i - 1].1;
+            ends_hyphenated(&prev.text) && w.bbox[1] >= prev.bbox[3] - 1.0 && w.text.starts_with(char::is_lowercase)
+        };
+        if joined {
+            out.pop();
+        } else if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&w.text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word(text: &str, x: f32, y: f32) -> Word {
+        Word { text: text.into(), bbox: [x, y, x + 30.0, y + 10.0], conf: None }
+    }
+
+    #[test]
+    fn line_end_hyphens_join_only_across_lines() {
+        let a = word("interac-", 300.0, 100.0);
+        let b = word("tion", 50.0, 114.0);
+        let c = word("well-", 80.0, 114.0);
+        let d = word("known", 120.0, 114.0);
+        assert_eq!(running_text(&[(1, &a), (1, &b), (1, &c), (1, &d)]), "interaction well- known");
+    }
+
+    #[test]
+    fn heading_levels_from_source_then_numbering() {
+        assert_eq!(heading_level("2.1 Setup", None), 2);
+        assert_eq!(heading_level("3. Results", None), 1);
+        assert_eq!(heading_level("Introduction", None), 1);
+        assert_eq!(heading_level("2.1 Setup", Some(3)), 3);
+    }
+}
