@@ -26,7 +26,11 @@ pub fn settings(data_dir: &Path) -> Settings {
 }
 
 pub async fn context(data_dir: &Path) -> Arc<Context> {
-    let settings = settings(data_dir);
+    context_with(settings(data_dir)).await
+}
+
+/// A context on `settings` (e.g. [`settings`] with a limit changed) over a SQLite store.
+pub async fn context_with(settings: Settings) -> Arc<Context> {
     let store = storage::open(None, &settings.data_dir).await.expect("open SQLite store");
     Arc::new(Context::new(settings, store, PipelineConfig::builtin()))
 }

@@ -310,12 +310,7 @@ async fn oversized_upload_is_refused_with_413_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = common::settings(dir.path());
     settings.max_upload_bytes = 64 * 1024;
-    let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();
-    let ctx = std::sync::Arc::new(lectern_document::context::Context::new(
-        settings,
-        store,
-        lectern_document::config::PipelineConfig::builtin(),
-    ));
+    let ctx = common::context_with(settings).await;
     let (base, client) = serve(&ctx, &[]).await;
     let form = reqwest::multipart::Form::new().part(
         "file",
@@ -494,12 +489,7 @@ async fn every_route_but_health_needs_a_token_scoped_and_rate_limited() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = common::settings(dir.path());
     settings.rate_per_minute = 5;
-    let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();
-    let limited = std::sync::Arc::new(lectern_document::context::Context::new(
-        settings,
-        store,
-        lectern_document::config::PipelineConfig::builtin(),
-    ));
+    let limited = common::context_with(settings).await;
     let (base, client) = serve(&limited, &[]).await;
     let mut statuses = Vec::new();
     for _ in 0..7 {
@@ -518,12 +508,7 @@ async fn cors_answers_allowed_origins_only() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = common::settings(dir.path());
     settings.cors_origins = vec!["https://app.example".into()];
-    let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();
-    let ctx = std::sync::Arc::new(lectern_document::context::Context::new(
-        settings,
-        store,
-        lectern_document::config::PipelineConfig::builtin(),
-    ));
+    let ctx = common::context_with(settings).await;
     let (base, client) = serve(&ctx, &[]).await;
     let preflight = |origin: &'static str| {
         reqwest::Client::new()
