@@ -124,15 +124,16 @@ pub async fn delete_collection(ctx: &Context, name: &str, scope: Option<&[String
     if scope.is_some_and(|s| !s.iter().any(|c| c == name)) {
         return Err(ListError::Forbidden(name.to_string()));
     }
+    // Always the first page: what it lists is gone before the next query.
+    let query = DocumentQuery {
+        collections: Some(vec![name.to_string()]),
+        status: None,
+        doc_type: None,
+        after: None,
+        limit: 100,
+    };
     let mut deleted = 0;
     loop {
-        let query = DocumentQuery {
-            collections: Some(vec![name.to_string()]),
-            status: None,
-            doc_type: None,
-            after: None,
-            limit: 100,
-        };
         let page = ctx.store.list_documents(&query).await?;
         if page.is_empty() {
             return Ok(deleted);

@@ -66,18 +66,10 @@ pub fn start_workers(ctx: &Arc<Context>) -> (lectern_queue::shutdown::Trigger, t
     (trigger, task)
 }
 
-/// A fresh, empty database on the PostgreSQL server started by `scripts/pg.sh`.
-pub async fn fresh_pg_database() -> String {
-    use sqlx::Connection;
-    let admin = std::env::var("LECTERN_TEST_PG_URL").expect(
-        "LECTERN_TEST_PG_URL is not set: run the tests with `make test`, which starts PostgreSQL with scripts/pg.sh",
-    );
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to the test PostgreSQL server");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
-    let (base, _) = admin.rsplit_once('/').expect("URL has a database");
-    format!("{base}/{name}")
-}
+/// Shared with the queue crate's tests.
+#[path = "../../crates/queue/tests/queue/pg.rs"]
+mod pg;
+pub use pg::fresh_pg_database;
 
 /// A `lectern` child process (a worker, or a server); killed (SIGKILL) when dropped.
 pub struct WorkerProcess {

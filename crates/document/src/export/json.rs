@@ -89,7 +89,8 @@ impl PageWriter for Writer<'_> {
     ) -> io::Result<()> {
         let mut out_blocks = Vec::with_capacity(blocks.len());
         for block in blocks {
-            let level = (block.kind == Kind::Heading).then(|| headings.enter(block));
+            let text = running_text(&block.words);
+            let level = (block.kind == Kind::Heading).then(|| headings.enter(&text, block.level));
             let confs: Vec<f32> = block.words.iter().filter_map(|w| w.1.conf).collect();
             out_blocks.push(BlockOut {
                 kind: match block.kind {
@@ -100,8 +101,8 @@ impl PageWriter for Writer<'_> {
                     Kind::Notes => "notes",
                 },
                 label: block.label,
-                text: running_text(&block.words),
-                bbox: block.bbox(),
+                text,
+                bbox: block.bbox,
                 page: page.number,
                 order: self.order,
                 heading_path: headings.path().into_iter().map(String::from).collect(),

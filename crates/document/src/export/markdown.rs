@@ -26,38 +26,19 @@ impl<'a> Writer<'a> {
     }
 
     fn block(&self, out: &mut dyn Write, block: &Block, headings: &mut Headings) -> io::Result<()> {
+        if block.kind == Kind::Table {
+            return self.table(out, &table::rows(&block.words));
+        }
         let text = running_text(&block.words);
+        let level = (block.kind == Kind::Heading).then(|| headings.enter(&text, block.level));
         if self.plain {
-            if block.kind == Kind::Table {
-                for row in table::rows(&block.words) {
-                    writeln!(out, "{}", row.join("\t"))?;
-                }
-                return writeln!(out);
-            }
-            if block.kind == Kind::Heading {
-                headings.enter(block);
-            }
             return writeln!(out, "{text}\n");
         }
-        match block.kind {
-            Kind::Heading => {
-                let level = headings.enter(block).min(6);
-                writeln!(out, "{} {text}\n", "#".repeat(level))
-            }
-            Kind::Table => {
-                let rows = table::rows(&block.words);
-                for (i, row) in rows.iter().enumerate() {
-                    let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
-                    writeln!(out, "| {} |", cells.join(" | "))?;
-                    if i == 0 {
-                        writeln!(out, "|{}", " --- |".repeat(row.len()))?;
-                    }
-                }
-                writeln!(out)
-            }
-            Kind::Caption => writeln!(out, "*{text}*\n"),
-            Kind::Notes => writeln!(out, "> {text}\n"),
-            Kind::Text => match list_items(&block.words) {
+        match (block.kind, level) {
+            (Kind::Heading, Some(level)) => writeln!(out, "{} {text}\n", "#".repeat(level.min(6))),
+            (Kind::Caption, _) => writeln!(out, "*{text}*\n"),
+            (Kind::Notes, _) => writeln!(out, "> {text}\n"),
+            _ => match list_items(&block.words) {
                 Some(items) => {
                     for (marker, words) in items {
                         writeln!(out, "{marker} {}", running_text(words))?;
@@ -67,6 +48,22 @@ impl<'a> Writer<'a> {
                 None => writeln!(out, "{text}\n"),
             },
         }
+    }
+
+    /// A GitHub table (its first row the header), or tab-separated rows in plain text.
+    fn table(&self, out: &mut dyn Write, rows: &[Vec<String>]) -> io::Result<()> {
+        for (i, row) in rows.iter().enumerate() {
+            if self.plain {
+                writeln!(out, "{}", row.join("\t"))?;
+                continue;
+            }
+            let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+            writeln!(out, "| {} |", cells.join(" | "))?;
+            if i == 0 {
+                writeln!(out, "|{}", " --- |".repeat(row.len()))?;
+            }
+        }
+        writeln!(out)
     }
 }
 
@@ -92,7 +89,7 @@ impl PageWriter for Writer<'_> {
         }
         let mut figures = page_figures(self.source.figures, page.number).into_iter().peekable();
         for block in blocks {
-            let top = block.bbox()[1];
+            let top = block.bbox[1];
             while let Some(figure) = figures.next_if(|f| f.bbox[1] as f32 <= top) {
                 self.figure(out, figure)?;
             }

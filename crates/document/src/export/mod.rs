@@ -17,7 +17,7 @@ use lectern_queue::storage::Figure;
 
 use crate::error::StageError;
 use crate::model::workdir::{Page, WorkDir};
-use crate::text::blocks::{self, Block, heading_level, running_text};
+use crate::text::blocks::{self, Block, heading_level};
 
 pub mod json;
 pub mod markdown;
@@ -111,12 +111,11 @@ pub struct Headings {
 }
 
 impl Headings {
-    /// Enters a heading block; returns its level.
-    fn enter(&mut self, block: &Block) -> usize {
-        let title = running_text(&block.words);
-        let level = heading_level(&title, block.level);
+    /// Enters a heading with this text and source level; returns its level.
+    fn enter(&mut self, title: &str, level: Option<u8>) -> usize {
+        let level = heading_level(title, level);
         self.path.retain(|(l, _)| *l < level);
-        self.path.push((level, title));
+        self.path.push((level, title.to_string()));
         level
     }
 

@@ -25,12 +25,8 @@ pub struct Block<'a> {
     /// Heading level given by the source (DOCX styles); else it comes from numbering.
     pub level: Option<u8>,
     pub words: Vec<(u32, &'a Word)>,
-}
-
-impl Block<'_> {
-    pub fn bbox(&self) -> BBox {
-        union(self.words.iter().map(|w| w.1.bbox)).expect("a block has a word")
-    }
+    /// Union of the words' boxes.
+    pub bbox: BBox,
 }
 
 /// Longest title treated as a heading; longer "titles" are misdetected paragraphs.
@@ -82,6 +78,7 @@ pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
                 label,
                 level: region.and_then(|i| page.regions[i].level),
                 words: words.iter().map(|&w| (page.number, w)).collect(),
+                bbox: boxes[g],
             }
         })
         .collect()
