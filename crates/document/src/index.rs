@@ -2,8 +2,8 @@
 //! (`chunks_<collection>`).
 //!
 //! One row per chunk with its provenance (document, page, bbox, heading path), the document's
-//! type and the model that made the vector. Writing a document is one merge-insert commit that
-//! replaces its rows. Every [`MAINTAIN_EVERY`] writes the table is maintained: a full-text
+//! type and the model that made the vector. Writing a document appends its rows (a retry first
+//! deletes the ones it finds). Every [`MAINTAIN_EVERY`] writes the table is maintained: a full-text
 //! index is created (or updated), small files are compacted, old versions pruned, and once
 //! the table holds [`ANN_MIN_ROWS`] rows an IVF-PQ vector index is built; below that, vector
 //! search is exact.
@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use futures::TryStreamExt;
 use lance_index::scalar::FullTextSearchQuery;
 use lancedb::arrow::arrow_array::{
-    Array, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, RecordBatchIterator, StringArray,
-    types::Float32Type,
+    Array, FixedSizeListArray, Float32Array, Int32Array, RecordBatch, StringArray, types::Float32Type,
 };
 use lancedb::arrow::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use lancedb::index::scalar::FtsIndexBuilder;
@@ -228,7 +227,11 @@ impl VectorIndex {
         Ok(Some(table))
     }
 
-    /// Replaces all rows of the document with these chunks, in one commit.
+    /// Replaces all rows of the document with these chunks.
+    ///
+    /// Only the document's own job writes its rows, and only a retry finds old ones: those
+    /// are deleted, then the chunks appended. (A merge-insert would do both in one commit,
+    /// but to find the rows it deletes it joins against every column of the whole table.)
     pub async fn replace_document(
         &self,
         meta: &DocumentMeta<'_>,
@@ -251,13 +254,11 @@ impl VectorIndex {
             return Err(IndexError::Dimension { got: dim, want });
         }
         let batch = rows(schema, meta, chunks, vectors)?;
-        let reader = RecordBatchIterator::new(vec![Ok(batch.clone())], batch.schema());
-        let mut merge = table.merge_insert(&["id"]);
-        merge
-            .when_matched_update_all(None)
-            .when_not_matched_insert_all()
-            .when_not_matched_by_source_delete(Some(format!("document_id = {}", quote(meta.document_id))));
-        merge.execute(Box::new(reader)).await?;
+        let filter = format!("document_id = {}", quote(meta.document_id));
+        if table.count_rows(Some(filter.clone())).await? > 0 {
+            table.delete(&filter).await?;
+        }
+        table.add(batch).execute().await?;
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
