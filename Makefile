@@ -17,7 +17,7 @@ DEMO_DATA := ./lectern-data
 # and reuse its artifacts; `-p lectern` alone resolves other features and rebuilds LanceDB's stack.
 BENCH := cargo bench --profile dev --workspace
 
-.PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-study eval-ocr eval-figures bench-pages
+.PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-ocr eval-figures bench-pages
 
 setup:
 	./scripts/setup.sh
@@ -66,6 +66,17 @@ eval-retrieval: build
 	rm -rf ./lectern-eval
 	$(LECTERN_EVAL) --data-dir ./lectern-eval retrieval --questions benches/quality/retrieval_questions.toml --corpus ../shared/corpus
 
+# Export fidelity beside Kreuzberg and pdftotext on the corpus: text CER, two-column
+# sentences, headings vs outlines, table cells (benches/fidelity.py; peers from scripts/peers.sh).
+bench-fidelity: build
+	TESSDATA_PREFIX=/usr/share/tesseract-ocr/5/tessdata $$(./scripts/peers.sh) benches/fidelity.py
+
+# Extractive answers on the ask question set: top-1/top-3 answer sentence, out-of-scope
+# "not found", latency, per "not found" threshold.
+eval-ask: build
+	rm -rf ./lectern-eval-ask
+	$(LECTERN_EVAL) --data-dir ./lectern-eval-ask ask --questions benches/quality/ask_questions.toml --corpus ../shared/corpus
+
 # OCR decisions on every corpus PDF; OCR character error rate on born-digital pages.
 eval-ocr: build
 	rm -rf ./lectern-eval-ocr
@@ -89,10 +100,11 @@ bench-document: setup
 	$(BENCH) --bench document -- --runs 3
 
 # Pages/s of ingest, render, layout and OCR with 1 and 2 worker processes (48 pages);
-# then peak memory of one worker through the whole pipeline on a 1,000-page PDF.
+# then peak memory of one worker through the whole pipeline on a 1,000-page PDF, and of
+# exporting that document as Markdown and JSON.
 bench-pages: setup
 	$(BENCH) --bench pages -- --pages 48 --processes 1,2
-	$(BENCH) --bench pages -- --pages 1000 --processes 1 --stages all
+	$(BENCH) --bench pages -- --pages 1000 --processes 1 --stages all --export
 
 # Study material of a manual, a two-column paper and a slide deck: checks and PNG previews.
 eval-study: build

@@ -13,10 +13,12 @@
 //! - `--stages all`: the whole pipeline (chunk, embed into LanceDB, generate) as well.
 //! - `--split`: instead of N processes serving every queue, three processes with the queue
 //!   groups of `docker/compose.yaml` (pages, OCR, text), each one's peak RSS reported.
+//! - `--export`: then `lectern export` of the processed document as Markdown and JSON, each
+//!   in a process of its own: time, size and peak RSS.
 //!
 //! ```text
 //! make bench-pages                      # 48 pages, 1 and 2 processes, front stages
-//! cargo bench --profile dev --bench pages -- --pages 1000 --processes 1 --stages all [--split]
+//! cargo bench --profile dev --bench pages -- --pages 1000 --processes 1 --stages all [--split] [--export]
 //! ```
 
 #[path = "common/args.rs"]
@@ -62,6 +64,9 @@ struct Args {
     /// Three processes with the queue groups of docker/compose.yaml instead (needs --stages all).
     #[arg(long)]
     split: bool,
+    /// Export the processed document as Markdown and JSON afterwards, measuring each.
+    #[arg(long)]
+    export: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -142,6 +147,31 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
+/// `lectern export` of document `id` in `format` to `out`: seconds, peak RSS in MiB (its
+/// `VmHWM`, sampled every 10 ms until it exits) and bytes written.
+fn export(data_dir: &Path, id: &str, format: &str, out: &Path) -> (f64, f64, u64) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lectern"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["export", id, "--format", format, "--out"])
+        .arg(out)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start lectern export");
+    let mut peak = 0.0f64;
+    let status = loop {
+        peak = peak.max(peak_rss_mib(child.id()).unwrap_or(0.0));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "lectern export --format {format} failed");
+    (started.elapsed().as_secs_f64(), peak, std::fs::metadata(out).unwrap().len())
+}
+
 /// A `lectern worker` serving `queues` (all queues when empty) at `concurrency` (the
 /// pipeline's when `None`).
 fn start_worker(data_dir: &Path, pipeline: &Path, log: &Path, queues: &[&str], concurrency: Option<&str>) -> Child {
@@ -189,13 +219,14 @@ fn main() {
     }
     println!("{:>9} {:>9} {:>8} {:>10} {:>22}", "processes", "seconds", "pages/s", "vs 1 proc", "peak RSS per process");
     let mut one = None;
+    let mut exports = Vec::new();
     let runs = if a.split { vec![COMPOSE_WORKERS.len()] } else { a.processes.clone() };
     for &n in &runs {
         let data_dir = tmp.path().join(format!("data-{n}"));
         let mut settings = Settings::new(&data_dir);
         settings.models_dir = PathBuf::from("models/cache");
         let pipeline = PipelineConfig::load(&pipeline_path).unwrap();
-        let (seconds, peaks) = runtime.block_on(async {
+        let (seconds, peaks, id) = runtime.block_on(async {
             let store = lectern_queue::storage::open(None, &data_dir).await.unwrap();
             let ctx = Context::new(settings, store, pipeline);
             let log = tmp.path().join(format!("workers-{n}.log"));
@@ -231,7 +262,7 @@ fn main() {
                 let _ = w.wait();
             }
             assert_eq!(doc.status.as_str(), "done", "{doc:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-            (seconds, peaks)
+            (seconds, peaks, id)
         });
         let rate = pages as f64 / seconds;
         let ratio = one.map(|r: f64| rate / r).unwrap_or(1.0);
@@ -246,5 +277,18 @@ fn main() {
             .collect::<Vec<_>>()
             .join(", ");
         println!("{n:>9} {seconds:>9.1} {rate:>8.2} {ratio:>9.2}× {peaks:>22}");
+        if a.export && n == runs[0] {
+            for format in ["markdown", "json"] {
+                let (seconds, peak, bytes) =
+                    export(&data_dir, &id, format, &tmp.path().join(format!("export.{format}")));
+                exports.push(format!(
+                    "export {format}: {seconds:.1} s, {:.1} MiB written, peak RSS {peak:.0} MiB",
+                    bytes as f64 / (1 << 20) as f64
+                ));
+            }
+        }
+    }
+    for line in exports {
+        println!("{line}");
     }
 }

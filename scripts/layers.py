@@ -24,7 +24,7 @@ LAYERS = [
     ["engines"],
     ["sm2", "generate", "index", "classify", "export"],
     ["context"],
-    ["stages", "search", "webhook"],
+    ["stages", "search", "ask", "webhook"],
     ["pipeline"],
     ["background"],
 ]

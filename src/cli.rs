@@ -16,7 +16,7 @@ use lectern_document::context::Context;
 use lectern_document::index::Mode;
 use lectern_document::model::workdir::TextSource;
 use lectern_document::stages::ingest;
-use lectern_document::{export, pipeline, search};
+use lectern_document::{ask, export, pipeline, search};
 use lectern_queue::engine::QueueSpec;
 use lectern_queue::storage::DocumentStatus;
 use lectern_queue::{shutdown, storage};
@@ -257,6 +257,21 @@ pub enum Command {
         /// Only documents classified as this type.
         #[arg(long)]
         doc_type: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a question from the indexed documents, citing its sources (with
+    /// `[generate.llm]` set, the LLM writes the answer; else the best sentences are quoted).
+    Ask {
+        question: String,
+        #[arg(long, default_value = "default")]
+        collection: String,
+        /// Only these documents (repeatable).
+        #[arg(long = "document")]
+        documents: Vec<String>,
+        /// Passages retrieved.
+        #[arg(long, default_value_t = 8)]
+        top_k: usize,
         #[arg(long)]
         json: bool,
     },
@@ -581,6 +596,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&index.stats(&collection).await?)?);
             Ok(0)
         }
+        Command::Ask { question, collection, documents, top_k, json } => {
+            let mut req = ask::AskRequest::new(question);
+            req.collection = collection;
+            req.documents = (!documents.is_empty()).then_some(documents);
+            req.top_k = top_k;
+            let mut streamed = false;
+            let answer = ask::ask(&ctx, &req, &mut |p| {
+                if let ask::Progress::Delta(text) = p
+                    && !json
+                {
+                    print!("{text}");
+                    let _ = std::io::Write::flush(&mut std::io::stdout());
+                    streamed = true;
+                }
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(0);
+            }
+            if streamed {
+                println!("\n");
+            }
+            if let Some(e) = &answer.llm_error {
+                eprintln!("LLM did not answer ({e}); quoting the passages instead.");
+            }
+            if !streamed {
+                println!("{}\n", answer.answer);
+            }
+            for c in &answer.citations {
+                let quote = c.sentence.as_deref().map(|s| format!("\n    \"{s}\"")).unwrap_or_default();
+                println!("[{}] {} ({}), page {}{quote}", c.passage, c.name, c.document_id, c.page);
+            }
+            Ok(0)
+        }
         Command::Search { query, top_k, mode, collection, documents, doc_type, json } => {
             let mut req = search::SearchRequest::new(query, top_k, mode);
             req.collection = collection;
@@ -593,14 +643,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 println!("no results (is anything indexed in {}?)", ctx.settings.lancedb_dir().display());
             }
             for (i, h) in hits.iter().enumerate().filter(|_| !json) {
-                let snippet: String = h.text.chars().take(100).collect();
+                let snippet: String = h.hit.text.chars().take(100).collect();
                 println!(
-                    "{:>2}. score {:.3}  document {}  page {}  {}\n    {snippet}…",
+                    "{:>2}. score {:.3}  {} ({})  page {}  {}\n    {snippet}…",
                     i + 1,
-                    h.score,
-                    h.document_id,
-                    h.page,
-                    h.heading_path.join(" > ")
+                    h.hit.score,
+                    h.name,
+                    h.hit.document_id,
+                    h.hit.page,
+                    h.hit.heading_path.join(" > ")
                 );
             }
             Ok(0)

@@ -26,7 +26,11 @@
 //!   `POST /v1/jobs/{id}/cancel`, `POST /v1/jobs/{id}/retry`.
 //! - `GET /v1/queues` — jobs per queue and state, age of the oldest waiting job.
 //! - `POST /v1/search` — `{query, top_k, collection?, document_ids?, doc_type?, mode:
-//!   vector|text|hybrid}` → chunks with document, page, bbox, heading path and score.
+//!   vector|text|hybrid}` → chunks with document, file name, page, bbox, heading path and score.
+//! - `POST /v1/ask` — `{question, collection?, documents?, top_k?}` → an answer with its
+//!   citations and the passages it rests on ([`lectern_document::ask`]); with `Accept:
+//!   text/event-stream`, server-sent events `passages`, `delta` (the LLM's text as it is
+//!   written), then `answer` (or `error`).
 //! - `GET /v1/flashcards/{id}`, `POST /v1/flashcards/{id}/review` — `{grade: 0–5}` applies
 //!   SM-2 and answers with the next due date.
 //! - `GET /openapi.json` — the OpenAPI 3.1 description of all of this.
@@ -57,8 +61,8 @@ use crate::export::ExportError;
 use crate::upload::{Upload, UploadError, Uploaded};
 use lectern_document::context::Context;
 use lectern_document::export::Format;
-use lectern_document::search;
 use lectern_document::stages::ingest;
+use lectern_document::{ask, search};
 use lectern_queue::storage::ApiToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -306,6 +310,7 @@ fn protected(ctx: Arc<Context>) -> Router {
         .route("/v1/flashcards/{id}", get(flashcard))
         .route("/v1/flashcards/{id}/review", post(review_flashcard))
         .route("/v1/search", post(search_handler))
+        .route("/v1/ask", post(ask_handler))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(ctx)
@@ -766,4 +771,43 @@ async fn search_handler(
         e => internal(e),
     })?;
     Ok(Json(json!({ "mode": req.mode, "hits": hits })).into_response())
+}
+
+async fn ask_handler(
+    State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
+    Json(req): Json<ask::AskRequest>,
+) -> Result<Response, ApiError> {
+    caller.check(&req.collection)?;
+    let bad_request = |e: search::SearchError| match e {
+        search::SearchError::Invalid(m) => ApiError::BadRequest(m),
+        e => internal(e),
+    };
+    req.validate().map_err(bad_request)?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !accept.contains("text/event-stream") {
+        let answer = ask::ask(&ctx, &req, &mut |_| {}).await.map_err(bad_request)?;
+        return Ok(Json(answer).into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    tokio::spawn(async move {
+        let events = tx.clone();
+        let mut progress = move |p: ask::Progress| {
+            let event = match p {
+                ask::Progress::Passages(passages) => Event::default().event("passages").json_data(passages),
+                ask::Progress::Delta(text) => Event::default().event("delta").json_data(json!({ "text": text })),
+            };
+            let _ = events.send(event.expect("events serialise"));
+        };
+        let last = match ask::ask(&ctx, &req, &mut progress).await {
+            Ok(answer) => Event::default().event("answer").json_data(answer).expect("answers serialise"),
+            Err(e) => Event::default().event("error").data(e.to_string()),
+        };
+        let _ = tx.send(last);
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|event| (Ok::<_, std::convert::Infallible>(event), rx))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }

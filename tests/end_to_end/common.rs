@@ -175,5 +175,6 @@ pub async fn search(
     query: &str,
     mode: lectern_document::index::Mode,
 ) -> Vec<lectern_document::index::Hit> {
-    lectern_document::search::search(ctx, &lectern_document::search::SearchRequest::new(query, 5, mode)).await.unwrap()
+    let req = lectern_document::search::SearchRequest::new(query, 5, mode);
+    lectern_document::search::search(ctx, &req).await.unwrap().into_iter().map(|h| h.hit).collect()
 }

@@ -684,3 +684,109 @@ async fn webhooks_are_signed_and_retried_and_upload_options_apply() {
     let webhook = queues["queues"].as_array().unwrap().iter().find(|q| q["queue"] == "webhook").expect("webhook queue");
     assert_eq!(webhook["done"], 2, "{queues}");
 }
+
+/// `POST /v1/ask` over a real index: JSON answers quote the page; with `[generate.llm]`, the
+/// answer streams as server-sent events and a citation of a passage that was not retrieved
+/// is dropped. The LLM is a local stub that speaks the OpenAI streaming format (wire
+/// format only: no model answers here); when it is down the answer is extractive and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_answers_with_citations_and_streams_an_llm_answer() {
+    use axum::{Json, Router, routing::post};
+    use lectern_document::config::{LlmConfig, PipelineConfig, Stage};
+    use lectern_document::stages::{Payload, ingest};
+    use std::sync::{Arc, Mutex};
+
+    let prompts: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = prompts.clone();
+    let llm = Router::new().route(
+        "/v1/chat/completions",
+        post(move |Json(body): Json<Value>| async move {
+            assert_eq!(body["stream"], true);
+            record.lock().unwrap().push(body["messages"][1]["content"].as_str().unwrap().to_string());
+            let pieces = ["Emanuel Goldberg built ", "a machine [", "1] that reads [9", "] documents."];
+            let mut sse: String = pieces
+                .iter()
+                .map(|p| {
+                    format!("data: {}\n\n", serde_json::json!({"choices": [{"index": 0, "delta": {"content": p}}]}))
+                })
+                .collect();
+            sse.push_str("data: [DONE]\n\n");
+            ([(axum::http::header::CONTENT_TYPE, "text/event-stream")], sse)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let llm_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, llm).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = common::settings(dir.path());
+    let store = lectern_queue::storage::open(None, &settings.data_dir).await.unwrap();
+    let plain = Arc::new(lectern_document::context::Context::new(settings, store, PipelineConfig::builtin()));
+    let id = ingest::submit_file_to(&plain, &common::fixture("scan.pdf"), "default").await.unwrap().0;
+    for stage in [Stage::Ingest, Stage::Render, Stage::Layout, Stage::Ocr, Stage::Chunk, Stage::Embed] {
+        lectern_document::pipeline::run_stage(&plain, stage, &Payload::document(&id)).await.unwrap();
+    }
+    let question = serde_json::json!({ "question": "Who built a machine that turned characters into telegraph code?" });
+
+    // Without an LLM: the best sentence, cited.
+    let (base, client) = serve(&plain, &[]).await;
+    let answer: Value =
+        client.post(format!("{base}/v1/ask")).json(&question).send().await.unwrap().json().await.unwrap();
+    assert_eq!((answer["found"].as_bool(), answer["method"].as_str()), (Some(true), Some("extractive")), "{answer}");
+    assert!(answer["answer"].as_str().unwrap().contains("Goldberg"), "{answer}");
+    let cited = &answer["citations"][0];
+    assert_eq!(
+        (cited["document_id"].as_str(), cited["name"].as_str(), cited["page"].as_i64()),
+        (Some(id.as_str()), Some("scan.pdf"), Some(1))
+    );
+    let empty =
+        client.post(format!("{base}/v1/ask")).json(&serde_json::json!({ "question": " " })).send().await.unwrap();
+    assert_eq!(empty.status(), 400);
+
+    // With one: events `passages`, `delta`…, `answer`; citation [9] never reaches the client.
+    let with_llm = |url: String| {
+        let mut pipeline = PipelineConfig::builtin();
+        pipeline.generate.llm = Some(LlmConfig { url, model: "tiny".into(), api_key_env: None, timeout_secs: 5 });
+        Arc::new(lectern_document::context::Context::new(plain.settings.clone(), plain.store.clone(), pipeline))
+    };
+    let (base, client) = serve(&with_llm(format!("http://{llm_addr}/v1")), &[]).await;
+    let body = client
+        .post(format!("{base}/v1/ask"))
+        .header("accept", "text/event-stream")
+        .json(&question)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let events: Vec<(&str, Value)> = body
+        .split("\n\n")
+        .filter_map(|e| {
+            let kind = e.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data: String = e.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            Some((kind, serde_json::from_str(&data).unwrap()))
+        })
+        .collect();
+    assert_eq!(events.first().map(|e| e.0), Some("passages"), "{body}");
+    let streamed: String = events.iter().filter(|e| e.0 == "delta").map(|e| e.1["text"].as_str().unwrap()).collect();
+    assert_eq!(streamed, "Emanuel Goldberg built a machine [1] that reads  documents.");
+    let (kind, answer) = events.last().unwrap();
+    assert_eq!((*kind, answer["method"].as_str()), ("answer", Some("llm")), "{body}");
+    assert_eq!(answer["answer"], "Emanuel Goldberg built a machine [1] that reads documents.");
+    assert_eq!(answer["citations"].as_array().unwrap().len(), 1);
+    assert_eq!(answer["citations"][0]["passage"], 1);
+    let prompt = prompts.lock().unwrap().pop().unwrap();
+    assert!(
+        prompt.contains("[1] (scan.pdf, page 1)")
+            && prompt.ends_with("Question: Who built a machine that turned characters into telegraph code?"),
+        "{prompt}"
+    );
+
+    // The LLM down: an extractive answer that says why.
+    let (base, client) = serve(&with_llm("http://127.0.0.1:9/v1".into()), &[]).await;
+    let answer: Value =
+        client.post(format!("{base}/v1/ask")).json(&question).send().await.unwrap().json().await.unwrap();
+    assert_eq!(answer["method"], "extractive", "{answer}");
+    assert!(answer["llm_error"].as_str().unwrap().contains("127.0.0.1:9"), "{answer}");
+}

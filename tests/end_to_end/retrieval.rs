@@ -1,9 +1,10 @@
 //! Retrieval on a real document with the real tokenizer, fastembed model and LanceDB:
 //! structure-aware chunks, idempotent re-indexing, deletion, the three search modes,
-//! provenance, collections, classification and table maintenance.
+//! provenance, extractive answers, collections, classification and table maintenance.
 
 use crate::common;
 
+use lectern_document::ask::{AskRequest, ask};
 use lectern_document::config::Stage;
 use lectern_document::index::Mode;
 use lectern_document::search::{SearchRequest, search};
@@ -48,7 +49,7 @@ async fn indexing_searching_and_deleting_a_document() {
     assert_eq!(lectern_document::stages::chunk::load(&ctx, &id).unwrap(), chunks, "same chunks and ids");
     assert_eq!(index.count("default", Some(&id)).await.unwrap(), rows);
 
-    // A re-index with fewer chunks drops the rest in the same commit.
+    // A re-index with fewer chunks drops the rest.
     let two: Vec<String> = chunks[..2].iter().map(|c| c.embedding_text()).collect();
     let vectors = ctx.embedder().await.unwrap().embed(two).await.unwrap();
     let meta = lectern_document::index::DocumentMeta {
@@ -73,6 +74,21 @@ async fn indexing_searching_and_deleting_a_document() {
     let text_only = common::search(&ctx, "smallest common denominator", Mode::Text).await;
     assert!(text_only[0].text.contains("smallest common denominator"), "{text_only:#?}");
 
+    // Ask quotes the sentence that answers, cited by file name and page; an unrelated
+    // question is "not found" and cites nothing, though passages were retrieved.
+    let question =
+        AskRequest::new("Which approach is best for distributing geospatial information among organizations?");
+    let answer = ask(&ctx, &question, &mut |_| {}).await.unwrap();
+    let top = &answer.citations[0];
+    assert!(answer.found && answer.method == "extractive", "{answer:#?}");
+    assert_eq!((top.document_id.as_str(), top.name.as_str(), top.page), (id.as_str(), "paper.pdf", 2));
+    assert!(answer.answer.contains("Linear Reference System"), "{answer:#?}");
+    assert_eq!(Some(&answer.answer), top.sentence.as_ref());
+    let unrelated = AskRequest::new("How long should sourdough bread rise before baking?");
+    let answer = ask(&ctx, &unrelated, &mut |_| {}).await.unwrap();
+    assert!(!answer.found && answer.citations.is_empty() && !answer.passages.is_empty(), "{answer:#?}");
+    assert_eq!(answer.answer, lectern_document::ask::NOT_FOUND);
+
     // The document got a type, and the type filters search.
     let doc = ctx.store.document(&id).await.unwrap().unwrap();
     let doc_type = doc.doc_type.clone().expect("classified");
@@ -92,7 +108,8 @@ async fn indexing_searching_and_deleting_a_document() {
     assert_eq!(index.count("default", Some(&other)).await.unwrap(), 0);
     let mut req = SearchRequest::new("Emanuel Goldberg developed a machine", 5, Mode::Hybrid);
     req.collection = "archive".into();
-    assert_eq!(search(&ctx, &req).await.unwrap()[0].document_id, other);
+    let top = search(&ctx, &req).await.unwrap().remove(0);
+    assert_eq!((top.hit.document_id, top.name), (other, "scan.pdf".to_string()), "hits carry the file name");
 
     // Maintenance builds the full-text index and compacts.
     index.maintain("default").await.unwrap();

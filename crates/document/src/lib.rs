@@ -22,10 +22,12 @@
 //! - [`context`] — settings, the store, and the engines loaded on first use.
 //! - [`stages`] — one module per stage, all `run(ctx, payload)`: ingest, render, layout,
 //!   ocr, chunk, embed, generate; [`search`] — embed a query and ask the index;
+//!   [`ask`] — answers with citations from retrieved passages (extractive, or an LLM's);
 //!   [`webhook`] — signed callbacks when a document finishes.
 //! - [`pipeline`] — the engine's handlers: run a stage, then enqueue what follows;
 //!   [`background`] — worker pools beside a server.
 
+pub mod ask;
 pub mod background;
 pub mod classify;
 pub mod config;

@@ -1,7 +1,9 @@
 //! Search over what was indexed: embeds the query with the indexing model (unless the mode is
-//! text only) and asks the collection's table ([`crate::index`]).
+//! text only), asks the collection's table ([`crate::index`]) and names each hit's document.
 
-use serde::Deserialize;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
 use crate::error::StageError;
@@ -48,12 +50,22 @@ pub enum SearchError {
     Model(#[from] StageError),
     #[error("search LanceDB: {0}")]
     Index(#[from] crate::index::IndexError),
+    #[error("job store: {0}")]
+    Store(#[from] lectern_queue::storage::StoreError),
+}
+
+/// A hit and the file name its document was uploaded as.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedHit {
+    pub name: String,
+    #[serde(flatten)]
+    pub hit: Hit,
 }
 
 /// Most hits one request may ask for.
 pub const MAX_TOP_K: usize = 100;
 
-pub async fn search(ctx: &Context, req: &SearchRequest) -> Result<Vec<Hit>, SearchError> {
+pub async fn search(ctx: &Context, req: &SearchRequest) -> Result<Vec<NamedHit>, SearchError> {
     if req.query.trim().is_empty() {
         return Err(SearchError::Invalid("query is empty".into()));
     }
@@ -79,5 +91,16 @@ pub async fn search(ctx: &Context, req: &SearchRequest) -> Result<Vec<Hit>, Sear
         doc_type: req.doc_type.as_deref(),
         exact: false,
     };
-    Ok(index.search(&query).await?)
+    let hits = index.search(&query).await?;
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut named = Vec::with_capacity(hits.len());
+    for hit in hits {
+        if !names.contains_key(&hit.document_id) {
+            // Empty for a document deleted while the search ran.
+            let name = ctx.store.document(&hit.document_id).await?.map(|d| d.filename).unwrap_or_default();
+            names.insert(hit.document_id.clone(), name);
+        }
+        named.push(NamedHit { name: names[&hit.document_id].clone(), hit });
+    }
+    Ok(named)
 }

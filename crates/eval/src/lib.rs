@@ -7,6 +7,8 @@
 //! `ocr` ([`ocr`]): OCR decisions over the corpus and OCR error rate on born-digital pages.
 //! `figures` ([`figures`]): figure recall on hand-counted corpus pages.
 //!
+//! `ask` ([`ask`]): answers with citations over a question set, calibrating "not found".
+//!
 //! `retrieval`: indexes the documents of a question set into the `eval` collection (the
 //! pipeline without its generate stage), then asks every question in vector, text and hybrid
 //! mode and reports recall@k (the expected page among the top k) and MRR.
@@ -29,6 +31,7 @@ use lectern_document::stages::ingest;
 use lectern_queue::shutdown;
 use lectern_queue::storage::DocumentStatus;
 
+pub mod ask;
 pub mod figures;
 pub mod ocr;
 
@@ -39,7 +42,7 @@ struct QuestionSet {
 }
 
 #[derive(Debug, Deserialize)]
-struct EvalDocument {
+pub(crate) struct EvalDocument {
     key: String,
     path: String,
 }
@@ -57,22 +60,7 @@ const COLLECTION: &str = "eval";
 pub async fn retrieval(ctx: Arc<Context>, questions: &Path, corpus: &Path, k: usize) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(questions).with_context(|| format!("read {}", questions.display()))?;
     let set: QuestionSet = toml::from_str(&text).with_context(|| format!("parse {}", questions.display()))?;
-
-    // Index the documents with the pipeline up to embed.
-    let mut config = ctx.pipeline.clone();
-    config.stages.retain(|s| s != "generate");
-    let ctx = Arc::new(Context::new(ctx.settings.clone(), ctx.store.clone(), config));
-    let started = Instant::now();
-    let mut ids = BTreeMap::new();
-    for doc in &set.document {
-        let path = corpus.join(&doc.path);
-        let (id, _) = ingest::submit_file_to(&ctx, &path, COLLECTION)
-            .await
-            .with_context(|| format!("submit {}", path.display()))?;
-        ids.insert(doc.key.clone(), id);
-    }
-    run_to_end(&ctx, &ids).await?;
-    println!("indexed {} documents in {:.1} s", ids.len(), started.elapsed().as_secs_f64());
+    let (ctx, ids) = index_documents(&ctx, &set.document, corpus).await?;
 
     println!("\n{} questions, recall@{k} and MRR@{k}:", set.question.len());
     println!("{:<8} {:>9} {:>7} {:>12} {:>10}", "mode", "recall", "MRR", "paraphrase", "keyword");
@@ -85,7 +73,7 @@ pub async fn retrieval(ctx: Arc<Context>, questions: &Path, corpus: &Path, k: us
             let id = ids.get(&q.document).with_context(|| format!("unknown document key {}", q.document))?;
             let mut req = SearchRequest::new(q.query.clone(), k, mode);
             req.collection = COLLECTION.into();
-            let hits = search(&ctx, &req).await?;
+            let hits: Vec<_> = search(&ctx, &req).await?.into_iter().map(|h| h.hit).collect();
             let on_page = |h: &lectern_document::index::Hit| h.spans.iter().any(|s| q.pages.contains(&(s.page as i32)));
             let rank = hits.iter().position(|h| &h.document_id == id && on_page(h));
             let entry = by_kind.entry(q.kind.as_str()).or_default();
@@ -113,6 +101,30 @@ pub async fn retrieval(ctx: Arc<Context>, questions: &Path, corpus: &Path, k: us
         }
     }
     Ok(())
+}
+
+/// Indexes `documents` into the `eval` collection with the pipeline up to embed; answers
+/// that pipeline's context and the document ids by key.
+async fn index_documents(
+    ctx: &Context,
+    documents: &[EvalDocument],
+    corpus: &Path,
+) -> anyhow::Result<(Arc<Context>, BTreeMap<String, String>)> {
+    let mut config = ctx.pipeline.clone();
+    config.stages.retain(|s| s != "generate");
+    let ctx = Arc::new(Context::new(ctx.settings.clone(), ctx.store.clone(), config));
+    let started = Instant::now();
+    let mut ids = BTreeMap::new();
+    for doc in documents {
+        let path = corpus.join(&doc.path);
+        let (id, _) = ingest::submit_file_to(&ctx, &path, COLLECTION)
+            .await
+            .with_context(|| format!("submit {}", path.display()))?;
+        ids.insert(doc.key.clone(), id);
+    }
+    run_to_end(&ctx, &ids).await?;
+    println!("indexed {} documents in {:.1} s", ids.len(), started.elapsed().as_secs_f64());
+    Ok((ctx, ids))
 }
 
 /// Runs worker pools for every stage of `ctx`'s pipeline until all `ids` have finished;

@@ -32,6 +32,20 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         k: usize,
     },
+    /// Extractive answers over a question set: answer sentence in the top 1 and top 3,
+    /// out-of-scope questions answered "not found", latency; per "not found" threshold.
+    Ask {
+        /// Question set (TOML: documents, questions with words of the answering sentence,
+        /// out-of-scope questions).
+        #[arg(long, default_value = "benches/quality/ask_questions.toml")]
+        questions: PathBuf,
+        /// Directory the question set's document paths are relative to.
+        #[arg(long, default_value = "../shared/corpus")]
+        corpus: PathBuf,
+        /// Also try other weights of the sentence scoring.
+        #[arg(long)]
+        sweep: bool,
+    },
     /// Figure recall on corpus pages whose figures were counted by hand.
     Figures {
         #[arg(long, default_value = "benches/quality/figures.toml")]
@@ -72,6 +86,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Study { files } => lectern_eval::study(ctx, &files).await,
         Command::Retrieval { questions, corpus, k } => {
             lectern_eval::retrieval(ctx, &questions, &corpus, k).await.map(|_| true)
+        }
+        Command::Ask { questions, corpus, sweep } => {
+            lectern_eval::ask::run(ctx, &questions, &corpus, sweep).await.map(|_| true)
         }
         Command::Figures { truth, corpus } => lectern_eval::figures::run(ctx, &truth, &corpus).await.map(|_| true),
         Command::Ocr { corpus, pages, dump } => {

@@ -1,11 +1,12 @@
 //! Optional: an OpenAI-compatible chat endpoint (Ollama's `/v1`, llama.cpp's server, …)
-//! writes a short summary that opens the cheat sheet. Off unless `[generate.llm]` is set;
-//! without it, or when the call fails, everything else is generated exactly the same.
+//! writes a short summary that opens the cheat sheet, and answers `ask` from retrieved
+//! passages. Off unless `[generate.llm]` is set; without it, or when the call fails, the
+//! sheet is generated exactly the same and `ask` answers with extracted sentences.
 
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::config::LlmConfig;
 
@@ -26,6 +27,7 @@ struct Completion {
 
 #[derive(Deserialize)]
 struct Choice {
+    #[serde(alias = "delta")]
     message: Message,
 }
 
@@ -37,7 +39,6 @@ struct Message {
 /// Asks for a summary of at most 120 words built only from `sentences` (the document's
 /// most central ones, in reading order).
 pub async fn summary(config: &LlmConfig, title: &str, sentences: &[&str]) -> Result<String, LlmError> {
-    let url = format!("{}/chat/completions", config.url.trim_end_matches('/'));
     let body = json!({
         "model": config.model,
         "temperature": 0.2,
@@ -48,19 +49,79 @@ pub async fn summary(config: &LlmConfig, title: &str, sentences: &[&str]) -> Res
             {"role": "user", "content": format!("Document: {title}\n\nKey sentences:\n- {}", sentences.join("\n- "))},
         ],
     });
-    let mut request = reqwest::Client::new().post(&url).timeout(Duration::from_secs(config.timeout_secs)).json(&body);
+    let (url, response) = send(config, &body).await?;
+    let completion: Completion = response.json().await.map_err(|source| LlmError::Http { url, source })?;
+    let text = completion.choices.into_iter().next().and_then(|c| c.message.content).unwrap_or_default();
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() { Err(LlmError::Empty) } else { Ok(text) }
+}
+
+/// One chat turn with `stream: true`: `on_delta` gets each piece of the answer as it
+/// arrives (server-sent `data:` lines); returns the whole answer. A server that ignores
+/// `stream` and answers with one JSON completion works too.
+pub async fn chat_stream(
+    config: &LlmConfig,
+    system: &str,
+    user: &str,
+    on_delta: &mut (dyn FnMut(&str) + Send),
+) -> Result<String, LlmError> {
+    let body = json!({
+        "model": config.model,
+        "temperature": 0.1,
+        "max_tokens": 500,
+        "stream": true,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+    });
+    let (url, mut response) = send(config, &body).await?;
+    let http = |source| LlmError::Http { url: url.clone(), source };
+    let mut answer = String::new();
+    let mut emit = |piece: Option<String>| {
+        if let Some(piece) = piece.filter(|p| !p.is_empty()) {
+            on_delta(&piece);
+            answer.push_str(&piece);
+        }
+    };
+    let streamed = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|v| v.to_str().unwrap_or_default().starts_with("text/event-stream"));
+    if !streamed {
+        let completion: Completion = response.json().await.map_err(http)?;
+        emit(completion.choices.into_iter().next().and_then(|c| c.message.content));
+    } else {
+        let mut pending: Vec<u8> = Vec::new();
+        'read: while let Some(bytes) = response.chunk().await.map_err(http)? {
+            pending.extend_from_slice(&bytes);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let Some(data) =
+                    String::from_utf8_lossy(&line).trim().strip_prefix("data:").map(|d| d.trim().to_string())
+                else {
+                    continue;
+                };
+                if data == "[DONE]" {
+                    break 'read;
+                }
+                let delta = serde_json::from_str::<Completion>(&data).ok().and_then(|c| c.choices.into_iter().next());
+                emit(delta.and_then(|c| c.message.content));
+            }
+        }
+    }
+    if answer.trim().is_empty() { Err(LlmError::Empty) } else { Ok(answer) }
+}
+
+/// POSTs `body` to the chat endpoint; an answer other than 2xx is an error.
+async fn send(config: &LlmConfig, body: &Value) -> Result<(String, reqwest::Response), LlmError> {
+    let url = format!("{}/chat/completions", config.url.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().post(&url).timeout(Duration::from_secs(config.timeout_secs)).json(body);
     if let Some(key) = config.api_key_env.as_deref().and_then(|name| std::env::var(name).ok()) {
         request = request.bearer_auth(key);
     }
-    let http = |source| LlmError::Http { url: url.clone(), source };
-    let response = request.send().await.map_err(http)?;
+    let response = request.send().await.map_err(|source| LlmError::Http { url: url.clone(), source })?;
     let status = response.status();
     if !status.is_success() {
         let body: String = response.text().await.unwrap_or_default().chars().take(300).collect();
         return Err(LlmError::Status { status: status.as_u16(), body });
     }
-    let completion: Completion = response.json().await.map_err(http)?;
-    let text = completion.choices.into_iter().next().and_then(|c| c.message.content).unwrap_or_default();
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.is_empty() { Err(LlmError::Empty) } else { Ok(text) }
+    Ok((url, response))
 }

@@ -213,7 +213,8 @@ pub struct Material {
     pub term_vectors: Vec<Vec<f32>>,
 }
 
-/// Splits text into sentences at `.`, `?` or `!` followed by a space and a capital or digit.
+/// Splits text into sentences at `.`, `?` or `!` (or one followed by a reference mark such
+/// as `[3]`, which OCR may read as `!3]`) followed by a space and a capital or digit.
 pub fn split_sentences(text: &str) -> Vec<String> {
     let text = separate_run_on(text);
     let words: Vec<&str> = text.split_whitespace().collect();
@@ -224,7 +225,9 @@ pub fn split_sentences(text: &str) -> Vec<String> {
         let next_starts =
             words.get(i + 1).and_then(|n| n.chars().next()).is_none_or(|c| c.is_uppercase() || c.is_numeric());
         let abbreviation = matches!(w.to_lowercase().as_str(), "e.g." | "i.e." | "et" | "al." | "fig." | "eq.");
-        if w.ends_with(['.', '?', '!']) && next_starts && !abbreviation && current.len() >= 3 {
+        let cited =
+            w.ends_with(']') && w.trim_end_matches(|c: char| c.is_ascii_digit() || "[]!,".contains(c)).ends_with('.');
+        if (w.ends_with(['.', '?', '!']) || cited) && next_starts && !abbreviation && current.len() >= 3 {
             out.push(current.join(" "));
             current.clear();
         }
@@ -540,6 +543,11 @@ mod tests {
     fn sentences_split_and_phrases_blank() {
         let s = split_sentences("Tesseract reads text. It runs offline! See e.g. small words. Done");
         assert_eq!(s, ["Tesseract reads text.", "It runs offline!", "See e.g. small words.", "Done"]);
+        let s = split_sentences("Reading devices for the blind.!3] In 1914, a machine. As in [2, 3] we read.[4] Done.");
+        assert_eq!(
+            s,
+            ["Reading devices for the blind.!3]", "In 1914, a machine.", "As in [2, 3] we read.[4]", "Done."]
+        );
         let s = split_sentences("It has Hydro geometry.The Metadata package is in the U.S.A. today.");
         assert_eq!(s, ["It has Hydro geometry.", "The Metadata package is in the U.S.A. today."]);
         assert_eq!(replace_phrase("Kernels run.", &words("kernels"), "shells").unwrap(), "Shells run.");
