@@ -67,7 +67,7 @@ pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
             let (region, words) = &groups[g];
             let label = region.map(|i| page.regions[i].label.as_str()).unwrap_or("text");
             let kind = match label {
-                "title" if words.len() <= MAX_HEADING_WORDS => Kind::Heading,
+                "title" if words.len() <= MAX_HEADING_WORDS && !is_contents_entry(words) => Kind::Heading,
                 "table" => Kind::Table,
                 "figure_caption" | "table_caption" => Kind::Caption,
                 "notes" => Kind::Notes,
@@ -82,6 +82,13 @@ pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
             }
         })
         .collect()
+}
+
+/// A table-of-contents line ("1 Introduction . . . . 3"): its dot leader, three dots or more
+/// in words of nothing but dots. The layout model calls these titles; they are text.
+fn is_contents_entry(words: &[&Word]) -> bool {
+    let dots: usize = words.iter().filter(|w| w.text.chars().all(|c| c == '.')).map(|w| w.text.len()).sum();
+    dots >= 3
 }
 
 /// The smallest layout region holding the word's centre.
@@ -147,6 +154,16 @@ mod tests {
         let c = word("well-", 80.0, 114.0);
         let d = word("known", 120.0, 114.0);
         assert_eq!(running_text(&[(1, &a), (1, &b), (1, &c), (1, &d)]), "interaction well- known");
+    }
+
+    #[test]
+    fn contents_lines_are_not_headings() {
+        let entry: Vec<Word> = ["1", "Introduction", ".", ".", ".", "3"].iter().map(|t| word(t, 0.0, 0.0)).collect();
+        assert!(is_contents_entry(&entry.iter().collect::<Vec<_>>()));
+        let leader = [word("Methods", 0.0, 0.0), word("........", 40.0, 0.0)];
+        assert!(is_contents_entry(&leader.iter().collect::<Vec<_>>()));
+        let title = [word("Wait...", 0.0, 0.0), word("2.1", 40.0, 0.0), word("Setup.", 80.0, 0.0)];
+        assert!(!is_contents_entry(&title.iter().collect::<Vec<_>>()));
     }
 
     #[test]

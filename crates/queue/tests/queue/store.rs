@@ -440,6 +440,60 @@ pub mod outputs {
         );
     }
 
+    /// 100,000 documents listed 1,000 at a time while another task keeps uploading: every
+    /// one is listed exactly once, whatever the uploads do to the table meanwhile.
+    pub async fn listing_100k_documents_while_uploads_continue(store: Arc<Store>) {
+        const N: usize = 100_000;
+        const WRITERS: usize = 8;
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in (w..N).step_by(WRITERS) {
+                        let id = format!("d{i:06}");
+                        store.insert_document(&doc(&id), &job("q", Some(&id), 0)).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let uploader = {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let id = format!("late{n:06}");
+                    store.insert_document(&doc(&id), &job("q", Some(&id), 0)).await.unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut query = DocumentQuery { collections: None, status: None, doc_type: None, after: None, limit: 1000 };
+        let mut pages = 0;
+        loop {
+            let page = store.list_documents(&query).await.unwrap();
+            let Some(last) = page.last() else { break };
+            query.after = Some((last.created_at, last.id.clone()));
+            for d in page {
+                assert!(seen.insert(d.id.clone()), "{} listed twice", d.id);
+            }
+            pages += 1;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let late = uploader.await.unwrap();
+        assert!(late > 0, "uploads went on during the listing");
+        assert!(pages > N / 1000, "{pages} pages");
+        let missing = (0..N).map(|i| format!("d{i:06}")).filter(|id| !seen.contains(id)).count();
+        assert_eq!(missing, 0, "documents never listed");
+        assert!(seen.iter().all(|id| id.starts_with('d') || id.starts_with("late")));
+    }
+
     pub async fn delete_document_removes_everything_of_it(store: Arc<Store>) {
         store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
         store.insert_document(&doc("d2"), &job("q", Some("d2"), 0)).await.unwrap();
@@ -555,6 +609,7 @@ macro_rules! backend_suite {
             case!(outputs_delete_document, outputs::delete_document_removes_everything_of_it);
             case!(outputs_duplicates, outputs::duplicates_are_found_by_content_and_collection);
             case!(outputs_listing, outputs::listing_pages_by_keyset_with_filters);
+            case!(outputs_listing_100k, outputs::listing_100k_documents_while_uploads_continue);
             case!(listener_wakes, listener::inserts_wake_idle_workers);
             case!(flashcards_schedule, flashcards::replace_and_reschedule);
 
