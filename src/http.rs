@@ -125,6 +125,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<search::SearchError> for ApiError {
+    fn from(e: search::SearchError) -> Self {
+        match e {
+            search::SearchError::Invalid(reason) => ApiError::BadRequest(reason),
+            other => internal(other),
+        }
+    }
+}
+
 impl From<ListError> for ApiError {
     fn from(e: ListError) -> Self {
         match e {
@@ -766,10 +775,7 @@ async fn search_handler(
     Json(req): Json<search::SearchRequest>,
 ) -> Result<Response, ApiError> {
     caller.check(&req.collection)?;
-    let hits = search::search(&ctx, &req).await.map_err(|e| match e {
-        search::SearchError::Invalid(m) => ApiError::BadRequest(m),
-        e => internal(e),
-    })?;
+    let hits = search::search(&ctx, &req).await?;
     Ok(Json(json!({ "mode": req.mode, "hits": hits })).into_response())
 }
 
@@ -780,14 +786,10 @@ async fn ask_handler(
     Json(req): Json<ask::AskRequest>,
 ) -> Result<Response, ApiError> {
     caller.check(&req.collection)?;
-    let bad_request = |e: search::SearchError| match e {
-        search::SearchError::Invalid(m) => ApiError::BadRequest(m),
-        e => internal(e),
-    };
-    req.validate().map_err(bad_request)?;
+    req.validate()?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if !accept.contains("text/event-stream") {
-        let answer = ask::ask(&ctx, &req, &mut |_| {}).await.map_err(bad_request)?;
+        let answer = ask::ask(&ctx, &req, &mut |_| {}).await?;
         return Ok(Json(answer).into_response());
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Event>();

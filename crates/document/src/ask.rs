@@ -17,7 +17,7 @@ use crate::context::Context;
 use crate::generate::llm;
 use crate::generate::rank::cosine;
 use crate::generate::text::{is_stopword, split_sentences, words};
-use crate::search::{MAX_TOP_K, NamedHit, SearchError, SearchRequest, search};
+use crate::search::{NamedHit, SearchError, SearchRequest, search};
 use crate::stages::ingest::DEFAULT_COLLECTION;
 
 /// The body of `POST /v1/ask`, also built by `lectern ask`.
@@ -48,16 +48,17 @@ impl AskRequest {
         Self { question: question.into(), collection: default_collection(), documents: None, top_k: default_top_k() }
     }
 
+    /// The hybrid search that retrieves the passages.
+    fn search_request(&self) -> SearchRequest {
+        let mut req = SearchRequest::new(self.question.clone(), self.top_k, crate::index::Mode::Hybrid);
+        req.collection = self.collection.clone();
+        req.document_ids = self.documents.clone();
+        req
+    }
+
     /// What search would refuse, found before an answer starts streaming.
     pub fn validate(&self) -> Result<(), SearchError> {
-        if self.question.trim().is_empty() {
-            return Err(SearchError::Invalid("question is empty".into()));
-        }
-        if self.top_k == 0 || self.top_k > MAX_TOP_K {
-            return Err(SearchError::Invalid(format!("top_k must be 1 to {MAX_TOP_K}")));
-        }
-        crate::index::table_name(&self.collection).map_err(|e| SearchError::Invalid(e.to_string()))?;
-        Ok(())
+        self.search_request().validate()
     }
 }
 
@@ -159,24 +160,27 @@ pub async fn ask_with(
     scoring: Scoring,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Answer, SearchError> {
-    req.validate()?;
-    let mut search_req = SearchRequest::new(req.question.clone(), req.top_k, crate::index::Mode::Hybrid);
-    search_req.collection = req.collection.clone();
-    search_req.document_ids = req.documents.clone();
-    let passages = search(ctx, &search_req).await?;
+    let passages = search(ctx, &req.search_request()).await?;
     progress(Progress::Passages(&passages));
     let Some(config) = ctx.pipeline.generate.llm.as_ref().filter(|_| !passages.is_empty()) else {
         return extract(ctx, &req.question, passages, scoring).await;
     };
+    // The answer as the client saw it stream: citations of no passage already dropped.
     let mut filter = CitationFilter::new(passages.len());
+    let mut kept = String::new();
     let mut on_delta = |delta: &str| {
-        let kept = filter.push(delta);
-        if !kept.is_empty() {
-            progress(Progress::Delta(&kept));
+        let piece = filter.push(delta);
+        if !piece.is_empty() {
+            progress(Progress::Delta(&piece));
+            kept.push_str(&piece);
         }
     };
-    match llm::chat_stream(config, LLM_SYSTEM, &llm_prompt(&req.question, &passages), &mut on_delta).await {
-        Ok(text) => Ok(llm_answer(&req.question, &text, passages)),
+    let written = llm::chat_stream(config, LLM_SYSTEM, &llm_prompt(&req.question, &passages), &mut on_delta).await;
+    match written {
+        Ok(_) => {
+            kept.push_str(&filter.finish());
+            Ok(llm_answer(&req.question, &kept, passages))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "LLM did not answer; answering with extracted sentences");
             let mut answer = extract(ctx, &req.question, passages, scoring).await?;
@@ -199,11 +203,9 @@ fn llm_prompt(question: &str, passages: &[NamedHit]) -> String {
     prompt
 }
 
+/// The LLM's answer from its text with citations of no passage already dropped.
 fn llm_answer(question: &str, text: &str, passages: Vec<NamedHit>) -> Answer {
-    let mut filter = CitationFilter::new(passages.len());
-    let mut answer = filter.push(text);
-    answer.push_str(&filter.finish());
-    let answer = answer.split_whitespace().collect::<Vec<_>>().join(" ");
+    let answer = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let cited: Vec<usize> = {
         let mut seen = Vec::new();
         for n in cited_numbers(&answer) {

@@ -40,6 +40,19 @@ impl SearchRequest {
     pub fn new(query: impl Into<String>, top_k: usize, mode: Mode) -> Self {
         Self { query: query.into(), top_k, collection: default_collection(), document_ids: None, doc_type: None, mode }
     }
+
+    /// What search refuses: an empty query, `top_k` out of range, a collection name that
+    /// cannot be a table.
+    pub fn validate(&self) -> Result<(), SearchError> {
+        if self.query.trim().is_empty() {
+            return Err(SearchError::Invalid("query is empty".into()));
+        }
+        if self.top_k == 0 || self.top_k > MAX_TOP_K {
+            return Err(SearchError::Invalid(format!("top_k must be 1 to {MAX_TOP_K}")));
+        }
+        crate::index::table_name(&self.collection).map_err(|e| SearchError::Invalid(e.to_string()))?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,13 +79,7 @@ pub struct NamedHit {
 pub const MAX_TOP_K: usize = 100;
 
 pub async fn search(ctx: &Context, req: &SearchRequest) -> Result<Vec<NamedHit>, SearchError> {
-    if req.query.trim().is_empty() {
-        return Err(SearchError::Invalid("query is empty".into()));
-    }
-    if req.top_k == 0 || req.top_k > MAX_TOP_K {
-        return Err(SearchError::Invalid(format!("top_k must be 1 to {MAX_TOP_K}")));
-    }
-    crate::index::table_name(&req.collection).map_err(|e| SearchError::Invalid(e.to_string()))?;
+    req.validate()?;
     let vector = match req.mode {
         Mode::Text => None,
         Mode::Vector | Mode::Hybrid => {
