@@ -17,7 +17,7 @@ DEMO_DATA := ./lectern-data
 # and reuse its artifacts; `-p lectern` alone resolves other features and rebuilds LanceDB's stack.
 BENCH := cargo bench --profile dev --workspace
 
-.PHONY: setup build demo test fmt bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-ocr eval-figures bench-pages
+.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-ocr eval-figures bench-pages
 
 setup:
 	./scripts/setup.sh
@@ -33,16 +33,25 @@ demo: build
 	$(LECTERN) --data-dir $(DEMO_DATA) search "managing geospatial data shared by several organizations"
 
 # Structure and style first (the document crate's layers, formatting, clippy with warnings
-# as errors), then every test of every crate. PostgreSQL (scripts/pg.sh: a private cluster on a free local port) backs the
+# as errors), then the hostile-input corpus (fixtures/hostile/) and the binaries (workers
+# start lectern-pdfium), then every test of every crate. PostgreSQL (scripts/pg.sh: a private cluster on a free local port) backs the
 # PostgreSQL half of the store conformance suite and the multi-process tests.
 test: setup
 	python3 scripts/layers.py
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	python3 fixtures/make_hostile.py
+	cargo build --workspace --bins
 	LECTERN_TEST_PG_URL=$$(./scripts/pg.sh start) cargo test --workspace --no-fail-fast -- --test-threads=2
 
 fmt:
 	cargo fmt --all
+
+# Every hostile input through `lectern process` with a time and memory budget: outcome
+# against fixtures/hostile/manifest.tsv, seconds, peak RSS of the process and its children.
+hostile: build
+	python3 fixtures/make_hostile.py
+	python3 scripts/hostile.py --lectern $(LECTERN)
 
 # No-op job throughput, ours vs apalis, SQLite and PostgreSQL. Built in the dev profile,
 # whose hot crates (tokio, sqlx, SQLite, serde_json, futures) are optimised (Cargo.toml), so

@@ -374,13 +374,14 @@ pub unsafe fn prepare_process() -> anyhow::Result<()> {
         unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     }
     // A settings file fills in what neither flags nor the environment set.
-    let args: Vec<String> = std::env::args().collect();
+    // Arguments are OS strings: file names need not be UTF-8.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let config = args
         .iter()
         .position(|a| a == "--config")
         .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--config=").map(str::to_string)))
-        .or_else(|| std::env::var("LECTERN_CONFIG").ok());
+        .or_else(|| args.iter().find_map(|a| a.to_str()?.strip_prefix("--config=").map(Into::into)))
+        .or_else(|| std::env::var_os("LECTERN_CONFIG"));
     if let Some(path) = config {
         for (var, value) in read_config_file(std::path::Path::new(&path))? {
             if std::env::var_os(var).is_none() {

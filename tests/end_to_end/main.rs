@@ -5,6 +5,7 @@
 
 mod common;
 mod export;
+mod hostile;
 mod http;
 mod pipeline;
 mod processes;

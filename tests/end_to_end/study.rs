@@ -77,7 +77,12 @@ async fn study_material_reads_back_and_passes_its_checks() {
     // Page count through LibreOffice: within the budget.
     let budget = GenerateConfig::default().pages;
     let pdf = generate::check::docx_to_pdf(&docx, dir.path()).expect("soffice (scripts/setup.sh installs it)");
-    let rendered = pdfium.page_count(pdf).await.unwrap();
+    let rendered = pdfium
+        .run(move |p| {
+            lectern_document::engines::pdfium::page_count(&lectern_document::engines::pdfium::open_pdf(p, &pdf)?)
+        })
+        .await
+        .unwrap();
     assert!(rendered >= 1 && rendered <= budget, "cheat sheet has {rendered} pages for a budget of {budget}");
 
     // US Letter on request; the read-back check notices a wrong paper size.

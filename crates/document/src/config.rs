@@ -188,7 +188,25 @@ pub struct PipelineConfig {
     pub classify: ClassifyConfig,
     #[serde(default)]
     pub generate: GenerateConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     pub queues: BTreeMap<String, QueueConfig>,
+}
+
+/// Budgets per document: a document over one fails at ingest with the limit in its reason.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Pages (PDF pages, TIFF pages, slides, DOCX virtual pages).
+    pub max_pages: u32,
+    /// Pixels over all pages of an image upload, in millions.
+    pub max_megapixels: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_pages: 2000, max_megapixels: 20_000 }
+    }
 }
 
 /// The pipeline definition shipped with this build, used when no file is given.

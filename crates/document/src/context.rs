@@ -11,6 +11,7 @@ use crate::config::{PipelineConfig, Settings};
 use crate::engines::embedder::Embedder;
 use crate::engines::layout::LayoutModel;
 use crate::engines::pdfium::PdfiumHost;
+use crate::engines::pdfium_child::PdfiumProcess;
 use crate::error::StageError;
 use crate::index::VectorIndex;
 use crate::model::workdir::WorkDir;
@@ -57,7 +58,12 @@ impl Context {
         WorkDir::new(self.settings.document_dir(document_id))
     }
 
-    /// The process's single pdfium owner thread.
+    /// pdfium for uploaded PDFs: a child process per call, under limits.
+    pub fn pdfium_process(&self) -> Result<PdfiumProcess, StageError> {
+        PdfiumProcess::new(&self.settings.pdfium_library())
+    }
+
+    /// The process's single pdfium owner thread, for tools (evals, previews) on trusted PDFs.
     pub async fn pdfium(&self) -> Result<Arc<PdfiumHost>, StageError> {
         let path = self.settings.pdfium_library();
         crate::engines::cpu::spawn_cpu(move || PdfiumHost::get(&path)).await?

@@ -1,5 +1,6 @@
 //! The native libraries and models the stages wrap, each with an explicit thread budget:
-//! [`pdfium`] (its one owner thread), [`tesseract`] (an engine per thread), [`layout`] (the
+//! [`pdfium`] (its one owner thread, for tools; uploads go to [`pdfium_child`], a process
+//! per call under memory and CPU limits), [`tesseract`] (an engine per thread), [`layout`] (the
 //! ONNX layout model), [`embedder`] (fastembed on its own thread), [`onnx`] (the one ONNX
 //! Runtime environment) and [`cpu`] (the priority their CPU work runs at).
 
@@ -8,4 +9,5 @@ pub mod embedder;
 pub mod layout;
 pub mod onnx;
 pub mod pdfium;
+pub mod pdfium_child;
 pub mod tesseract;

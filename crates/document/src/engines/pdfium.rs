@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::StageError;
-use crate::model::workdir::{BBox, Word};
+use crate::model::workdir::{BBox, Page, TextSource, Word};
 
 pub const LAYOUT_DPI: f32 = 150.0;
 
@@ -91,10 +91,6 @@ impl PdfiumHost {
         rx.await.map_err(|_| StageError::Transient("pdfium thread dropped the task".into()))?
     }
 
-    pub async fn page_count(&self, path: PathBuf) -> Result<u32, StageError> {
-        self.run(move |pdfium| Ok(open_pdf(pdfium, &path)?.pages().len() as u32)).await
-    }
-
     /// Renders every page of the PDF at `path` to `<prefix>-<n>.png` (for looking at);
     /// returns the page count.
     pub async fn preview(&self, path: PathBuf, prefix: PathBuf, dpi: f32) -> Result<u32, StageError> {
@@ -147,6 +143,129 @@ pub fn render_grey(pdfium: &Pdfium, path: &Path, number: u32, dpi: f32) -> Resul
     let config = PdfRenderConfig::new().scale_page_by_factor(dpi / 72.0).use_grayscale_rendering(true);
     let bitmap = page.render_with_config(&config).map_err(|e| StageError::BadInput(format!("page {number}: {e}")))?;
     Ok(bitmap.as_image().map_err(|e| StageError::transient("convert rendered page", e))?.to_luma8())
+}
+
+/// Reads and renders the pages in `range` as the render stage needs them: words of a
+/// usable text layer, else a grey [`OCR_DPI`] image for OCR; an RGB [`LAYOUT_DPI`] image
+/// for the layout model. Images go to `pages_dir`. A page too large for these resolutions
+/// within [`MAX_RENDER_PIXELS`] is rendered at less.
+pub fn render_pages(
+    document: &PdfDocument,
+    pages_dir: &Path,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<Vec<Page>, StageError> {
+    let mut pages = Vec::new();
+    for number in range {
+        let page = document.pages().get((number - 1) as i32).map_err(|e| page_error(number, e))?;
+        let (width, height) = (page.width().value, page.height().value);
+        let words = match page.text() {
+            Ok(text) => words_from_text_layer(&text, height),
+            Err(_) => Vec::new(),
+        };
+        let source = if text_layer_is_usable(&words) { TextSource::TextLayer } else { TextSource::Ocr };
+        let images = image_boxes(&page, height);
+        let render = |dpi: f32, grey: bool| -> Result<DynamicImage, StageError> {
+            let config = PdfRenderConfig::new()
+                .scale_page_by_factor(render_scale(width, height, dpi))
+                .use_grayscale_rendering(grey);
+            let bitmap = page
+                .render_with_config(&config)
+                .map_err(|e| StageError::BadInput(format!("page {number} cannot be rendered: {}", one_line(&e))))?;
+            bitmap.as_image().map_err(|e| StageError::transient("convert rendered page", e))
+        };
+        let layout = render(LAYOUT_DPI, false)?;
+        // A page with no text layer and no ink has nothing to lay out or OCR.
+        let blank = source == TextSource::Ocr && crate::formats::raster::is_blank(&layout.to_luma8());
+        let layout_image = (!blank).then(|| format!("p{number:04}-layout.png"));
+        if let Some(name) = &layout_image {
+            save_png(&DynamicImage::ImageRgb8(layout.to_rgb8()), &pages_dir.join(name))?;
+        }
+        let ocr_image = if source == TextSource::Ocr && !blank {
+            let name = format!("p{number:04}-ocr.png");
+            save_png(&DynamicImage::ImageLuma8(render(OCR_DPI, true)?.to_luma8()), &pages_dir.join(&name))?;
+            Some(name)
+        } else {
+            None
+        };
+        pages.push(Page {
+            number,
+            width,
+            height,
+            source,
+            words: if source == TextSource::TextLayer { words } else { Vec::new() },
+            layout_image,
+            ocr_image,
+            regions: Vec::new(),
+            ocr_confidence: None,
+            ocr_language: None,
+            images,
+        });
+    }
+    Ok(pages)
+}
+
+/// Boxes of the raster images drawn on the page (page points, top-left origin), images
+/// inside form XObjects (nested ones too) included.
+fn image_boxes(page: &PdfPage, page_height: f32) -> Vec<BBox> {
+    fn walk(object: &PdfPageObject, forms: &[PdfMatrix], page_height: f32, out: &mut Vec<BBox>) {
+        if let Some(form) = object.as_x_object_form_object() {
+            let mut inner = forms.to_vec();
+            if let Ok(matrix) = form.matrix() {
+                inner.insert(0, matrix);
+            }
+            for child in form.iter() {
+                walk(&child, &inner, page_height, out);
+            }
+        } else if object.as_image_object().is_some() {
+            let Ok(quad) = object.bounds() else { return };
+            let r = quad.to_rect();
+            // A child's bounds are in its form's space: apply the forms' matrices, innermost first.
+            let corners = [(r.left(), r.bottom()), (r.right(), r.top())]
+                .map(|(x, y)| forms.iter().fold((x, y), |(x, y), m| m.apply_to_points(x, y)));
+            let (xs, ys) = (corners.map(|c| c.0.value), corners.map(|c| c.1.value));
+            out.push([
+                xs[0].min(xs[1]),
+                page_height - ys[0].max(ys[1]),
+                xs[0].max(xs[1]),
+                page_height - ys[0].min(ys[1]),
+            ]);
+        }
+    }
+    let mut out = Vec::new();
+    for object in page.objects().iter() {
+        walk(&object, &[], page_height, &mut out);
+    }
+    out
+}
+
+/// Renders are kept within this many pixels (a 300-DPI A4 page is 8.7 million): larger
+/// pages (posters, a 200-inch MediaBox) are rendered at a lower resolution.
+pub const MAX_RENDER_PIXELS: f32 = 40_000_000.0;
+
+/// Scale from points to pixels for a `width` × `height` point page at `dpi`, within
+/// [`MAX_RENDER_PIXELS`].
+fn render_scale(width: f32, height: f32, dpi: f32) -> f32 {
+    let scale = dpi / 72.0;
+    let fit = (MAX_RENDER_PIXELS / (width * height).max(1.0)).sqrt();
+    scale.min(fit)
+}
+
+/// pdfium's errors print as Debug structures over several lines.
+fn one_line(e: &PdfiumError) -> String {
+    format!("{e:?}").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn page_error(number: u32, e: PdfiumError) -> StageError {
+    StageError::BadInput(format!("page {number} cannot be loaded ({})", one_line(&e)))
+}
+
+/// The number of pages, each loaded once so that a broken page tree fails here.
+pub fn page_count(document: &PdfDocument) -> Result<u32, StageError> {
+    let pages = document.pages();
+    for i in 0..pages.len() {
+        pages.get(i).map_err(|e| page_error(i as u32 + 1, e))?;
+    }
+    Ok(pages.len() as u32)
 }
 
 /// Groups pdfium's characters into words: a word ends at whitespace, at a line change,

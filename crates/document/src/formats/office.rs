@@ -17,6 +17,13 @@ use crate::model::workdir::{BBox, Page, Region, TextSource, Word};
 
 /// A part larger than this (decompressed) is refused: ZIP bombs.
 const MAX_PART_BYTES: u64 = 64 << 20;
+/// All parts read through one [`Package`] together, decompressed.
+const MAX_READ_BYTES: u64 = 256 << 20;
+/// Content controls (`w:sdt`, custom XML) nested deeper than this are refused.
+const MAX_NESTING: usize = 64;
+/// Words on one virtual page (a dense printed page has about 1,000): a slide or a single
+/// paragraph holding more is refused rather than laid out.
+pub const MAX_WORDS_PER_PAGE: usize = 20_000;
 /// Virtual page: US Letter, 1" margins, 10 pt text on 12 pt lines, 5 pt per character.
 const PAGE_W: f32 = 612.0;
 const PAGE_H: f32 = 792.0;
@@ -63,21 +70,45 @@ pub fn kind(path: &Path) -> Result<Option<MediaType>, StageError> {
     })
 }
 
-/// Reads the document's text and lays out its pages; image bytes stay in `package`.
-pub fn read(package: &mut Package, media: MediaType) -> Result<Vec<LaidOut>, StageError> {
+/// The number of pages: a DOCX's blocks paginated (not laid out), a PPTX's slide list.
+pub fn page_count(package: &mut Package, media: MediaType) -> Result<u32, StageError> {
     Ok(match media {
-        MediaType::Docx => {
-            let blocks = docx(package)?;
-            paginate(blocks).into_iter().enumerate().map(|(i, b)| lay_out(i as u32 + 1, b)).collect()
-        }
-        MediaType::Pptx => pptx(package)?.into_iter().enumerate().map(|(i, b)| lay_out(i as u32 + 1, b)).collect(),
-        other => return Err(StageError::BadInput(format!("{} is not an Office document", other.mime()))),
+        MediaType::Docx => paginate(docx(package)?).len() as u32,
+        MediaType::Pptx => slide_parts(package)?.len() as u32,
+        other => return Err(not_office(other)),
     })
+}
+
+/// Reads the text of the pages in `range` and lays them out; image bytes stay in `package`.
+pub fn read(
+    package: &mut Package,
+    media: MediaType,
+    range: std::ops::RangeInclusive<u32>,
+) -> Result<Vec<LaidOut>, StageError> {
+    let pages: Vec<(u32, Vec<Block>)> = match media {
+        MediaType::Docx => (1..).zip(paginate(docx(package)?)).filter(|(n, _)| range.contains(n)).collect(),
+        MediaType::Pptx => {
+            let slides = slide_parts(package)?;
+            let mut pages = Vec::new();
+            for (number, slide) in (1..).zip(slides).filter(|(n, _)| range.contains(n)) {
+                pages.push((number, slide_blocks(package, &slide)?));
+            }
+            pages
+        }
+        other => return Err(not_office(other)),
+    };
+    pages.into_iter().map(|(number, blocks)| lay_out(number, blocks)).collect()
+}
+
+fn not_office(media: MediaType) -> StageError {
+    StageError::BadInput(format!("{} is not an Office document", media.mime()))
 }
 
 /// The ZIP package of a DOCX or PPTX.
 pub struct Package {
     archive: zip::ZipArchive<std::fs::File>,
+    /// Decompressed bytes read so far, against [`MAX_READ_BYTES`].
+    read: u64,
 }
 
 impl Package {
@@ -85,7 +116,7 @@ impl Package {
         let file = std::fs::File::open(path)?;
         let archive = zip::ZipArchive::new(file)
             .map_err(|e| StageError::BadInput(format!("not a readable DOCX/PPTX (ZIP) file: {e}")))?;
-        Ok(Self { archive })
+        Ok(Self { archive, read: 0 })
     }
 
     fn has(&self, name: &str) -> bool {
@@ -106,6 +137,13 @@ impl Package {
             .map_err(|e| StageError::BadInput(format!("cannot read {name} in the document: {e}")))?;
         if bytes.len() as u64 > MAX_PART_BYTES {
             return Err(StageError::BadInput(format!("{name} is over {} MiB uncompressed", MAX_PART_BYTES >> 20)));
+        }
+        self.read += bytes.len() as u64;
+        if self.read > MAX_READ_BYTES {
+            return Err(StageError::BadInput(format!(
+                "the document's parts add up to over {} MiB uncompressed",
+                MAX_READ_BYTES >> 20
+            )));
         }
         Ok(Some(bytes))
     }
@@ -215,17 +253,23 @@ fn docx(package: &mut Package) -> Result<Vec<Block>, StageError> {
         .find(|n| n.tag_name().name() == "body")
         .ok_or_else(|| StageError::BadInput("word/document.xml has no body".into()))?;
     let mut blocks = Vec::new();
-    docx_blocks(package, body, &headings, &rels, &mut blocks)?;
+    docx_blocks(package, body, 0, &headings, &rels, &mut blocks)?;
     Ok(blocks)
 }
 
 fn docx_blocks(
     package: &mut Package,
     parent: Node,
+    depth: usize,
     headings: &HashMap<String, u8>,
     rels: &HashMap<String, (String, String)>,
     blocks: &mut Vec<Block>,
 ) -> Result<(), StageError> {
+    if depth > MAX_NESTING {
+        return Err(StageError::BadInput(format!(
+            "word/document.xml nests content controls deeper than {MAX_NESTING} levels"
+        )));
+    }
     for node in parent.children() {
         match node.tag_name().name() {
             "p" => {
@@ -263,7 +307,7 @@ fn docx_blocks(
                     blocks.push(Block::Table(rows));
                 }
             }
-            "sdt" | "sdtContent" | "customXml" => docx_blocks(package, node, headings, rels, blocks)?,
+            "sdt" | "sdtContent" | "customXml" => docx_blocks(package, node, depth + 1, headings, rels, blocks)?,
             _ => {}
         }
     }
@@ -316,7 +360,9 @@ fn paginate(blocks: Vec<Block>) -> Vec<Vec<Block>> {
 
 // ---- PPTX ----
 
-fn pptx(package: &mut Package) -> Result<Vec<Vec<Block>>, StageError> {
+/// The slide parts in presentation order. A part listed twice is refused: no editor writes
+/// that, and it would make one huge part count as thousands of slides.
+fn slide_parts(package: &mut Package) -> Result<Vec<String>, StageError> {
     let xml =
         package.xml("ppt/presentation.xml")?.ok_or_else(|| StageError::BadInput("no ppt/presentation.xml".into()))?;
     let rels = package.rels("ppt/presentation.xml")?;
@@ -327,11 +373,12 @@ fn pptx(package: &mut Package) -> Result<Vec<Vec<Block>>, StageError> {
         .filter_map(rel_id)
         .filter_map(|id| rels.get(id).map(|(_, target)| target.clone()))
         .collect();
-    let mut pages = Vec::new();
-    for slide in slides {
-        pages.push(slide_blocks(package, &slide)?);
+    let mut seen = std::collections::HashSet::new();
+    if let Some(again) = slides.iter().find(|s| !seen.insert(s.as_str())) {
+        let times = slides.iter().filter(|s| *s == again).count();
+        return Err(StageError::BadInput(format!("the presentation lists the slide {again} {times} times")));
     }
-    Ok(pages)
+    Ok(slides)
 }
 
 /// The `r:id` of a node (its `id` attribute in the relationships namespace).
@@ -417,7 +464,22 @@ fn block_lines(block: &Block) -> usize {
 
 /// Sets the blocks' words line by line on a virtual page, one region per block; the page
 /// grows past Letter height when a slide holds more.
-fn lay_out(number: u32, blocks: Vec<Block>) -> LaidOut {
+fn lay_out(number: u32, blocks: Vec<Block>) -> Result<LaidOut, StageError> {
+    let count: usize = blocks
+        .iter()
+        .map(|b| match b {
+            Block::Heading { text, .. } | Block::Paragraph(text) | Block::Notes(text) => {
+                text.split_whitespace().count()
+            }
+            Block::Table(rows) => rows.iter().map(|r| r.split_whitespace().count()).sum(),
+            Block::Image(_) | Block::PageBreak => 0,
+        })
+        .sum();
+    if count > MAX_WORDS_PER_PAGE {
+        return Err(StageError::BadInput(format!(
+            "page {number} holds {count} words, over the limit of {MAX_WORDS_PER_PAGE} for one page or slide"
+        )));
+    }
     let mut words = Vec::new();
     let mut regions = Vec::new();
     let mut images = Vec::new();
@@ -468,7 +530,7 @@ fn lay_out(number: u32, blocks: Vec<Block>) -> LaidOut {
         ocr_language: None,
         images: Vec::new(),
     };
-    LaidOut { page, images }
+    Ok(LaidOut { page, images })
 }
 
 #[cfg(test)]
@@ -491,7 +553,7 @@ mod tests {
         assert_eq!(pages[0].len(), 1);
         assert!(pages.len() >= 3, "{} pages", pages.len());
         assert!(pages.iter().all(|p| p.iter().map(block_lines).sum::<usize>() <= LINES_PER_PAGE));
-        let laid = lay_out(2, pages[1].clone());
+        let laid = lay_out(2, pages[1].clone()).unwrap();
         assert!(laid.page.words.iter().all(|w| w.bbox[2] <= PAGE_W - MARGIN + 0.1 && w.bbox[3] <= laid.page.height));
         assert!(laid.page.regions.iter().all(|r| r.label == "text"));
     }

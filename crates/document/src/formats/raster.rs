@@ -8,13 +8,12 @@ use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
 use tiff::ColorType;
 use tiff::decoder::{Decoder, DecodingResult};
 
+use crate::config::LimitsConfig;
 use crate::error::StageError;
 use crate::formats::sniff::MediaType;
 
 /// Images above this many pixels are refused (decompression bombs).
 pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
-/// A TIFF with more pages than this is refused.
-pub const MAX_TIFF_PAGES: u32 = 10_000;
 
 fn bad(e: impl std::fmt::Display) -> StageError {
     StageError::BadInput(format!("unreadable image: {e}"))
@@ -33,8 +32,9 @@ fn tiff_decoder(path: &Path) -> Result<Decoder<BufReader<std::fs::File>>, StageE
     Decoder::new(BufReader::new(std::fs::File::open(path)?)).map_err(bad)
 }
 
-/// Reads only headers: the number of pages, each checked against the pixel limit.
-pub fn check(path: &Path, media: MediaType) -> Result<u32, StageError> {
+/// Reads only headers: the number of pages, each checked against the pixel limit and
+/// all of them against the document's budgets.
+pub fn check(path: &Path, media: MediaType, limits: &LimitsConfig) -> Result<u32, StageError> {
     if media != MediaType::Tiff {
         let reader = image::ImageReader::open(path)?.with_guessed_format().map_err(bad)?;
         let (w, h) = reader.into_dimensions().map_err(bad)?;
@@ -42,18 +42,51 @@ pub fn check(path: &Path, media: MediaType) -> Result<u32, StageError> {
         return Ok(1);
     }
     let mut decoder = tiff_decoder(path)?;
-    let mut pages = 0;
+    let (mut pages, mut pixels) = (0, 0u64);
     loop {
         pages += 1;
         let (w, h) = decoder.dimensions().map_err(bad)?;
         check_pixels(w, h, pages)?;
+        pixels += w as u64 * h as u64;
+        if pixels > limits.max_megapixels * 1_000_000 {
+            return Err(StageError::BadInput(format!(
+                "the TIFF's first {pages} pages hold {} million pixels, over the document's limit of {} million",
+                pixels / 1_000_000,
+                limits.max_megapixels
+            )));
+        }
         if !decoder.more_images() {
             return Ok(pages);
         }
-        if pages >= MAX_TIFF_PAGES {
-            return Err(StageError::BadInput(format!("the TIFF has more than {MAX_TIFF_PAGES} pages")));
+        if pages >= limits.max_pages {
+            return Err(super::over_page_limit("TIFF", format!("more than {pages}"), limits));
         }
         decoder.next_image().map_err(bad)?;
+    }
+}
+
+/// Whether a page image is blank: between its darkest and lightest pixels (leaving out one
+/// in 10,000 at each end: dust, speckles) lie less than 48 grey levels. Such pages have
+/// nothing to OCR or lay out.
+pub fn is_blank(grey: &GrayImage) -> bool {
+    let mut histogram = [0usize; 256];
+    for &p in grey.as_raw() {
+        histogram[p as usize] += 1;
+    }
+    let ignore = grey.as_raw().len() / 10_000;
+    let level = |order: &mut dyn Iterator<Item = usize>| -> Option<usize> {
+        let mut seen = 0;
+        for v in order {
+            seen += histogram[v];
+            if seen > ignore {
+                return Some(v);
+            }
+        }
+        None
+    };
+    match (level(&mut (0..256usize)), level(&mut (0..256usize).rev())) {
+        (Some(dark), Some(light)) => light - dark < 48,
+        _ => true,
     }
 }
 
@@ -85,7 +118,36 @@ pub fn page(path: &Path, media: MediaType, number: u32) -> Result<DynamicImage, 
         }
         (ColorType::RGB(8), DecodingResult::U8(v)) => RgbImage::from_raw(w, h, v).map(DynamicImage::ImageRgb8),
         (ColorType::RGBA(8), DecodingResult::U8(v)) => RgbaImage::from_raw(w, h, v).map(DynamicImage::ImageRgba8),
+        (ColorType::RGB(16), DecodingResult::U16(v)) => {
+            RgbImage::from_raw(w, h, v.into_iter().map(|p| (p >> 8) as u8).collect()).map(DynamicImage::ImageRgb8)
+        }
+        (ColorType::CMYK(8), DecodingResult::U8(v)) => {
+            let ink = |c: u8, k: u8| ((255 - c as u16) * (255 - k as u16) / 255) as u8;
+            let rgb = v.chunks_exact(4).flat_map(|p| [ink(p[0], p[3]), ink(p[1], p[3]), ink(p[2], p[3])]).collect();
+            RgbImage::from_raw(w, h, rgb).map(DynamicImage::ImageRgb8)
+        }
         _ => return Err(unsupported()),
     };
     image.ok_or_else(|| StageError::BadInput(format!("TIFF page {number}: pixel data is shorter than {w}×{h}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blank_pages_are_told_from_pages_with_a_little_ink() {
+        let mut page = GrayImage::from_pixel(1000, 1000, image::Luma([235]));
+        for (i, p) in page.pixels_mut().enumerate() {
+            p.0[0] = 225 + (i % 21) as u8; // paper grain
+        }
+        page.put_pixel(10, 10, image::Luma([0])); // a speck
+        assert!(is_blank(&page));
+        for x in 400..460 {
+            for y in 500..520 {
+                page.put_pixel(x, y, image::Luma([90])); // a short word
+            }
+        }
+        assert!(!is_blank(&page));
+    }
 }

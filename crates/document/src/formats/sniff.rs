@@ -33,6 +33,16 @@ impl MediaType {
             .find(|m| m.mime() == mime)
     }
 
+    /// What a user calls a file of this type, for messages ("the PDF has …").
+    pub fn noun(self) -> &'static str {
+        match self {
+            MediaType::Pdf => "PDF",
+            MediaType::Png | MediaType::Jpeg | MediaType::Tiff => "image",
+            MediaType::Docx => "document",
+            MediaType::Pptx => "presentation",
+        }
+    }
+
     pub fn is_office(self) -> bool {
         matches!(self, MediaType::Docx | MediaType::Pptx)
     }

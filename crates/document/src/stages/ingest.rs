@@ -19,11 +19,14 @@ pub fn upload_path(settings: &Settings, sha256: &str) -> PathBuf {
     settings.uploads_dir().join(&sha256[..2]).join(sha256)
 }
 
-/// Keeps a file name printable and path-free: directories, control characters and
-/// leading dots are dropped; any other Unicode is kept.
+/// Keeps a file name printable and path-free: directories, control characters, bidi
+/// controls (a right-to-left override makes "xfdp.exe" show as "exe.pdfx") and leading dots
+/// are dropped; any other Unicode is kept, up to 200 characters.
 pub fn sanitize_filename(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = base.chars().filter(|c| !c.is_control()).collect::<String>();
+    let bidi =
+        |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let clean: String = base.chars().filter(|c| !c.is_control() && !bidi(*c)).collect::<String>();
     let clean = clean.trim().trim_start_matches('.').chars().take(200).collect::<String>();
     if clean.is_empty() { "upload".to_string() } else { clean }
 }
@@ -220,16 +223,21 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
         None => None,
     }
     .ok_or_else(|| StageError::BadInput(sniff::unsupported(&head)))?;
+    let limits = ctx.pipeline.limits.clone();
     let pages = match media {
-        MediaType::Pdf => ctx.pdfium().await?.page_count(path).await?,
+        MediaType::Pdf => ctx.pdfium_process()?.page_count(path).await?,
         MediaType::Docx | MediaType::Pptx => {
-            let count = move || crate::formats::office::read(&mut crate::formats::office::Package::open(&path)?, media);
-            crate::engines::cpu::spawn_cpu(count).await??.len() as u32
+            let count =
+                move || crate::formats::office::page_count(&mut crate::formats::office::Package::open(&path)?, media);
+            crate::engines::cpu::spawn_cpu(count).await??
         }
-        _ => crate::engines::cpu::spawn_cpu(move || crate::formats::raster::check(&path, media)).await??,
+        _ => crate::engines::cpu::spawn_cpu(move || crate::formats::raster::check(&path, media, &limits)).await??,
     };
     if pages == 0 {
         return Err(StageError::BadInput("the document has no pages".into()));
+    }
+    if pages > ctx.pipeline.limits.max_pages {
+        return Err(crate::formats::over_page_limit(media.noun(), pages, &ctx.pipeline.limits));
     }
     ctx.store.set_document_info(document_id, media.mime(), pages as i64).await?;
     Ok(())
@@ -267,5 +275,7 @@ mod tests {
         assert_eq!(sanitize_filename("a\u{0}b\nc.pdf"), "abc.pdf");
         assert_eq!(sanitize_filename("résumé 東京.pdf"), "résumé 東京.pdf");
         assert_eq!(sanitize_filename("../"), "upload");
+        assert_eq!(sanitize_filename("invoice\u{202e}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(sanitize_filename(&"x".repeat(300)).len(), 200);
     }
 }

@@ -10,7 +10,6 @@ use image::RgbImage;
 use super::Payload;
 use crate::context::Context;
 use crate::engines::layout::LayoutModel;
-use crate::engines::pdfium::{LAYOUT_DPI, pixels_per_point};
 use crate::error::StageError;
 use crate::model::workdir::{BBox, Page, Region, WorkDir, area, centre_in, overlap, union};
 use lectern_queue::storage::Figure;
@@ -57,7 +56,8 @@ fn analyse(
         let image = image::open(workdir.pages_dir().join(name))
             .map_err(|e| StageError::transient("read layout image", e))?
             .to_rgb8();
-        let to_points = 1.0 / pixels_per_point(LAYOUT_DPI);
+        // A very large page is rendered at less than LAYOUT_DPI: scale by the image.
+        let to_points = page.width / image.width().max(1) as f32;
         let regions = model.detect(&image)?;
         let mut page_figures = Vec::new();
         for (bbox, score) in figure_boxes(&page, &regions, to_points) {

@@ -4,7 +4,6 @@
 
 use super::Payload;
 use crate::context::Context;
-use crate::engines::pdfium::{OCR_DPI, pixels_per_point};
 use crate::engines::tesseract::recognize;
 use crate::error::StageError;
 use crate::model::workdir::{TextSource, Word, WorkDir};
@@ -52,8 +51,11 @@ fn ocr_pages(
             .map_err(|e| StageError::transient("read OCR image", e))?
             .to_luma8();
         let (w, h) = image.dimensions();
-        // Image uploads are taken as OCR_DPI scans, so one scale serves both kinds.
-        let ocr = |languages: &str| recognize(languages, image.as_raw(), w, h, OCR_DPI as u32);
+        // Points per pixel: OCR_DPI renders, image uploads taken as OCR_DPI scans, and very
+        // large pages rendered at less.
+        let to_points = page.width / w.max(1) as f32;
+        let dpi = (72.0 / to_points).round() as u32;
+        let ocr = |languages: &str| recognize(languages, image.as_raw(), w, h, dpi);
         let mut result = ocr(&languages)?;
         if detect {
             let text = result.words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
@@ -66,7 +68,6 @@ fn ocr_pages(
                 }
             }
         }
-        let to_points = 1.0 / pixels_per_point(OCR_DPI);
         page.words = result.words.into_iter().map(|w| Word { bbox: w.bbox.map(|v| v * to_points), ..w }).collect();
         page.ocr_confidence = result.mean_confidence;
         page.ocr_language = Some(languages.clone());

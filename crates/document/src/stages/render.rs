@@ -8,16 +8,13 @@
 use std::path::Path;
 
 use image::{DynamicImage, GenericImageView};
-use pdfium_render::prelude::*;
 
 use super::Payload;
 use crate::context::Context;
-use crate::engines::pdfium::{
-    IMAGE_DPI, LAYOUT_DPI, OCR_DPI, open_pdf, save_png, text_layer_is_usable, words_from_text_layer,
-};
+use crate::engines::pdfium::{IMAGE_DPI, LAYOUT_DPI, save_png};
 use crate::error::StageError;
 use crate::formats::sniff::MediaType;
-use crate::model::workdir::{BBox, Page, TextSource};
+use crate::model::workdir::{Page, TextSource};
 use lectern_queue::storage::Figure;
 
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
@@ -37,7 +34,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     std::fs::create_dir_all(workdir.pages_dir())?;
     let pages_dir = workdir.pages_dir();
     let pages = match media {
-        MediaType::Pdf => ctx.pdfium().await?.run(move |pdfium| render_pdf(pdfium, &source, &pages_dir, range)).await?,
+        MediaType::Pdf => ctx.pdfium_process()?.render(source, pages_dir, range).await?,
         MediaType::Docx | MediaType::Pptx => {
             let figures_dir = workdir.figures_dir();
             let (pages, figures) =
@@ -59,93 +56,6 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     Ok(())
 }
 
-fn render_pdf(
-    pdfium: &Pdfium,
-    path: &Path,
-    pages_dir: &Path,
-    range: std::ops::RangeInclusive<u32>,
-) -> Result<Vec<Page>, StageError> {
-    let document = open_pdf(pdfium, path)?;
-    let mut pages = Vec::new();
-    for number in range {
-        let page = document
-            .pages()
-            .get((number - 1) as i32)
-            .map_err(|e| StageError::BadInput(format!("page {number} cannot be read: {e}")))?;
-        let (width, height) = (page.width().value, page.height().value);
-        let words = match page.text() {
-            Ok(text) => words_from_text_layer(&text, height),
-            Err(_) => Vec::new(),
-        };
-        let source = if text_layer_is_usable(&words) { TextSource::TextLayer } else { TextSource::Ocr };
-        let images = image_boxes(&page, height);
-        let render = |dpi: f32, grey: bool| -> Result<DynamicImage, StageError> {
-            let config = PdfRenderConfig::new().scale_page_by_factor(dpi / 72.0).use_grayscale_rendering(grey);
-            let bitmap = page
-                .render_with_config(&config)
-                .map_err(|e| StageError::BadInput(format!("page {number} cannot be rendered: {e}")))?;
-            bitmap.as_image().map_err(|e| StageError::transient("convert rendered page", e))
-        };
-        let layout_name = format!("p{number:04}-layout.png");
-        save_png(&DynamicImage::ImageRgb8(render(LAYOUT_DPI, false)?.to_rgb8()), &pages_dir.join(&layout_name))?;
-        let ocr_image = if source == TextSource::Ocr {
-            let name = format!("p{number:04}-ocr.png");
-            save_png(&DynamicImage::ImageLuma8(render(OCR_DPI, true)?.to_luma8()), &pages_dir.join(&name))?;
-            Some(name)
-        } else {
-            None
-        };
-        pages.push(Page {
-            number,
-            width,
-            height,
-            source,
-            words: if source == TextSource::TextLayer { words } else { Vec::new() },
-            layout_image: Some(layout_name),
-            ocr_image,
-            regions: Vec::new(),
-            ocr_confidence: None,
-            ocr_language: None,
-            images,
-        });
-    }
-    Ok(pages)
-}
-
-/// Boxes of the raster images drawn on the page (page points, top-left origin), images
-/// inside form XObjects (nested ones too) included.
-fn image_boxes(page: &PdfPage, page_height: f32) -> Vec<BBox> {
-    fn walk(object: &PdfPageObject, forms: &[PdfMatrix], page_height: f32, out: &mut Vec<BBox>) {
-        if let Some(form) = object.as_x_object_form_object() {
-            let mut inner = forms.to_vec();
-            if let Ok(matrix) = form.matrix() {
-                inner.insert(0, matrix);
-            }
-            for child in form.iter() {
-                walk(&child, &inner, page_height, out);
-            }
-        } else if object.as_image_object().is_some() {
-            let Ok(quad) = object.bounds() else { return };
-            let r = quad.to_rect();
-            // A child's bounds are in its form's space: apply the forms' matrices, innermost first.
-            let corners = [(r.left(), r.bottom()), (r.right(), r.top())]
-                .map(|(x, y)| forms.iter().fold((x, y), |(x, y), m| m.apply_to_points(x, y)));
-            let (xs, ys) = (corners.map(|c| c.0.value), corners.map(|c| c.1.value));
-            out.push([
-                xs[0].min(xs[1]),
-                page_height - ys[0].max(ys[1]),
-                xs[0].max(xs[1]),
-                page_height - ys[0].min(ys[1]),
-            ]);
-        }
-    }
-    let mut out = Vec::new();
-    for object in page.objects().iter() {
-        walk(&object, &[], page_height, &mut out);
-    }
-    out
-}
-
 /// Image uploads: each page (a TIFF may have several) is a scan at [`IMAGE_DPI`].
 fn render_image(
     path: &Path,
@@ -157,6 +67,25 @@ fn render_image(
     for number in range {
         let image = crate::formats::raster::page(path, media, number)?;
         let (w, h) = image.dimensions();
+        let grey = image.to_luma8();
+        let page = |layout_image, ocr_image| Page {
+            number,
+            width: w as f32 * 72.0 / IMAGE_DPI,
+            height: h as f32 * 72.0 / IMAGE_DPI,
+            source: TextSource::Ocr,
+            words: Vec::new(),
+            layout_image,
+            ocr_image,
+            regions: Vec::new(),
+            ocr_confidence: None,
+            ocr_language: None,
+            images: Vec::new(),
+        };
+        // A blank page has nothing to lay out or OCR.
+        if crate::formats::raster::is_blank(&grey) {
+            pages.push(page(None, None));
+            continue;
+        }
         let scale = LAYOUT_DPI / IMAGE_DPI;
         let layout = image.resize_exact(
             ((w as f32 * scale).round() as u32).max(1),
@@ -165,20 +94,8 @@ fn render_image(
         );
         let (layout_name, ocr_name) = (format!("p{number:04}-layout.png"), format!("p{number:04}-ocr.png"));
         save_png(&DynamicImage::ImageRgb8(layout.to_rgb8()), &pages_dir.join(&layout_name))?;
-        save_png(&DynamicImage::ImageLuma8(image.to_luma8()), &pages_dir.join(&ocr_name))?;
-        pages.push(Page {
-            number,
-            width: w as f32 * 72.0 / IMAGE_DPI,
-            height: h as f32 * 72.0 / IMAGE_DPI,
-            source: TextSource::Ocr,
-            words: Vec::new(),
-            layout_image: Some(layout_name),
-            ocr_image: Some(ocr_name),
-            regions: Vec::new(),
-            ocr_confidence: None,
-            ocr_language: None,
-            images: Vec::new(),
-        });
+        save_png(&DynamicImage::ImageLuma8(grey), &pages_dir.join(&ocr_name))?;
+        pages.push(page(Some(layout_name), Some(ocr_name)));
     }
     Ok(pages)
 }
@@ -200,10 +117,7 @@ fn read_office(
     let mut pages = Vec::new();
     let mut figures = Vec::new();
     let mut package = crate::formats::office::Package::open(path)?;
-    for laid in crate::formats::office::read(&mut package, media)? {
-        if !range.contains(&laid.page.number) {
-            continue;
-        }
+    for laid in crate::formats::office::read(&mut package, media, range)? {
         let number = laid.page.number;
         let mut page_figures = Vec::new();
         for (bbox, part) in laid.images {
