@@ -80,6 +80,11 @@ pub struct Global {
     /// and by workers serving the webhook queue.
     #[arg(long, global = true, env = "LECTERN_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// Internal hosts webhook callbacks may reach, comma-separated: addresses, CIDR blocks
+    /// (10.0.0.0/8) or host names. Loopback, private and link-local targets are refused
+    /// otherwise.
+    #[arg(long, global = true, env = "LECTERN_WEBHOOK_ALLOW", value_delimiter = ',')]
+    pub webhook_allow: Vec<String>,
     /// TOML file with any of the settings above (snake_case keys, e.g. data_dir = "/srv/lectern");
     /// flags and environment variables win over it.
     #[arg(long, global = true, env = "LECTERN_CONFIG")]
@@ -104,6 +109,8 @@ impl Global {
         settings.max_upload_bytes = self.max_upload_mb << 20;
         settings.retention = (self.retention_hours > 0).then(|| Duration::from_secs(self.retention_hours * 3600));
         settings.webhook_secret = self.webhook_secret.clone().filter(|s| !s.is_empty());
+        settings.webhook_allow =
+            self.webhook_allow.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
         let postgres = settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"));
         settings.sync_uploads = self.sync_uploads.unwrap_or(postgres);
         settings
@@ -709,7 +716,7 @@ async fn serve(
         shutdown::signal().await;
         trigger.trigger();
     });
-    axum::serve(listener, http::router(ctx))
+    axum::serve(http::connections::GuardedListener::new(listener), http::router(ctx))
         .with_graceful_shutdown(async move { server_shutdown.wait().await })
         .await?;
     if let Some(thread) = worker_thread {

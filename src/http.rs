@@ -37,6 +37,9 @@
 //! - `GET /` — the operator's dashboard (open `/?token=…` once; a session cookie follows).
 //! - `GET /healthz` (alive), `GET /readyz` (store answers, models on disk), `GET /metrics`
 //!   (Prometheus: jobs per queue and state, oldest waiting job, indexed chunks).
+//!
+//! Connections come through [`connections::GuardedListener`]: per-client and total caps, and
+//! a connection that makes no progress is closed (slow-loris).
 
 use std::sync::Arc;
 
@@ -53,6 +56,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+pub mod connections;
 mod dashboard;
 
 use crate::auth::Limiter;
@@ -204,14 +208,18 @@ async fn require_token(State(guard): State<Arc<Guard>>, mut req: Request, next: 
     } else {
         None
     };
-    if caller.0.as_ref().is_some_and(|t| !t.allows("*"))
-        && let Some(document) = owning_document(ctx, req.uri().path()).await?
-    {
-        match ctx.store.document(&document).await.map_err(internal)? {
-            Some(doc) if !caller.0.as_ref().is_some_and(|t| t.allows(&doc.collection)) => {
-                return Err(ApiError::NotFound(format!("document {document}")));
-            }
-            _ => {}
+    if let Some(token) = caller.0.as_ref().filter(|t| !t.allows("*")) {
+        // Not found, naming only what the caller asked for: a job's or a card's document
+        // belongs to the collection it cannot see.
+        let path = req.uri().path().to_string();
+        let hidden = || ApiError::NotFound(path.clone());
+        match owner(ctx, &path).await? {
+            Owner::Document(document) => match ctx.store.document(&document).await.map_err(internal)? {
+                Some(doc) if !token.allows(&doc.collection) => return Err(hidden()),
+                _ => {}
+            },
+            Owner::NoCollection => return Err(hidden()),
+            Owner::NotAResource => {}
         }
     }
     req.extensions_mut().insert(caller);
@@ -239,18 +247,37 @@ fn session_cookie(req: &Request) -> Option<String> {
     })
 }
 
-/// The document a `/v1/documents/{id}…`, `/v1/jobs/{id}…` or `/v1/flashcards/{id}…` path is about.
-async fn owning_document(ctx: &Context, path: &str) -> Result<Option<String>, ApiError> {
+/// Whose a `/v1/documents/{id}…`, `/v1/jobs/{id}…` or `/v1/flashcards/{id}…` path is.
+enum Owner {
+    /// A document, a job of one, or a card of one: that document's collection decides.
+    Document(String),
+    /// A job of no document (a webhook delivery): only unscoped tokens see it.
+    NoCollection,
+    /// Not one of those paths, or nothing there (the handler answers 404).
+    NotAResource,
+}
+
+async fn owner(ctx: &Context, path: &str) -> Result<Owner, ApiError> {
     let mut parts = path.trim_start_matches('/').split('/');
-    let (Some("v1"), Some(kind), Some(id)) = (parts.next(), parts.next(), parts.next()) else { return Ok(None) };
+    let (Some("v1"), Some(kind), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
+        return Ok(Owner::NotAResource);
+    };
     Ok(match kind {
-        "documents" => Some(id.to_string()),
+        "documents" => Owner::Document(id.to_string()),
         "jobs" => match id.parse::<i64>() {
-            Ok(n) => ctx.store.job(n).await.map_err(internal)?.and_then(|j| j.document_id),
-            Err(_) => None,
+            Ok(n) => match ctx.store.job(n).await.map_err(internal)? {
+                Some(job) => job.document_id.map_or(Owner::NoCollection, Owner::Document),
+                None => Owner::NotAResource,
+            },
+            Err(_) => Owner::NotAResource,
         },
-        "flashcards" => ctx.store.flashcard(id).await.map_err(internal)?.map(|c| c.document_id),
-        _ => None,
+        "flashcards" => ctx
+            .store
+            .flashcard(id)
+            .await
+            .map_err(internal)?
+            .map_or(Owner::NotAResource, |c| Owner::Document(c.document_id)),
+        _ => Owner::NotAResource,
     })
 }
 

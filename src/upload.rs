@@ -56,7 +56,7 @@ impl<'a> Upload<'a> {
         options: UploadOptions,
         reprocess: bool,
     ) -> Result<Self, UploadError> {
-        options.validate(&ctx.settings).map_err(UploadError::Invalid)?;
+        options.check(&ctx.settings).await.map_err(UploadError::Invalid)?;
         let writer = UploadWriter::create(&ctx.settings).await?;
         Ok(Self { ctx, writer, head: Vec::new(), filename: filename.to_string(), options, reprocess })
     }

@@ -503,6 +503,166 @@ async fn every_route_but_health_needs_a_token_scoped_and_rate_limited() {
 }
 
 /// CORS: only configured origins get a preflight answer and allow headers.
+/// Every route that reaches a document's data, by caller: no token, a forged one and a
+/// revoked one get 401; a token of collection A gets 403 where the request names collection B
+/// and 404 for B's document, jobs, pages, content, figures, artifacts, events and flashcards,
+/// and no answer to it carries B's document (its id, unless the caller sent it, or its name); B's own token gets 2xx everywhere, so each
+/// refusal is about the caller, not a missing resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_matrix_every_route_by_caller() {
+    let (base, _dir, ctx, _admin) = start_without_workers().await;
+    let (_trigger, _workers) = common::start_workers(&ctx);
+    let owner = client_for(&ctx, &["b".to_string()]).await;
+    let other = client_for(&ctx, &["a".to_string()]).await;
+    let (revoked_secret, revoked) = lectern::auth::new_token("revoked", &["b".to_string()]);
+    ctx.store.insert_token(&revoked).await.unwrap();
+    assert!(ctx.store.revoke_token(&revoked.id).await.unwrap());
+    let with_bearer = |secret: String| {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {secret}").parse().unwrap());
+        reqwest::Client::builder().default_headers(h).build().unwrap()
+    };
+    let revoked = with_bearer(revoked_secret);
+    let forged = with_bearer(format!("{}{}", lectern::auth::PREFIX, "1".repeat(64)));
+    let anonymous = reqwest::Client::new();
+
+    let form = reqwest::multipart::Form::new().text("collection", "b").part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(common::fixture("paper.pdf")).unwrap()).file_name("paper.pdf"),
+    );
+    let created: Value =
+        owner.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap().json().await.unwrap();
+    let id = created["document_id"].as_str().unwrap().to_string();
+    let doc = wait_document(&owner, &base, &id).await;
+    assert_eq!(doc["status"], "done", "{doc}");
+    let job = doc["jobs"][0]["id"].as_i64().unwrap();
+    let figure = ctx.store.figures(&id).await.unwrap()[0].path.rsplit('/').next().unwrap().to_string();
+    let cards: Value = owner
+        .get(format!("{base}/v1/documents/{id}/artifacts/flashcards.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let card = cards["cards"][0]["id"].as_str().unwrap().to_string();
+
+    use reqwest::Method;
+    let search = serde_json::json!({ "query": "hydro network", "collection": "b" });
+    let ask = serde_json::json!({ "question": "what is the hydro network?", "collection": "b" });
+    let review = serde_json::json!({ "grade": 4 });
+    // (method, path, JSON body, status for A's token: 403 names B, 404 reaches B's resource)
+    let routes: Vec<(Method, String, Option<&Value>, u16)> = vec![
+        (Method::GET, format!("/v1/documents/{id}"), None, 404),
+        (Method::GET, format!("/v1/documents/{id}/pages"), None, 404),
+        (Method::GET, format!("/v1/documents/{id}/content?format=markdown"), None, 404),
+        (Method::GET, format!("/v1/documents/{id}/figures/{figure}"), None, 404),
+        (Method::GET, format!("/v1/documents/{id}/artifacts"), None, 404),
+        (Method::GET, format!("/v1/documents/{id}/artifacts/quiz.pdf"), None, 404),
+        (Method::GET, format!("/v1/documents/{id}/events"), None, 404),
+        (Method::GET, format!("/v1/jobs/{job}"), None, 404),
+        (Method::GET, format!("/v1/flashcards/{card}"), None, 404),
+        (Method::POST, format!("/v1/flashcards/{card}/review"), Some(&review), 404),
+        (Method::POST, "/v1/search".into(), Some(&search), 403),
+        (Method::POST, "/v1/ask".into(), Some(&ask), 403),
+        (Method::GET, "/v1/documents?collection=b".into(), None, 403),
+        (Method::POST, format!("/v1/jobs/{job}/retry"), None, 404),
+        (Method::POST, format!("/v1/jobs/{job}/cancel"), None, 404),
+        (Method::POST, format!("/v1/documents/{id}/cancel"), None, 404),
+        (Method::DELETE, "/v1/collections/b".into(), None, 403),
+        (Method::DELETE, format!("/v1/documents/{id}"), None, 404),
+    ];
+    let call = |client: &reqwest::Client, method: &Method, path: &str, body: Option<&Value>| {
+        let mut req = client.request(method.clone(), format!("{base}{path}"));
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        req.timeout(Duration::from_secs(30)).send()
+    };
+    let mut cells = 0;
+    for (method, path, body, for_other) in &routes {
+        for (who, client) in [("anonymous", &anonymous), ("forged", &forged), ("revoked", &revoked)] {
+            let status = call(client, method, path, *body).await.unwrap().status();
+            assert_eq!(status, 401, "{who} {method} {path}");
+            cells += 1;
+        }
+        let resp = call(&other, method, path, *body).await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, *for_other, "collection A's token: {method} {path}: {text}");
+        // A 404 may repeat the id the caller sent, nothing else of B's document.
+        let leak = text.contains("paper.pdf") || (!path.contains(&id) && text.contains(&id));
+        assert!(!leak, "collection A's token sees B's document: {method} {path}: {text}");
+        cells += 1;
+        // The owner last: its DELETE and cancel would remove what the other cells reach.
+        if *method == Method::GET || path.contains("search") || path.contains("ask") || path.contains("review") {
+            let resp = call(&owner, method, path, *body).await.unwrap();
+            assert!(resp.status().is_success(), "owner {method} {path}: {}", resp.status());
+            cells += 1;
+        }
+    }
+    // A's listings hold nothing of B.
+    for path in ["/v1/documents", "/v1/collections"] {
+        let text = call(&other, &Method::GET, path, None).await.unwrap().text().await.unwrap();
+        assert!(!text.contains(&id) && !text.contains("\"b\""), "{path}: {text}");
+        cells += 1;
+    }
+    println!("auth matrix: {cells} cells as expected");
+    let gone = call(&owner, &Method::DELETE, &format!("/v1/documents/{id}"), None).await.unwrap();
+    assert!(gone.status().is_success(), "the owner deletes: {}", gone.status());
+}
+
+/// Slow-loris: a client that sends its request head a byte at a time, or opens connections
+/// and sends nothing, loses them after the progress window; a client over the per-client cap
+/// is closed at once; others are served all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_hold_the_connections() {
+    use lectern::http::connections::{GuardedListener, PER_CLIENT};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let guarded = GuardedListener::new(listener).window(Duration::from_secs(2));
+    tokio::spawn(async move { axum::serve(guarded, lectern::http::router(ctx)).await.unwrap() });
+
+    // One byte of a request head every 300 ms: closed within the window plus a little.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed_after = None;
+    for byte in head {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(1), slow.read(&mut buf)).await {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let closed_after = closed_after.expect("the slow client was never cut off");
+    assert!(closed_after < Duration::from_secs(5), "closed after {closed_after:?}");
+
+    // Idle connections up to the cap stay open until the window; one more is closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..PER_CLIENT {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut over = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(1), over.read(&mut buf)).await;
+    assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "a connection over the cap is closed: {n:?}");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Places are given back: a normal request is served.
+    let health = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_answers_allowed_origins_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -610,9 +770,17 @@ async fn webhook_receiver() -> (String, Received) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_are_signed_and_retried_and_upload_options_apply() {
     use hmac::{Hmac, Mac};
+    use lectern_document::stages::ingest::UploadOptions;
     let dir = tempfile::tempdir().unwrap();
     let mut settings = common::settings(dir.path());
     settings.webhook_secret = Some("hook-secret".into());
+    // The receiver is on loopback: refused unless allowed.
+    let loopback_refused = {
+        let options = UploadOptions { callback_url: Some("http://127.0.0.1:9/hook".into()), ..Default::default() };
+        options.check(&settings).await.unwrap_err()
+    };
+    assert!(loopback_refused.contains("loopback"), "{loopback_refused}");
+    settings.webhook_allow = vec!["127.0.0.1".into()];
     let store = lectern_queue::storage::open(None, &settings.data_dir).await.unwrap();
     let ctx = std::sync::Arc::new(lectern_document::context::Context::new(
         settings,

@@ -4,8 +4,9 @@
 //! - fan-out: two worker processes on a PostgreSQL store split a multi-page PDF page by
 //!   page; each page is processed once and the document finalised once;
 //! - `lectern serve --workers`: an HTTP upload reaches done, and the in-process pools'
-//!   CPU threads run under SCHED_IDLE (the default `--worker-nice idle`) while the
-//!   server's, and the thread embedding search queries, run at normal priority.
+//!   CPU threads and the lectern-pdfium children they start run under SCHED_IDLE (the
+//!   default `--worker-nice idle`) while the server's, and the thread embedding search
+//!   queries, run at normal priority.
 
 use crate::common;
 
@@ -104,11 +105,29 @@ async fn two_worker_processes_split_a_pdf_page_by_page() {
     println!("jobs were run by {} worker processes: {workers:?}", workers.len());
 }
 
+/// Processes whose parent is `parent` and whose name is `name`, from /proc.
+fn child_pids(parent: u32, name: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        // The kernel keeps 15 characters of a name.
+        if ppid == Some(parent) && name.starts_with(&stat[open + 1..close]) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// (thread name, "idle" or "nice N") of every thread of process `pid`, from /proc.
 fn thread_priorities(pid: u32) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else { continue };
+    // A process that has just exited has no tasks left to list.
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
         let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
         // Fields after the name start at field 3 (state); nice is field 19, policy 41.
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
@@ -140,6 +159,22 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // pdfium runs in short-lived lectern-pdfium children: sample their priority as they come.
+    let server_pid = server.child.id();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for pid in child_pids(server_pid, "lectern-pdfium") {
+                    seen.extend(thread_priorities(pid).into_iter().map(|(_, priority)| priority));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            seen
+        })
+    };
     let pdf = std::fs::read(common::fixture("paper.pdf")).unwrap();
     let form =
         reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(pdf).file_name("paper.pdf"));
@@ -166,10 +201,11 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
 
     let threads = thread_priorities(server.child.id());
     let of = |name: &str| threads.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
-    for name in ["pdfium", "lectern-embed"] {
-        let values = of(name);
-        assert!(!values.is_empty() && values.iter().all(|v| *v == "idle"), "{name}: {values:?} in {threads:?}");
-    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = sampler.join().unwrap();
+    assert!(!seen.is_empty() && seen.iter().all(|p| p == "idle"), "lectern-pdfium children: {seen:?}");
+    let embed = of("lectern-embed");
+    assert!(!embed.is_empty() && embed.iter().all(|v| *v == "idle"), "lectern-embed: {embed:?} in {threads:?}");
     assert_eq!(of("lectern-query"), ["nice 0"], "query embedding thread in {threads:?}");
     // The pools' runtime: blocking threads that ran stage work are idle, its async
     // threads (which hold the SQLite writer) are not; the server's threads are not.

@@ -235,18 +235,18 @@ fn cited_numbers(text: &str) -> impl Iterator<Item = usize> + '_ {
 /// Drops `[n]` citations of passages that do not exist from text that arrives in pieces:
 /// from an opening bracket on, text is held until the bracket closes (or turns out not to
 /// be a citation).
-struct CitationFilter {
+pub struct CitationFilter {
     passages: usize,
     held: String,
 }
 
 impl CitationFilter {
-    fn new(passages: usize) -> Self {
+    pub fn new(passages: usize) -> Self {
         Self { passages, held: String::new() }
     }
 
     /// The text that can be passed on after `piece`.
-    fn push(&mut self, piece: &str) -> String {
+    pub fn push(&mut self, piece: &str) -> String {
         let mut out = String::new();
         for c in piece.chars() {
             if self.held.is_empty() {
@@ -272,7 +272,7 @@ impl CitationFilter {
         out
     }
 
-    fn finish(&mut self) -> String {
+    pub fn finish(&mut self) -> String {
         std::mem::take(&mut self.held)
     }
 }

@@ -54,6 +54,8 @@ pub struct Settings {
     pub webhook_secret: Option<String>,
     /// Web origins allowed to call the API from a browser (CORS); none by default.
     pub cors_origins: Vec<String>,
+    /// Internal hosts webhooks may call (addresses, CIDR blocks, host names); none by default.
+    pub webhook_allow: Vec<String>,
 }
 
 impl Settings {
@@ -76,6 +78,7 @@ impl Settings {
             concurrent_uploads: 8,
             webhook_secret: None,
             cors_origins: Vec::new(),
+            webhook_allow: Vec::new(),
         }
     }
 
@@ -105,7 +108,7 @@ impl Settings {
 
 /// Settings a TOML file (`--config`, `LECTERN_CONFIG`) may give, and the environment
 /// variable each one stands for. Precedence: flag, then environment, then file, then default.
-pub const FILE_KEYS: [(&str, &str); 22] = [
+pub const FILE_KEYS: [(&str, &str); 23] = [
     ("data_dir", "LECTERN_DATA_DIR"),
     ("database_url", "DATABASE_URL"),
     ("models_dir", "LECTERN_MODELS_DIR"),
@@ -127,6 +130,7 @@ pub const FILE_KEYS: [(&str, &str); 22] = [
     ("concurrent_uploads", "LECTERN_CONCURRENT_UPLOADS"),
     ("cors_origins", "LECTERN_CORS_ORIGINS"),
     ("webhook_secret", "LECTERN_WEBHOOK_SECRET"),
+    ("webhook_allow", "LECTERN_WEBHOOK_ALLOW"),
     ("config", "LECTERN_CONFIG"),
 ];
 

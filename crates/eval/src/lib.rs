@@ -9,6 +9,8 @@
 //!
 //! `ask` ([`ask`]): answers with citations over a question set, calibrating "not found".
 //!
+//! `fuzz` ([`fuzz`]): mutation fuzzing of the parsers Lectern wrote (`scripts/fuzz.sh`).
+//!
 //! `retrieval`: indexes the documents of a question set into the `eval` collection (the
 //! pipeline without its generate stage), then asks every question in vector, text and hybrid
 //! mode and reports recall@k (the expected page among the top k) and MRR.
@@ -33,6 +35,7 @@ use lectern_queue::storage::DocumentStatus;
 
 pub mod ask;
 pub mod figures;
+pub mod fuzz;
 pub mod ocr;
 
 #[derive(Debug, Deserialize)]

@@ -67,6 +67,17 @@ enum Command {
         #[arg(long)]
         dump: Option<PathBuf>,
     },
+    /// Mutation fuzzing of one of Lectern's parsers (sniff, docx, pptx, image, page-json,
+    /// citations, sentences); panics and slow inputs are saved in `--out`.
+    Fuzz {
+        target: String,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long, default_value = "fuzz")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +92,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
+    if let Command::Fuzz { target, seconds, out, seed } = &cli.command {
+        let (target, seconds, out, seed) = (target.clone(), *seconds, out.join(target), *seed);
+        let (_, panics, slow) =
+            tokio::task::spawn_blocking(move || lectern_eval::fuzz::run(&target, seconds, &out, seed)).await??;
+        return Ok(panics == 0 && slow == 0);
+    }
     let ctx = cli.global.context(cli.global.settings()).await?;
     match cli.command {
         Command::Study { files } => lectern_eval::study(ctx, &files).await,
@@ -94,5 +111,6 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Ocr { corpus, pages, dump } => {
             lectern_eval::ocr::run(ctx, &corpus, pages.max(1), dump.as_deref()).await.map(|_| true)
         }
+        Command::Fuzz { .. } => unreachable!("run above"),
     }
 }

@@ -133,6 +133,16 @@ impl Default for UploadOptions {
 }
 
 impl UploadOptions {
+    /// [`Self::validate`], then a callback URL's host resolved and checked against internal
+    /// addresses ([`crate::webhook::resolve_allowed`]).
+    pub async fn check(&self, settings: &Settings) -> Result<(), String> {
+        self.validate(settings)?;
+        if let Some(url) = &self.callback_url {
+            crate::webhook::resolve_allowed(url, &settings.webhook_allow).await?;
+        }
+        Ok(())
+    }
+
     /// Checks the options against what this server can do; the message is for the client.
     pub fn validate(&self, settings: &Settings) -> Result<(), String> {
         crate::index::table_name(&self.collection).map_err(|e| e.to_string())?;
@@ -192,7 +202,7 @@ pub async fn submit_file_to(ctx: &Context, path: &Path, collection: &str) -> any
 
 /// Stores a local file and submits it with `options`.
 pub async fn submit_file_with(ctx: &Context, path: &Path, options: &UploadOptions) -> anyhow::Result<(String, i64)> {
-    options.validate(&ctx.settings).map_err(|e| anyhow::anyhow!(e))?;
+    options.check(&ctx.settings).await.map_err(|e| anyhow::anyhow!(e))?;
     let stored = store_file(&ctx.settings, path).await?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(submit(ctx.store.as_ref(), &ctx.pipeline, &stored, &name, options).await?)
