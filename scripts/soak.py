@@ -38,6 +38,7 @@ class Client:
         self.base, self.token = base, token
         self.lock = threading.Lock()
         self.statuses = {}
+        self.failures = []  # (method, path, status, what) of 5xx and unanswered requests
 
     def request(self, method, path, body=None, content_type=None, stream=False, timeout=60):
         req = urllib.request.Request(self.base + path, data=body, method=method)
@@ -54,6 +55,9 @@ class Client:
             status, data = 599, str(e).encode()  # no answer at all counts as a failure
         with self.lock:
             self.statuses[status] = self.statuses.get(status, 0) + 1
+            if status >= 500 and len(self.failures) < 20:
+                what = data if isinstance(data, bytes) else b""
+                self.failures.append((method, path, status, what[:200].decode(errors="replace")))
         return status, data
 
     def json(self, method, path, payload=None):
@@ -166,6 +170,7 @@ def main():
             sys.exit("the server did not start; see " + log.name)
         time.sleep(0.2)
 
+    client.statuses.clear()  # the probes above were answered before the server listened
     fixtures = {name: open(os.path.join(ROOT, "fixtures", name), "rb").read() for name in FIXTURES}
     docs, docs_lock, stop = [], threading.Lock(), threading.Event()
     counts = {"uploads": 0, "cancels": 0, "searches": 0, "asks": 0, "polls": 0, "sse": 0}
@@ -262,7 +267,8 @@ def main():
     lines = [
         f"# Soak, {datetime.datetime.now():%Y-%m-%d %H:%M}: scripts/soak.py {args.minutes:g} on {os.uname().nodename} ({os.cpu_count()} cores)",
         f"lectern serve --workers, SQLite + local LanceDB; load: {json.dumps(counts)}",
-        f"HTTP answers by status: {json.dumps(statuses)}; server alive at the end: {alive}; stuck jobs: {stuck}",
+        f"HTTP answers by status: {json.dumps(statuses)} (599: no answer); server alive at the end: {alive}; stuck jobs: {stuck}",
+        f"failed requests: {client.failures}",
         "",
         "series over the second half (after warm-up): first, last, min, max, least-squares slope per hour",
     ]
@@ -275,7 +281,7 @@ def main():
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
-    print("\n".join(lines[:5 + len(series)]))
+    print("\n".join(lines[: 6 + len(series)]))
     print(f"written to {args.out}; data in {data_dir}")
     errors = sum(n for s, n in statuses.items() if s >= 500)
     sys.exit(0 if alive and not stuck and errors == 0 else 1)

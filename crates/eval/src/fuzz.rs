@@ -337,3 +337,30 @@ fn mutate(input: &mut Vec<u8>, other: &[u8], rng: &mut Rng, json: bool) {
         _ => input.push(rng.next() as u8),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Inputs the fuzzer found crashes with (`fixtures/fuzz/TARGET-*`), run again: each must
+    /// reach an outcome (it was a stack overflow that aborted the process).
+    #[test]
+    fn past_findings_run_to_an_outcome() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fuzz");
+        let scratch = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(scratch.path().join("pages")).unwrap();
+        let mut ran = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name == "README.md" {
+                continue;
+            }
+            let target = TARGETS.iter().find(|t| name.starts_with(&format!("{t}-"))).expect("named TARGET-…");
+            let outcome = execute(target, &std::fs::read(&path).unwrap(), scratch.path());
+            println!("{name}: {outcome}");
+            ran += 1;
+        }
+        assert!(ran >= 1);
+    }
+}

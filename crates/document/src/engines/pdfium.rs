@@ -301,6 +301,11 @@ pub fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> 
             continue;
         }
         let Ok(rect) = ch.loose_bounds() else { continue };
+        // A hostile font matrix can put a glyph at infinity: such a glyph has no place.
+        if ![rect.left().value, rect.top().value, rect.right().value, rect.bottom().value].iter().all(|v| v.is_finite())
+        {
+            continue;
+        }
         // pdfium's origin is bottom-left; ours is top-left.
         let b =
             [rect.left().value, page_height - rect.top().value, rect.right().value, page_height - rect.bottom().value];

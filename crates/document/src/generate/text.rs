@@ -484,7 +484,10 @@ pub fn key_phrases(sentences: &[Sentence], limit: usize) -> Vec<Term> {
         return Vec::new();
     }
     let n_sentences = sentences.len().max(1) as f64;
-    let content: Vec<f64> = stats.iter().filter(|(w, _)| !is_stopword(w)).map(|(_, s)| s.tf).collect();
+    let mut content: Vec<f64> = stats.iter().filter(|(w, _)| !is_stopword(w)).map(|(_, s)| s.tf).collect();
+    // Summed in a fixed order: in the map's (random per process) order the sums differ in
+    // the last bits, and so did near-tied terms between two runs on the same document.
+    content.sort_by(f64::total_cmp);
     let mean = content.iter().sum::<f64>() / content.len().max(1) as f64;
     let std = (content.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / content.len().max(1) as f64).sqrt();
     let max_tf = content.iter().cloned().fold(1.0, f64::max);

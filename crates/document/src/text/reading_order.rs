@@ -20,9 +20,19 @@ const NARROW: f32 = 0.6;
 
 /// Indices of `boxes` in reading order; `boxes` are given in source order.
 pub fn order(boxes: &[BBox]) -> Vec<usize> {
+    // Every cut needs boxes with finite, ordered corners to split a set in two non-empty
+    // parts (a page file from a hostile PDF may hold an infinite or inverted box).
+    let boxes: Vec<BBox> = boxes.iter().map(tidy).collect();
     let mut out = Vec::with_capacity(boxes.len());
-    cut(boxes, (0..boxes.len()).collect(), &mut out);
+    cut(&boxes, (0..boxes.len()).collect(), &mut out);
     out
+}
+
+/// The box with each coordinate finite (within ±1e6 points) and its corners in order.
+fn tidy(b: &BBox) -> BBox {
+    let f = |v: f32| if v.is_nan() { 0.0 } else { v.clamp(-1e6, 1e6) };
+    let [x0, y0, x1, y1] = b.map(f);
+    [x0.min(x1), y0.min(y1), x0.max(x1), y0.max(y1)]
 }
 
 /// `set` is sorted ascending (source order).
@@ -122,6 +132,19 @@ mod tests {
             [72.0, 310.0, 290.0, 500.0],  // 5 left, lower
             [72.0, 520.0, 290.0, 600.0],  // 6 left, bottom
         ]
+    }
+
+    /// Found by `scripts/fuzz.sh page-json`: a word box whose top was 1e39 (infinite as
+    /// f32) made the cuts recurse until the stack overflowed.
+    #[test]
+    fn infinite_nan_and_inverted_boxes_still_get_an_order() {
+        let mut boxes = two_columns();
+        boxes[1] = [72.0, f32::INFINITY, 80.0, 226.0];
+        boxes[3] = [f32::NAN, 100.0, 540.0, f32::NEG_INFINITY];
+        boxes[5] = [290.0, 500.0, 72.0, 310.0];
+        let mut order = order(&boxes);
+        order.sort_unstable();
+        assert_eq!(order, (0..boxes.len()).collect::<Vec<_>>());
     }
 
     #[test]
