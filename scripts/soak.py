@@ -171,6 +171,7 @@ def main():
         time.sleep(0.2)
 
     client.statuses.clear()  # the probes above were answered before the server listened
+    client.failures.clear()
     fixtures = {name: open(os.path.join(ROOT, "fixtures", name), "rb").read() for name in FIXTURES}
     docs, docs_lock, stop = [], threading.Lock(), threading.Event()
     counts = {"uploads": 0, "cancels": 0, "searches": 0, "asks": 0, "polls": 0, "sse": 0}

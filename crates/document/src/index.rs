@@ -34,14 +34,6 @@ use crate::model::chunk::{Chunk, Span};
 pub const MAINTAIN_EVERY: u64 = 20;
 /// Rows from which vector search uses an ANN index instead of an exact scan.
 pub const ANN_MIN_ROWS: usize = 50_000;
-/// LanceDB's caches of opened indices and of table metadata, per process. Lance's defaults
-/// (6 GiB and 1 GiB) let a long-running server keep every superseded index version cached,
-/// and the files that maintenance deleted under them open (a 30-minute soak: descriptors
-/// +380/h, RSS +0.9 GiB/h, `benches/results/soak-2026-12-05-default-caches.txt`). Bounded,
-/// unused entries are evicted; one collection's indices fit many times over.
-const INDEX_CACHE_BYTES: usize = 256 << 20;
-const METADATA_CACHE_BYTES: usize = 128 << 20;
-
 /// Versions older than this are pruned by maintenance (readers in other processes may still
 /// be on a recent one).
 pub const KEEP_VERSIONS_FOR: std::time::Duration = std::time::Duration::from_secs(30);
@@ -194,16 +186,7 @@ impl VectorIndex {
     /// Opens with reads that check for other processes' commits at most once per
     /// `interval` (benches compare it with [`VectorIndex::open`]'s every read).
     pub async fn open_with_consistency(dir: &Path, interval: std::time::Duration) -> Result<Self, IndexError> {
-        let session = lancedb::Session::new(
-            INDEX_CACHE_BYTES,
-            METADATA_CACHE_BYTES,
-            std::sync::Arc::new(lancedb::ObjectStoreRegistry::default()),
-        );
-        let db = lancedb::connect(&dir.to_string_lossy())
-            .session(std::sync::Arc::new(session))
-            .read_consistency_interval(interval)
-            .execute()
-            .await?;
+        let db = lancedb::connect(&dir.to_string_lossy()).read_consistency_interval(interval).execute().await?;
         Ok(Self {
             db,
             dir: dir.to_path_buf(),
