@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-MEMORY_BUDGET = 2 << 30  # address space is not RSS: this only stops runaways
+MEMORY_BUDGET = 2 << 30  # RSS of the process and its children; over it counts as a crash
 
 
 def run(lectern, path, timeout, data_dir):
@@ -43,9 +43,9 @@ def run(lectern, path, timeout, data_dir):
         rss = current_rss(proc.pid)
         peak = max(peak, rss)
         if rss > MEMORY_BUDGET:
-            killed = "over 2 GiB RSS"
+            killed = ("crash", "over 2 GiB RSS")
         elif time.monotonic() - start > timeout:
-            killed = f"over {timeout} s"
+            killed = ("hang", f"over {timeout} s")
         if killed:
             os.killpg(proc.pid, signal.SIGKILL)
             pid, status, usage = os.wait4(proc.pid, 0)
@@ -112,7 +112,7 @@ def main():
         finally:
             shutil.rmtree(data_dir, ignore_errors=True)
         if killed:
-            outcome, reason = ("hang" if "s" == killed[-1] else "crash"), killed
+            outcome, reason = killed
         elif doc is None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1 and "Error: " in stderr:
             # Refused at upload, before a document existed: the CLI's error.
             reason = " ".join(stderr[stderr.index("Error: ") :].split())
