@@ -176,7 +176,7 @@ fn main() {
         args.lang
     );
 
-    // Warm our engine once (the stage keeps one per thread across pages).
+    // Warm our engine once (the stage reuses engines across pages).
     ours(&args.lang, &pages[0].ocr_png);
     println!("\n## OCR, CPU s per 300-DPI page\n");
     println!("| page | lectern | CLI, defaults | ratio | CLI, our settings | ratio | CER vs CLI |");

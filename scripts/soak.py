@@ -7,8 +7,8 @@ Load (threads, standard library only): uploads of the fixtures made unique by a 
 comment (kept closed-loop: a new upload only while fewer than 4 documents are unfinished,
 so the run measures a steady state, not a growing backlog), every tenth a bad file; status
 polls; searches and asks; a server-sent-events listener per upload; every fifth upload
-cancelled. Samples: RSS of the server and its children, open file descriptors, threads,
-SQLite WAL size, LanceDB version files, queue depth, 5xx answers. The report gives each
+cancelled; once 60 documents are kept, each upload deletes the oldest. Samples: RSS of the server and (apart) of its pdfium children, open file descriptors (and those of deleted files), threads,
+SQLite WAL size, LanceDB version files, queue depth, indexed chunks, 5xx answers. The report gives each
 series' slope over the second half (after warm-up) and fails on any 5xx or a job running
 longer than 10 minutes.
 """
@@ -31,6 +31,9 @@ import urllib.request
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 FIXTURES = ["columns.pdf", "paper.pdf", "page.png", "headings.docx", "notes.pptx", "scan.pdf"]
 BAD = [b"", b"%PDF-1.7\n garbage", b"PK\x03\x04 not a zip"]
+# Documents kept: older ones are deleted, so the data stays the same size and growth in
+# the samples is the server's, not the corpus's.
+KEEP_DOCUMENTS = 60
 
 
 class Client:
@@ -102,14 +105,20 @@ def tree(pid):
 
 
 def sample(pid, data_dir, client, t0):
-    rss = 0
+    rss = {}
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/statm") as f:
-                rss += int(f.read().split()[1]) * resource.getpagesize()
+                rss[p] = int(f.read().split()[1]) * resource.getpagesize()
         except OSError:
             pass
-    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    fds = deleted = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        fds += 1
+        try:
+            deleted += os.readlink(f"/proc/{pid}/fd/{fd}").endswith(" (deleted)")
+        except OSError:
+            pass
     with open(f"/proc/{pid}/status") as f:
         threads = int(next(line for line in f if line.startswith("Threads:")).split()[1])
     wal = os.path.join(data_dir, "lectern.db-wal")
@@ -119,18 +128,23 @@ def sample(pid, data_dir, client, t0):
     for dirpath, _, files in os.walk(lance):
         if dirpath.endswith("_versions"):
             versions += len(files)
+    _, collections = client.json("GET", "/v1/collections")
+    chunks = sum(c.get("chunks", 0) for c in (collections or {}).get("collections", []))
     _, queues = client.json("GET", "/v1/queues")
     depth = sum(q.get("available", 0) + q.get("running", 0) for q in (queues or {}).get("queues", []))
     with client.lock:
         errors = sum(n for s, n in client.statuses.items() if s >= 500)
     return {
         "t": time.monotonic() - t0,
-        "rss_mib": rss / 2**20,
+        "rss_mib": rss.get(pid, 0) / 2**20,
+        "children_rss_mib": sum(v for p, v in rss.items() if p != pid) / 2**20,
         "fds": fds,
+        "deleted_fds": deleted,
         "threads": threads,
         "wal_mib": wal_size / 2**20,
         "lance_versions": versions,
         "queue_depth": depth,
+        "chunks": chunks,
         "5xx": errors,
     }
 
@@ -174,7 +188,7 @@ def main():
     client.failures.clear()
     fixtures = {name: open(os.path.join(ROOT, "fixtures", name), "rb").read() for name in FIXTURES}
     docs, docs_lock, stop = [], threading.Lock(), threading.Event()
-    counts = {"uploads": 0, "cancels": 0, "searches": 0, "asks": 0, "polls": 0, "sse": 0}
+    counts = {"uploads": 0, "cancels": 0, "deletes": 0, "searches": 0, "asks": 0, "polls": 0, "sse": 0}
     rng = random.Random(7)
 
     def unfinished():
@@ -200,6 +214,10 @@ def main():
             if status == 202 and body:
                 with docs_lock:
                     docs.append(body["document_id"])
+                    oldest = docs.pop(0) if len(docs) > KEEP_DOCUMENTS else None
+                if oldest:
+                    client.request("DELETE", f"/v1/documents/{oldest}")
+                    counts["deletes"] += 1
                 threading.Thread(target=listen, args=(body["document_id"],), daemon=True).start()
                 if n % 5 == 0:
                     time.sleep(rng.uniform(0, 2))
@@ -264,7 +282,7 @@ def main():
     server.wait(timeout=60)
 
     half = [s for s in samples if s["t"] >= samples[-1]["t"] / 2] if samples else []
-    series = ["rss_mib", "fds", "threads", "wal_mib", "lance_versions", "queue_depth"]
+    series = ["rss_mib", "children_rss_mib", "fds", "deleted_fds", "threads", "wal_mib", "lance_versions", "queue_depth", "chunks"]
     lines = [
         f"# Soak, {datetime.datetime.now():%Y-%m-%d %H:%M}: scripts/soak.py {args.minutes:g} on {os.uname().nodename} ({os.cpu_count()} cores)",
         f"lectern serve --workers, SQLite + local LanceDB; load: {json.dumps(counts)}",

@@ -67,7 +67,7 @@ use lectern_document::context::Context;
 use lectern_document::export::Format;
 use lectern_document::stages::ingest;
 use lectern_document::{ask, search};
-use lectern_queue::storage::ApiToken;
+use lectern_queue::storage::{ApiToken, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -87,8 +87,30 @@ pub enum ApiError {
     Forbidden(String),
     #[error("too many requests for this token; retry in {0} s")]
     TooMany(u64),
+    #[error("the service cannot reach its job store; retry shortly ({0})")]
+    Unavailable(String),
+    #[error("the server's disk is full; retry once space is freed")]
+    DiskFull,
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_disk_full() {
+            ApiError::DiskFull
+        } else if e.is_unavailable() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            internal(e)
+        }
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull { ApiError::DiskFull } else { internal(e) }
+    }
 }
 
 impl From<UploadError> for ApiError {
@@ -96,7 +118,8 @@ impl From<UploadError> for ApiError {
         match e {
             UploadError::Invalid(reason) => ApiError::BadRequest(reason),
             UploadError::UnsupportedType(reason) => ApiError::UnsupportedType(reason),
-            other => internal(other),
+            UploadError::Io(e) => e.into(),
+            UploadError::Store(e) => e.into(),
         }
     }
 }
@@ -112,6 +135,8 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::DiskFull => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
@@ -123,6 +148,9 @@ impl IntoResponse for ApiError {
             ApiError::TooMany(secs) => {
                 headers.insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
             }
+            ApiError::Unavailable(_) | ApiError::DiskFull => {
+                headers.insert(header::RETRY_AFTER, header::HeaderValue::from(RETRY_AFTER_OUTAGE_SECS));
+            }
             _ => {}
         }
         response
@@ -133,6 +161,7 @@ impl From<search::SearchError> for ApiError {
     fn from(e: search::SearchError) -> Self {
         match e {
             search::SearchError::Invalid(reason) => ApiError::BadRequest(reason),
+            search::SearchError::Store(e) => e.into(),
             other => internal(other),
         }
     }
@@ -143,6 +172,7 @@ impl From<ListError> for ApiError {
         match e {
             ListError::Invalid(reason) => ApiError::BadRequest(reason),
             ListError::Forbidden(collection) => ApiError::Forbidden(collection),
+            ListError::Store(e) => e.into(),
             other => internal(other),
         }
     }
@@ -153,10 +183,33 @@ impl From<ExportError> for ApiError {
         match e {
             ExportError::NotFound(id) => ApiError::NotFound(format!("document {id}")),
             ExportError::NotReady { .. } | ExportError::NoPages { .. } => ApiError::Conflict(e.to_string()),
+            ExportError::Store(e) => e.into(),
             other => internal(other),
         }
     }
 }
+
+impl From<crate::status::PagesError> for ApiError {
+    fn from(e: crate::status::PagesError) -> Self {
+        match e {
+            crate::status::PagesError::Store(e) => e.into(),
+            other => internal(other),
+        }
+    }
+}
+
+impl From<crate::status::DeleteError> for ApiError {
+    fn from(e: crate::status::DeleteError) -> Self {
+        match e {
+            crate::status::DeleteError::Store(e) => e.into(),
+            crate::status::DeleteError::Io(e) => e.into(),
+            other => internal(other),
+        }
+    }
+}
+
+/// What `Retry-After` says while the job store is down or the disk is full.
+const RETRY_AFTER_OUTAGE_SECS: u64 = 5;
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::Internal(e.to_string())
@@ -196,7 +249,7 @@ async fn require_token(State(guard): State<Arc<Guard>>, mut req: Request, next: 
     let secret = bearer(&req).or_else(|| session_cookie(&req)).or(from_query.clone());
     let caller = if ctx.settings.auth_required {
         let secret = secret.as_deref().ok_or(ApiError::Unauthorized)?;
-        let token = ctx.store.token_by_hash(&crate::auth::hash(secret)).await.map_err(internal)?;
+        let token = ctx.store.token_by_hash(&crate::auth::hash(secret)).await?;
         Caller(Some(token.ok_or(ApiError::Unauthorized)?))
     } else {
         Caller(None)
@@ -214,7 +267,7 @@ async fn require_token(State(guard): State<Arc<Guard>>, mut req: Request, next: 
         let path = req.uri().path().to_string();
         let hidden = || ApiError::NotFound(path.clone());
         match owner(ctx, &path).await? {
-            Owner::Document(document) => match ctx.store.document(&document).await.map_err(internal)? {
+            Owner::Document(document) => match ctx.store.document(&document).await? {
                 Some(doc) if !token.allows(&doc.collection) => return Err(hidden()),
                 _ => {}
             },
@@ -265,18 +318,13 @@ async fn owner(ctx: &Context, path: &str) -> Result<Owner, ApiError> {
     Ok(match kind {
         "documents" => Owner::Document(id.to_string()),
         "jobs" => match id.parse::<i64>() {
-            Ok(n) => match ctx.store.job(n).await.map_err(internal)? {
+            Ok(n) => match ctx.store.job(n).await? {
                 Some(job) => job.document_id.map_or(Owner::NoCollection, Owner::Document),
                 None => Owner::NotAResource,
             },
             Err(_) => Owner::NotAResource,
         },
-        "flashcards" => ctx
-            .store
-            .flashcard(id)
-            .await
-            .map_err(internal)?
-            .map_or(Owner::NotAResource, |c| Owner::Document(c.document_id)),
+        "flashcards" => ctx.store.flashcard(id).await?.map_or(Owner::NotAResource, |c| Owner::Document(c.document_id)),
         _ => Owner::NotAResource,
     })
 }
@@ -461,10 +509,8 @@ async fn upload(
 }
 
 async fn pages(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let pages = crate::status::document_pages(&ctx, &id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
+    let pages =
+        crate::status::document_pages(&ctx, &id).await?.ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
     Ok(Json(json!({ "pages": pages })).into_response())
 }
 
@@ -544,20 +590,20 @@ async fn figure(
     State(ctx): State<Arc<Context>>,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let figures = ctx.store.figures(&id).await.map_err(internal)?;
+    let figures = ctx.store.figures(&id).await?;
     let figure = figures
         .iter()
         .find(|f| std::path::Path::new(&f.path).file_name().is_some_and(|n| *n == *name))
         .ok_or_else(|| ApiError::NotFound(format!("figure {name}")))?;
-    let bytes = tokio::fs::read(&figure.path).await.map_err(internal)?;
+    let bytes = tokio::fs::read(&figure.path).await?;
     Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
 }
 
 async fn artifacts(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if ctx.store.document(&id).await.map_err(internal)?.is_none() {
+    if ctx.store.document(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("document {id}")));
     }
-    let list = ctx.store.artifacts(&id).await.map_err(internal)?;
+    let list = ctx.store.artifacts(&id).await?;
     let list: Vec<_> = list
         .iter()
         .map(|a| {
@@ -572,9 +618,9 @@ async fn artifact(
     State(ctx): State<Arc<Context>>,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let list = ctx.store.artifacts(&id).await.map_err(internal)?;
+    let list = ctx.store.artifacts(&id).await?;
     let a = list.iter().find(|a| a.name == name).ok_or_else(|| ApiError::NotFound(format!("artifact {name}")))?;
-    let bytes = tokio::fs::read(&a.path).await.map_err(internal)?;
+    let bytes = tokio::fs::read(&a.path).await?;
     let disposition = format!("attachment; filename=\"{}\"", a.name);
     Ok(([(header::CONTENT_TYPE, a.media_type.clone()), (header::CONTENT_DISPOSITION, disposition)], bytes)
         .into_response())
@@ -607,7 +653,7 @@ async fn readyz(State(ctx): State<Arc<Context>>) -> Response {
 /// Prometheus text format: jobs per queue and state, oldest waiting job, indexed chunks.
 async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
     use std::fmt::Write;
-    let stats = ctx.store.queue_stats(lectern_queue::storage::now_ms()).await.map_err(internal)?;
+    let stats = ctx.store.queue_stats(lectern_queue::storage::now_ms()).await?;
     let mut out = String::from("# HELP lectern_jobs Jobs by queue and state.\n# TYPE lectern_jobs gauge\n");
     for q in &stats {
         for (state, n) in [
@@ -631,7 +677,7 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> 
         "# HELP lectern_stage_duration_seconds Run time of finished jobs per stage (jobs within retention).\n",
     );
     out.push_str("# TYPE lectern_stage_duration_seconds histogram\n");
-    for d in ctx.store.stage_durations().await.map_err(internal)? {
+    for d in ctx.store.stage_durations().await? {
         for (le, n) in lectern_queue::storage::DURATION_BUCKETS_MS.iter().zip(&d.buckets) {
             let _ = writeln!(
                 out,
@@ -647,7 +693,7 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> 
     }
     out.push_str("# HELP lectern_pages_done_total Pages through render, layout and OCR (rate() gives pages/s).\n");
     out.push_str("# TYPE lectern_pages_done_total counter\n");
-    let _ = writeln!(out, "lectern_pages_done_total {}", ctx.store.pages_done().await.map_err(internal)?);
+    let _ = writeln!(out, "lectern_pages_done_total {}", ctx.store.pages_done().await?);
     let (batches, rows) = lectern_document::engines::embedder::batch_sizes();
     out.push_str("# HELP lectern_embedding_batch_rows Rows per embedding inference in this process.\n");
     out.push_str("# TYPE lectern_embedding_batch_rows histogram\n");
@@ -672,33 +718,30 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> 
 }
 
 async fn job(State(ctx): State<Arc<Context>>, Path(id): Path<i64>) -> Result<Response, ApiError> {
-    let job = ctx.store.job(id).await.map_err(internal)?.ok_or_else(|| ApiError::NotFound(format!("job {id}")))?;
+    let job = ctx.store.job(id).await?.ok_or_else(|| ApiError::NotFound(format!("job {id}")))?;
     Ok(Json(job).into_response())
 }
 
 async fn document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let status = crate::status::document_status(&ctx, &id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
+    let status =
+        crate::status::document_status(&ctx, &id).await?.ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
     Ok(Json(status).into_response())
 }
 
 async fn cancel_job(State(ctx): State<Arc<Context>>, Path(id): Path<i64>) -> Result<Response, ApiError> {
-    let state =
-        ctx.store.cancel_job(id).await.map_err(internal)?.ok_or_else(|| ApiError::NotFound(format!("job {id}")))?;
+    let state = ctx.store.cancel_job(id).await?.ok_or_else(|| ApiError::NotFound(format!("job {id}")))?;
     Ok(Json(json!({ "id": id, "state": state })).into_response())
 }
 
 async fn retry_job(State(ctx): State<Arc<Context>>, Path(id): Path<i64>) -> Result<Response, ApiError> {
-    if !ctx.store.retry_job(id).await.map_err(internal)? {
+    if !ctx.store.retry_job(id).await? {
         return Err(ApiError::BadRequest(format!("job {id} is not failed, dead or cancelled")));
     }
     Ok(Json(json!({ "id": id, "state": "available" })).into_response())
 }
 
 async fn delete_document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if !crate::status::delete_document(&ctx, &id).await.map_err(internal)? {
+    if !crate::status::delete_document(&ctx, &id).await? {
         return Err(ApiError::NotFound(format!("document {id}")));
     }
     Ok(Json(json!({ "id": id, "deleted": true })).into_response())
@@ -707,7 +750,7 @@ async fn delete_document(State(ctx): State<Arc<Context>>, Path(id): Path<String>
 /// Server-sent events: `job` and `document` changes in the order they are seen, then `end`
 /// once the document has finished.
 async fn document_events(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if ctx.store.document(&id).await.map_err(internal)?.is_none() {
+    if ctx.store.document(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("document {id}")));
     }
     struct Poll {
@@ -756,25 +799,20 @@ async fn document_events(State(ctx): State<Arc<Context>>, Path(id): Path<String>
 }
 
 async fn cancel_document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    if ctx.store.document(&id).await.map_err(internal)?.is_none() {
+    if ctx.store.document(&id).await?.is_none() {
         return Err(ApiError::NotFound(format!("document {id}")));
     }
-    let jobs = ctx.store.cancel_document(&id).await.map_err(internal)?;
+    let jobs = ctx.store.cancel_document(&id).await?;
     Ok(Json(json!({ "id": id, "status": "cancelled", "jobs_stopped": jobs })).into_response())
 }
 
 async fn queues(State(ctx): State<Arc<Context>>) -> Result<Response, ApiError> {
-    let stats = ctx.store.queue_stats(lectern_queue::storage::now_ms()).await.map_err(internal)?;
+    let stats = ctx.store.queue_stats(lectern_queue::storage::now_ms()).await?;
     Ok(Json(json!({ "queues": stats })).into_response())
 }
 
 async fn flashcard(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let card = ctx
-        .store
-        .flashcard(&id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::NotFound(format!("flashcard {id}")))?;
+    let card = ctx.store.flashcard(&id).await?.ok_or_else(|| ApiError::NotFound(format!("flashcard {id}")))?;
     Ok(Json(card).into_response())
 }
 
@@ -791,7 +829,7 @@ async fn review_flashcard(
     let card = crate::status::review_flashcard(&ctx, &id, req.grade).await.map_err(|e| match e {
         crate::status::ReviewError::NotFound => ApiError::NotFound(format!("flashcard {id}")),
         crate::status::ReviewError::Grade(e) => ApiError::BadRequest(e.to_string()),
-        crate::status::ReviewError::Store(e) => internal(e),
+        crate::status::ReviewError::Store(e) => e.into(),
     })?;
     Ok(Json(card).into_response())
 }

@@ -5,9 +5,12 @@ fn main() -> anyhow::Result<()> {
     unsafe { lectern::cli::prepare_process()? };
     let cli = lectern::cli::Cli::parse();
     lectern::cli::init_logs(cli.global.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(lectern_document::engines::cpu::MAX_BLOCKING_THREADS)
+        .enable_all()
+        .build()?;
     let code = runtime.block_on(lectern::cli::run(cli));
-    // Join the blocking threads so their thread-local OCR engines are dropped before exit.
+    // Blocking work in flight (file writes, a page's OCR) gets a moment to finish.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     std::process::exit(code?);
 }

@@ -1,6 +1,7 @@
-//! PostgreSQL restarted under load: a worker process keeps going once the server is back,
-//! and every document finishes with every job done once. Alone in its own test binary
-//! because it restarts the shared test server.
+//! PostgreSQL stopped under load, then started again: while it is down the API answers 503
+//! with `Retry-After` (no 500, no hang) and the worker process waits; once it is back the
+//! worker goes on and every document finishes with every job done once. Alone in its own
+//! test binary because it stops the shared test server.
 
 #[path = "end_to_end/common.rs"]
 mod common;
@@ -9,8 +10,26 @@ use std::time::{Duration, Instant};
 
 use lectern_document::stages::ingest;
 
+fn pg(command: &str) {
+    let out = std::process::Command::new(common::root().join("scripts/pg.sh")).arg(command).output().unwrap();
+    assert!(out.status.success(), "pg.sh {command}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The API on a free port, and a client carrying a token.
+async fn serve(ctx: &std::sync::Arc<lectern_document::context::Context>) -> (String, reqwest::Client) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = lectern::http::router(ctx.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let (secret, token) = lectern::auth::new_token("tests", &[]);
+    ctx.store.insert_token(&token).await.unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {secret}").parse().unwrap());
+    (base, reqwest::Client::builder().default_headers(headers).build().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_survive_a_postgres_restart() {
+async fn workers_and_the_api_survive_a_postgres_outage() {
     let dir = tempfile::tempdir().unwrap();
     let url = common::fresh_pg_database().await;
     let store = lectern_queue::storage::open(Some(&url), dir.path()).await.unwrap();
@@ -19,6 +38,7 @@ async fn workers_survive_a_postgres_restart() {
         store,
         lectern_document::config::PipelineConfig::builtin(),
     ));
+    let (base, client) = serve(&ctx).await;
     let mut ids = Vec::new();
     for f in ["paper.pdf", "scan.pdf", "page.png"] {
         ids.push(ingest::submit_file(&ctx, &common::fixture(f)).await.unwrap().0);
@@ -36,9 +56,18 @@ async fn workers_survive_a_postgres_restart() {
         assert!(start.elapsed() < Duration::from_secs(120), "no progress before the restart");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let restart = std::process::Command::new(common::root().join("scripts/pg.sh")).arg("restart").output().unwrap();
-    assert!(restart.status.success(), "{}", String::from_utf8_lossy(&restart.stderr));
+    pg("stop");
+    let asked = Instant::now();
+    let resp = client.get(format!("{base}/v1/documents/{}", ids[0])).send().await.unwrap();
+    println!("while down: {} after {:?}", resp.status(), asked.elapsed());
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(asked.elapsed() < Duration::from_secs(30), "answered after {:?}", asked.elapsed());
+    assert!(resp.text().await.unwrap().contains("retry shortly"));
+    pg("start");
     let restarted_at = lectern_queue::storage::now_ms();
+    let resp = client.get(format!("{base}/v1/documents/{}", ids[0])).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the API answers again once PostgreSQL is back");
 
     let docs = common::wait_finished_retrying(ctx.store.as_ref(), &ids, Duration::from_secs(300)).await;
     let log_text = std::fs::read_to_string(&log).unwrap();

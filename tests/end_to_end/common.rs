@@ -178,3 +178,41 @@ pub async fn search(
     let req = lectern_document::search::SearchRequest::new(query, 5, mode);
     lectern_document::search::search(ctx, &req).await.unwrap().into_iter().map(|h| h.hit).collect()
 }
+
+/// Children of process `parent` as (pid, name), from /proc; the kernel keeps 15 characters
+/// of a name.
+pub fn children(parent: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            out.push((pid, stat[open + 1..close].to_string()));
+        }
+    }
+    out
+}
+
+/// Resident memory of `pid` and its children (pdfium runs in a child), in bytes.
+pub fn tree_rss(pid: u32) -> u64 {
+    let rss = |p: u32| {
+        let statm = std::fs::read_to_string(format!("/proc/{p}/statm")).unwrap_or_default();
+        statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 4096
+    };
+    rss(pid) + children(pid).into_iter().map(|(child, _)| rss(child)).sum::<u64>()
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() { stack.push(path) } else { out.push(path) }
+        }
+    }
+    out
+}

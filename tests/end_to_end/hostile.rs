@@ -29,36 +29,6 @@ fn manifest(dir: &Path) -> Vec<Case> {
         .collect()
 }
 
-/// Resident memory of `pid` and its children (pdfium runs in a child), in bytes.
-fn tree_rss(pid: u32) -> u64 {
-    let mut total = 0;
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else { continue };
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let own = path.file_name().and_then(|n| n.to_str()) == Some(&pid.to_string());
-        if own || fields.get(1) == Some(&pid.to_string().as_str()) {
-            let statm = std::fs::read_to_string(path.join("statm")).unwrap_or_default();
-            total += statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 4096;
-        }
-    }
-    total
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() { stack.push(path) } else { out.push(path) }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_inputs_fail_cleanly_and_the_worker_carries_on() {
     let corpus = common::fixture("hostile");
@@ -91,7 +61,7 @@ async fn hostile_inputs_fail_cleanly_and_the_worker_carries_on() {
     let all: Vec<String> = ids.iter().chain(&named).cloned().collect();
     let (start, mut peak) = (Instant::now(), 0);
     let docs = loop {
-        peak = peak.max(tree_rss(pid));
+        peak = peak.max(common::tree_rss(pid));
         assert!(
             worker.child.try_wait().unwrap().is_none(),
             "the worker exited:\n{}",
@@ -144,11 +114,11 @@ async fn hostile_inputs_fail_cleanly_and_the_worker_carries_on() {
         assert!(!place.join("lectern-zip-slip.txt").exists(), "zip-slip escaped into {}", place.display());
     }
     let outside: Vec<PathBuf> =
-        files_under(dir.path()).into_iter().filter(|p| !p.starts_with(&data) && *p != log).collect();
+        common::files_under(dir.path()).into_iter().filter(|p| !p.starts_with(&data) && *p != log).collect();
     assert!(outside.is_empty(), "{outside:?}");
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     let line = passwd.lines().next().unwrap().as_bytes();
-    for file in files_under(&data) {
+    for file in common::files_under(&data) {
         let bytes = std::fs::read(&file).unwrap_or_default();
         assert!(!bytes.windows(line.len()).any(|w| w == line), "/etc/passwd content in {}", file.display());
     }

@@ -23,7 +23,7 @@ async fn start_without_workers()
 }
 
 /// Serves the API on a free port; the client carries a new token for `collections`.
-async fn serve(
+pub(crate) async fn serve(
     ctx: &std::sync::Arc<lectern_document::context::Context>,
     collections: &[String],
 ) -> (String, reqwest::Client) {

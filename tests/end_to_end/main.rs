@@ -4,6 +4,7 @@
 //! PostgreSQL server.
 
 mod common;
+mod disk_full;
 mod export;
 mod hostile;
 mod http;

@@ -105,22 +105,6 @@ async fn two_worker_processes_split_a_pdf_page_by_page() {
     println!("jobs were run by {} worker processes: {workers:?}", workers.len());
 }
 
-/// Processes whose parent is `parent` and whose name is `name`, from /proc.
-fn child_pids(parent: u32, name: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
-        // The kernel keeps 15 characters of a name.
-        if ppid == Some(parent) && name.starts_with(&stat[open + 1..close]) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 /// (thread name, "idle" or "nice N") of every thread of process `pid`, from /proc.
 fn thread_priorities(pid: u32) -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -167,7 +151,9 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
         std::thread::spawn(move || {
             let mut seen = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for pid in child_pids(server_pid, "lectern-pdfium") {
+                for (pid, _) in
+                    common::children(server_pid).into_iter().filter(|(_, n)| "lectern-pdfium".starts_with(n.as_str()))
+                {
                     seen.extend(thread_priorities(pid).into_iter().map(|(_, priority)| priority));
                 }
                 std::thread::sleep(Duration::from_millis(2));

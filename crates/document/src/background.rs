@@ -24,6 +24,7 @@ pub fn spawn_workers(
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("lectern-worker")
+            .max_blocking_threads(crate::engines::cpu::MAX_BLOCKING_THREADS)
             .enable_all()
             .build()
             .expect("build the worker runtime");

@@ -123,14 +123,30 @@ pub struct TableStats {
 }
 
 pub struct VectorIndex {
-    db: Connection,
+    open: Mutex<Open>,
     dir: std::path::PathBuf,
-    tables: Mutex<HashMap<String, Table>>,
+    consistency: std::time::Duration,
     writes: AtomicU64,
     maintaining: Mutex<()>,
     ann: std::sync::Mutex<AnnParams>,
     /// Tables known to have their full-text index (indices are never dropped).
     fts: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// A connection and the tables opened through it. They share one LanceDB session, whose
+/// caches keep readers (and open files) of index versions that maintenance has pruned;
+/// maintenance therefore swaps in a fresh `Open`, and the old one goes when the last
+/// search holding its tables ends.
+struct Open {
+    db: Connection,
+    tables: HashMap<String, Table>,
+}
+
+impl Open {
+    async fn connect(dir: &Path, consistency: std::time::Duration) -> Result<Self, IndexError> {
+        let db = lancedb::connect(&dir.to_string_lossy()).read_consistency_interval(consistency).execute().await?;
+        Ok(Self { db, tables: HashMap::new() })
+    }
 }
 
 /// How vector search uses an IVF-PQ index: partitions searched, and how many times `k`
@@ -186,11 +202,10 @@ impl VectorIndex {
     /// Opens with reads that check for other processes' commits at most once per
     /// `interval` (benches compare it with [`VectorIndex::open`]'s every read).
     pub async fn open_with_consistency(dir: &Path, interval: std::time::Duration) -> Result<Self, IndexError> {
-        let db = lancedb::connect(&dir.to_string_lossy()).read_consistency_interval(interval).execute().await?;
         Ok(Self {
-            db,
+            open: Mutex::new(Open::connect(dir, interval).await?),
             dir: dir.to_path_buf(),
-            tables: Mutex::new(HashMap::new()),
+            consistency: interval,
             writes: AtomicU64::new(0),
             maintaining: Mutex::new(()),
             ann: std::sync::Mutex::new(AnnParams::default()),
@@ -206,24 +221,25 @@ impl VectorIndex {
     /// The collection's table; created with a `dim`-wide vector column when `dim` is given.
     async fn table(&self, collection: &str, dim: Option<usize>) -> Result<Option<Table>, IndexError> {
         let name = table_name(collection)?;
-        let mut tables = self.tables.lock().await;
-        if let Some(t) = tables.get(&name) {
+        let mut open = self.open.lock().await;
+        if let Some(t) = open.tables.get(&name) {
             return Ok(Some(t.clone()));
         }
-        let table = match self.db.open_table(&name).execute().await {
+        let db = &open.db;
+        let table = match db.open_table(&name).execute().await {
             Ok(t) => t,
             Err(lancedb::Error::TableNotFound { .. }) => match dim {
                 None => return Ok(None),
-                Some(dim) => match self.db.create_empty_table(&name, schema(dim)).execute().await {
+                Some(dim) => match db.create_empty_table(&name, schema(dim)).execute().await {
                     Ok(t) => t,
                     // Another worker created it first.
-                    Err(lancedb::Error::TableAlreadyExists { .. }) => self.db.open_table(&name).execute().await?,
+                    Err(lancedb::Error::TableAlreadyExists { .. }) => db.open_table(&name).execute().await?,
                     Err(e) => return Err(e.into()),
                 },
             },
             Err(e) => return Err(e.into()),
         };
-        tables.insert(name, table.clone());
+        open.tables.insert(name, table.clone());
         Ok(Some(table))
     }
 
@@ -273,7 +289,8 @@ impl VectorIndex {
 
     /// Collections that have a table.
     pub async fn collections(&self) -> Result<Vec<String>, IndexError> {
-        let names = self.db.table_names().execute().await?;
+        let db = self.open.lock().await.db.clone();
+        let names = db.table_names().execute().await?;
         Ok(names.iter().filter_map(|n| n.strip_prefix("chunks_")).map(str::to_string).collect())
     }
 
@@ -295,8 +312,9 @@ impl VectorIndex {
         });
     }
 
-    /// Builds missing indices, folds new rows into existing ones, compacts files and prunes
-    /// versions older than [`KEEP_VERSIONS_FOR`]. One run at a time per process.
+    /// Builds missing indices, folds new rows into existing ones, compacts files, prunes
+    /// versions older than [`KEEP_VERSIONS_FOR`] and reconnects (see [`Open`]). One run at a
+    /// time per process.
     pub async fn maintain(&self, collection: &str) -> Result<(), IndexError> {
         let Some(table) = self.table(collection, None).await? else { return Ok(()) };
         let _one = self.maintaining.lock().await;
@@ -320,6 +338,8 @@ impl VectorIndex {
                 error_if_tagged_old_versions: None,
             })
             .await?;
+        drop(table);
+        *self.open.lock().await = Open::connect(&self.dir, self.consistency).await?;
         Ok(())
     }
 

@@ -25,7 +25,7 @@ pub const TARGETS: [&str; 7] = ["sniff", "docx", "pptx", "image", "page-json", "
 pub fn run(target: &str, seconds: u64, out: &Path, seed: u64) -> anyhow::Result<(u64, usize, usize)> {
     anyhow::ensure!(TARGETS.contains(&target), "unknown target {target:?}; choose from {}", TARGETS.join(", "));
     std::fs::create_dir_all(out)?;
-    let scratch = tempfile_dir(out)?;
+    let scratch = scratch_dir(out)?;
     let mut corpus = seeds(target)?;
     let mut outcomes: HashSet<String> = HashSet::new();
     let mut rng = Rng(seed | 1);
@@ -73,7 +73,8 @@ pub fn run(target: &str, seconds: u64, out: &Path, seed: u64) -> anyhow::Result<
     Ok((execs, panics, slow))
 }
 
-fn tempfile_dir(out: &Path) -> std::io::Result<PathBuf> {
+/// `OUT/scratch`, where targets that read from files (and render pages) write.
+fn scratch_dir(out: &Path) -> std::io::Result<PathBuf> {
     let dir = out.join("scratch");
     std::fs::create_dir_all(dir.join("pages"))?;
     Ok(dir)

@@ -59,6 +59,12 @@ impl fmt::Display for CpuPriority {
     }
 }
 
+/// Blocking threads a runtime may start. LanceDB reads local files on blocking threads, in
+/// bursts of many at once, and the pool keeps every thread it ever started as long as
+/// work keeps arriving (idle ones are woken in turn): unbounded, it only grew under load
+/// (soak: 200 threads after ten minutes). Stages' CPU work needs a handful.
+pub const MAX_BLOCKING_THREADS: usize = 64;
+
 /// This process's priority for CPU work (default: unchanged).
 static CPU_PRIORITY: AtomicI32 = AtomicI32::new(0);
 

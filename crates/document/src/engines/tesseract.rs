@@ -1,12 +1,12 @@
-//! Tesseract, in process: one engine per thread, created once and reused across pages; each
-//! engine uses one thread (`OMP_THREAD_LIMIT=1`, set at process start). Words come back with
+//! Tesseract, in process: engines are created once and reused across pages, taken from an
+//! idle pool for one page at a time; each engine uses one thread (`OMP_THREAD_LIMIT=1`, set at process start). Words come back with
 //! boxes and confidences (from TSV), words hyphenated at a line end joined; a page that
 //! reads as garbage is read again with orientation detection. [`line_images`] keeps
 //! tesseract's per-line images out of PNG.
 
 pub mod line_images;
 
-use std::cell::RefCell;
+use std::sync::{Mutex, PoisonError};
 
 use tesseract::{PageSegMode, Tesseract};
 
@@ -22,9 +22,32 @@ use crate::text::blocks::ends_hyphenated;
 /// `benches/document.rs`.
 pub const ENGINE_VARIABLES: [(&str, &str); 2] = [("tessedit_pageseg_mode", "3"), ("textord_disable_pitch_test", "1")];
 
-thread_local! {
-    /// This thread's engine and the languages it was built for.
-    static ENGINE: RefCell<Option<(String, Tesseract)>> = const { RefCell::new(None) };
+/// Idle engines with the languages each was built for. A page takes one and puts it back,
+/// so there are as many engines as pages read at once, whichever threads read them. (One
+/// engine per thread grew with the blocking pool, whose threads LanceDB's file reads keep
+/// alive by the hundred: tens of MiB each.)
+static IDLE: Mutex<Vec<(String, Tesseract)>> = Mutex::new(Vec::new());
+
+/// Idle engines kept at most; beyond it the longest idle goes (other languages' engines).
+const MAX_IDLE: usize = 8;
+
+fn take_engine(languages: &str) -> Result<Tesseract, StageError> {
+    let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    match idle.iter().rposition(|(langs, _)| langs == languages) {
+        Some(i) => Ok(idle.remove(i).1),
+        None => {
+            drop(idle);
+            new_engine(languages)
+        }
+    }
+}
+
+fn put_back(languages: &str, engine: Tesseract) {
+    let mut idle = IDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    idle.push((languages.to_string(), engine));
+    if idle.len() > MAX_IDLE {
+        idle.remove(0);
+    }
 }
 
 /// Result of recognising one page image.
@@ -75,23 +98,18 @@ pub fn read(
     height: u32,
     dpi: u32,
 ) -> Result<OcrPage, StageError> {
-    ENGINE.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let mut engine = match slot.take() {
-            Some((langs, engine)) if langs == languages => engine,
-            _ => new_engine(languages)?,
-        };
-        engine.set_page_seg_mode(mode);
-        let mut engine = engine
-            .set_frame(grey, width as i32, height as i32, 1, width as i32)
-            .map_err(|e| StageError::BadInput(format!("tesseract refused the page image: {e}")))?
-            .set_source_resolution(dpi as i32)
-            .recognize()
-            .map_err(|e| StageError::Transient(format!("tesseract failed: {e}")))?;
-        let tsv = engine.get_tsv_text(0).map_err(|e| StageError::Transient(format!("tesseract output: {e}")))?;
-        *slot = Some((languages.to_string(), engine));
-        Ok(parse_tsv(&tsv))
-    })
+    // An engine whose page fails is consumed by the failure; the next page starts another.
+    let mut engine = take_engine(languages)?;
+    engine.set_page_seg_mode(mode);
+    let mut engine = engine
+        .set_frame(grey, width as i32, height as i32, 1, width as i32)
+        .map_err(|e| StageError::BadInput(format!("tesseract refused the page image: {e}")))?
+        .set_source_resolution(dpi as i32)
+        .recognize()
+        .map_err(|e| StageError::Transient(format!("tesseract failed: {e}")))?;
+    let tsv = engine.get_tsv_text(0).map_err(|e| StageError::Transient(format!("tesseract output: {e}")))?;
+    put_back(languages, engine);
+    Ok(parse_tsv(&tsv))
 }
 
 fn new_engine(languages: &str) -> Result<Tesseract, StageError> {

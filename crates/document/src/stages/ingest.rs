@@ -79,12 +79,22 @@ impl UploadWriter {
         tokio::task::spawn_blocking(move || crate::formats::office::kind(&tmp)).await.ok()?.ok()?
     }
 
+    /// Moves the upload into place; on failure (say, a full disk) nothing of it stays.
     pub async fn finish(mut self) -> std::io::Result<Stored> {
+        let tmp = self.tmp.clone();
+        let stored = self.commit().await;
+        if stored.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        stored
+    }
+
+    async fn commit(&mut self) -> std::io::Result<Stored> {
         self.file.flush().await?;
         if self.sync {
             self.file.get_ref().sync_all().await?;
         }
-        let sha256 = hex::encode(self.hasher.finalize());
+        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let dest = self.uploads.join(&sha256[..2]).join(&sha256);
         tokio::fs::create_dir_all(dest.parent().expect("upload path has a parent")).await?;
         tokio::fs::rename(&self.tmp, &dest).await?;
@@ -103,11 +113,18 @@ pub async fn store_file(settings: &Settings, path: &Path) -> std::io::Result<Sto
     let mut writer = UploadWriter::create(settings).await?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = source.read(&mut buf).await?;
-        if n == 0 {
-            break;
+        let n = match source.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                writer.abort().await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = writer.write(&buf[..n]).await {
+            writer.abort().await;
+            return Err(e);
         }
-        writer.write(&buf[..n]).await?;
     }
     writer.finish().await
 }

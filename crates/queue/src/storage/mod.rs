@@ -34,6 +34,35 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// The database cannot be reached now (down, restarting, refusing connections, pool
+    /// exhausted): the same request may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                // PostgreSQL classes 08 (connection) and 57P (shutting down or starting up).
+                e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+            }
+            StoreError::Database(e) => matches!(
+                e,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
+
+    /// The database's disk is full (SQLite's SQLITE_FULL, PostgreSQL's 53100).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                e.code().is_some_and(|c| c == "13" || c == "53100") || e.message().contains("disk is full")
+            }
+            StoreError::Database(sqlx::Error::Io(e)) => e.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Lifecycle of a job.

@@ -14,9 +14,12 @@ use super::{Completion, Job, NewJob, Result, Store, Wakers, job_columns};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 const CHANNEL: &str = "lectern_jobs";
+/// How long a caller waits for a connection: while the server is down, requests fail
+/// (HTTP answers 503) after this long instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn connect(url: &str) -> Result<Store> {
-    let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(30)).connect(url).await?;
+    let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
     MIGRATOR.run(&pool).await?;
     let wakers = Arc::new(Wakers::default());
     let mut listener = PgListener::connect_with(&pool).await?;
