@@ -266,6 +266,8 @@ def main():
         print(json.dumps({k: round(v, 1) for k, v in samples[-1].items()}), flush=True)
         time.sleep(10)
     stop.set()
+    for t in threads:  # their last requests are answered before the server stops
+        t.join(timeout=60)
     alive = server.poll() is None
     # Jobs running for over 10 minutes are stuck.
     stuck = []

@@ -15,6 +15,16 @@ fn pg(command: &str) {
     assert!(out.status.success(), "pg.sh {command}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Starts PostgreSQL again when dropped, so a failure while it is down does not leave the
+/// shared server stopped for the test binaries after this one.
+struct StartOnDrop;
+
+impl Drop for StartOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(common::root().join("scripts/pg.sh")).arg("start").output();
+    }
+}
+
 /// The API on a free port, and a client carrying a token.
 async fn serve(ctx: &std::sync::Arc<lectern_document::context::Context>) -> (String, reqwest::Client) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -56,6 +66,7 @@ async fn workers_and_the_api_survive_a_postgres_outage() {
         assert!(start.elapsed() < Duration::from_secs(120), "no progress before the restart");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _restart = StartOnDrop;
     pg("stop");
     let asked = Instant::now();
     let resp = client.get(format!("{base}/v1/documents/{}", ids[0])).send().await.unwrap();
