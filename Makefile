@@ -17,7 +17,7 @@ DEMO_DATA := ./lectern-data
 # and reuse its artifacts; `-p lectern` alone resolves other features and rebuilds LanceDB's stack.
 BENCH := cargo bench --profile dev --workspace
 
-.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-ocr eval-figures bench-pages
+.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-ocr eval-figures bench-pages bench-scans
 
 setup:
 	./scripts/setup.sh
@@ -79,6 +79,12 @@ eval-retrieval: build
 # sentences, headings vs outlines, table cells (benches/fidelity.py; peers from scripts/peers.sh).
 bench-fidelity: build
 	TESSDATA_PREFIX=/usr/share/tesseract-ocr/5/tessdata $$(./scripts/peers.sh) benches/fidelity.py
+
+# Scans beside OCRmyPDF (plain and --rotate-pages --deskew), the tesseract CLI and Kreuzberg:
+# CER per tilt group and CPU per page, one run (scans made from corpus pages by make_skewed.py).
+bench-scans: build
+	py=$$(./scripts/peers.sh) && $$py scripts/make_skewed.py --corpus ../shared/corpus ./lectern-scans && \
+	PATH=$$(dirname $$py):$$PATH TESSDATA_PREFIX=/usr/share/tesseract-ocr/5/tessdata $$py benches/scans.py ./lectern-scans
 
 # Extractive answers on the ask question set: top-1/top-3 answer sentence, out-of-scope
 # "not found", latency, per "not found" threshold.

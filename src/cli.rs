@@ -876,12 +876,14 @@ async fn show_status(ctx: &Context, id: &str, json: bool, pages: bool) -> anyhow
     for p in &pages {
         let source = match p.source {
             TextSource::TextLayer => "text layer".to_string(),
-            TextSource::Ocr => format!(
-                "OCR {} confidence {}{}",
-                p.ocr_language.as_deref().unwrap_or("-"),
-                p.ocr_confidence.map_or("-".into(), |c| format!("{c:.0}")),
-                if p.low_confidence { "  LOW" } else { "" }
-            ),
+            TextSource::Ocr => {
+                format!(
+                    "OCR {} confidence {}{}",
+                    p.ocr_language.as_deref().unwrap_or("-"),
+                    p.ocr_confidence.map_or("-".into(), |c| format!("{c:.0}")),
+                    if p.low_confidence { "  LOW" } else { "" }
+                ) + &p.skew.map_or(String::new(), |d| format!("  deskewed {d:+.1}°"))
+            }
         };
         println!("  page {:>4}  {:>5} words  {:>2} regions  {source}", p.number, p.words, p.regions);
     }

@@ -44,6 +44,10 @@ pub struct PageSummary {
     pub ocr_confidence: Option<f32>,
     /// OCR'd with a mean word confidence below [`LOW_CONFIDENCE`]: its text is worth a look.
     pub low_confidence: bool,
+    /// Degrees the scan's lines were tilted (positive: descending to the right), when OCR
+    /// turned it upright first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skew: Option<f32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,7 @@ pub async fn document_pages(ctx: &Context, id: &str) -> Result<Option<Vec<PageSu
                 low_confidence: p.ocr_confidence.is_some_and(|c| c < LOW_CONFIDENCE),
                 ocr_language: p.ocr_language,
                 ocr_confidence: p.ocr_confidence,
+                skew: p.skew,
             })
             .collect(),
     ))

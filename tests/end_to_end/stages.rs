@@ -368,3 +368,74 @@ async fn page_on_its_side_is_read_upright() {
     assert!(text.contains("Emanuel Goldberg developed a machine"), "{text}");
     assert!(page.mean_confidence.unwrap() > 70.0);
 }
+
+/// A photo of a page (fixtures/tilted.jpg): stored on its side with an EXIF orientation,
+/// and its lines tilted 4° clockwise (read as it is, tesseract loses whole lines). It is
+/// turned upright, deskewed and read line by line; its word boxes stay on the page as it
+/// is, and the tilt is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tilted_photo_on_its_side_is_turned_upright_and_read_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let id = through_chunking(&ctx, "tilted.jpg").await;
+    let page = ctx.workdir(&id).load_pages().unwrap().remove(0);
+    assert!(page.width > page.height, "EXIF orientation applied: {}×{}", page.width, page.height);
+    let skew = page.skew.expect("the tilt is recorded");
+    assert!((skew - 4.0).abs() < 0.3, "tilt found {skew}°, made 4°");
+    let blocks = lectern_document::text::blocks::page_blocks(&page);
+    let text: Vec<String> = blocks.iter().map(|b| lectern_document::text::blocks::running_text(&b.words)).collect();
+    let text = text.join(" ");
+    for phrase in [
+        "is the mechanical or electronic conversion of images of typed",
+        "Early versions needed to be trained with images of each character",
+        "Advanced systems capable of producing a high degree of recognition accuracy",
+    ] {
+        assert!(text.contains(phrase), "{phrase:?} in {text}");
+    }
+    // The title's words descend to the right on the page as it is.
+    let word = |t: &str| page.words.iter().find(|w| w.text == t).unwrap_or_else(|| panic!("{t} in {text}"));
+    let (first, last) = (word("Optical").bbox, word("recognition").bbox);
+    let centre = |b: [f32; 4]| ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+    let ((x0, y0), (x1, y1)) = (centre(first), centre(last));
+    let slope = ((y1 - y0) / (x1 - x0)).atan().to_degrees();
+    assert!((slope - 4.0).abs() < 1.0, "title slope on the page {slope}°");
+}
+
+/// A photo of a page under a shadow, its paper grey and its ink faded: the scan's page with
+/// its contrast halved and a shadow darkening it towards the lower right to a fifth of its
+/// light. Tesseract thresholds the whole page at one level and loses words under the
+/// shadow; with the paper evened out first it reads nearly all of the clean page's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadowed_photo_reads_once_its_paper_is_evened_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let path = common::fixture("scan.pdf");
+    let clean = ctx
+        .pdfium()
+        .await
+        .unwrap()
+        .run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0))
+        .await
+        .unwrap();
+    let (w, h) = clean.dimensions();
+    let shadowed = image::GrayImage::from_fn(w, h, |x, y| {
+        let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+        let light = 1.0 - 0.8 * fx * (0.4 + 0.6 * fy);
+        image::Luma([((f32::from(clean.get_pixel(x, y)[0]) * 0.5 + 60.0) * light) as u8])
+    });
+    let mut evened = shadowed.clone();
+    lectern_document::formats::raster::even_background(&mut evened);
+    let read = |image: image::GrayImage| {
+        tokio::task::spawn_blocking(move || {
+            let page = lectern_document::engines::tesseract::recognize("eng", image.as_raw(), w, h, 300).unwrap();
+            page.words.into_iter().map(|w| w.text).collect::<Vec<_>>()
+        })
+    };
+    let truth = read(clean).await.unwrap();
+    let found = |words: Vec<String>| {
+        let set: std::collections::HashSet<String> = words.into_iter().collect();
+        truth.iter().filter(|w| set.contains(*w)).count() as f32 / truth.len() as f32
+    };
+    let (before, after) = (found(read(shadowed).await.unwrap()), found(read(evened).await.unwrap()));
+    assert!(after > 0.95 && after > before + 0.05, "clean page's words read: {before:.2} shadowed, {after:.2} evened");
+}

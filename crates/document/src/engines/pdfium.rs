@@ -197,6 +197,7 @@ pub fn render_pages(
             ocr_image,
             regions: Vec::new(),
             ocr_confidence: None,
+            skew: None,
             ocr_language: None,
             images,
         });

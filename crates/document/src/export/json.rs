@@ -38,6 +38,8 @@ struct PageOut<'a> {
     ocr_confidence: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ocr_language: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skew: Option<f32>,
     blocks: Vec<BlockOut<'a>>,
     figures: Vec<FigureOut>,
 }
@@ -123,6 +125,7 @@ impl PageWriter for Writer<'_> {
             source: page.source,
             ocr_confidence: page.ocr_confidence,
             ocr_language: page.ocr_language.as_deref(),
+            skew: page.skew,
             blocks: out_blocks,
             figures,
         };

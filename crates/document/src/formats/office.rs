@@ -527,6 +527,7 @@ fn lay_out(number: u32, blocks: Vec<Block>) -> Result<LaidOut, StageError> {
         ocr_image: None,
         regions,
         ocr_confidence: None,
+        skew: None,
         ocr_language: None,
         images: Vec::new(),
     };

@@ -66,11 +66,24 @@ pub struct Page {
     /// Boxes of the raster images embedded in a PDF page (exact; layout adds drawn figures).
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub images: Vec<BBox>,
+    /// Tilt of a scanned page's lines in degrees (positive: descending to the right), set
+    /// by the OCR stage when it turned the page's image upright to read it. Word boxes are
+    /// on the page as it is; [`Page::upright`] turns a box level.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub skew: Option<f32>,
 }
 
 impl Page {
     pub fn text(&self) -> String {
         self.words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Where `b` is once the page is turned upright (no change on a page without skew).
+    pub fn upright(&self, b: &BBox) -> BBox {
+        match self.skew {
+            Some(degrees) => turn_box(b, -degrees, [self.width / 2.0, self.height / 2.0]),
+            None => *b,
+        }
     }
 }
 
@@ -166,7 +179,34 @@ pub fn centre_in(inner: &BBox, outer: &BBox) -> bool {
     cx >= outer[0] && cx <= outer[2] && cy >= outer[1] && cy <= outer[3]
 }
 
+/// `b` moved as turning its page by `degrees` about `centre` (positive: clockwise on
+/// screen, y pointing down) moves its centre; its size stays, so turning back restores it.
+pub fn turn_box(b: &BBox, degrees: f32, centre: [f32; 2]) -> BBox {
+    let (sin, cos) = degrees.to_radians().sin_cos();
+    let (dx, dy) = ((b[0] + b[2]) / 2.0 - centre[0], (b[1] + b[3]) / 2.0 - centre[1]);
+    let (x, y) = (centre[0] + dx * cos - dy * sin, centre[1] + dx * sin + dy * cos);
+    let (hw, hh) = ((b[2] - b[0]) / 2.0, (b[3] - b[1]) / 2.0);
+    [x - hw, y - hh, x + hw, y + hh]
+}
+
 /// Union of boxes; `None` for an empty iterator.
 pub fn union(boxes: impl IntoIterator<Item = BBox>) -> Option<BBox> {
     boxes.into_iter().reduce(|a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turning_a_box_moves_its_centre_and_keeps_its_size() {
+        let b = [90.0, 40.0, 110.0, 50.0];
+        let turned = turn_box(&b, 90.0, [100.0, 100.0]);
+        // Right above the centre, a quarter turn clockwise puts it to the right.
+        let [x0, y0, x1, y1] = turned;
+        assert!((x0 - 145.0).abs() < 1e-3 && (y0 - 95.0).abs() < 1e-3, "{turned:?}");
+        assert!((x1 - x0 - 20.0).abs() < 1e-3 && (y1 - y0 - 10.0).abs() < 1e-3);
+        let back = turn_box(&turned, -90.0, [100.0, 100.0]);
+        assert!(back.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-3), "{back:?}");
+    }
 }

@@ -277,6 +277,7 @@ mod tests {
             ocr_image: None,
             regions: vec![],
             ocr_confidence: None,
+            skew: None,
             ocr_language: None,
             images: Vec::new(),
         }

@@ -1,7 +1,8 @@
 //! Stage 3, layout: the layout model ([`crate::engines::layout`]) finds regions on each
 //! page image. Figures are the PDF's embedded raster images (exact boxes from the render
 //! stage) and the model's figure regions that no image covers (vector drawings, figures in
-//! scans); each is cropped and saved as a PNG file linked to the document and page.
+//! scans); each is cropped and saved as a PNG file linked to the document and page. A
+//! tilted scan ([`crate::engines::deskew`]) is laid out upright and its tilt recorded.
 
 use std::path::Path;
 
@@ -9,9 +10,10 @@ use image::RgbImage;
 
 use super::Payload;
 use crate::context::Context;
+use crate::engines::deskew::{MIN_DEGREES, find_skew, rotate};
 use crate::engines::layout::LayoutModel;
 use crate::error::StageError;
-use crate::model::workdir::{BBox, Page, Region, WorkDir, area, centre_in, overlap, union};
+use crate::model::workdir::{BBox, Page, Region, TextSource, WorkDir, area, centre_in, overlap, turn_box, union};
 use lectern_queue::storage::Figure;
 
 /// Figures smaller than this (in points, either side) are decoration.
@@ -58,6 +60,22 @@ fn analyse(
             .to_rgb8();
         // A very large page is rendered at less than LAYOUT_DPI: scale by the image.
         let to_points = page.width / image.width().max(1) as f32;
+        // A tilted scan is laid out upright; regions and figure boxes are turned back onto
+        // the page, figures cropped upright. OCR reads it at the same tilt.
+        page.skew = (page.source == TextSource::Ocr)
+            .then(|| {
+                let grey = image::imageops::grayscale(&image);
+                find_skew(grey.as_raw(), grey.width(), grey.height())
+            })
+            .flatten()
+            .filter(|d| d.abs() >= MIN_DEGREES);
+        let (w, h) = image.dimensions();
+        let image = match page.skew {
+            Some(d) => RgbImage::from_raw(w, h, rotate(image.as_raw(), w, h, 3, -d)).expect("the same size"),
+            None => image,
+        };
+        let centre = [page.width / 2.0, page.height / 2.0];
+        let on_page = |b: BBox| page.skew.map_or(b, |d| turn_box(&b, d, centre));
         let regions = model.detect(&image)?;
         let mut page_figures = Vec::new();
         for (bbox, score) in figure_boxes(&page, &regions, to_points) {
@@ -69,11 +87,12 @@ fn analyse(
                 idx,
                 label: "figure".into(),
                 score: score as f64,
-                bbox: bbox.map(|v| v as f64),
+                bbox: on_page(bbox).map(|v| v as f64),
                 path: file.to_string_lossy().into_owned(),
             });
         }
-        page.regions = regions.into_iter().map(|r| Region { bbox: r.bbox.map(|v| v * to_points), ..r }).collect();
+        page.regions =
+            regions.into_iter().map(|r| Region { bbox: on_page(r.bbox.map(|v| v * to_points)), ..r }).collect();
         workdir.save_page(&page)?;
         figures.push((page.number as i64, page_figures));
     }

@@ -1,12 +1,15 @@
 //! Stage 4, OCR: pages without a usable text layer are read by tesseract
 //! ([`crate::engines::tesseract`]); the document's language (see [`crate::text::language`])
-//! picks the language data.
+//! picks the language data. A tilted scan is turned upright first
+//! ([`crate::engines::deskew`]); its words' boxes are turned back onto the page and the tilt
+//! is kept on the page.
 
 use super::Payload;
 use crate::context::Context;
+use crate::engines::deskew::{MIN_DEGREES, find_skew, rotate};
 use crate::engines::tesseract::recognize;
 use crate::error::StageError;
-use crate::model::workdir::{TextSource, Word, WorkDir};
+use crate::model::workdir::{TextSource, Word, WorkDir, turn_box};
 use crate::text::language;
 
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
@@ -55,7 +58,11 @@ fn ocr_pages(
         // large pages rendered at less.
         let to_points = page.width / w.max(1) as f32;
         let dpi = (72.0 / to_points).round() as u32;
-        let ocr = |languages: &str| recognize(languages, image.as_raw(), w, h, dpi);
+        // The layout stage's tilt when it found one: words and regions then share a frame.
+        let skew = page.skew.or_else(|| find_skew(image.as_raw(), w, h).filter(|d| d.abs() >= MIN_DEGREES));
+        let upright = skew.map(|d| rotate(image.as_raw(), w, h, 1, -d));
+        let pixels = upright.as_deref().unwrap_or(image.as_raw());
+        let ocr = |languages: &str| recognize(languages, pixels, w, h, dpi);
         let mut result = ocr(&languages)?;
         if detect {
             let text = result.words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ");
@@ -68,7 +75,14 @@ fn ocr_pages(
                 }
             }
         }
-        page.words = result.words.into_iter().map(|w| Word { bbox: w.bbox.map(|v| v * to_points), ..w }).collect();
+        let centre = [page.width / 2.0, page.height / 2.0];
+        let on_page = |bbox: [f32; 4]| match skew {
+            Some(d) => turn_box(&bbox, d, centre),
+            None => bbox,
+        };
+        page.words =
+            result.words.into_iter().map(|w| Word { bbox: on_page(w.bbox.map(|v| v * to_points)), ..w }).collect();
+        page.skew = skew;
         page.ocr_confidence = result.mean_confidence;
         page.ocr_language = Some(languages.clone());
         workdir.save_page(&page)?;

@@ -1,7 +1,8 @@
 //! Stage 2, render: pdfium reads each page's text layer with word boxes and decides per
 //! page whether that text is usable or the page needs OCR; it renders a page image for
 //! the layout model (150 DPI) and, for pages that need OCR, a 300-DPI grey image.
-//! PNG/JPEG/TIFF uploads are 300 DPI scans, a page per image (TIFF: per TIFF page). DOCX
+//! PNG/JPEG/TIFF uploads are 300 DPI scans, a page per image (TIFF: per TIFF page), turned
+//! as their orientation tag says, their paper evened out for OCR. DOCX
 //! and PPTX have nothing to render: their pages come from [`crate::formats::office`]. The
 //! language of the text layer, when it says enough, is recorded on the document.
 
@@ -67,7 +68,7 @@ fn render_image(
     for number in range {
         let image = crate::formats::raster::page(path, media, number)?;
         let (w, h) = image.dimensions();
-        let grey = image.to_luma8();
+        let mut grey = image.to_luma8();
         let page = |layout_image, ocr_image| Page {
             number,
             width: w as f32 * 72.0 / IMAGE_DPI,
@@ -78,6 +79,7 @@ fn render_image(
             ocr_image,
             regions: Vec::new(),
             ocr_confidence: None,
+            skew: None,
             ocr_language: None,
             images: Vec::new(),
         };
@@ -86,6 +88,8 @@ fn render_image(
             pages.push(page(None, None));
             continue;
         }
+        // Photos of pages: shadows and grey paper evened out for OCR.
+        crate::formats::raster::even_background(&mut grey);
         let scale = LAYOUT_DPI / IMAGE_DPI;
         let layout = image.resize_exact(
             ((w as f32 * scale).round() as u32).max(1),

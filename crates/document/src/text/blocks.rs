@@ -61,7 +61,15 @@ pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
     groups.retain(|(region, _)| region.is_none_or(|i| !matches!(page.regions[i].label.as_str(), "header" | "footer")));
     let boxes: Vec<BBox> =
         groups.iter().map(|(_, words)| union(words.iter().map(|w| w.bbox)).expect("a group has a word")).collect();
-    reading_order::order(&boxes)
+    // A tilted scan is ordered as read: upright (its lines would otherwise overlap rows).
+    let upright: Vec<BBox> = match page.skew {
+        Some(_) => groups
+            .iter()
+            .map(|(_, words)| union(words.iter().map(|w| page.upright(&w.bbox))).expect("a group has a word"))
+            .collect(),
+        None => boxes.clone(),
+    };
+    reading_order::order(&upright)
         .into_iter()
         .map(|g| {
             let (region, words) = &groups[g];
@@ -91,12 +99,13 @@ fn is_contents_entry(words: &[&Word]) -> bool {
     dots >= 3
 }
 
-/// The smallest layout region holding the word's centre.
+/// The smallest layout region holding the word's centre (on a tilted scan, both upright).
 fn region_of(page: &Page, word: &Word) -> Option<usize> {
+    let word = page.upright(&word.bbox);
     page.regions
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.label != "figure" && centre_in(&word.bbox, &r.bbox))
+        .filter(|(_, r)| r.label != "figure" && centre_in(&word, &page.upright(&r.bbox)))
         .min_by(|a, b| area(&a.1.bbox).total_cmp(&area(&b.1.bbox)))
         .map(|(i, _)| i)
 }
