@@ -882,7 +882,8 @@ async fn show_status(ctx: &Context, id: &str, json: bool, pages: bool) -> anyhow
                     p.ocr_language.as_deref().unwrap_or("-"),
                     p.ocr_confidence.map_or("-".into(), |c| format!("{c:.0}")),
                     if p.low_confidence { "  LOW" } else { "" }
-                ) + &p.skew.map_or(String::new(), |d| format!("  deskewed {d:+.1}°"))
+                ) + &p.turn.map_or(String::new(), |d| format!("  turned {d}°"))
+                    + &p.skew.map_or(String::new(), |d| format!("  deskewed {d:+.1}°"))
             }
         };
         println!("  page {:>4}  {:>5} words  {:>2} regions  {source}", p.number, p.words, p.regions);

@@ -48,6 +48,10 @@ pub struct PageSummary {
     /// turned it upright first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skew: Option<f32>,
+    /// Degrees (90, 180, 270) a scan on its side or upside down was turned clockwise to set
+    /// it upright; the page's boxes are the upright page's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +90,7 @@ pub async fn document_pages(ctx: &Context, id: &str) -> Result<Option<Vec<PageSu
                 ocr_language: p.ocr_language,
                 ocr_confidence: p.ocr_confidence,
                 skew: p.skew,
+                turn: p.turn,
             })
             .collect(),
     ))

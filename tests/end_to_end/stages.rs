@@ -369,6 +369,39 @@ async fn page_on_its_side_is_read_upright() {
     assert!(page.mean_confidence.unwrap() > 70.0);
 }
 
+/// Scans stored on their side and upside down: the layout stage finds how each lies, turns
+/// its page images upright for good and records the turn; the page reads in order, its
+/// size is the upright page's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_on_their_side_or_upside_down_are_set_upright_before_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let path = common::fixture("scan.pdf");
+    let upright = ctx
+        .pdfium()
+        .await
+        .unwrap()
+        .run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0))
+        .await
+        .unwrap();
+    let lying = [
+        ("on-its-side.png", image::imageops::rotate90(&upright), 270),
+        ("upside-down.png", image::imageops::rotate180(&upright), 180),
+    ];
+    for (name, image, turn) in lying {
+        let file = dir.path().join(name);
+        image.save(&file).unwrap();
+        let id = through_chunking(&ctx, file.to_str().unwrap()).await;
+        let page = ctx.workdir(&id).load_pages().unwrap().remove(0);
+        assert_eq!(page.turn, Some(turn), "{name}");
+        assert!(page.height > page.width, "{name}: upright size {}×{}", page.width, page.height);
+        let blocks = lectern_document::text::blocks::page_blocks(&page);
+        let text: Vec<String> = blocks.iter().map(|b| lectern_document::text::blocks::running_text(&b.words)).collect();
+        let text = text.join(" ");
+        assert!(text.contains("Emanuel Goldberg developed a machine"), "{name}: {text}");
+    }
+}
+
 /// A photo of a page (fixtures/tilted.jpg): stored on its side with an EXIF orientation,
 /// and its lines tilted 4° clockwise (read as it is, tesseract loses whole lines). It is
 /// turned upright, deskewed and read line by line; its word boxes stay on the page as it

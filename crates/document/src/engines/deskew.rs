@@ -26,7 +26,7 @@ const INK: u8 = 128;
 /// The profile's best score must beat its worst by this much for the peak to be lines
 /// (leptonica's minimum confidence). Text pages score 60 to 80; noise about 2, from the
 /// page's own edges.
-const MIN_PEAK_RATIO: f64 = 3.0;
+pub const MIN_PEAK_RATIO: f64 = 3.0;
 
 /// Fewer ink cells than this and there is no text to measure.
 const MIN_INK: usize = 500;
@@ -38,21 +38,9 @@ const REDUCED_WIDTH: u32 = 700;
 /// page shows no clear lines.
 pub fn find_skew(grey: &[u8], width: u32, height: u32) -> Option<f32> {
     let ink = ink_cells(grey, width, height);
-    if ink.len() < MIN_INK {
-        return None;
-    }
-    let rows = ink.iter().map(|&(_, y)| y).max().unwrap_or(0) as usize + 1;
-    let cols = ink.iter().map(|&(x, _)| x).max().unwrap_or(0) as usize + 1;
-    let mut profile = Profile::new(&ink, rows, cols);
-    let mut scores = Vec::new();
-    let steps = (MAX_DEGREES / COARSE_STEP).round() as i32;
-    for k in -steps..=steps {
-        let degrees = k as f32 * COARSE_STEP;
-        scores.push((degrees, profile.score(degrees)));
-    }
-    let worst = scores.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
-    let (coarse, best) = scores.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
-    if worst <= 0.0 || best / worst < MIN_PEAK_RATIO {
+    let mut profile = Profile::new(&ink)?;
+    let (coarse, clarity) = profile.sweep();
+    if clarity < MIN_PEAK_RATIO {
         return None;
     }
     let fine = (COARSE_STEP / FINE_STEP).round() as i32;
@@ -61,6 +49,16 @@ pub fn find_skew(grey: &[u8], width: u32, height: u32) -> Option<f32> {
         .map(|d| (d, profile.score(d)))
         .max_by(|a, b| a.1.total_cmp(&b.1))?;
     Some(degrees)
+}
+
+/// How clearly `grey` shows lines along its rows and along its columns: the peak ratio of
+/// each profile's coarse sweep (text lines score 10 to 100 along themselves, 2 to 5
+/// across), 0 where there is too little ink to tell.
+pub fn line_clarity(grey: &[u8], width: u32, height: u32) -> (f64, f64) {
+    let ink = ink_cells(grey, width, height);
+    let across: Vec<(u32, u32)> = ink.iter().map(|&(x, y)| (y, x)).collect();
+    let clarity = |cells: &[(u32, u32)]| Profile::new(cells).map_or(0.0, |mut p| p.sweep().1);
+    (clarity(&ink), clarity(&across))
 }
 
 /// Cells of a reduced grid (about [`REDUCED_WIDTH`] wide) holding a pixel darker than
@@ -92,9 +90,25 @@ struct Profile<'a> {
 }
 
 impl<'a> Profile<'a> {
-    fn new(ink: &'a [(u32, u32)], rows: usize, cols: usize) -> Self {
+    /// `None` when there are too few ink cells to measure.
+    fn new(ink: &'a [(u32, u32)]) -> Option<Self> {
+        if ink.len() < MIN_INK {
+            return None;
+        }
+        let rows = ink.iter().map(|&(_, y)| y).max().unwrap_or(0) as usize + 1;
+        let cols = ink.iter().map(|&(x, _)| x).max().unwrap_or(0) as usize + 1;
         let slack = (cols as f32 * MAX_DEGREES.to_radians().tan()).ceil() + 2.0;
-        Self { ink, slack, bins: vec![0; rows + 2 * slack as usize] }
+        Some(Self { ink, slack, bins: vec![0; rows + 2 * slack as usize] })
+    }
+
+    /// The coarse sweep: the best slant and how much its score beats the worst's.
+    fn sweep(&mut self) -> (f32, f64) {
+        let steps = (MAX_DEGREES / COARSE_STEP).round() as i32;
+        let scores: Vec<(f32, f64)> =
+            (-steps..=steps).map(|k| k as f32 * COARSE_STEP).map(|d| (d, self.score(d))).collect();
+        let worst = scores.iter().map(|s| s.1).fold(f64::INFINITY, f64::min);
+        let (best, top) = scores.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((0.0, 0.0));
+        (best, if worst > 0.0 { top / worst } else { 0.0 })
     }
 
     /// Sum of squared differences of neighbouring slanted rows at `degrees`.

@@ -198,6 +198,7 @@ pub fn render_pages(
             regions: Vec::new(),
             ocr_confidence: None,
             skew: None,
+            turn: None,
             ocr_language: None,
             images,
         });

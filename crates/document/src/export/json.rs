@@ -40,6 +40,8 @@ struct PageOut<'a> {
     ocr_language: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     skew: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    turn: Option<u32>,
     blocks: Vec<BlockOut<'a>>,
     figures: Vec<FigureOut>,
 }
@@ -126,6 +128,7 @@ impl PageWriter for Writer<'_> {
             ocr_confidence: page.ocr_confidence,
             ocr_language: page.ocr_language.as_deref(),
             skew: page.skew,
+            turn: page.turn,
             blocks: out_blocks,
             figures,
         };

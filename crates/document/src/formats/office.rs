@@ -528,6 +528,7 @@ fn lay_out(number: u32, blocks: Vec<Block>) -> Result<LaidOut, StageError> {
         regions,
         ocr_confidence: None,
         skew: None,
+        turn: None,
         ocr_language: None,
         images: Vec::new(),
     };

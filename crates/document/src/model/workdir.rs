@@ -71,6 +71,10 @@ pub struct Page {
     /// on the page as it is; [`Page::upright`] turns a box level.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub skew: Option<f32>,
+    /// Degrees (90, 180, 270) the layout stage turned a scanned page on its side or upside
+    /// down clockwise to set it upright. Its size, words and regions are the upright page's.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub turn: Option<u32>,
 }
 
 impl Page {
@@ -189,6 +193,17 @@ pub fn turn_box(b: &BBox, degrees: f32, centre: [f32; 2]) -> BBox {
     [x - hw, y - hh, x + hw, y + hh]
 }
 
+/// `b` on a page of `width` × `height` once the page is turned clockwise by `degrees`, a
+/// multiple of 90.
+pub fn quarter_turn_box(b: &BBox, degrees: u32, width: f32, height: f32) -> BBox {
+    match degrees % 360 {
+        90 => [height - b[3], b[0], height - b[1], b[2]],
+        180 => [width - b[2], height - b[3], width - b[0], height - b[1]],
+        270 => [b[1], width - b[2], b[3], width - b[0]],
+        _ => *b,
+    }
+}
+
 /// Union of boxes; `None` for an empty iterator.
 pub fn union(boxes: impl IntoIterator<Item = BBox>) -> Option<BBox> {
     boxes.into_iter().reduce(|a, b| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])])
@@ -208,5 +223,20 @@ mod tests {
         assert!((x1 - x0 - 20.0).abs() < 1e-3 && (y1 - y0 - 10.0).abs() < 1e-3);
         let back = turn_box(&turned, -90.0, [100.0, 100.0]);
         assert!(back.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-3), "{back:?}");
+    }
+
+    #[test]
+    fn quarter_turns_carry_a_box_with_its_page() {
+        // A box at the top left of a 100 × 200 page.
+        let b = [10.0, 20.0, 30.0, 60.0];
+        assert_eq!(quarter_turn_box(&b, 90, 100.0, 200.0), [140.0, 10.0, 180.0, 30.0], "top right");
+        assert_eq!(quarter_turn_box(&b, 180, 100.0, 200.0), [70.0, 140.0, 90.0, 180.0], "bottom right");
+        assert_eq!(quarter_turn_box(&b, 270, 100.0, 200.0), [20.0, 70.0, 60.0, 90.0], "bottom left");
+        let (mut turned, mut size) = (b, (100.0, 200.0));
+        for _ in 0..4 {
+            turned = quarter_turn_box(&turned, 90, size.0, size.1);
+            size = (size.1, size.0);
+        }
+        assert_eq!(turned, b);
     }
 }

@@ -278,6 +278,7 @@ mod tests {
             regions: vec![],
             ocr_confidence: None,
             skew: None,
+            turn: None,
             ocr_language: None,
             images: Vec::new(),
         }

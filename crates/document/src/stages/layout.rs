@@ -1,19 +1,25 @@
 //! Stage 3, layout: the layout model ([`crate::engines::layout`]) finds regions on each
 //! page image. Figures are the PDF's embedded raster images (exact boxes from the render
 //! stage) and the model's figure regions that no image covers (vector drawings, figures in
-//! scans); each is cropped and saved as a PNG file linked to the document and page. A
-//! tilted scan ([`crate::engines::deskew`]) is laid out upright and its tilt recorded.
+//! scans); each is cropped and saved as a PNG file linked to the document and page. A scan
+//! on its side or upside down ([`crate::engines::orientation`]) has its page images turned
+//! upright for good; a tilted one ([`crate::engines::deskew`]) is laid out straightened and
+//! its tilt recorded.
 
 use std::path::Path;
 
-use image::RgbImage;
+use image::{DynamicImage, RgbImage};
 
 use super::Payload;
 use crate::context::Context;
-use crate::engines::deskew::{MIN_DEGREES, find_skew, rotate};
+use crate::engines::deskew::rotate;
 use crate::engines::layout::LayoutModel;
+use crate::engines::orientation;
+use crate::engines::pdfium::save_png;
 use crate::error::StageError;
-use crate::model::workdir::{BBox, Page, Region, TextSource, WorkDir, area, centre_in, overlap, turn_box, union};
+use crate::model::workdir::{
+    BBox, Page, Region, TextSource, WorkDir, area, centre_in, overlap, quarter_turn_box, turn_box, union,
+};
 use lectern_queue::storage::Figure;
 
 /// Figures smaller than this (in points, either side) are decoration.
@@ -55,20 +61,21 @@ fn analyse(
     for number in range {
         let mut page = workdir.load_page(number)?;
         let Some(name) = &page.layout_image else { continue };
-        let image = image::open(workdir.pages_dir().join(name))
+        let mut image = image::open(workdir.pages_dir().join(name))
             .map_err(|e| StageError::transient("read layout image", e))?
             .to_rgb8();
+        // A scan on its side or upside down is turned upright, files and all; a tilted one
+        // is laid out straightened, regions and figure boxes turned back onto the page,
+        // figures cropped straight. OCR reads it at the same tilt.
+        if page.source == TextSource::Ocr {
+            let upright = orientation::find(&image::imageops::grayscale(&image));
+            if upright.turn != 0 {
+                image = turn_page(workdir, &mut page, upright.turn, &image)?;
+            }
+            page.skew = upright.skew;
+        }
         // A very large page is rendered at less than LAYOUT_DPI: scale by the image.
         let to_points = page.width / image.width().max(1) as f32;
-        // A tilted scan is laid out upright; regions and figure boxes are turned back onto
-        // the page, figures cropped upright. OCR reads it at the same tilt.
-        page.skew = (page.source == TextSource::Ocr)
-            .then(|| {
-                let grey = image::imageops::grayscale(&image);
-                find_skew(grey.as_raw(), grey.width(), grey.height())
-            })
-            .flatten()
-            .filter(|d| d.abs() >= MIN_DEGREES);
         let (w, h) = image.dimensions();
         let image = match page.skew {
             Some(d) => RgbImage::from_raw(w, h, rotate(image.as_raw(), w, h, 3, -d)).expect("the same size"),
@@ -97,6 +104,50 @@ fn analyse(
         figures.push((page.number as i64, page_figures));
     }
     Ok(figures)
+}
+
+/// Turns a scanned page clockwise by `degrees` (90, 180 or 270) for good: its size, the
+/// boxes it already holds, and its images, saved under new names so that running the stage
+/// again finds the page upright whichever files it last saved. Returns the turned layout
+/// image.
+fn turn_page(workdir: &WorkDir, page: &mut Page, degrees: u32, layout: &RgbImage) -> Result<RgbImage, StageError> {
+    let upright_name = |name: &str| format!("upright-{name}");
+    let layout = turn_image(layout, degrees);
+    if let Some(name) = &page.layout_image {
+        let name = upright_name(name);
+        save_png(&DynamicImage::ImageRgb8(layout.clone()), &workdir.pages_dir().join(&name))?;
+        page.layout_image = Some(name);
+    }
+    if let Some(name) = &page.ocr_image {
+        let grey = image::open(workdir.pages_dir().join(name))
+            .map_err(|e| StageError::transient("read OCR image", e))?
+            .to_luma8();
+        let name = upright_name(name);
+        save_png(&DynamicImage::ImageLuma8(turn_image(&grey, degrees)), &workdir.pages_dir().join(&name))?;
+        page.ocr_image = Some(name);
+    }
+    let (w, h) = (page.width, page.height);
+    let turn = |b: &BBox| quarter_turn_box(b, degrees, w, h);
+    page.words.iter_mut().for_each(|word| word.bbox = turn(&word.bbox));
+    page.images.iter_mut().for_each(|b| *b = turn(b));
+    if degrees != 180 {
+        (page.width, page.height) = (h, w);
+    }
+    page.turn = Some(degrees);
+    Ok(layout)
+}
+
+/// `image` turned clockwise by `degrees`, a multiple of 90.
+fn turn_image<P: image::Pixel + 'static>(
+    image: &image::ImageBuffer<P, Vec<P::Subpixel>>,
+    degrees: u32,
+) -> image::ImageBuffer<P, Vec<P::Subpixel>> {
+    match degrees % 360 {
+        90 => image::imageops::rotate90(image),
+        180 => image::imageops::rotate180(image),
+        270 => image::imageops::rotate270(image),
+        _ => image.clone(),
+    }
 }
 
 /// Figures of a page in points, with a score: the embedded raster images (exact boxes;

@@ -80,6 +80,7 @@ fn render_image(
             regions: Vec::new(),
             ocr_confidence: None,
             skew: None,
+            turn: None,
             ocr_language: None,
             images: Vec::new(),
         };
