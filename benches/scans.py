@@ -70,10 +70,11 @@ class Lectern:
         listing = json.loads(run(self.cmd + ["documents", "--json"], cwd=ROOT))
         doc = next(d for d in listing["documents"] if d["filename"] == "scans.pdf")
         export = json.loads(run(self.cmd + ["export", doc["id"], "--format", "json"], cwd=ROOT))
-        texts, self.skews = {}, {}
+        texts, self.skews, self.turns = {}, {}, {}
         for page in export["pages"]:
             texts[page["number"]] = "\n".join(b["text"] for b in page["blocks"])
             self.skews[page["number"]] = page.get("skew")
+            self.turns[page["number"]] = page.get("turn", 0)
         return texts, cpu
 
 
@@ -153,17 +154,20 @@ def main():
     print("".join(f"{results[t.name][1] / len(manifest):>19.2f}" for t in tools))
 
     lectern = next((t for t in tools if t.name == "lectern"), None)
-    if lectern:
-        print("\n## Lectern's tilt found vs the tilt made (degrees)")
-        for p in manifest:
-            found = lectern.skews.get(p["n"])
-            cer = Levenshtein.distance(normalise(results["lectern"][0].get(p["n"])), normalise(p["reference"])) / max(
-                1, len(normalise(p["reference"]))
-            )
-            found_text = "-" if found is None else f"{found:+.2f}"
-            print(f"{p['n']:02} {p['source']:<40} {p['group']:<7} made {p['tilt']:+.2f} turn {p['turn']:>3}  "
-                  f"found {found_text:>6}  CER {100 * cer:.2f}%")
-
+    print("\n## Per page: the tilt and turn made, Lectern's found, and each tool's CER %")
+    print(f"{'':<50} {'made':>12} {'found':>12}" + "".join(f"{t.name:>19}" for t in tools))
+    for p in manifest:
+        found = "-"
+        if lectern:
+            skew = lectern.skews.get(p["n"])
+            found = f"{'-' if skew is None else f'{skew:+.2f}'} {lectern.turns.get(p['n'], 0):>3}"
+        cers = []
+        for tool in tools:
+            text = normalise(results[tool.name][0].get(p["n"]))
+            reference = normalise(p["reference"])
+            cers.append(f"{100 * Levenshtein.distance(text, reference) / max(1, len(reference)):>19.2f}")
+        label = f"{p['n']:02} {p['source']} p{p['page']} {p['group']}"
+        print(f"{label:<50} {p['tilt']:+6.2f} {p['turn']:>3}  {found:>12}" + "".join(cers))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -874,8 +874,9 @@ async fn show_status(ctx: &Context, id: &str, json: bool, pages: bool) -> anyhow
         println!("  artifact {:<16} {}", a.name, a.path);
     }
     for p in &pages {
+        let layer_check = p.layer_agreement.map_or(String::new(), |a| format!("  invisible layer agrees {a:.2}"));
         let source = match p.source {
-            TextSource::TextLayer => "text layer".to_string(),
+            TextSource::TextLayer => format!("text layer{layer_check}"),
             TextSource::Ocr => {
                 format!(
                     "OCR {} confidence {}{}",
@@ -884,6 +885,7 @@ async fn show_status(ctx: &Context, id: &str, json: bool, pages: bool) -> anyhow
                     if p.low_confidence { "  LOW" } else { "" }
                 ) + &p.turn.map_or(String::new(), |d| format!("  turned {d}°"))
                     + &p.skew.map_or(String::new(), |d| format!("  deskewed {d:+.1}°"))
+                    + &layer_check
             }
         };
         println!("  page {:>4}  {:>5} words  {:>2} regions  {source}", p.number, p.words, p.regions);

@@ -52,6 +52,10 @@ pub struct PageSummary {
     /// it upright; the page's boxes are the upright page's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub turn: Option<u32>,
+    /// On a page whose text layer is invisible (an earlier OCR's): the share of an OCR
+    /// sample's words the layer agrees with; a poor layer is replaced by OCR.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_agreement: Option<f32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +95,7 @@ pub async fn document_pages(ctx: &Context, id: &str) -> Result<Option<Vec<PageSu
                 ocr_confidence: p.ocr_confidence,
                 skew: p.skew,
                 turn: p.turn,
+                layer_agreement: p.layer_agreement,
             })
             .collect(),
     ))

@@ -402,6 +402,89 @@ async fn scans_on_their_side_or_upside_down_are_set_upright_before_layout() {
     }
 }
 
+/// A scan under an invisible text layer (render mode 3, as OCR tools leave it), made here
+/// with pdfium: page 1's layer is tesseract's own reading of the scan, page 2's the same
+/// words garbled, as a poor OCR engine leaves them. The OCR stage reads a band of each as
+/// a sample: page 1's layer agrees and is kept, page 2's does not and the page is OCR'd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invisible_text_layer_is_checked_and_a_poor_one_replaced_by_ocr() {
+    use pdfium_render::prelude::{
+        PdfPageContentRegenerationStrategy, PdfPageImageObject, PdfPageObjectsCommon, PdfPagePaperSize,
+        PdfPageTextObject, PdfPageTextRenderMode, PdfPoints,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let path = common::fixture("scan.pdf");
+    let pdfium = ctx.pdfium().await.unwrap();
+    let grey = pdfium
+        .run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0))
+        .await
+        .unwrap();
+    let scan = grey.clone();
+    let words = tokio::task::spawn_blocking(move || {
+        let (w, h) = scan.dimensions();
+        lectern_document::engines::tesseract::recognize("eng", scan.as_raw(), w, h, 300).unwrap().words
+    })
+    .await
+    .unwrap();
+    // Each letter moved on by one: words that look like words to a text-layer check.
+    let garble = |text: &str| -> String {
+        text.chars()
+            .map(|c| if c.is_ascii_lowercase() { (b'a' + (c as u8 - b'a' + 1) % 26) as char } else { c })
+            .collect()
+    };
+    let file = dir.path().join("invisible.pdf");
+    let out = file.clone();
+    pdfium
+        .run(move |pdfium| {
+            let mut document = pdfium.create_new_pdf().unwrap();
+            let font = document.fonts_mut().helvetica();
+            let scale = 72.0 / 300.0;
+            for garbled in [false, true] {
+                let size = PdfPagePaperSize::from_points(
+                    PdfPoints::new(grey.width() as f32 * scale),
+                    PdfPoints::new(grey.height() as f32 * scale),
+                );
+                let mut page = document.pages_mut().create_page_at_end(size).unwrap();
+                page.set_content_regeneration_strategy(PdfPageContentRegenerationStrategy::Manual);
+                let (width, height) = (page.width(), page.height());
+                let image = PdfPageImageObject::new_with_size(
+                    &document,
+                    &image::DynamicImage::ImageLuma8(grey.clone()),
+                    width,
+                    height,
+                )
+                .unwrap();
+                page.objects_mut().add_image_object(image).unwrap();
+                for word in &words {
+                    let text = if garbled { garble(&word.text) } else { word.text.clone() };
+                    let [x0, _, _, y1] = word.bbox.map(|v| v * scale);
+                    let font_size = PdfPoints::new(((word.bbox[3] - word.bbox[1]) * scale).max(4.0));
+                    let mut object = PdfPageTextObject::new(&document, text, font, font_size).unwrap();
+                    object.set_render_mode(PdfPageTextRenderMode::Invisible).unwrap();
+                    object.translate(PdfPoints::new(x0), PdfPoints::new(height.value - y1)).unwrap();
+                    page.objects_mut().add_text_object(object).unwrap();
+                }
+                page.regenerate_content().unwrap();
+            }
+            document.save_to_file(&out).unwrap();
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let id = through_chunking(&ctx, file.to_str().unwrap()).await;
+    let pages = ctx.workdir(&id).load_pages().unwrap();
+    let (kept, replaced) = (&pages[0], &pages[1]);
+    assert!(kept.invisible_text && replaced.invisible_text);
+    assert_eq!(kept.source, TextSource::TextLayer);
+    assert!(kept.layer_agreement.unwrap() > 0.8, "tesseract's layer agrees: {:?}", kept.layer_agreement);
+    assert_eq!(replaced.source, TextSource::Ocr);
+    assert!(replaced.layer_agreement.unwrap() < 0.2, "a garbled layer: {:?}", replaced.layer_agreement);
+    for page in [kept, replaced] {
+        assert!(page.text().contains("Emanuel Goldberg developed a machine"), "page {}: {}", page.number, page.text());
+    }
+}
+
 /// A photo of a page (fixtures/tilted.jpg): stored on its side with an EXIF orientation,
 /// and its lines tilted 4° clockwise (read as it is, tesseract loses whole lines). It is
 /// turned upright, deskewed and read line by line; its word boxes stay on the page as it

@@ -163,6 +163,8 @@ pub fn render_pages(
             Err(_) => Vec::new(),
         };
         let source = if text_layer_is_usable(&words) { TextSource::TextLayer } else { TextSource::Ocr };
+        // An invisible layer is an earlier OCR's: the OCR stage checks it against its own.
+        let invisible = source == TextSource::TextLayer && invisible_text_share(&page) >= INVISIBLE_LAYER;
         let images = image_boxes(&page, height);
         let render = |dpi: f32, grey: bool| -> Result<DynamicImage, StageError> {
             let config = PdfRenderConfig::new()
@@ -180,7 +182,7 @@ pub fn render_pages(
         if let Some(name) = &layout_image {
             save_png(&DynamicImage::ImageRgb8(layout.to_rgb8()), &pages_dir.join(name))?;
         }
-        let ocr_image = if source == TextSource::Ocr && !blank {
+        let ocr_image = if (source == TextSource::Ocr || invisible) && !blank {
             let name = format!("p{number:04}-ocr.png");
             save_png(&DynamicImage::ImageLuma8(render(OCR_DPI, true)?.to_luma8()), &pages_dir.join(&name))?;
             Some(name)
@@ -201,9 +203,34 @@ pub fn render_pages(
             turn: None,
             ocr_language: None,
             images,
+            invisible_text: invisible,
+            layer_agreement: None,
         });
     }
     Ok(pages)
+}
+
+/// A text layer this much of whose characters are invisible (render mode 3) is an earlier
+/// OCR's, laid over a scan.
+pub const INVISIBLE_LAYER: f32 = 0.9;
+
+/// The share of the page's text-object characters drawn invisible, text inside form
+/// XObjects included (0 on a page without text objects).
+fn invisible_text_share(page: &PdfPage) -> f32 {
+    fn walk(object: &PdfPageObject, counts: &mut (usize, usize)) {
+        if let Some(form) = object.as_x_object_form_object() {
+            form.iter().for_each(|child| walk(&child, counts));
+        } else if let Some(text) = object.as_text_object() {
+            let n = text.text().chars().filter(|c| !c.is_whitespace()).count();
+            counts.1 += n;
+            if matches!(text.render_mode(), PdfPageTextRenderMode::Invisible) {
+                counts.0 += n;
+            }
+        }
+    }
+    let mut counts = (0, 0);
+    page.objects().iter().for_each(|object| walk(&object, &mut counts));
+    counts.0 as f32 / counts.1.max(1) as f32
 }
 
 /// Boxes of the raster images drawn on the page (page points, top-left origin), images

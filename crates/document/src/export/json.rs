@@ -42,6 +42,8 @@ struct PageOut<'a> {
     skew: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     turn: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layer_agreement: Option<f32>,
     blocks: Vec<BlockOut<'a>>,
     figures: Vec<FigureOut>,
 }
@@ -129,6 +131,7 @@ impl PageWriter for Writer<'_> {
             ocr_language: page.ocr_language.as_deref(),
             skew: page.skew,
             turn: page.turn,
+            layer_agreement: page.layer_agreement,
             blocks: out_blocks,
             figures,
         };

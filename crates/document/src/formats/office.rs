@@ -529,6 +529,8 @@ fn lay_out(number: u32, blocks: Vec<Block>) -> Result<LaidOut, StageError> {
         ocr_confidence: None,
         skew: None,
         turn: None,
+        invisible_text: false,
+        layer_agreement: None,
         ocr_language: None,
         images: Vec::new(),
     };

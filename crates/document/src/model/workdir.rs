@@ -75,6 +75,14 @@ pub struct Page {
     /// down clockwise to set it upright. Its size, words and regions are the upright page's.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub turn: Option<u32>,
+    /// A PDF page whose text layer is invisible (an earlier OCR's over a scan), set by the
+    /// render stage, which then renders an OCR image too.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub invisible_text: bool,
+    /// Share (0–1) of a sample of the page read by OCR that the invisible layer's words
+    /// agree with, set by the OCR stage; below its bar the page is OCR'd instead.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub layer_agreement: Option<f32>,
 }
 
 impl Page {

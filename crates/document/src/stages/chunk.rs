@@ -279,6 +279,8 @@ mod tests {
             ocr_confidence: None,
             skew: None,
             turn: None,
+            invisible_text: false,
+            layer_agreement: None,
             ocr_language: None,
             images: Vec::new(),
         }

@@ -81,6 +81,8 @@ fn render_image(
             ocr_confidence: None,
             skew: None,
             turn: None,
+            invisible_text: false,
+            layer_agreement: None,
             ocr_language: None,
             images: Vec::new(),
         };
