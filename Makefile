@@ -17,7 +17,7 @@ DEMO_DATA := ./lectern-data
 # and reuse its artifacts; `-p lectern` alone resolves other features and rebuilds LanceDB's stack.
 BENCH := cargo bench --profile dev --workspace
 
-.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-ocr eval-figures bench-pages bench-scans
+.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-ocr eval-figures bench-pages bench-scans bench-text-layer
 
 setup:
 	./scripts/setup.sh
@@ -82,6 +82,10 @@ bench-fidelity: build
 
 # Scans beside OCRmyPDF (plain and --rotate-pages --deskew), the tesseract CLI and Kreuzberg:
 # CER per tilt group and CPU per page, one run (scans made from corpus pages by make_skewed.py).
+# The text-layer path (ingest, render, chunk) beside Kreuzberg on the born-digital corpus.
+bench-text-layer: build
+	py=$$(./scripts/peers.sh) && $$py benches/text_layer.py
+
 bench-scans: build
 	py=$$(./scripts/peers.sh) && $$py scripts/make_skewed.py --corpus ../shared/corpus ./lectern-scans && \
 	PATH=$$(dirname $$py):$$PATH TESSDATA_PREFIX=/usr/share/tesseract-ocr/5/tessdata $$py benches/scans.py ./lectern-scans

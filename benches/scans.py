@@ -8,7 +8,8 @@ Run `make bench-scans`: it installs the peers (scripts/peers.sh), makes the scan
 
 Per group of pages: order-aware character error rate (Levenshtein distance over the
 reference's length; NFKC, quotes and dashes folded, line-end hyphens joined, spaces
-collapsed) against the page's own text layer, and CPU seconds per page (user + system of
+collapsed) against the page's own text layer (Lectern's text is its JSON export's: running headers,
+the blocks in reading order, footers), and CPU seconds per page (user + system of
 the tool's processes, or of this process for Kreuzberg, which runs in it). Every tool runs
 with OMP_THREAD_LIMIT=1 and English. Lectern runs its whole pipeline (render, layout, OCR,
 chunking, embedding, study material) on all pages as one document; its CPU is that
@@ -72,7 +73,12 @@ class Lectern:
         export = json.loads(run(self.cmd + ["export", doc["id"], "--format", "json"], cwd=ROOT))
         texts, self.skews, self.turns = {}, {}, {}
         for page in export["pages"]:
-            texts[page["number"]] = "\n".join(b["text"] for b in page["blocks"])
+            # The whole page, as the others give it: running headers, the body, footers.
+            furniture = page.get("furniture", [])
+            parts = [f["text"] for f in furniture if f["label"] == "header"]
+            parts += [b["text"] for b in page["blocks"]]
+            parts += [f["text"] for f in furniture if f["label"] == "footer"]
+            texts[page["number"]] = "\n".join(parts)
             self.skews[page["number"]] = page.get("skew")
             self.turns[page["number"]] = page.get("turn", 0)
         return texts, cpu

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{Headings, PageWriter, Source, figure_file, page_figures, table};
 use crate::model::workdir::{BBox, Page, TextSource};
-use crate::text::blocks::{Block, Kind, running_text};
+use crate::text::blocks::{self, Block, Kind, running_text};
 
 pub struct Writer<'a> {
     source: &'a Source<'a>,
@@ -45,7 +45,17 @@ struct PageOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     layer_agreement: Option<f32>,
     blocks: Vec<BlockOut<'a>>,
+    /// Running headers and footers, top to bottom: not in `blocks` (nor in chunks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    furniture: Vec<FurnitureOut<'a>>,
     figures: Vec<FigureOut>,
+}
+
+#[derive(Serialize)]
+struct FurnitureOut<'a> {
+    label: &'a str,
+    text: String,
+    bbox: BBox,
 }
 
 #[derive(Serialize)]
@@ -133,6 +143,10 @@ impl PageWriter for Writer<'_> {
             turn: page.turn,
             layer_agreement: page.layer_agreement,
             blocks: out_blocks,
+            furniture: blocks::furniture(page)
+                .iter()
+                .map(|b| FurnitureOut { label: b.label, text: running_text(&b.words), bbox: b.bbox })
+                .collect(),
             figures,
         };
         if index > 0 {

@@ -37,14 +37,38 @@ pub fn blocks(pages: &[Page]) -> Vec<Block<'_>> {
     pages.iter().flat_map(page_blocks).collect()
 }
 
-/// One page's blocks in reading order. Words outside every region are grouped by run of
-/// source order.
-pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
-    let mut groups: Vec<(Option<usize>, Vec<&Word>)> = Vec::new();
+/// A page's words grouped by layout region, with the region (`None`: a run of words outside
+/// every region, in source order).
+type Groups<'a> = Vec<(Option<usize>, Vec<&'a Word>)>;
+
+fn is_furniture(page: &Page, region: Option<usize>) -> bool {
+    region.is_some_and(|i| matches!(page.regions[i].label.as_str(), "header" | "footer"))
+}
+
+/// A page's running headers and footers (page numbers, running titles), top to bottom: left
+/// out of [`page_blocks`], kept for exports that give the whole page.
+pub fn furniture(page: &Page) -> Vec<Block<'_>> {
+    let mut groups = groups(page);
+    groups.retain(|(region, _)| is_furniture(page, *region));
+    let mut blocks: Vec<Block> = groups
+        .into_iter()
+        .map(|(region, words)| Block {
+            kind: Kind::Text,
+            label: region.map_or("text", |i| page.regions[i].label.as_str()),
+            level: None,
+            bbox: union(words.iter().map(|w| w.bbox)).expect("a group has a word"),
+            words: words.into_iter().map(|w| (page.number, w)).collect(),
+        })
+        .collect();
+    blocks.sort_by(|a, b| a.bbox[1].total_cmp(&b.bbox[1]));
+    blocks
+}
+
+fn groups(page: &Page) -> Groups<'_> {
+    let mut groups: Groups = Vec::new();
     let mut group_of_region = vec![None; page.regions.len()];
     let mut run = None;
-    for word in &page.words {
-        let region = region_of(page, word);
+    for (word, region) in page.words.iter().zip(word_regions(page)) {
         let slot = match region {
             Some(r) => &mut group_of_region[r],
             None => &mut run,
@@ -58,7 +82,14 @@ pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
             run = None;
         }
     }
-    groups.retain(|(region, _)| region.is_none_or(|i| !matches!(page.regions[i].label.as_str(), "header" | "footer")));
+    groups
+}
+
+/// One page's blocks in reading order, headers and footers left out. Words outside every
+/// region are grouped by run of source order.
+pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
+    let mut groups = groups(page);
+    groups.retain(|(region, _)| !is_furniture(page, *region));
     let boxes: Vec<BBox> =
         groups.iter().map(|(_, words)| union(words.iter().map(|w| w.bbox)).expect("a group has a word")).collect();
     // A tilted scan is ordered as read: upright (its lines would otherwise overlap rows).
@@ -97,6 +128,40 @@ pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
 fn is_contents_entry(words: &[&Word]) -> bool {
     let dots: usize = words.iter().filter(|w| w.text.chars().all(|c| c == '.')).map(|w| w.text.len()).sum();
     dots >= 3
+}
+
+/// Each word's layout region, decided a line at a time: the region most of the line's words
+/// fall in (a region's box often stops short of its lines' last words, which would
+/// otherwise leave the paragraph and be read elsewhere). A line is a run of words, in
+/// source order, side by side on one baseline with no wider gap than [`MAX_WORD_GAP`].
+fn word_regions(page: &Page) -> Vec<Option<usize>> {
+    let own: Vec<Option<usize>> = page.words.iter().map(|w| region_of(page, w)).collect();
+    let boxes: Vec<BBox> = page.words.iter().map(|w| page.upright(&w.bbox)).collect();
+    let mut regions = own.clone();
+    let mut start = 0;
+    for end in 1..=boxes.len() {
+        if end < boxes.len() && same_line(&boxes[end - 1], &boxes[end]) {
+            continue;
+        }
+        let line = &own[start..end];
+        // Most votes wins; on a tie a region beats none, then the first seen.
+        let votes = |r: &Option<usize>| line.iter().filter(|o| *o == r).count();
+        let winner = line.iter().copied().rev().max_by_key(|r| (votes(r), r.is_some())).flatten();
+        regions[start..end].fill(winner);
+        start = end;
+    }
+    regions
+}
+
+/// Widest gap between two words of one line, in line heights: wider is a column gutter.
+const MAX_WORD_GAP: f32 = 1.5;
+
+/// Whether `b` follows `a` on the same line.
+fn same_line(a: &BBox, b: &BBox) -> bool {
+    let height = (a[3] - a[1]).max(b[3] - b[1]).max(1.0);
+    let drop = ((b[1] + b[3]) - (a[1] + a[3])).abs() / 2.0;
+    let gap = b[0] - a[2];
+    drop < height / 2.0 && gap > -height / 2.0 && gap < MAX_WORD_GAP * height
 }
 
 /// The smallest layout region holding the word's centre (on a tilted scan, both upright).
@@ -163,6 +228,43 @@ mod tests {
         let c = word("well-", 80.0, 114.0);
         let d = word("known", 120.0, 114.0);
         assert_eq!(running_text(&[(1, &a), (1, &b), (1, &c), (1, &d)]), "interaction well- known");
+    }
+
+    #[test]
+    fn a_line_sticking_out_of_its_region_stays_in_it() {
+        use crate::model::workdir::{Region, TextSource};
+        // Two lines of a paragraph whose region stops short of their last words, then a
+        // second column's line beyond a gutter, outside every region.
+        let words = vec![
+            word("first", 10.0, 100.0),
+            word("line", 45.0, 100.0),
+            word("ends", 80.0, 100.0),
+            word("here", 115.0, 100.0),
+            word("second", 10.0, 112.0),
+            word("line", 45.0, 112.0),
+            word("too", 80.0, 112.0),
+            word("beyond", 200.0, 112.0),
+        ];
+        let region = Region { label: "text".into(), bbox: [5.0, 95.0, 100.0, 125.0], score: 0.9, level: None };
+        let page = Page {
+            number: 1,
+            width: 300.0,
+            height: 300.0,
+            source: TextSource::Ocr,
+            words,
+            layout_image: None,
+            ocr_image: None,
+            regions: vec![region],
+            ocr_confidence: None,
+            ocr_language: None,
+            images: Vec::new(),
+            skew: None,
+            turn: None,
+            invisible_text: false,
+            layer_agreement: None,
+        };
+        let texts: Vec<String> = page_blocks(&page).iter().map(|b| running_text(&b.words)).collect();
+        assert_eq!(texts, ["first line ends here second line too", "beyond"]);
     }
 
     #[test]
