@@ -11,8 +11,9 @@ OCR, embedding or study material), all files in one process; its CPU is that pro
 on a one-page PDF, subtracted). Kreuzberg runs in this process with its cache off and OCR
 off, one `extract_file_sync` per file. Every tool runs with OMP_THREAD_LIMIT=1.
 
-The chunks' digest (sha256 of every document's chunks.json, in file order) shows whether a
-change to the path changed its output: compare it across runs.
+The chunks' digest (sha256 of every document's chunks, in file order, without their ids,
+which derive from the run's document ids) shows whether a change to the path changed its
+output: compare it across runs.
 """
 import argparse
 import hashlib
@@ -60,7 +61,11 @@ def lectern(files, workdir):
     cpu, ids = process(files, workdir / "data")
     digest = hashlib.sha256()
     for f in files:
-        digest.update((workdir / "data/documents" / ids[f.name] / "chunks.json").read_bytes())
+        chunks = json.loads((workdir / "data/documents" / ids[f.name] / "chunks.json").read_text())
+        # Ids derive from the document's id, new on every run: the rest is the output.
+        for c in chunks:
+            c.pop("id"), c.pop("document_id")
+        digest.update(json.dumps(chunks, sort_keys=True).encode())
     return cpu, startup, digest.hexdigest()[:16]
 
 

@@ -146,13 +146,14 @@ pub fn render_grey(pdfium: &Pdfium, path: &Path, number: u32, dpi: f32) -> Resul
 }
 
 /// Reads and renders the pages in `range` as the render stage needs them: words of a
-/// usable text layer, else a grey [`OCR_DPI`] image for OCR; an RGB [`LAYOUT_DPI`] image
-/// for the layout model. Images go to `pages_dir`. A page too large for these resolutions
-/// within [`MAX_RENDER_PIXELS`] is rendered at less.
+/// usable text layer, else a grey [`OCR_DPI`] image for OCR; with `layout`, an RGB
+/// [`LAYOUT_DPI`] image for the layout model. Images go to `pages_dir`. A page too large for
+/// these resolutions within [`MAX_RENDER_PIXELS`] is rendered at less.
 pub fn render_pages(
     document: &PdfDocument,
     pages_dir: &Path,
     range: std::ops::RangeInclusive<u32>,
+    layout: bool,
 ) -> Result<Vec<Page>, StageError> {
     let mut pages = Vec::new();
     for number in range {
@@ -175,19 +176,33 @@ pub fn render_pages(
                 .map_err(|e| StageError::BadInput(format!("page {number} cannot be rendered: {}", one_line(&e))))?;
             bitmap.as_image().map_err(|e| StageError::transient("convert rendered page", e))
         };
-        let layout = render(LAYOUT_DPI, false)?;
-        // A page with no text layer and no ink has nothing to lay out or OCR.
-        let blank = source == TextSource::Ocr && crate::formats::raster::is_blank(&layout.to_luma8());
-        let layout_image = (!blank).then(|| format!("p{number:04}-layout.png"));
-        if let Some(name) = &layout_image {
-            save_png(&DynamicImage::ImageRgb8(layout.to_rgb8()), &pages_dir.join(name))?;
+        let layout = if layout { Some(render(LAYOUT_DPI, false)?) } else { None };
+        let mut ocr = None;
+        // A page with no text layer and no ink has nothing to lay out or OCR: told from the
+        // layout image when there is one, else from the OCR image.
+        let blank = source == TextSource::Ocr
+            && match &layout {
+                Some(image) => crate::formats::raster::is_blank(&image.to_luma8()),
+                None => crate::formats::raster::is_blank(ocr.insert(render(OCR_DPI, true)?.to_luma8())),
+            };
+        if (source == TextSource::Ocr || invisible) && !blank && ocr.is_none() {
+            ocr = Some(render(OCR_DPI, true)?.to_luma8());
         }
-        let ocr_image = if (source == TextSource::Ocr || invisible) && !blank {
-            let name = format!("p{number:04}-ocr.png");
-            save_png(&DynamicImage::ImageLuma8(render(OCR_DPI, true)?.to_luma8()), &pages_dir.join(&name))?;
-            Some(name)
-        } else {
-            None
+        let layout_image = match layout.filter(|_| !blank) {
+            Some(image) => {
+                let name = format!("p{number:04}-layout.png");
+                save_png(&DynamicImage::ImageRgb8(image.to_rgb8()), &pages_dir.join(&name))?;
+                Some(name)
+            }
+            None => None,
+        };
+        let ocr_image = match ocr.filter(|_| !blank) {
+            Some(grey) => {
+                let name = format!("p{number:04}-ocr.png");
+                save_png(&DynamicImage::ImageLuma8(grey), &pages_dir.join(&name))?;
+                Some(name)
+            }
+            None => None,
         };
         pages.push(Page {
             number,
@@ -210,21 +225,22 @@ pub fn render_pages(
     Ok(pages)
 }
 
-/// A text layer this much of whose characters are invisible (render mode 3) is an earlier
+/// A text layer this much of whose text objects are invisible (render mode 3) is an earlier
 /// OCR's, laid over a scan.
 pub const INVISIBLE_LAYER: f32 = 0.9;
 
-/// The share of the page's text-object characters drawn invisible, text inside form
-/// XObjects included (0 on a page without text objects).
+/// The share of the page's text objects drawn invisible, those inside form XObjects
+/// included (0 on a page without text objects). Objects, not characters: pdfium-render
+/// reads an object's text by loading the whole page's text again, which made this check
+/// cost more than the rest of the text-layer path.
 fn invisible_text_share(page: &PdfPage) -> f32 {
     fn walk(object: &PdfPageObject, counts: &mut (usize, usize)) {
         if let Some(form) = object.as_x_object_form_object() {
             form.iter().for_each(|child| walk(&child, counts));
         } else if let Some(text) = object.as_text_object() {
-            let n = text.text().chars().filter(|c| !c.is_whitespace()).count();
-            counts.1 += n;
+            counts.1 += 1;
             if matches!(text.render_mode(), PdfPageTextRenderMode::Invisible) {
-                counts.0 += n;
+                counts.0 += 1;
             }
         }
     }
@@ -288,11 +304,13 @@ fn page_error(number: u32, e: PdfiumError) -> StageError {
     StageError::BadInput(format!("page {number} cannot be loaded ({})", one_line(&e)))
 }
 
-/// The number of pages, each loaded once so that a broken page tree fails here.
+/// The number of pages, each page's dictionary looked up once so that a broken page tree
+/// fails here. Their contents are parsed at render, once (loading every page here as well
+/// cost a tenth of the text-layer path).
 pub fn page_count(document: &PdfDocument) -> Result<u32, StageError> {
     let pages = document.pages();
     for i in 0..pages.len() {
-        pages.get(i).map_err(|e| page_error(i as u32 + 1, e))?;
+        pages.page_size(i).map_err(|e| page_error(i as u32 + 1, e))?;
     }
     Ok(pages.len() as u32)
 }

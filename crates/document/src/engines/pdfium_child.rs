@@ -30,7 +30,7 @@ const PROGRAM: &str = "lectern-pdfium";
 #[derive(Debug, Serialize, Deserialize)]
 enum Request {
     Count { pdf: PathBuf },
-    Render { pdf: PathBuf, pages_dir: PathBuf, first: u32, last: u32 },
+    Render { pdf: PathBuf, pages_dir: PathBuf, first: u32, last: u32, layout: bool },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,16 +75,18 @@ impl PdfiumProcess {
         }
     }
 
-    /// [`super::pdfium::render_pages`] on pages `range`, images into `pages_dir`.
+    /// [`super::pdfium::render_pages`] on pages `range`, images into `pages_dir`; `layout`
+    /// says whether the layout model will want its images.
     pub async fn render(
         &self,
         pdf: PathBuf,
         pages_dir: PathBuf,
         range: std::ops::RangeInclusive<u32>,
+        layout: bool,
     ) -> Result<Vec<Page>, StageError> {
         let (first, last) = (*range.start(), *range.end());
         let what = format!("render pages {first}–{last}");
-        match self.call(Request::Render { pdf, pages_dir, first, last }, &what, last + 1 - first).await? {
+        match self.call(Request::Render { pdf, pages_dir, first, last, layout }, &what, last + 1 - first).await? {
             Reply::Pages(pages) => Ok(pages),
             other => Err(unexpected(other)),
         }
@@ -211,8 +213,8 @@ fn serve(library: &Path, request: &std::ffi::OsStr) -> Result<Reply, StageError>
     let document = ManuallyDrop::new(super::pdfium::open_pdf(&pdfium, pdf)?);
     Ok(match request {
         Request::Count { .. } => Reply::Count(super::pdfium::page_count(&document)?),
-        Request::Render { pages_dir, first, last, .. } => {
-            Reply::Pages(super::pdfium::render_pages(&document, &pages_dir, first..=last)?)
+        Request::Render { pages_dir, first, last, layout, .. } => {
+            Reply::Pages(super::pdfium::render_pages(&document, &pages_dir, first..=last, layout)?)
         }
     })
 }

@@ -11,7 +11,7 @@ use super::Payload;
 use crate::config::ChunkConfig;
 use crate::context::Context;
 use crate::error::StageError;
-use crate::model::chunk::{Chunk, Span, embedding_text};
+use crate::model::chunk::{Chunk, Span};
 use crate::model::workdir::{Page, Word, read_json, union, write_json};
 use crate::text::blocks::{Kind, blocks, heading_level};
 use lectern_queue::storage::Figure;
@@ -53,13 +53,21 @@ pub fn chunk_pages(
     config: &ChunkConfig,
     count: &dyn Fn(&str) -> usize,
 ) -> Vec<Chunk> {
-    let mut packer =
-        Packer { document_id, config, count, chunks: Vec::new(), heading_path: Vec::new(), units: Vec::new() };
+    let mut packer = Packer {
+        document_id,
+        config,
+        count,
+        chunks: Vec::new(),
+        heading_path: Vec::new(),
+        heading_tokens: 0,
+        units: Vec::new(),
+    };
     for block in blocks(pages) {
         match block.kind {
             Kind::Heading => {
                 packer.flush(false);
-                packer.heading_path = push_heading(&packer.heading_path, &join(&block.words), block.level);
+                let path = push_heading(&packer.heading_path, &join(&block.words), block.level);
+                packer.set_heading_path(path);
             }
             Kind::Text | Kind::Notes => {
                 for sentence in sentences(&block.words) {
@@ -82,13 +90,22 @@ struct Packer<'a, 'w> {
     count: &'a dyn Fn(&str) -> usize,
     chunks: Vec<Chunk>,
     heading_path: Vec<String>,
+    /// Tokens the heading path takes in a chunk's embedding text.
+    heading_tokens: usize,
     units: Vec<Unit<'w>>,
 }
 
 impl<'w> Packer<'_, 'w> {
     fn budget(&self) -> usize {
-        let heading = if self.heading_path.is_empty() { 0 } else { (self.count)(&self.heading_path.join(" > ")) + 1 };
+        // One token of slack after a heading path.
+        let heading = self.heading_tokens + usize::from(!self.heading_path.is_empty());
         self.config.max_tokens.saturating_sub(heading).max(self.config.max_tokens / 2)
+    }
+
+    /// Sets the heading path, counting its tokens once for every chunk under it.
+    fn set_heading_path(&mut self, path: Vec<String>) {
+        self.heading_tokens = if path.is_empty() { 0 } else { (self.count)(&path.join(" > ")) };
+        self.heading_path = path;
     }
 
     fn add(&mut self, unit: Unit<'w>) {
@@ -117,7 +134,10 @@ impl<'w> Packer<'_, 'w> {
         let units = std::mem::take(&mut self.units);
         let words: Vec<(u32, &Word)> = units.iter().flat_map(|u| u.words.iter().copied()).collect();
         let figures: Vec<String> = units.iter().filter_map(|u| u.figure.clone()).collect();
-        self.push_chunk(&words, figures);
+        // The tokenizer reads words on their own (it splits at spaces first), so a chunk's
+        // tokens are its heading path's and its units' added up: no second pass over the text.
+        let tokens = self.heading_tokens + units.iter().map(|u| u.tokens).sum::<usize>();
+        self.push_chunk(&words, figures, tokens as u32);
         if overlap && self.config.overlap_tokens > 0 {
             let mut carried = Vec::new();
             let mut tokens = 0;
@@ -133,7 +153,7 @@ impl<'w> Packer<'_, 'w> {
         }
     }
 
-    fn push_chunk(&mut self, words: &[(u32, &Word)], figures: Vec<String>) {
+    fn push_chunk(&mut self, words: &[(u32, &Word)], figures: Vec<String>, tokens: u32) {
         let text = join(words);
         let index = self.chunks.len() as u32;
         let mut spans: Vec<Span> = Vec::new();
@@ -148,7 +168,6 @@ impl<'w> Packer<'_, 'w> {
         hasher.update(index.to_le_bytes());
         hasher.update(self.heading_path.join("\u{1f}").as_bytes());
         hasher.update(text.as_bytes());
-        let tokens = (self.count)(&embedding_text(&self.heading_path, &text)) as u32;
         self.chunks.push(Chunk {
             id: hex::encode(&hasher.finalize()[..12]),
             document_id: self.document_id.to_string(),

@@ -1,6 +1,7 @@
 //! Stage 2, render: pdfium reads each page's text layer with word boxes and decides per
 //! page whether that text is usable or the page needs OCR; it renders a page image for
-//! the layout model (150 DPI) and, for pages that need OCR, a 300-DPI grey image.
+//! the layout model (150 DPI; not when the pipeline has no layout stage) and, for pages
+//! that need OCR, a 300-DPI grey image.
 //! PNG/JPEG/TIFF uploads are 300 DPI scans, a page per image (TIFF: per TIFF page), turned
 //! as their orientation tag says, their paper evened out for OCR. DOCX
 //! and PPTX have nothing to render: their pages come from [`crate::formats::office`]. The
@@ -35,7 +36,10 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     std::fs::create_dir_all(workdir.pages_dir())?;
     let pages_dir = workdir.pages_dir();
     let pages = match media {
-        MediaType::Pdf => ctx.pdfium_process()?.render(source, pages_dir, range).await?,
+        MediaType::Pdf => {
+            let layout = ctx.pipeline.stages.iter().any(|s| s == "layout");
+            ctx.pdfium_process()?.render(source, pages_dir, range, layout).await?
+        }
         MediaType::Docx | MediaType::Pptx => {
             let figures_dir = workdir.figures_dir();
             let (pages, figures) =
