@@ -342,20 +342,20 @@ async fn multi_page_tiff_is_one_page_per_image() {
     assert!((pages[0].width - 595.2).abs() < 1.0, "A4 at 300 dpi: {}", pages[0].width);
 }
 
+/// `fixtures/scan.pdf`'s page as a 300-DPI grey image.
+async fn scan_page(ctx: &lectern_document::context::Context) -> image::GrayImage {
+    let path = common::fixture("scan.pdf");
+    let pdfium = ctx.pdfium().await.unwrap();
+    pdfium.run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0)).await.unwrap()
+}
+
 /// A real scan turned on its side: the first pass reads garbage, orientation detection
 /// turns the page and the text comes out right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_on_its_side_is_read_upright() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let path = common::fixture("scan.pdf");
-    let grey = ctx
-        .pdfium()
-        .await
-        .unwrap()
-        .run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0))
-        .await
-        .unwrap();
+    let grey = scan_page(&ctx).await;
     let turned = image::imageops::rotate90(&grey);
     let page = tokio::task::spawn_blocking(move || {
         let (w, h) = turned.dimensions();
@@ -376,14 +376,7 @@ async fn page_on_its_side_is_read_upright() {
 async fn scans_on_their_side_or_upside_down_are_set_upright_before_layout() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let path = common::fixture("scan.pdf");
-    let upright = ctx
-        .pdfium()
-        .await
-        .unwrap()
-        .run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0))
-        .await
-        .unwrap();
+    let upright = scan_page(&ctx).await;
     let lying = [
         ("on-its-side.png", image::imageops::rotate90(&upright), 270),
         ("upside-down.png", image::imageops::rotate180(&upright), 180),
@@ -414,12 +407,8 @@ async fn an_invisible_text_layer_is_checked_and_a_poor_one_replaced_by_ocr() {
     };
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let path = common::fixture("scan.pdf");
     let pdfium = ctx.pdfium().await.unwrap();
-    let grey = pdfium
-        .run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0))
-        .await
-        .unwrap();
+    let grey = scan_page(&ctx).await;
     let scan = grey.clone();
     let words = tokio::task::spawn_blocking(move || {
         let (w, h) = scan.dimensions();
@@ -525,14 +514,7 @@ async fn a_tilted_photo_on_its_side_is_turned_upright_and_read_in_order() {
 async fn a_shadowed_photo_reads_once_its_paper_is_evened_out() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let path = common::fixture("scan.pdf");
-    let clean = ctx
-        .pdfium()
-        .await
-        .unwrap()
-        .run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0))
-        .await
-        .unwrap();
+    let clean = scan_page(&ctx).await;
     let (w, h) = clean.dimensions();
     let shadowed = image::GrayImage::from_fn(w, h, |x, y| {
         let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
