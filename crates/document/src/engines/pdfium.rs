@@ -8,6 +8,7 @@ use std::sync::mpsc;
 
 use image::DynamicImage;
 use pdfium_render::prelude::*;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use unicode_normalization::UnicodeNormalization;
 
@@ -145,15 +146,24 @@ pub fn render_grey(pdfium: &Pdfium, path: &Path, number: u32, dpi: f32) -> Resul
     Ok(bitmap.as_image().map_err(|e| StageError::transient("convert rendered page", e))?.to_luma8())
 }
 
+/// The images a render makes besides OCR's, as the stages after it want them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Renders {
+    /// An RGB [`LAYOUT_DPI`] image of every page for the layout model.
+    pub layout: bool,
+    /// An OCR image of pages under an invisible text layer, for OCR to check the layer.
+    pub layer_check: bool,
+}
+
 /// Reads and renders the pages in `range` as the render stage needs them: words of a
-/// usable text layer, else a grey [`OCR_DPI`] image for OCR; with `layout`, an RGB
-/// [`LAYOUT_DPI`] image for the layout model. Images go to `pages_dir`. A page too large for
-/// these resolutions within [`MAX_RENDER_PIXELS`] is rendered at less.
+/// usable text layer, else a grey [`OCR_DPI`] image for OCR; the images `renders` asks
+/// for. Images go to `pages_dir`. A page too large for these resolutions within
+/// [`MAX_RENDER_PIXELS`] is rendered at less.
 pub fn render_pages(
     document: &PdfDocument,
     pages_dir: &Path,
     range: std::ops::RangeInclusive<u32>,
-    layout: bool,
+    renders: Renders,
 ) -> Result<Vec<Page>, StageError> {
     let mut pages = Vec::new();
     for number in range {
@@ -176,7 +186,7 @@ pub fn render_pages(
                 .map_err(|e| StageError::BadInput(format!("page {number} cannot be rendered: {}", one_line(&e))))?;
             bitmap.as_image().map_err(|e| StageError::transient("convert rendered page", e))
         };
-        let layout = if layout { Some(render(LAYOUT_DPI, false)?) } else { None };
+        let layout = if renders.layout { Some(render(LAYOUT_DPI, false)?) } else { None };
         let mut ocr = None;
         // A page with no text layer and no ink has nothing to lay out or OCR: told from the
         // layout image when there is one, else from the OCR image.
@@ -185,7 +195,7 @@ pub fn render_pages(
                 Some(image) => crate::formats::raster::is_blank(&image.to_luma8()),
                 None => crate::formats::raster::is_blank(ocr.insert(render(OCR_DPI, true)?.to_luma8())),
             };
-        if (source == TextSource::Ocr || invisible) && !blank && ocr.is_none() {
+        if (source == TextSource::Ocr || (invisible && renders.layer_check)) && !blank && ocr.is_none() {
             ocr = Some(render(OCR_DPI, true)?.to_luma8());
         }
         let layout_image = match layout.filter(|_| !blank) {

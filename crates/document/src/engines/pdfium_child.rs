@@ -13,6 +13,7 @@ use std::process::Stdio;
 
 use serde::{Deserialize, Serialize};
 
+use super::pdfium::Renders;
 use crate::error::StageError;
 use crate::model::workdir::Page;
 
@@ -30,7 +31,7 @@ const PROGRAM: &str = "lectern-pdfium";
 #[derive(Debug, Serialize, Deserialize)]
 enum Request {
     Count { pdf: PathBuf },
-    Render { pdf: PathBuf, pages_dir: PathBuf, first: u32, last: u32, layout: bool },
+    Render { pdf: PathBuf, pages_dir: PathBuf, first: u32, last: u32, renders: Renders },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,18 +76,17 @@ impl PdfiumProcess {
         }
     }
 
-    /// [`super::pdfium::render_pages`] on pages `range`, images into `pages_dir`; `layout`
-    /// says whether the layout model will want its images.
+    /// [`super::pdfium::render_pages`] on pages `range`, images into `pages_dir`.
     pub async fn render(
         &self,
         pdf: PathBuf,
         pages_dir: PathBuf,
         range: std::ops::RangeInclusive<u32>,
-        layout: bool,
+        renders: Renders,
     ) -> Result<Vec<Page>, StageError> {
         let (first, last) = (*range.start(), *range.end());
         let what = format!("render pages {first}–{last}");
-        match self.call(Request::Render { pdf, pages_dir, first, last, layout }, &what, last + 1 - first).await? {
+        match self.call(Request::Render { pdf, pages_dir, first, last, renders }, &what, last + 1 - first).await? {
             Reply::Pages(pages) => Ok(pages),
             other => Err(unexpected(other)),
         }
@@ -213,8 +213,8 @@ fn serve(library: &Path, request: &std::ffi::OsStr) -> Result<Reply, StageError>
     let document = ManuallyDrop::new(super::pdfium::open_pdf(&pdfium, pdf)?);
     Ok(match request {
         Request::Count { .. } => Reply::Count(super::pdfium::page_count(&document)?),
-        Request::Render { pages_dir, first, last, layout, .. } => {
-            Reply::Pages(super::pdfium::render_pages(&document, &pages_dir, first..=last, layout)?)
+        Request::Render { pages_dir, first, last, renders, .. } => {
+            Reply::Pages(super::pdfium::render_pages(&document, &pages_dir, first..=last, renders)?)
         }
     })
 }

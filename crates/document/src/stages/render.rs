@@ -1,7 +1,7 @@
 //! Stage 2, render: pdfium reads each page's text layer with word boxes and decides per
 //! page whether that text is usable or the page needs OCR; it renders a page image for
 //! the layout model (150 DPI; not when the pipeline has no layout stage) and, for pages
-//! that need OCR, a 300-DPI grey image.
+//! that need OCR or whose invisible text layer OCR is to check, a 300-DPI grey image.
 //! PNG/JPEG/TIFF uploads are 300 DPI scans, a page per image (TIFF: per TIFF page), turned
 //! as their orientation tag says, their paper evened out for OCR. DOCX
 //! and PPTX have nothing to render: their pages come from [`crate::formats::office`]. The
@@ -13,7 +13,7 @@ use image::{DynamicImage, GenericImageView};
 
 use super::Payload;
 use crate::context::Context;
-use crate::engines::pdfium::{IMAGE_DPI, LAYOUT_DPI, save_png};
+use crate::engines::pdfium::{IMAGE_DPI, LAYOUT_DPI, Renders, save_png};
 use crate::error::StageError;
 use crate::formats::sniff::MediaType;
 use crate::model::workdir::{Page, TextSource};
@@ -37,8 +37,9 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let pages_dir = workdir.pages_dir();
     let pages = match media {
         MediaType::Pdf => {
-            let layout = ctx.pipeline.stages.iter().any(|s| s == "layout");
-            ctx.pdfium_process()?.render(source, pages_dir, range, layout).await?
+            let follows = |stage: &str| ctx.pipeline.stages.iter().any(|s| s == stage);
+            let renders = Renders { layout: follows("layout"), layer_check: follows("ocr") };
+            ctx.pdfium_process()?.render(source, pages_dir, range, renders).await?
         }
         MediaType::Docx | MediaType::Pptx => {
             let figures_dir = workdir.figures_dir();
