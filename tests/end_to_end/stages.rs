@@ -264,6 +264,40 @@ async fn two_columns_read_column_by_column() {
     assert!(text.find(harbours) < text.find(bread), "the left column ends before the right begins: {text}");
 }
 
+/// The same two columns as a scan tilted 2.5°: deskewed, OCR'd, and still read column by
+/// column, each sentence whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tilted_two_column_scan_reads_column_by_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let path = common::fixture("columns.pdf");
+    let pdfium = ctx.pdfium().await.unwrap();
+    let page = pdfium
+        .run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0))
+        .await
+        .unwrap();
+    let (w, h) = page.dimensions();
+    let tilted = lectern_document::engines::deskew::rotate(page.as_raw(), w, h, 1, 2.5);
+    let file = dir.path().join("columns-scan.png");
+    image::GrayImage::from_raw(w, h, tilted).unwrap().save(&file).unwrap();
+    let id = through_chunking(&ctx, file.to_str().unwrap()).await;
+    let page = &ctx.workdir(&id).load_pages().unwrap()[0];
+    assert_eq!(page.source, TextSource::Ocr);
+    assert!(page.skew.is_some_and(|d| (d - 2.5).abs() < 0.2), "tilt {:?}", page.skew);
+    let text: String = lectern_document::stages::chunk::load(&ctx, &id)
+        .unwrap()
+        .iter()
+        .map(|c| c.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let harbours = "Harbours publish tide tables so that ships with deep hulls can wait for high water.";
+    let bread = "Bread rises because yeast eats sugar in the dough and breathes out carbon dioxide.";
+    for sentence in [harbours, bread] {
+        assert!(text.contains(sentence), "{sentence:?} is read whole in: {text}");
+    }
+    assert!(text.find(harbours) < text.find(bread), "the left column ends before the right begins: {text}");
+}
+
 /// DOCX (python-docx's own test files): heading styles become titles with their level,
 /// tables are kept whole as text, embedded images become figures; nothing is OCR'd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
