@@ -37,28 +37,48 @@ const REDUCED_WIDTH: u32 = 700;
 /// The tilt of `grey`'s text lines (`width * height` bytes, row-major), or `None` when the
 /// page shows no clear lines.
 pub fn find_skew(grey: &[u8], width: u32, height: u32) -> Option<f32> {
-    let ink = ink_cells(grey, width, height);
-    let mut profile = Profile::new(&ink)?;
-    let (coarse, clarity) = profile.sweep();
-    if clarity < MIN_PEAK_RATIO {
-        return None;
-    }
-    let fine = (COARSE_STEP / FINE_STEP).round() as i32;
-    let (degrees, _) = (-fine..=fine)
-        .map(|k| coarse + k as f32 * FINE_STEP)
-        .map(|d| (d, profile.score(d)))
-        .max_by(|a, b| a.1.total_cmp(&b.1))?;
-    Some(degrees)
+    lines(grey, width, height).skew()
 }
 
-/// How clearly `grey` shows lines along its rows and along its columns: the peak ratio of
-/// each profile's coarse sweep (text lines score 10 to 100 along themselves, 2 to 5
-/// across), 0 where there is too little ink to tell.
-pub fn line_clarity(grey: &[u8], width: u32, height: u32) -> (f64, f64) {
+/// A page's ink measured for text lines. Clarity is the peak ratio of a profile's coarse
+/// sweep: text lines score 10 to 100 along themselves, 2 to 5 across; 0 where there is too
+/// little ink to tell.
+pub struct Lines {
+    ink: Vec<(u32, u32)>,
+    /// The coarse sweep's best slant along the rows.
+    coarse: f32,
+    /// How clearly lines run along the rows.
+    pub rows: f64,
+}
+
+/// Measures `grey` (`width * height` bytes) for [`Lines`].
+pub fn lines(grey: &[u8], width: u32, height: u32) -> Lines {
     let ink = ink_cells(grey, width, height);
-    let across: Vec<(u32, u32)> = ink.iter().map(|&(x, y)| (y, x)).collect();
-    let clarity = |cells: &[(u32, u32)]| Profile::new(cells).map_or(0.0, |mut p| p.sweep().1);
-    (clarity(&ink), clarity(&across))
+    let (coarse, rows) = Profile::new(&ink).map_or((0.0, 0.0), |mut p| p.sweep());
+    Lines { ink, coarse, rows }
+}
+
+impl Lines {
+    /// How clearly lines run along the columns (a page on its side).
+    pub fn columns(&self) -> f64 {
+        let across: Vec<(u32, u32)> = self.ink.iter().map(|&(x, y)| (y, x)).collect();
+        Profile::new(&across).map_or(0.0, |mut p| p.sweep().1)
+    }
+
+    /// The tilt of the lines along the rows (a fine sweep around the coarse one's best), or
+    /// `None` when they are not clear.
+    pub fn skew(&self) -> Option<f32> {
+        if self.rows < MIN_PEAK_RATIO {
+            return None;
+        }
+        let mut profile = Profile::new(&self.ink)?;
+        let fine = (COARSE_STEP / FINE_STEP).round() as i32;
+        let (degrees, _) = (-fine..=fine)
+            .map(|k| self.coarse + k as f32 * FINE_STEP)
+            .map(|d| (d, profile.score(d)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
+        Some(degrees)
+    }
 }
 
 /// Cells of a reduced grid (about [`REDUCED_WIDTH`] wide) holding a pixel darker than

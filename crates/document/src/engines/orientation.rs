@@ -11,7 +11,7 @@
 
 use image::GrayImage;
 
-use super::deskew::{MIN_DEGREES, MIN_PEAK_RATIO, find_skew, line_clarity, rotate};
+use super::deskew::{MIN_DEGREES, MIN_PEAK_RATIO, find_skew, lines, rotate};
 
 /// Pixels darker than this count as ink.
 const INK: u8 = 128;
@@ -41,17 +41,19 @@ pub struct Upright {
 
 /// How the page in `grey` lies. Pages that show no clear text lines are left as they are.
 pub fn find(grey: &GrayImage) -> Upright {
-    let (rows, columns) = line_clarity(grey.as_raw(), grey.width(), grey.height());
-    let sideways = columns >= MIN_PEAK_RATIO && columns >= SIDEWAYS_MARGIN * rows;
+    let measured = lines(grey.as_raw(), grey.width(), grey.height());
+    let columns = measured.columns();
+    let sideways = columns >= MIN_PEAK_RATIO && columns >= SIDEWAYS_MARGIN * measured.rows;
     let turned;
-    let page = if sideways {
+    // Upright as far as sideways goes: a page turned by a quarter is measured again.
+    let (page, skew) = if sideways {
         turned = image::imageops::rotate90(grey);
-        &turned
+        (&turned, find_skew(turned.as_raw(), turned.width(), turned.height()))
     } else {
-        grey
+        (grey, measured.skew())
     };
     let (w, h) = page.dimensions();
-    let skew = find_skew(page.as_raw(), w, h).filter(|d| d.abs() >= MIN_DEGREES);
+    let skew = skew.filter(|d| d.abs() >= MIN_DEGREES);
     let level = skew.map(|d| rotate(page.as_raw(), w, h, 1, -d));
     let over = upside_down(level.as_deref().unwrap_or(page.as_raw()), w, h);
     let turn = match (sideways, over) {
