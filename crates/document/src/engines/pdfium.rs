@@ -198,22 +198,16 @@ pub fn render_pages(
         if (source == TextSource::Ocr || (invisible && renders.layer_check)) && !blank && ocr.is_none() {
             ocr = Some(render(OCR_DPI, true)?.to_luma8());
         }
-        let layout_image = match layout.filter(|_| !blank) {
-            Some(image) => {
-                let name = format!("p{number:04}-layout.png");
-                save_png(&DynamicImage::ImageRgb8(image.to_rgb8()), &pages_dir.join(&name))?;
-                Some(name)
-            }
-            None => None,
+        let save = |image: DynamicImage, kind: &str| -> Result<String, StageError> {
+            let name = format!("p{number:04}-{kind}.png");
+            save_png(&image, &pages_dir.join(&name))?;
+            Ok(name)
         };
-        let ocr_image = match ocr.filter(|_| !blank) {
-            Some(grey) => {
-                let name = format!("p{number:04}-ocr.png");
-                save_png(&DynamicImage::ImageLuma8(grey), &pages_dir.join(&name))?;
-                Some(name)
-            }
-            None => None,
-        };
+        let layout_image = layout
+            .filter(|_| !blank)
+            .map(|image| save(DynamicImage::ImageRgb8(image.to_rgb8()), "layout"))
+            .transpose()?;
+        let ocr_image = ocr.filter(|_| !blank).map(|grey| save(DynamicImage::ImageLuma8(grey), "ocr")).transpose()?;
         pages.push(Page {
             number,
             width,
