@@ -249,16 +249,24 @@ async fn two_columns_read_column_by_column() {
     let id = through_chunking(&ctx, "columns.pdf").await;
     let page = &ctx.workdir(&id).load_pages().unwrap()[0];
     assert_eq!(page.source, TextSource::TextLayer);
-    let text: String = lectern_document::stages::chunk::load(&ctx, &id)
-        .unwrap()
-        .iter()
-        .map(|c| c.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let text = chunks_text(&ctx, &id);
     let tides = "Tides rise and fall twice a day because the Moon pulls the oceans toward it.";
+    assert!(text.contains(tides), "{tides:?} is read whole in: {text}");
+    assert_left_column_then_right(&text);
+}
+
+/// The chunks of document `id`, their texts joined by spaces.
+fn chunks_text(ctx: &lectern_document::context::Context, id: &str) -> String {
+    let chunks = lectern_document::stages::chunk::load(ctx, id).unwrap();
+    chunks.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" ")
+}
+
+/// `fixtures/columns.pdf` read column by column: the left column's last sentence and the
+/// right column's first, each whole, in that order.
+fn assert_left_column_then_right(text: &str) {
     let harbours = "Harbours publish tide tables so that ships with deep hulls can wait for high water.";
     let bread = "Bread rises because yeast eats sugar in the dough and breathes out carbon dioxide.";
-    for sentence in [tides, harbours, bread] {
+    for sentence in [harbours, bread] {
         assert!(text.contains(sentence), "{sentence:?} is read whole in: {text}");
     }
     assert!(text.find(harbours) < text.find(bread), "the left column ends before the right begins: {text}");
@@ -270,12 +278,7 @@ async fn two_columns_read_column_by_column() {
 async fn a_tilted_two_column_scan_reads_column_by_column() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let path = common::fixture("columns.pdf");
-    let pdfium = ctx.pdfium().await.unwrap();
-    let page = pdfium
-        .run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0))
-        .await
-        .unwrap();
+    let page = fixture_page(&ctx, "columns.pdf").await;
     let (w, h) = page.dimensions();
     let tilted = lectern_document::engines::deskew::rotate(page.as_raw(), w, h, 1, 2.5);
     let file = dir.path().join("columns-scan.png");
@@ -284,18 +287,7 @@ async fn a_tilted_two_column_scan_reads_column_by_column() {
     let page = &ctx.workdir(&id).load_pages().unwrap()[0];
     assert_eq!(page.source, TextSource::Ocr);
     assert!(page.skew.is_some_and(|d| (d - 2.5).abs() < 0.2), "tilt {:?}", page.skew);
-    let text: String = lectern_document::stages::chunk::load(&ctx, &id)
-        .unwrap()
-        .iter()
-        .map(|c| c.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let harbours = "Harbours publish tide tables so that ships with deep hulls can wait for high water.";
-    let bread = "Bread rises because yeast eats sugar in the dough and breathes out carbon dioxide.";
-    for sentence in [harbours, bread] {
-        assert!(text.contains(sentence), "{sentence:?} is read whole in: {text}");
-    }
-    assert!(text.find(harbours) < text.find(bread), "the left column ends before the right begins: {text}");
+    assert_left_column_then_right(&chunks_text(&ctx, &id));
 }
 
 /// DOCX (python-docx's own test files): heading styles become titles with their level,
@@ -376,9 +368,9 @@ async fn multi_page_tiff_is_one_page_per_image() {
     assert!((pages[0].width - 595.2).abs() < 1.0, "A4 at 300 dpi: {}", pages[0].width);
 }
 
-/// `fixtures/scan.pdf`'s page as a 300-DPI grey image.
-async fn scan_page(ctx: &lectern_document::context::Context) -> image::GrayImage {
-    let path = common::fixture("scan.pdf");
+/// The first page of fixture `name`, a PDF, as a 300-DPI grey image.
+async fn fixture_page(ctx: &lectern_document::context::Context, name: &str) -> image::GrayImage {
+    let path = common::fixture(name);
     let pdfium = ctx.pdfium().await.unwrap();
     pdfium.run(move |pdfium| lectern_document::engines::pdfium::render_grey(pdfium, &path, 1, 300.0)).await.unwrap()
 }
@@ -389,7 +381,7 @@ async fn scan_page(ctx: &lectern_document::context::Context) -> image::GrayImage
 async fn page_on_its_side_is_read_upright() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let grey = scan_page(&ctx).await;
+    let grey = fixture_page(&ctx, "scan.pdf").await;
     let turned = image::imageops::rotate90(&grey);
     let page = tokio::task::spawn_blocking(move || {
         let (w, h) = turned.dimensions();
@@ -410,7 +402,7 @@ async fn page_on_its_side_is_read_upright() {
 async fn scans_on_their_side_or_upside_down_are_set_upright_before_layout() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let upright = scan_page(&ctx).await;
+    let upright = fixture_page(&ctx, "scan.pdf").await;
     let lying = [
         ("on-its-side.png", image::imageops::rotate90(&upright), 270),
         ("upside-down.png", image::imageops::rotate180(&upright), 180),
@@ -442,7 +434,7 @@ async fn an_invisible_text_layer_is_checked_and_a_poor_one_replaced_by_ocr() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
     let pdfium = ctx.pdfium().await.unwrap();
-    let grey = scan_page(&ctx).await;
+    let grey = fixture_page(&ctx, "scan.pdf").await;
     let scan = grey.clone();
     let words = tokio::task::spawn_blocking(move || {
         let (w, h) = scan.dimensions();
@@ -548,7 +540,7 @@ async fn a_tilted_photo_on_its_side_is_turned_upright_and_read_in_order() {
 async fn a_shadowed_photo_reads_once_its_paper_is_evened_out() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
-    let clean = scan_page(&ctx).await;
+    let clean = fixture_page(&ctx, "scan.pdf").await;
     let (w, h) = clean.dimensions();
     let shadowed = image::GrayImage::from_fn(w, h, |x, y| {
         let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
