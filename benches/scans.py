@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,19 +30,11 @@ from pathlib import Path
 import kreuzberg
 from rapidfuzz.distance import Levenshtein
 
+from cpu import children_cpu, self_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 GROUPS = ["level", "slight", "skewed", "steep", "turned"]
 ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-
-
-def children_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def self_cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def run(cmd, **kw):

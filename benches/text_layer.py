@@ -19,7 +19,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,20 +27,12 @@ from pathlib import Path
 import kreuzberg
 import pypdf
 
+from cpu import children_cpu, self_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 # No usable text layer (vector outlines only): the OCR path, not this one.
 SKIP = {"ocrmypdf-vector.pdf"}
-
-
-def children_cpu():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def self_cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def lectern(files, workdir):
