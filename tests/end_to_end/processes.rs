@@ -143,7 +143,7 @@ async fn serve_with_workers_processes_an_upload_on_lower_priority_threads() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // pdfium runs in short-lived lectern-pdfium children: sample their priority as they come.
+    // pdfium runs in lectern-pdfium children, started as jobs need them: sample their priority.
     let server_pid = server.child.id();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {

@@ -150,6 +150,40 @@ fn zip_entry(path: &str, name: &str) -> String {
     s
 }
 
+/// The pdfium children serve call after call: a count then a render of the same file, a
+/// file replaced at the same path read anew, and a child that failed replaced by a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pdfium_children_serve_call_after_call() {
+    use lectern_document::engines::pdfium::Renders;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let pdfium = ctx.pdfium_process().await.unwrap();
+    let pdf = dir.path().join("upload.pdf");
+    let count = |pdf: std::path::PathBuf| {
+        let pdfium = pdfium.clone();
+        async move { pdfium.page_count(pdf).await }
+    };
+
+    std::fs::copy(common::fixture("paper.pdf"), &pdf).unwrap();
+    assert_eq!(count(pdf.clone()).await.unwrap(), 5);
+    let renders = Renders { layout: false, layer_check: false };
+    let pages = pdfium.render(pdf.clone(), dir.path().to_path_buf(), 2..=3, renders).await.unwrap();
+    assert_eq!(pages.iter().map(|p| p.number).collect::<Vec<_>>(), [2, 3]);
+    assert!(pages.iter().all(|p| p.source == TextSource::TextLayer && !p.words.is_empty()));
+
+    std::fs::copy(common::fixture("columns.pdf"), &pdf).unwrap();
+    assert_eq!(count(pdf.clone()).await.unwrap(), 1, "the new file at the same path");
+
+    std::fs::write(&pdf, b"%PDF-1.7\nnot a PDF after all").unwrap();
+    let err = count(pdf.clone()).await.unwrap_err();
+    assert!(matches!(&err, StageError::BadInput(r) if r.contains("corrupt")), "{err}");
+    std::fs::copy(common::fixture("paper.pdf"), &pdf).unwrap();
+    assert_eq!(count(pdf.clone()).await.unwrap(), 5, "after a failed call");
+    pdfium.close().await;
+    assert_eq!(count(pdf).await.unwrap(), 5, "after close, on a new child");
+    pdfium.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scanned_page_is_ocrd() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,6 +28,7 @@ pub struct Context {
     tokenizer: OnceCell<Arc<tokenizers::Tokenizer>>,
     labels: OnceCell<Arc<Labels>>,
     index: OnceCell<Arc<VectorIndex>>,
+    pdfium_process: OnceCell<Arc<PdfiumProcess>>,
 }
 
 impl Context {
@@ -42,6 +43,7 @@ impl Context {
             tokenizer: OnceCell::new(),
             labels: OnceCell::new(),
             index: OnceCell::new(),
+            pdfium_process: OnceCell::new(),
         }
     }
 
@@ -58,9 +60,18 @@ impl Context {
         WorkDir::new(self.settings.document_dir(document_id))
     }
 
-    /// pdfium for uploaded PDFs: a child process per call, under limits.
-    pub fn pdfium_process(&self) -> Result<PdfiumProcess, StageError> {
-        PdfiumProcess::new(&self.settings.pdfium_library())
+    /// pdfium for uploaded PDFs: child processes under limits, kept between calls.
+    pub async fn pdfium_process(&self) -> Result<Arc<PdfiumProcess>, StageError> {
+        let library = self.settings.pdfium_library();
+        self.pdfium_process.get_or_try_init(|| async move { PdfiumProcess::new(&library).map(Arc::new) }).await.cloned()
+    }
+
+    /// Stops what the workers keep running between jobs (the pdfium children), once they
+    /// have stopped.
+    pub async fn close(&self) {
+        if let Some(pdfium) = self.pdfium_process.get() {
+            pdfium.close().await;
+        }
     }
 
     /// The process's single pdfium owner thread, for tools (evals, previews) on trusted PDFs.

@@ -37,7 +37,8 @@ pub fn handlers(ctx: &Arc<Context>) -> Handlers {
     handlers.on(crate::config::WEBHOOK_QUEUE, Arc::new(crate::webhook::WebhookHandler { ctx: ctx.clone() }))
 }
 
-/// Runs worker pools for `specs` on the pipeline until `shutdown`.
+/// Runs worker pools for `specs` on the pipeline until `shutdown`, then stops the
+/// processes they kept.
 pub async fn run_workers(
     ctx: Arc<Context>,
     specs: Vec<lectern_queue::engine::QueueSpec>,
@@ -45,7 +46,8 @@ pub async fn run_workers(
 ) {
     let config = ctx.engine_config();
     let store = ctx.store.clone();
-    lectern_queue::engine::run(store, handlers(&ctx), config, specs, shutdown).await
+    lectern_queue::engine::run(store, handlers(&ctx), config, specs, shutdown).await;
+    ctx.close().await;
 }
 
 async fn follow_ups(ctx: &Context, stage: Stage, payload: &Payload) -> Result<Outcome, StageError> {

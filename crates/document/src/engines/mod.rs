@@ -1,6 +1,6 @@
 //! The native libraries and models the stages wrap, each with an explicit thread budget:
-//! [`pdfium`] (its one owner thread, for tools; uploads go to [`pdfium_child`], a process
-//! per call under memory and CPU limits), [`tesseract`] (a pool of engines reused across
+//! [`pdfium`] (its one owner thread, for tools; uploads go to [`pdfium_child`], pooled
+//! processes under memory and CPU limits), [`tesseract`] (a pool of engines reused across
 //! pages) with [`orientation`] and [`deskew`] (scans set upright and straightened before
 //! layout and OCR), [`layout`] (the ONNX layout model), [`embedder`] (fastembed on its own
 //! thread), [`onnx`] (the one ONNX

@@ -1,27 +1,41 @@
-//! pdfium for uploaded PDFs runs in a child process, `lectern-pdfium`, one per call, under
-//! its own memory and CPU-time limits: a PDF that makes pdfium allocate without bound (form
+//! pdfium for uploaded PDFs runs in child processes, `lectern-pdfium`, under their own
+//! memory and CPU-time limits: a PDF that makes pdfium allocate without bound (form
 //! XObjects that fan out), loop, or crash stops that process, and the job fails with the
-//! reason, while the worker and the other jobs in it carry on. The child inherits the
-//! calling thread's CPU priority ([`crate::engines::cpu`]). Being separate processes,
-//! children may run side by side; within each, pdfium has one owner.
+//! reason, while the worker and the other jobs in it carry on. Within each child pdfium has
+//! one owner; children run side by side.
 //!
-//! The request goes as JSON in the child's arguments, the reply comes back as JSON on its
-//! standard output.
+//! A child serves requests in turn: a JSON line in on its standard input, a JSON line out.
+//! It keeps the documents it read last open, so the render jobs of a document do not each
+//! pay for a process, pdfium's start and the parse of the document and its fonts. Idle
+//! children wait in [`PdfiumProcess`]'s pool. A child is retired (it exits and is reaped)
+//! after any error, after [`MAX_REQUESTS`], once its address space has peaked past half its
+//! limit, and when the workers stop ([`PdfiumProcess::close`]), so its CPU time is counted
+//! in the worker's. It keeps the CPU priority of the thread that started it
+//! ([`crate::engines::cpu`]).
 
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
+use pdfium_render::prelude::{PdfDocument, Pdfium};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use super::pdfium::Renders;
 use crate::error::StageError;
 use crate::model::workdir::Page;
 
-/// Address space the child may map: pdfium, one page's bitmaps (at most
-/// [`super::pdfium::MAX_RENDER_PIXELS`], four bytes each, twice) and the document.
+/// Address space a child may map: pdfium, one page's bitmaps (at most
+/// [`super::pdfium::MAX_RENDER_PIXELS`], four bytes each, twice) and its open documents.
 pub const MEMORY_LIMIT_BYTES: u64 = 768 << 20;
-/// CPU time one call may take.
+/// CPU time one request may take.
 pub const CPU_LIMIT_SECS: u64 = 300;
+/// Requests a child serves before it is retired (pdfium's caches only grow).
+pub const MAX_REQUESTS: usize = 200;
+/// Documents a child keeps open.
+const KEEP_OPEN: usize = 4;
 /// Wall-clock time a count may take, and a render per page (pdfium may also hang idle).
 const WALL_LIMIT_SECS: u64 = 60;
 /// Where the child program is, when not beside the running executable.
@@ -42,11 +56,29 @@ enum Reply {
     Transient(String),
 }
 
-/// Runs pdfium calls in child processes.
-#[derive(Debug, Clone)]
+/// A reply, and whether the child exits after it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Answer {
+    reply: Reply,
+    retire: bool,
+}
+
+/// Runs pdfium calls in child processes, keeping idle ones for the next call.
+#[derive(Debug)]
 pub struct PdfiumProcess {
     program: PathBuf,
     library: PathBuf,
+    idle: Mutex<Vec<Server>>,
+}
+
+/// A running child, with its pipes.
+#[derive(Debug)]
+struct Server {
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+    /// The last line the child wrote to its standard error (a panic's message).
+    last_error: Arc<Mutex<String>>,
 }
 
 impl PdfiumProcess {
@@ -65,10 +97,10 @@ impl PdfiumProcess {
                 })?
             }
         };
-        Ok(Self { program, library: library.to_path_buf() })
+        Ok(Self { program, library: library.to_path_buf(), idle: Mutex::new(Vec::new()) })
     }
 
-    /// The page count; every page is loaded once, so a broken page tree fails here.
+    /// The page count; every page's dictionary is looked up, so a broken page tree fails here.
     pub async fn page_count(&self, pdf: PathBuf) -> Result<u32, StageError> {
         match self.call(Request::Count { pdf }, "count the pages", 1).await? {
             Reply::Count(n) => Ok(n),
@@ -92,34 +124,121 @@ impl PdfiumProcess {
         }
     }
 
-    /// Runs one request; `pages` scales the wall-clock limit.
+    /// Retires the idle children and waits for them to exit.
+    pub async fn close(&self) {
+        let idle = std::mem::take(&mut *self.idle.lock().expect("pdfium pool lock"));
+        for server in idle {
+            server.retire().await;
+        }
+    }
+
+    /// Runs one request on an idle child, or a new one; `pages` scales the wall-clock limit.
     async fn call(&self, request: Request, what: &str, pages: u32) -> Result<Reply, StageError> {
-        let request = serde_json::to_string(&request).map_err(|e| StageError::transient("encode pdfium request", e))?;
+        let mut line =
+            serde_json::to_string(&request).map_err(|e| StageError::transient("encode pdfium request", e))?;
+        line.push('\n');
+        let idle = self.idle.lock().expect("pdfium pool lock").pop();
+        let mut server = match idle {
+            Some(server) => server,
+            None => self.start().await?,
+        };
+        let limit = std::time::Duration::from_secs(WALL_LIMIT_SECS * pages.max(1) as u64);
+        let exchange = async {
+            server.input.write_all(line.as_bytes()).await?;
+            server.input.flush().await?;
+            let mut answer = String::new();
+            server.output.read_line(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        let answer = match tokio::time::timeout(limit, exchange).await {
+            Err(_) => {
+                server.kill().await;
+                return Err(StageError::BadInput(format!("pdfium could not {what} within {} s", limit.as_secs())));
+            }
+            Ok(Ok(answer)) if !answer.is_empty() => answer,
+            // No answer: the child is gone (a limit, a crash, a kill).
+            Ok(_) => return Err(server.stopped(what).await),
+        };
+        let answer: Answer = match serde_json::from_str(&answer) {
+            Ok(answer) => answer,
+            Err(e) => {
+                server.kill().await;
+                return Err(StageError::transient("read lectern-pdfium's reply", e));
+            }
+        };
+        if answer.retire {
+            server.retire().await;
+        } else {
+            self.idle.lock().expect("pdfium pool lock").push(server);
+        }
+        match answer.reply {
+            Reply::BadInput(reason) => Err(StageError::BadInput(reason)),
+            Reply::Transient(reason) => Err(StageError::Transient(reason)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// Starts a child from a CPU thread, so that it takes the workers' CPU priority.
+    async fn start(&self) -> Result<Server, StageError> {
         let mut command = tokio::process::Command::new(&self.program);
         command
             .arg(&self.library)
-            .arg(request)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        // Started from a CPU thread, so that the child inherits the workers' CPU priority.
-        let child = crate::engines::cpu::spawn_cpu(move || command.spawn())
+        let mut child = crate::engines::cpu::spawn_cpu(move || command.spawn())
             .await?
             .map_err(|e| StageError::transient("start lectern-pdfium", e))?;
-        let limit = std::time::Duration::from_secs(WALL_LIMIT_SECS * pages.max(1) as u64);
-        // On timeout the child is dropped, which kills it.
-        let output = tokio::time::timeout(limit, child.wait_with_output())
-            .await
-            .map_err(|_| StageError::BadInput(format!("pdfium could not {what} within {} s", limit.as_secs())))??;
-        if !output.status.success() {
-            return Err(stopped(what, output.status, &output.stderr));
+        let (Some(input), Some(output), Some(errors)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(StageError::Transient("lectern-pdfium started without its pipes".into()));
+        };
+        let last_error = Arc::new(Mutex::new(String::new()));
+        let last = last_error.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(errors).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                *last.lock().expect("stderr lock") = line;
+            }
+        });
+        Ok(Server { child, input, output: BufReader::new(output), last_error })
+    }
+}
+
+impl Server {
+    /// Closes the child's input, on which it exits, and reaps it (killed if it lingers).
+    async fn retire(self) {
+        let Server { mut child, input, .. } = self;
+        drop(input);
+        if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await.is_err() {
+            let _ = child.kill().await;
         }
-        match serde_json::from_slice(&output.stdout) {
-            Ok(Reply::BadInput(reason)) => Err(StageError::BadInput(reason)),
-            Ok(Reply::Transient(reason)) => Err(StageError::Transient(reason)),
-            Ok(reply) => Ok(reply),
-            Err(e) => Err(StageError::transient("read lectern-pdfium's reply", e)),
+    }
+
+    async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// The reason a child stopped without answering: killed at a limit, or crashed.
+    async fn stopped(mut self, what: &str) -> StageError {
+        use std::os::unix::process::ExitStatusExt;
+        let status = match self.child.wait().await {
+            Ok(status) => status,
+            Err(e) => return StageError::transient("wait for lectern-pdfium", e),
+        };
+        let last = self.last_error.lock().expect("stderr lock").clone();
+        match status.signal() {
+            // Killed from outside (the kernel's OOM killer, an operator): try again.
+            Some(libc::SIGKILL) => StageError::Transient(format!("pdfium was killed while it tried to {what}")),
+            Some(libc::SIGXCPU) => {
+                StageError::BadInput(format!("pdfium could not {what} within its CPU-time limit of {CPU_LIMIT_SECS} s"))
+            }
+            Some(signal) => StageError::BadInput(format!(
+                "pdfium stopped (signal {signal}) while it tried to {what}: the PDF needs more than its {} MiB memory limit, or breaks pdfium",
+                MEMORY_LIMIT_BYTES >> 20
+            )),
+            None => StageError::BadInput(format!("pdfium could not {what} ({status}): {last}")),
         }
     }
 }
@@ -128,93 +247,175 @@ fn unexpected(reply: Reply) -> StageError {
     StageError::Transient(format!("lectern-pdfium answered {reply:?}"))
 }
 
-/// The reason for a child that did not finish: killed at a limit or crashed.
-fn stopped(what: &str, status: std::process::ExitStatus, stderr: &[u8]) -> StageError {
-    use std::os::unix::process::ExitStatusExt;
-    let last = String::from_utf8_lossy(stderr).lines().last().unwrap_or("").to_string();
-    match status.signal() {
-        // Killed from outside (the kernel's OOM killer, an operator): try again.
-        Some(libc::SIGKILL) => StageError::Transient(format!("pdfium was killed while it tried to {what}")),
-        Some(libc::SIGXCPU) => {
-            StageError::BadInput(format!("pdfium could not {what} within its CPU-time limit of {CPU_LIMIT_SECS} s"))
-        }
-        Some(signal) => StageError::BadInput(format!(
-            "pdfium stopped (signal {signal}) while it tried to {what}: the PDF needs more than its {} MiB memory limit, or breaks pdfium",
-            MEMORY_LIMIT_BYTES >> 20
-        )),
-        None => StageError::BadInput(format!("pdfium could not {what} ({status}): {last}")),
-    }
-}
-
-/// The child's `main`: `lectern-pdfium LIBRARY REQUEST_JSON`. Sets its limits, binds
-/// pdfium, answers one request on standard output.
+/// The child's `main`: `lectern-pdfium LIBRARY`, requests on standard input. Replies go out
+/// on what was standard output; pdfium's own output is sent to standard error.
 pub fn child_main() -> std::process::ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let [_, library, request] = args.as_slice() else {
-        eprintln!("usage: {PROGRAM} LIBRARY REQUEST_JSON (started by Lectern's workers)");
+    let [_, library] = args.as_slice() else {
+        eprintln!("usage: {PROGRAM} LIBRARY, requests on standard input (started by Lectern's workers)");
         return std::process::ExitCode::from(2);
     };
-    let reply = match set_limits().and_then(|()| serve(Path::new(library), request)) {
-        Ok(reply) => reply,
-        // pdfium answers an allocation that fails at the limit as a page it cannot load.
-        Err(StageError::BadInput(reason)) if near_memory_limit() => Reply::BadInput(format!(
-            "{reason}: pdfium reached its memory limit of {} MiB on this PDF",
-            MEMORY_LIMIT_BYTES >> 20
-        )),
-        Err(StageError::BadInput(reason)) => Reply::BadInput(reason),
-        Err(other) => Reply::Transient(other.to_string()),
-    };
-    match serde_json::to_string(&reply) {
-        Ok(json) => {
-            println!("{json}");
-            std::process::ExitCode::SUCCESS
-        }
+    let mut replies = match private_stdout() {
+        Ok(file) => std::io::BufWriter::new(file),
         Err(e) => {
-            eprintln!("encode reply: {e}");
-            std::process::ExitCode::FAILURE
+            eprintln!("set up the reply channel: {e}");
+            return std::process::ExitCode::FAILURE;
         }
+    };
+    let setup = set_memory_limit()
+        .and_then(|()| {
+            Pdfium::bind_to_library(library)
+                .map(Pdfium::new)
+                .map_err(|e| StageError::Transient(format!("load pdfium from {}: {e}", Path::new(library).display())))
+        })
+        .map_err(|e| e.to_string());
+    // pdfium and the documents are never closed: the process ends instead, and a pdfium that
+    // failed inside (at the memory limit) was seen to hang on close.
+    let pdfium = std::mem::ManuallyDrop::new(setup);
+    let mut open = std::mem::ManuallyDrop::new(OpenDocuments::default());
+    for (served, request) in std::io::stdin().lock().lines().enumerate() {
+        let Ok(request) = request else { break };
+        let reply = match pdfium
+            .as_ref()
+            .map_err(|e| StageError::Transient(e.clone()))
+            .and_then(|pdfium| serve(pdfium, &mut open, &request))
+        {
+            Ok(reply) => reply,
+            // pdfium answers an allocation that fails at the limit as a page it cannot load.
+            Err(StageError::BadInput(reason)) if peak_address_space() >= MEMORY_LIMIT_BYTES / 10 * 9 => {
+                Reply::BadInput(format!(
+                    "{reason}: pdfium reached its memory limit of {} MiB on this PDF",
+                    MEMORY_LIMIT_BYTES >> 20
+                ))
+            }
+            Err(StageError::BadInput(reason)) => Reply::BadInput(reason),
+            Err(other) => Reply::Transient(other.to_string()),
+        };
+        let retire = !matches!(reply, Reply::Count(_) | Reply::Pages(_))
+            || served + 1 >= MAX_REQUESTS
+            || peak_address_space() >= MEMORY_LIMIT_BYTES / 2;
+        let sent = serde_json::to_writer(&mut replies, &Answer { reply, retire })
+            .map_err(std::io::Error::from)
+            .and_then(|()| replies.write_all(b"\n"))
+            .and_then(|()| replies.flush());
+        if let Err(e) = sent {
+            eprintln!("send reply: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+        if retire {
+            break;
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// Answers one request.
+fn serve<'a>(pdfium: &'a Pdfium, open: &mut OpenDocuments<'a>, request: &str) -> Result<Reply, StageError> {
+    let request: Request = serde_json::from_str(request).map_err(|e| StageError::transient("read the request", e))?;
+    limit_cpu_of_request()?;
+    let (Request::Count { pdf } | Request::Render { pdf, .. }) = &request;
+    let document = open.get(pdfium, pdf)?;
+    Ok(match request {
+        Request::Count { .. } => Reply::Count(super::pdfium::page_count(document)?),
+        Request::Render { pages_dir, first, last, renders, .. } => {
+            Reply::Pages(super::pdfium::render_pages(document, &pages_dir, first..=last, renders)?)
+        }
+    })
+}
+
+/// The documents a child read last, most recent last; a file changed since it was opened
+/// (another inode, size or modification time) is opened again.
+#[derive(Default)]
+struct OpenDocuments<'a> {
+    documents: Vec<(FileKey, PdfDocument<'a>)>,
+}
+
+#[derive(PartialEq)]
+struct FileKey {
+    path: PathBuf,
+    inode: (u64, u64),
+    size: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl<'a> OpenDocuments<'a> {
+    fn get(&mut self, pdfium: &'a Pdfium, path: &Path) -> Result<&PdfDocument<'a>, StageError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).map_err(|e| StageError::transient("read PDF", e))?;
+        let key = FileKey {
+            path: path.to_path_buf(),
+            inode: (meta.dev(), meta.ino()),
+            size: meta.len(),
+            modified: meta.modified().ok(),
+        };
+        match self.documents.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                let entry = self.documents.remove(i);
+                self.documents.push(entry);
+            }
+            None => {
+                let document = super::pdfium::open_pdf(pdfium, path)?;
+                if self.documents.len() == KEEP_OPEN {
+                    self.documents.remove(0);
+                }
+                self.documents.push((key, document));
+            }
+        }
+        Ok(&self.documents.last().expect("just pushed").1)
     }
 }
 
-fn set_limits() -> Result<(), StageError> {
-    for (resource, limit) in [(libc::RLIMIT_AS, MEMORY_LIMIT_BYTES), (libc::RLIMIT_CPU, CPU_LIMIT_SECS)] {
-        let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
-        // SAFETY: setrlimit reads the struct it is given and changes only this process.
-        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-            return Err(StageError::transient("set lectern-pdfium's limits", std::io::Error::last_os_error()));
+/// Moves standard output to a new descriptor for the replies and points descriptor 1 at
+/// standard error, so nothing pdfium prints can garble a reply.
+fn private_stdout() -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: dup and dup2 on this process's own standard descriptors; the new descriptor
+    // is owned by the returned File alone.
+    unsafe {
+        let replies = libc::dup(1);
+        if replies < 0 || libc::dup2(2, 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(std::fs::File::from_raw_fd(replies))
+    }
+}
+
+fn set_memory_limit() -> Result<(), StageError> {
+    let limit = libc::rlimit { rlim_cur: MEMORY_LIMIT_BYTES, rlim_max: MEMORY_LIMIT_BYTES };
+    // SAFETY: setrlimit reads the struct it is given and changes only this process.
+    if unsafe { libc::setrlimit(libc::RLIMIT_AS, &limit) } != 0 {
+        return Err(StageError::transient("set lectern-pdfium's memory limit", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Lets the coming request use [`CPU_LIMIT_SECS`] of CPU on top of what the child has used
+/// (the kernel stops it with SIGXCPU past that).
+fn limit_cpu_of_request() -> Result<(), StageError> {
+    // SAFETY: getrusage/getrlimit write only the structs they are given; setrlimit reads it
+    // and changes only this process.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 || libc::getrlimit(libc::RLIMIT_CPU, &mut limit) != 0 {
+            return Err(StageError::transient("read lectern-pdfium's CPU use", std::io::Error::last_os_error()));
+        }
+        let used = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec + 1) as u64;
+        limit.rlim_cur = (used + CPU_LIMIT_SECS).min(limit.rlim_max);
+        if libc::setrlimit(libc::RLIMIT_CPU, &limit) != 0 {
+            return Err(StageError::transient("set lectern-pdfium's CPU limit", std::io::Error::last_os_error()));
         }
     }
     Ok(())
 }
 
-/// Whether this process's peak address space came within 10% of its limit.
-fn near_memory_limit() -> bool {
+/// This process's peak address space, in bytes.
+fn peak_address_space() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let peak_kib = status
         .lines()
         .find_map(|l| l.strip_prefix("VmPeak:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .unwrap_or(0);
-    peak_kib * 1024 >= MEMORY_LIMIT_BYTES / 10 * 9
-}
-
-/// Answers one request. pdfium and the document are never closed: the process ends next,
-/// and a pdfium that failed inside (at the memory limit) was seen to hang on close.
-fn serve(library: &Path, request: &std::ffi::OsStr) -> Result<Reply, StageError> {
-    use std::mem::ManuallyDrop;
-    let request: Request =
-        serde_json::from_str(&request.to_string_lossy()).map_err(|e| StageError::transient("read the request", e))?;
-    let pdfium = ManuallyDrop::new(
-        pdfium_render::prelude::Pdfium::bind_to_library(library)
-            .map(pdfium_render::prelude::Pdfium::new)
-            .map_err(|e| StageError::Transient(format!("load pdfium from {}: {e}", library.display())))?,
-    );
-    let (Request::Count { pdf } | Request::Render { pdf, .. }) = &request;
-    let document = ManuallyDrop::new(super::pdfium::open_pdf(&pdfium, pdf)?);
-    Ok(match request {
-        Request::Count { .. } => Reply::Count(super::pdfium::page_count(&document)?),
-        Request::Render { pages_dir, first, last, renders, .. } => {
-            Reply::Pages(super::pdfium::render_pages(&document, &pages_dir, first..=last, renders)?)
-        }
-    })
+    peak_kib * 1024
 }

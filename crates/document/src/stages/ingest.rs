@@ -252,7 +252,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     .ok_or_else(|| StageError::BadInput(sniff::unsupported(&head)))?;
     let limits = ctx.pipeline.limits.clone();
     let pages = match media {
-        MediaType::Pdf => ctx.pdfium_process()?.page_count(path).await?,
+        MediaType::Pdf => ctx.pdfium_process().await?.page_count(path).await?,
         MediaType::Docx | MediaType::Pptx => {
             let count =
                 move || crate::formats::office::page_count(&mut crate::formats::office::Package::open(&path)?, media);

@@ -39,7 +39,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
         MediaType::Pdf => {
             let follows = |stage: &str| ctx.pipeline.stages.iter().any(|s| s == stage);
             let renders = Renders { layout: follows("layout"), layer_check: follows("ocr") };
-            ctx.pdfium_process()?.render(source, pages_dir, range, renders).await?
+            ctx.pdfium_process().await?.render(source, pages_dir, range, renders).await?
         }
         MediaType::Docx | MediaType::Pptx => {
             let figures_dir = workdir.figures_dir();
