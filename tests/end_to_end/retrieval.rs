@@ -31,6 +31,12 @@ async fn indexing_searching_and_deleting_a_document() {
     assert!(chunks.len() >= 5, "{} chunks", chunks.len());
     assert!(chunks.iter().all(|c| c.tokens as usize <= ctx.pipeline.chunk.max_tokens), "token budget");
     assert!(chunks.iter().any(|c| !c.heading_path.is_empty()), "titles become heading paths");
+    // Counted word by word, remembered: the tokenizer's own count of the embedded text.
+    let tokenizer = ctx.tokenizer().await.unwrap();
+    for c in &chunks {
+        let text = format!("{} {}", c.heading_path.join(" > "), c.text);
+        assert_eq!(c.tokens as usize, tokenizer.encode(text.trim(), false).unwrap().len(), "{c:?}");
+    }
     for c in &chunks {
         for span in &c.spans {
             let page = &pages[span.page as usize - 1];

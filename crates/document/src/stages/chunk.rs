@@ -25,8 +25,8 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let config = ctx.pipeline.chunk;
     let id = document_id.to_string();
     let chunks = crate::engines::cpu::spawn_cpu(move || {
-        let count = |text: &str| tokenizer.encode(text, false).map(|e| e.len()).unwrap_or(text.len() / 4);
-        chunk_pages(&id, &pages, &figures, &config, &count)
+        let words = WordTokens::new(&tokenizer);
+        chunk_pages(&id, &pages, &figures, &config, &|text: &str| words.count(text))
     })
     .await?;
     write_json(&workdir.chunks_file(), &chunks)
@@ -34,6 +34,34 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
 
 pub fn load(ctx: &Context, document_id: &str) -> Result<Vec<Chunk>, StageError> {
     read_json(&ctx.workdir(document_id).chunks_file())
+}
+
+/// Token counts of texts whose words are joined by spaces, added up from each word's count,
+/// which is remembered: the tokenizer splits at spaces before anything else, and a document
+/// repeats its words, so most of its words are tokenized once.
+struct WordTokens<'t> {
+    tokenizer: &'t tokenizers::Tokenizer,
+    known: std::cell::RefCell<std::collections::HashMap<String, usize>>,
+}
+
+impl<'t> WordTokens<'t> {
+    fn new(tokenizer: &'t tokenizers::Tokenizer) -> Self {
+        Self { tokenizer, known: Default::default() }
+    }
+
+    fn count(&self, text: &str) -> usize {
+        let mut known = self.known.borrow_mut();
+        text.split(' ')
+            .map(|word| match known.get(word) {
+                Some(&n) => n,
+                None => {
+                    let n = self.tokenizer.encode(word, false).map(|e| e.len()).unwrap_or(word.len() / 4);
+                    known.insert(word.to_string(), n);
+                    n
+                }
+            })
+            .sum()
+    }
 }
 
 /// A piece the packer never cuts: a sentence, a table, a caption.

@@ -52,12 +52,16 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
         }
         _ => crate::engines::cpu::spawn_cpu(move || render_image(&source, media, &pages_dir, range)).await??,
     };
-    pages.iter().try_for_each(|p| workdir.save_page(p))?;
-    if doc.language.is_none() {
-        let text: String = pages.iter().filter(|p| p.source == TextSource::TextLayer).map(|p| p.text() + " ").collect();
-        if let Some(lang) = crate::text::language::detect(&text) {
-            ctx.store.set_language(&payload.document_id, lang).await?;
-        }
+    let detect = doc.language.is_none();
+    let language = crate::engines::cpu::spawn_cpu(move || {
+        pages.iter().try_for_each(|p| workdir.save_page(p))?;
+        let text =
+            || pages.iter().filter(|p| p.source == TextSource::TextLayer).map(|p| p.text() + " ").collect::<String>();
+        Ok::<_, StageError>(if detect { crate::text::language::detect(&text()) } else { None })
+    })
+    .await??;
+    if let Some(lang) = language {
+        ctx.store.set_language(&payload.document_id, lang).await?;
     }
     Ok(())
 }
