@@ -314,7 +314,7 @@ async fn a_tilted_two_column_scan_reads_column_by_column() {
     let ctx = common::context(dir.path()).await;
     let page = fixture_page(&ctx, "columns.pdf").await;
     let (w, h) = page.dimensions();
-    let tilted = lectern_document::engines::deskew::rotate(page.as_raw(), w, h, 1, 2.5);
+    let tilted = lectern_document::engines::deskew::rotate::<1>(page.as_raw(), w, h, 2.5);
     let file = dir.path().join("columns-scan.png");
     image::GrayImage::from_raw(w, h, tilted).unwrap().save(&file).unwrap();
     let id = through_chunking(&ctx, file.to_str().unwrap()).await;

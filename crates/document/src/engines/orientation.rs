@@ -54,7 +54,7 @@ pub fn find(grey: &GrayImage) -> Upright {
     };
     let (w, h) = page.dimensions();
     let skew = skew.filter(|d| d.abs() >= MIN_DEGREES);
-    let level = skew.map(|d| rotate(page.as_raw(), w, h, 1, -d));
+    let level = skew.map(|d| rotate::<1>(page.as_raw(), w, h, -d));
     let over = upside_down(level.as_deref().unwrap_or(page.as_raw()), w, h);
     let turn = match (sideways, over) {
         (false, false) => 0,
@@ -122,7 +122,7 @@ mod tests {
     fn a_tilted_page_on_its_side_keeps_its_tilt() {
         let page = page();
         let (w, h) = page.dimensions();
-        let tilted = GrayImage::from_raw(w, h, rotate(page.as_raw(), w, h, 1, 3.0)).expect("same size");
+        let tilted = GrayImage::from_raw(w, h, rotate::<1>(page.as_raw(), w, h, 3.0)).expect("same size");
         let found = find(&rotate270(&tilted));
         assert_eq!(found.turn, 90);
         let skew = found.skew.expect("a tilt");

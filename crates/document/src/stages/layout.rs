@@ -78,7 +78,7 @@ fn analyse(
         let to_points = page.width / image.width().max(1) as f32;
         let (w, h) = image.dimensions();
         let image = match page.skew {
-            Some(d) => RgbImage::from_raw(w, h, rotate(image.as_raw(), w, h, 3, -d)).expect("the same size"),
+            Some(d) => RgbImage::from_raw(w, h, rotate::<3>(image.as_raw(), w, h, -d)).expect("the same size"),
             None => image,
         };
         let centre = [page.width / 2.0, page.height / 2.0];

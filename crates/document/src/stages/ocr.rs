@@ -76,7 +76,7 @@ fn ocr_pages(
         }
         // The layout stage's tilt when it found one: words and regions then share a frame.
         let skew = page.skew.or_else(|| find_skew(image.as_raw(), w, h).filter(|d| d.abs() >= MIN_DEGREES));
-        let upright = skew.map(|d| rotate(image.as_raw(), w, h, 1, -d));
+        let upright = skew.map(|d| rotate::<1>(image.as_raw(), w, h, -d));
         let pixels = upright.as_deref().unwrap_or(image.as_raw());
         let ocr = |languages: &str| recognize(languages, pixels, w, h, dpi);
         let mut result = ocr(&languages)?;
