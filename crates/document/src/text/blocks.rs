@@ -45,13 +45,17 @@ fn is_furniture(page: &Page, region: Option<usize>) -> bool {
     region.is_some_and(|i| matches!(page.regions[i].label.as_str(), "header" | "footer"))
 }
 
-/// A page's running headers and footers (page numbers, running titles), top to bottom: left
-/// out of [`page_blocks`], kept for exports that give the whole page.
+/// A page's running headers and footers (page numbers, running titles), in rows top to
+/// bottom, each row left to right, as on the upright page: left out of [`page_blocks`],
+/// kept for exports that give the whole page.
 pub fn furniture(page: &Page) -> Vec<Block<'_>> {
     let mut groups = groups(page);
     groups.retain(|(region, _)| is_furniture(page, *region));
-    let mut blocks: Vec<Block> = groups
+    let order = rows_left_to_right(&upright_boxes(page, &groups));
+    let mut groups: Vec<Option<_>> = groups.into_iter().map(Some).collect();
+    order
         .into_iter()
+        .filter_map(|g| groups[g].take())
         .map(|(region, words)| Block {
             kind: Kind::Text,
             label: region.map_or("text", |i| page.regions[i].label.as_str()),
@@ -59,9 +63,44 @@ pub fn furniture(page: &Page) -> Vec<Block<'_>> {
             bbox: union(words.iter().map(|w| w.bbox)).expect("a group has a word"),
             words: words.into_iter().map(|w| (page.number, w)).collect(),
         })
-        .collect();
-    blocks.sort_by(|a, b| a.bbox[1].total_cmp(&b.bbox[1]));
-    blocks
+        .collect()
+}
+
+/// Each group's box on the upright page: a tilted scan is ordered as read (its lines
+/// would otherwise overlap rows, and the end of a line rise above its start).
+fn upright_boxes(page: &Page, groups: &Groups) -> Vec<BBox> {
+    groups
+        .iter()
+        .map(|(_, words)| union(words.iter().map(|w| page.upright(&w.bbox))).expect("a group has a word"))
+        .collect()
+}
+
+/// Indices of `boxes` in rows, top to bottom (a box that starts above the bottom of the row
+/// so far joins it), each row left to right.
+fn rows_left_to_right(boxes: &[BBox]) -> Vec<usize> {
+    let mut by_top: Vec<usize> = (0..boxes.len()).collect();
+    by_top.sort_by(|&a, &b| boxes[a][1].total_cmp(&boxes[b][1]));
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    let mut bottom = f32::NEG_INFINITY;
+    for i in by_top {
+        let [_, top, _, low] = boxes[i];
+        match rows.last_mut() {
+            Some(row) if top < bottom => {
+                row.push(i);
+                bottom = bottom.max(low);
+            }
+            _ => {
+                rows.push(vec![i]);
+                bottom = low;
+            }
+        }
+    }
+    rows.into_iter()
+        .flat_map(|mut row| {
+            row.sort_by(|&a, &b| boxes[a][0].total_cmp(&boxes[b][0]));
+            row
+        })
+        .collect()
 }
 
 fn groups(page: &Page) -> Groups<'_> {
@@ -92,15 +131,7 @@ pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
     groups.retain(|(region, _)| !is_furniture(page, *region));
     let boxes: Vec<BBox> =
         groups.iter().map(|(_, words)| union(words.iter().map(|w| w.bbox)).expect("a group has a word")).collect();
-    // A tilted scan is ordered as read: upright (its lines would otherwise overlap rows).
-    let upright: Vec<BBox> = match page.skew {
-        Some(_) => groups
-            .iter()
-            .map(|(_, words)| union(words.iter().map(|w| page.upright(&w.bbox))).expect("a group has a word"))
-            .collect(),
-        None => boxes.clone(),
-    };
-    reading_order::order(&upright)
+    reading_order::order(&upright_boxes(page, &groups))
         .into_iter()
         .map(|g| {
             let (region, words) = &groups[g];
@@ -265,6 +296,51 @@ mod tests {
         };
         let texts: Vec<String> = page_blocks(&page).iter().map(|b| running_text(&b.words)).collect();
         assert_eq!(texts, ["first line ends here second line too", "beyond"]);
+    }
+
+    #[test]
+    fn running_heads_of_a_tilted_scan_read_left_to_right() {
+        use crate::model::workdir::{Region, TextSource};
+        // Turned 3.6° anticlockwise: the page number at the right end of the running head
+        // sits 25 points above its start on the page as scanned.
+        let skew = -3.6_f32;
+        let tilt = |x: f32, y: f32| {
+            let (sin, cos) = skew.to_radians().sin_cos();
+            let (dx, dy) = (x - 300.0, y - 400.0);
+            (300.0 + dx * cos - dy * sin, 400.0 + dx * sin + dy * cos)
+        };
+        let at = |text: &str, x: f32, y: f32| {
+            let (x, y) = tilt(x, y);
+            word(text, x, y)
+        };
+        let words =
+            vec![at("6", 480.0, 60.0), at("Chapter", 70.0, 60.0), at("One", 110.0, 60.0), at("17", 300.0, 750.0)];
+        let boxes: Vec<BBox> = words.iter().map(|w| w.bbox).collect();
+        assert!(boxes[0][1] < boxes[1][1] - 20.0, "{boxes:?}");
+        let header = |b: BBox| Region { label: "header".into(), bbox: b, score: 0.9, level: None };
+        let page = Page {
+            number: 1,
+            width: 600.0,
+            height: 800.0,
+            source: TextSource::Ocr,
+            regions: vec![
+                header(boxes[0]),
+                header(union([boxes[1], boxes[2]]).unwrap()),
+                Region { label: "footer".into(), ..header(boxes[3]) },
+            ],
+            words,
+            layout_image: None,
+            ocr_image: None,
+            ocr_confidence: None,
+            ocr_language: None,
+            images: Vec::new(),
+            skew: Some(skew),
+            turn: None,
+            invisible_text: false,
+            layer_agreement: None,
+        };
+        let texts: Vec<String> = furniture(&page).iter().map(|b| running_text(&b.words)).collect();
+        assert_eq!(texts, ["Chapter One", "6", "17"]);
     }
 
     #[test]
