@@ -3,6 +3,7 @@
 //!   exactly once, in-flight jobs resume within the lease, nothing stays running;
 //! - fan-out: two worker processes on a PostgreSQL store split a multi-page PDF page by
 //!   page; each page is processed once and the document finalised once;
+//! - pdfium children: kept between jobs, one killed while it waits replaced unnoticed;
 //! - `lectern serve --workers`: an HTTP upload reaches done, and the in-process pools'
 //!   CPU threads and the lectern-pdfium children they start run under SCHED_IDLE (the
 //!   default `--worker-nice idle`) while the server's, and the thread embedding search
@@ -103,6 +104,38 @@ async fn two_worker_processes_split_a_pdf_page_by_page() {
     assert!(jobs.iter().all(|j| j.attempt == 1));
     let workers: std::collections::BTreeSet<_> = jobs.iter().filter_map(|j| j.locked_by.clone()).collect();
     println!("jobs were run by {} worker processes: {workers:?}", workers.len());
+}
+
+/// A worker keeps its lectern-pdfium children between jobs; one killed while it waits is
+/// left for a fresh one, so the next PDF goes through at its first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pdfium_child_killed_while_it_waits_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = common::context(dir.path()).await;
+    let log = dir.path().join("worker.log");
+    let pipeline = common::root().join("jobs/text-layer.toml");
+    let mut worker = common::WorkerProcess::start(dir.path(), &["--pipeline", pipeline.to_str().unwrap()], &[], &log);
+    let first = ingest::submit_file(&ctx, &common::fixture("paper.pdf")).await.unwrap().0;
+    let docs = common::wait_finished(&ctx, std::slice::from_ref(&first), Duration::from_secs(120)).await;
+    assert_eq!(docs[0].status.as_str(), "done", "{:?}\n{}", docs[0], std::fs::read_to_string(&log).unwrap());
+
+    let waiting: Vec<u32> = common::children(worker.child.id())
+        .into_iter()
+        .filter(|(_, n)| "lectern-pdfium".starts_with(n.as_str()))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert!(!waiting.is_empty(), "no lectern-pdfium child kept after the job");
+    for pid in &waiting {
+        // SAFETY: a plain kill(2) of a child of the worker this test started.
+        assert_eq!(unsafe { libc::kill(*pid as i32, libc::SIGKILL) }, 0);
+    }
+
+    let second = ingest::submit_file(&ctx, &common::fixture("columns.pdf")).await.unwrap().0;
+    let docs = common::wait_finished(&ctx, std::slice::from_ref(&second), Duration::from_secs(120)).await;
+    assert_eq!(docs[0].status.as_str(), "done", "{:?}\n{}", docs[0], std::fs::read_to_string(&log).unwrap());
+    let jobs = ctx.store.jobs_for_document(&second).await.unwrap();
+    assert!(jobs.iter().all(|j| j.attempt == 1), "a job was retried: {jobs:?}");
+    assert!(worker.terminate().success());
 }
 
 /// (thread name, "idle" or "nice N") of every thread of process `pid`, from /proc.

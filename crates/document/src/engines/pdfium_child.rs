@@ -10,8 +10,9 @@
 //! children wait in [`PdfiumProcess`]'s pool. A child is retired (it exits and is reaped)
 //! after any error, after [`MAX_REQUESTS`], once its address space has peaked past half its
 //! limit, and when the workers stop ([`PdfiumProcess::close`]), so its CPU time is counted
-//! in the worker's. It keeps the CPU priority of the thread that started it
-//! ([`crate::engines::cpu`]).
+//! in the worker's. A PDF refused by a child that had served others is tried once more on a
+//! fresh child, whose verdict stands. A child keeps the CPU priority of the thread that
+//! started it ([`crate::engines::cpu`]), and holds the files of its open documents.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -77,8 +78,16 @@ struct Server {
     child: Child,
     input: ChildStdin,
     output: BufReader<ChildStdout>,
-    /// The last line the child wrote to its standard error (a panic's message).
+    /// The last line the child wrote to its standard error (a panic's message), kept by
+    /// `errors`, the task that reads it.
     last_error: Arc<Mutex<String>>,
+    errors: tokio::task::JoinHandle<()>,
+}
+
+/// Why a request got no reply.
+enum Failed {
+    TimedOut(StageError),
+    Other(StageError),
 }
 
 impl PdfiumProcess {
@@ -137,33 +146,54 @@ impl PdfiumProcess {
         let mut line =
             serde_json::to_string(&request).map_err(|e| StageError::transient("encode pdfium request", e))?;
         line.push('\n');
-        let idle = self.idle.lock().expect("pdfium pool lock").pop();
-        let mut server = match idle {
-            Some(server) => server,
-            None => self.start().await?,
+        let idle = self.take_idle();
+        let outcome = match idle {
+            // A child that served other PDFs may fail for their sake (memory they left in
+            // use, a kill while it waited): the verdict on this one is a fresh child's.
+            Some(server) => match self.exchange(server, &line, what, pages).await {
+                Err(Failed::Other(StageError::BadInput(_))) => {
+                    self.exchange(self.start().await?, &line, what, pages).await
+                }
+                outcome => outcome,
+            },
+            None => self.exchange(self.start().await?, &line, what, pages).await,
         };
+        outcome.map_err(|(Failed::TimedOut(e) | Failed::Other(e))| e)
+    }
+
+    /// An idle child still running, if there is one (one that exited is reaped and left).
+    fn take_idle(&self) -> Option<Server> {
+        let mut idle = self.idle.lock().expect("pdfium pool lock");
+        std::iter::from_fn(|| idle.pop())
+            .find_map(|mut server| matches!(server.child.try_wait(), Ok(None)).then_some(server))
+    }
+
+    /// Sends `line` to `server` and reads its answer; the child goes back to the pool unless
+    /// it is to retire.
+    async fn exchange(&self, mut server: Server, line: &str, what: &str, pages: u32) -> Result<Reply, Failed> {
         let limit = std::time::Duration::from_secs(WALL_LIMIT_SECS * pages.max(1) as u64);
-        let exchange = async {
+        let sent = async {
             server.input.write_all(line.as_bytes()).await?;
             server.input.flush().await?;
             let mut answer = String::new();
             server.output.read_line(&mut answer).await?;
             Ok::<_, std::io::Error>(answer)
         };
-        let answer = match tokio::time::timeout(limit, exchange).await {
+        let answer = match tokio::time::timeout(limit, sent).await {
             Err(_) => {
                 server.kill().await;
-                return Err(StageError::BadInput(format!("pdfium could not {what} within {} s", limit.as_secs())));
+                let reason = format!("pdfium could not {what} within {} s", limit.as_secs());
+                return Err(Failed::TimedOut(StageError::BadInput(reason)));
             }
             Ok(Ok(answer)) if !answer.is_empty() => answer,
             // No answer: the child is gone (a limit, a crash, a kill).
-            Ok(_) => return Err(server.stopped(what).await),
+            Ok(_) => return Err(Failed::Other(server.stopped(what).await)),
         };
         let answer: Answer = match serde_json::from_str(&answer) {
             Ok(answer) => answer,
             Err(e) => {
                 server.kill().await;
-                return Err(StageError::transient("read lectern-pdfium's reply", e));
+                return Err(Failed::Other(StageError::transient("read lectern-pdfium's reply", e)));
             }
         };
         if answer.retire {
@@ -172,8 +202,8 @@ impl PdfiumProcess {
             self.idle.lock().expect("pdfium pool lock").push(server);
         }
         match answer.reply {
-            Reply::BadInput(reason) => Err(StageError::BadInput(reason)),
-            Reply::Transient(reason) => Err(StageError::Transient(reason)),
+            Reply::BadInput(reason) => Err(Failed::Other(StageError::BadInput(reason))),
+            Reply::Transient(reason) => Err(Failed::Other(StageError::Transient(reason))),
             reply => Ok(reply),
         }
     }
@@ -186,6 +216,9 @@ impl PdfiumProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group: a terminal's Ctrl-C reaches the worker, which stops its
+            // children in turn, not the children between two jobs.
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = crate::engines::cpu::spawn_cpu(move || command.spawn())
             .await?
@@ -196,13 +229,15 @@ impl PdfiumProcess {
         };
         let last_error = Arc::new(Mutex::new(String::new()));
         let last = last_error.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(errors).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                *last.lock().expect("stderr lock") = line;
+        // Read to the end, whatever the bytes, so that the child never blocks on a full pipe.
+        let errors = tokio::spawn(async move {
+            let (mut errors, mut line) = (BufReader::new(errors), Vec::new());
+            while errors.read_until(b'\n', &mut line).await.is_ok_and(|n| n > 0) {
+                *last.lock().expect("stderr lock") = String::from_utf8_lossy(&line).trim_end().to_string();
+                line.clear();
             }
         });
-        Ok(Server { child, input, output: BufReader::new(output), last_error })
+        Ok(Server { child, input, output: BufReader::new(output), last_error, errors })
     }
 }
 
@@ -221,13 +256,21 @@ impl Server {
     }
 
     /// The reason a child stopped without answering: killed at a limit, or crashed.
-    async fn stopped(mut self, what: &str) -> StageError {
+    async fn stopped(self, what: &str) -> StageError {
         use std::os::unix::process::ExitStatusExt;
-        let status = match self.child.wait().await {
-            Ok(status) => status,
-            Err(e) => return StageError::transient("wait for lectern-pdfium", e),
+        let Server { mut child, input, last_error, errors, .. } = self;
+        // A child that lost its reply pipe but lives on exits when its input closes.
+        drop(input);
+        let status = match tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => return StageError::transient("wait for lectern-pdfium", e),
+            Err(_) => {
+                let _ = child.kill().await;
+                return StageError::Transient(format!("lectern-pdfium stopped answering while it tried to {what}"));
+            }
         };
-        let last = self.last_error.lock().expect("stderr lock").clone();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), errors).await;
+        let last = last_error.lock().expect("stderr lock").clone();
         match status.signal() {
             // Killed from outside (the kernel's OOM killer, an operator): try again.
             Some(libc::SIGKILL) => StageError::Transient(format!("pdfium was killed while it tried to {what}")),
@@ -401,7 +444,8 @@ fn limit_cpu_of_request() -> Result<(), StageError> {
             return Err(StageError::transient("read lectern-pdfium's CPU use", std::io::Error::last_os_error()));
         }
         let used = (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec + 1) as u64;
-        limit.rlim_cur = (used + CPU_LIMIT_SECS).min(limit.rlim_max);
+        // Below a finite hard limit, so that the kernel's signal is SIGXCPU, not SIGKILL.
+        limit.rlim_cur = (used + CPU_LIMIT_SECS).min(limit.rlim_max.saturating_sub(1));
         if libc::setrlimit(libc::RLIMIT_CPU, &limit) != 0 {
             return Err(StageError::transient("set lectern-pdfium's CPU limit", std::io::Error::last_os_error()));
         }

@@ -37,19 +37,31 @@ pub fn load(ctx: &Context, document_id: &str) -> Result<Vec<Chunk>, StageError> 
 }
 
 /// Token counts of texts whose words are joined by spaces, added up from each word's count,
-/// which is remembered: the tokenizer splits at spaces before anything else, and a document
-/// repeats its words, so most of its words are tokenized once.
+/// which is remembered: a tokenizer that normalises character by character and splits at
+/// spaces before anything else (BERT's) counts the same, and a document repeats its words,
+/// so most of its words are tokenized once. Other tokenizers count the whole text.
 struct WordTokens<'t> {
     tokenizer: &'t tokenizers::Tokenizer,
+    by_word: bool,
     known: std::cell::RefCell<std::collections::HashMap<String, usize>>,
 }
 
 impl<'t> WordTokens<'t> {
     fn new(tokenizer: &'t tokenizers::Tokenizer) -> Self {
-        Self { tokenizer, known: Default::default() }
+        use tokenizers::normalizers::NormalizerWrapper as N;
+        use tokenizers::pre_tokenizers::PreTokenizerWrapper as P;
+        let by_word = matches!(tokenizer.get_normalizer(), None | Some(N::BertNormalizer(_) | N::Lowercase(_)))
+            && matches!(
+                tokenizer.get_pre_tokenizer(),
+                Some(P::BertPreTokenizer(_) | P::Whitespace(_) | P::WhitespaceSplit(_))
+            );
+        Self { tokenizer, by_word, known: Default::default() }
     }
 
     fn count(&self, text: &str) -> usize {
+        if !self.by_word {
+            return self.tokenizer.encode(text, false).map(|e| e.len()).unwrap_or(text.len() / 4);
+        }
         let mut known = self.known.borrow_mut();
         text.split(' ')
             .map(|word| match known.get(word) {

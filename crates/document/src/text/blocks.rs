@@ -75,8 +75,8 @@ fn upright_boxes(page: &Page, groups: &Groups) -> Vec<BBox> {
         .collect()
 }
 
-/// Indices of `boxes` in rows, top to bottom (a box that starts above the bottom of the row
-/// so far joins it), each row left to right.
+/// Indices of `boxes` in rows, top to bottom (a box whose middle is above the bottom of the
+/// row so far joins it), each row left to right.
 fn rows_left_to_right(boxes: &[BBox]) -> Vec<usize> {
     let mut by_top: Vec<usize> = (0..boxes.len()).collect();
     by_top.sort_by(|&a, &b| boxes[a][1].total_cmp(&boxes[b][1]));
@@ -85,7 +85,7 @@ fn rows_left_to_right(boxes: &[BBox]) -> Vec<usize> {
     for i in by_top {
         let [_, top, _, low] = boxes[i];
         match rows.last_mut() {
-            Some(row) if top < bottom => {
+            Some(row) if (top + low) / 2.0 < bottom => {
                 row.push(i);
                 bottom = bottom.max(low);
             }
