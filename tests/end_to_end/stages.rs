@@ -159,28 +159,24 @@ async fn pdfium_children_serve_call_after_call() {
     let ctx = common::context(dir.path()).await;
     let pdfium = ctx.pdfium_process().await.unwrap();
     let pdf = dir.path().join("upload.pdf");
-    let count = |pdf: std::path::PathBuf| {
-        let pdfium = pdfium.clone();
-        async move { pdfium.page_count(pdf).await }
-    };
 
     std::fs::copy(common::fixture("paper.pdf"), &pdf).unwrap();
-    assert_eq!(count(pdf.clone()).await.unwrap(), 5);
+    assert_eq!(pdfium.page_count(pdf.clone()).await.unwrap(), 5);
     let renders = Renders { layout: false, layer_check: false };
     let pages = pdfium.render(pdf.clone(), dir.path().to_path_buf(), 2..=3, renders).await.unwrap();
     assert_eq!(pages.iter().map(|p| p.number).collect::<Vec<_>>(), [2, 3]);
     assert!(pages.iter().all(|p| p.source == TextSource::TextLayer && !p.words.is_empty()));
 
     std::fs::copy(common::fixture("columns.pdf"), &pdf).unwrap();
-    assert_eq!(count(pdf.clone()).await.unwrap(), 1, "the new file at the same path");
+    assert_eq!(pdfium.page_count(pdf.clone()).await.unwrap(), 1, "the new file at the same path");
 
     std::fs::write(&pdf, b"%PDF-1.7\nnot a PDF after all").unwrap();
-    let err = count(pdf.clone()).await.unwrap_err();
+    let err = pdfium.page_count(pdf.clone()).await.unwrap_err();
     assert!(matches!(&err, StageError::BadInput(r) if r.contains("corrupt")), "{err}");
     std::fs::copy(common::fixture("paper.pdf"), &pdf).unwrap();
-    assert_eq!(count(pdf.clone()).await.unwrap(), 5, "after a failed call");
+    assert_eq!(pdfium.page_count(pdf.clone()).await.unwrap(), 5, "after a failed call");
     pdfium.close().await;
-    assert_eq!(count(pdf).await.unwrap(), 5, "after close, on a new child");
+    assert_eq!(pdfium.page_count(pdf).await.unwrap(), 5, "after close, on a new child");
     pdfium.close().await;
 }
 

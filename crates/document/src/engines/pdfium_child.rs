@@ -244,11 +244,8 @@ impl PdfiumProcess {
 impl Server {
     /// Closes the child's input, on which it exits, and reaps it (killed if it lingers).
     async fn retire(self) {
-        let Server { mut child, input, .. } = self;
-        drop(input);
-        if tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await.is_err() {
-            let _ = child.kill().await;
-        }
+        let Server { child, input, .. } = self;
+        end(child, input).await;
     }
 
     async fn kill(mut self) {
@@ -258,14 +255,12 @@ impl Server {
     /// The reason a child stopped without answering: killed at a limit, or crashed.
     async fn stopped(self, what: &str) -> StageError {
         use std::os::unix::process::ExitStatusExt;
-        let Server { mut child, input, last_error, errors, .. } = self;
+        let Server { child, input, last_error, errors, .. } = self;
         // A child that lost its reply pipe but lives on exits when its input closes.
-        drop(input);
-        let status = match tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await {
-            Ok(Ok(status)) => status,
-            Ok(Err(e)) => return StageError::transient("wait for lectern-pdfium", e),
-            Err(_) => {
-                let _ = child.kill().await;
+        let status = match end(child, input).await {
+            Some(Ok(status)) => status,
+            Some(Err(e)) => return StageError::transient("wait for lectern-pdfium", e),
+            None => {
                 return StageError::Transient(format!("lectern-pdfium stopped answering while it tried to {what}"));
             }
         };
@@ -282,6 +277,19 @@ impl Server {
                 MEMORY_LIMIT_BYTES >> 20
             )),
             None => StageError::BadInput(format!("pdfium could not {what} ({status}): {last}")),
+        }
+    }
+}
+
+/// Closes a child's input, on which it exits, and waits for it a few seconds; `None` when
+/// it lingered and was killed.
+async fn end(mut child: Child, input: ChildStdin) -> Option<std::io::Result<std::process::ExitStatus>> {
+    drop(input);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await {
+        Ok(status) => Some(status),
+        Err(_) => {
+            let _ = child.kill().await;
+            None
         }
     }
 }

@@ -55,9 +55,10 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let detect = doc.language.is_none();
     let language = crate::engines::cpu::spawn_cpu(move || {
         pages.iter().try_for_each(|p| workdir.save_page(p))?;
-        let text =
-            || pages.iter().filter(|p| p.source == TextSource::TextLayer).map(|p| p.text() + " ").collect::<String>();
-        Ok::<_, StageError>(if detect { crate::text::language::detect(&text()) } else { None })
+        let text = detect.then(|| {
+            pages.iter().filter(|p| p.source == TextSource::TextLayer).map(|p| p.text() + " ").collect::<String>()
+        });
+        Ok::<_, StageError>(text.and_then(|text| crate::text::language::detect(&text)))
     })
     .await??;
     if let Some(lang) = language {

@@ -51,17 +51,17 @@ fn is_furniture(page: &Page, region: Option<usize>) -> bool {
 pub fn furniture(page: &Page) -> Vec<Block<'_>> {
     let mut groups = groups(page);
     groups.retain(|(region, _)| is_furniture(page, *region));
-    let order = rows_left_to_right(&upright_boxes(page, &groups));
-    let mut groups: Vec<Option<_>> = groups.into_iter().map(Some).collect();
-    order
+    rows_left_to_right(&upright_boxes(page, &groups))
         .into_iter()
-        .filter_map(|g| groups[g].take())
-        .map(|(region, words)| Block {
-            kind: Kind::Text,
-            label: region.map_or("text", |i| page.regions[i].label.as_str()),
-            level: None,
-            bbox: union(words.iter().map(|w| w.bbox)).expect("a group has a word"),
-            words: words.into_iter().map(|w| (page.number, w)).collect(),
+        .map(|g| {
+            let (region, words) = &groups[g];
+            Block {
+                kind: Kind::Text,
+                label: region.map_or("text", |i| page.regions[i].label.as_str()),
+                level: None,
+                bbox: union(words.iter().map(|w| w.bbox)).expect("a group has a word"),
+                words: words.iter().map(|&w| (page.number, w)).collect(),
+            }
         })
         .collect()
 }
@@ -304,14 +304,9 @@ mod tests {
         // Turned 3.6° anticlockwise: the page number at the right end of the running head
         // sits 25 points above its start on the page as scanned.
         let skew = -3.6_f32;
-        let tilt = |x: f32, y: f32| {
-            let (sin, cos) = skew.to_radians().sin_cos();
-            let (dx, dy) = (x - 300.0, y - 400.0);
-            (300.0 + dx * cos - dy * sin, 400.0 + dx * sin + dy * cos)
-        };
         let at = |text: &str, x: f32, y: f32| {
-            let (x, y) = tilt(x, y);
-            word(text, x, y)
+            let upright = word(text, x, y);
+            Word { bbox: crate::model::workdir::turn_box(&upright.bbox, skew, [300.0, 400.0]), ..upright }
         };
         let words =
             vec![at("6", 480.0, 60.0), at("Chapter", 70.0, 60.0), at("One", 110.0, 60.0), at("17", 300.0, 750.0)];
