@@ -17,7 +17,7 @@ DEMO_DATA := ./lectern-data
 # and reuse its artifacts; `-p lectern` alone resolves other features and rebuilds LanceDB's stack.
 BENCH := cargo bench --profile dev --workspace
 
-.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-ocr eval-figures bench-pages bench-scans bench-text-layer
+.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-study-terms eval-ocr eval-figures bench-pages bench-scans bench-text-layer
 
 setup:
 	./scripts/setup.sh
@@ -95,6 +95,12 @@ bench-scans: build
 eval-ask: build
 	rm -rf ./lectern-eval-ask
 	$(LECTERN_EVAL) --data-dir ./lectern-eval-ask ask --questions benches/quality/ask_questions.toml --corpus ../shared/corpus
+
+# Quiz answers and flashcard fronts against the authors' own key terms (book indexes, paper
+# keywords), common-word blanks, front/back matter, malformed fronts. Keeps the processed
+# documents in ./lectern-study-terms between runs (delete it to process them again).
+eval-study-terms: build
+	$(LECTERN_EVAL) --data-dir ./lectern-study-terms study-terms --set benches/quality/study_terms.toml --corpus ../shared/corpus
 
 # OCR decisions on every corpus PDF; OCR character error rate on born-digital pages.
 eval-ocr: build

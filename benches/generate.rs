@@ -100,7 +100,7 @@ async fn run(runs: usize) {
             let docx = cheatsheet::build(&set.blocks, &config).unwrap();
             let pdf = quiz::build(&set.quiz).unwrap();
             let json = serde_json::to_vec_pretty(&set.quiz).unwrap();
-            let deck = flashcards::build(set.cards).unwrap();
+            let deck = flashcards::build(set.cards, material.skipped.lines()).unwrap();
             std::hint::black_box((docx.len(), pdf.len(), json.len(), deck.len()));
             write_ms.push(t.elapsed().as_secs_f64() * 1000.0);
 

@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::context::Context;
 use crate::generate::llm;
 use crate::generate::rank::cosine;
-use crate::generate::text::{is_stopword, split_sentences, words};
+use crate::generate::text::split_sentences;
+use crate::generate::words::{is_stopword, words};
 use crate::search::{NamedHit, SearchError, SearchRequest, search};
 use crate::stages::ingest::DEFAULT_COLLECTION;
 

@@ -101,6 +101,9 @@ impl Settings {
     pub fn layout_model(&self) -> PathBuf {
         self.models_dir.join("layout/layout_cdla.onnx")
     }
+    pub fn word_frequencies(&self) -> PathBuf {
+        self.models_dir.join("wordfreq/small_en.msgpack.gz")
+    }
     pub fn embedding_model_dir(&self) -> PathBuf {
         self.models_dir.join(&self.embedding_model)
     }

@@ -15,6 +15,7 @@ use crate::engines::pdfium_child::PdfiumProcess;
 use crate::error::StageError;
 use crate::index::VectorIndex;
 use crate::model::workdir::WorkDir;
+use crate::text::wordfreq::WordFreq;
 use lectern_queue::engine::EngineConfig;
 use lectern_queue::storage::Store;
 
@@ -29,6 +30,7 @@ pub struct Context {
     labels: OnceCell<Arc<Labels>>,
     index: OnceCell<Arc<VectorIndex>>,
     pdfium_process: OnceCell<Arc<PdfiumProcess>>,
+    word_frequencies: OnceCell<Arc<WordFreq>>,
 }
 
 impl Context {
@@ -44,6 +46,7 @@ impl Context {
             labels: OnceCell::new(),
             index: OnceCell::new(),
             pdfium_process: OnceCell::new(),
+            word_frequencies: OnceCell::new(),
         }
     }
 
@@ -139,6 +142,20 @@ impl Context {
                 let labels = &self.pipeline.classify.labels;
                 let vectors = self.embedder().await?.embed(labels.values().cloned().collect()).await?;
                 Ok(Arc::new(Labels { names: labels.keys().cloned().collect(), vectors }))
+            })
+            .await
+            .cloned()
+    }
+
+    /// English word frequencies, for telling a document's key terms from common words.
+    pub async fn word_frequencies(&self) -> Result<Arc<WordFreq>, StageError> {
+        let path = self.settings.word_frequencies();
+        self.word_frequencies
+            .get_or_try_init(|| async move {
+                crate::engines::cpu::spawn_cpu(move || {
+                    WordFreq::load(&path).map(Arc::new).map_err(|e| StageError::Transient(e.to_string()))
+                })
+                .await?
             })
             .await
             .cloned()

@@ -7,6 +7,9 @@
 //! `ocr` ([`ocr`]): OCR decisions over the corpus and OCR error rate on born-digital pages.
 //! `figures` ([`figures`]): figure recall on hand-counted corpus pages.
 //!
+//! `study-terms` ([`study_terms`]): quiz answers and flashcard fronts against the author's
+//! own key terms (index, keywords); common-word blanks, front matter, malformed fronts.
+//!
 //! `ask` ([`ask`]): answers with citations over a question set, calibrating "not found".
 //!
 //! `fuzz` ([`fuzz`]): mutation fuzzing of the parsers Lectern wrote (`scripts/fuzz.sh`).
@@ -37,6 +40,7 @@ pub mod ask;
 pub mod figures;
 pub mod fuzz;
 pub mod ocr;
+pub mod study_terms;
 
 #[derive(Debug, Deserialize)]
 struct QuestionSet {

@@ -21,6 +21,15 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Study material against the author's key terms (book index, paper keywords): term
+    /// precision, common-word blanks, items from front or back matter, malformed fronts.
+    StudyTerms {
+        #[arg(long, default_value = "benches/quality/study_terms.toml")]
+        set: PathBuf,
+        /// Directory the set's document paths are relative to.
+        #[arg(long, default_value = "../shared/corpus")]
+        corpus: PathBuf,
+    },
     /// Recall@k of vector, text and hybrid search over a question set.
     Retrieval {
         /// Question set (TOML: documents and questions with expected pages).
@@ -101,6 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     let ctx = cli.global.context(cli.global.settings()).await?;
     match cli.command {
         Command::Study { files } => lectern_eval::study(ctx, &files).await,
+        Command::StudyTerms { set, corpus } => lectern_eval::study_terms::run(ctx, &set, &corpus).await,
         Command::Retrieval { questions, corpus, k } => {
             lectern_eval::retrieval(ctx, &questions, &corpus, k).await.map(|_| true)
         }

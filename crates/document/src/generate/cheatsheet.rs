@@ -1,9 +1,9 @@
 //! The cheat sheet (.docx, docx-rs): A4 or US Letter, 0.5" margins, two columns, Arial 9 pt
 //! body, 11 pt bold headings in Word's built-in "heading 1"/"heading 2" styles (so the
 //! navigation pane works). Content, extractive: key terms, then the document's sections in
-//! order, each with its most central sentences (TextRank + MMR over sentence embeddings),
-//! and figures 3.2" wide with their captions — filled up to a page budget estimated with
-//! Arial's metrics (Liberation Sans has the same widths).
+//! order, each with its most important sentences (centrality and key terms, MMR over
+//! sentence embeddings), and figures 3.2" wide with their captions — filled up to a page
+//! budget estimated with Arial's metrics (Liberation Sans has the same widths).
 
 use docx_rs::{Docx, PageMargin, Paragraph, Pic, Run, RunFonts, Style, StyleType};
 
@@ -176,10 +176,10 @@ pub fn plan(
         placed.push((section, Block::Figure { path: f.path.clone(), width_emu, height_emu, caption }));
     }
 
-    // Sentences by MMR over centrality, each costing its lines (and its section's heading
-    // the first time), until the budget is spent.
-    // Candidates: the 600 most central sentences (far more than two pages hold).
-    let relevance: Vec<f32> = material.sentences.iter().map(|s| s.score).collect();
+    // Sentences by MMR over importance (centrality and key terms), each costing its lines
+    // (and its section's heading the first time), until the budget is spent.
+    // Candidates: the 600 most important sentences (far more than two pages hold).
+    let relevance: Vec<f32> = (0..material.sentences.len()).map(|i| material.importance(i)).collect();
     let mut candidates: Vec<usize> = (0..material.sentences.len()).collect();
     candidates.sort_by(|&a, &b| relevance[b].total_cmp(&relevance[a]).then(a.cmp(&b)));
     candidates.truncate(600);

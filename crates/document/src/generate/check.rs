@@ -11,7 +11,7 @@ use std::path::Path;
 use super::cheatsheet::{BODY_PT, EMU_PER_INCH, FIGURE_WIDTH_IN, HEADING_PT, MARGIN_TWIPS, page_twips};
 use super::flashcards::Deck;
 use super::quiz::{Kind, Quiz};
-use super::text::{find_phrase, normalize, words};
+use super::words::{find_phrase, normalize, words};
 use crate::config::GenerateConfig;
 use crate::model::workdir::Page;
 

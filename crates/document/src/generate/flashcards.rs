@@ -1,13 +1,16 @@
 //! Flashcards (JSON) with SM-2 scheduling state (ease 2.5, interval 0, no repetitions,
-//! due now): definitions ("X is …"), section headings → their key points, and key terms →
-//! the sentence that explains them best.
+//! due now): definitions ("What is a mutex?" → the sentence that defines it), sections →
+//! their key points ("What does the section “…” cover?"), and key terms → the sentence that
+//! defines or explains them best.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use std::collections::HashSet;
 
-use super::text::{Material, find_phrase, words};
+use super::skip;
+use super::text::Material;
+use super::words::{find_phrase, words};
 use crate::error::StageError;
 use crate::sm2::{self, Sm2};
 
@@ -31,29 +34,25 @@ pub struct Card {
 pub struct Deck {
     pub scheduler: String,
     pub cards: Vec<Card>,
+    /// What the cards were not drawn from, and why (front matter, reference lists, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
-/// "X is/are/means/refers to …" with a short subject → the subject.
-pub fn definition(sentence: &str) -> Option<String> {
-    let lower = sentence.to_lowercase();
-    for verb in [" is a ", " is an ", " is the ", " are ", " refers to ", " means ", " is defined as "] {
-        if let Some(pos) = lower.find(verb) {
-            let subject = sentence[..pos].trim();
-            let n = subject.split_whitespace().count();
-            let pronoun =
-                matches!(subject.to_lowercase().as_str(), "it" | "this" | "that" | "there" | "these" | "they");
-            if (1..=5).contains(&n) && !pronoun && subject.chars().next().is_some_and(char::is_alphanumeric) {
-                return Some(subject.to_string());
-            }
-        }
-    }
-    None
+/// A section title a student would recognise: one to twelve words with letters, not the
+/// document's own title and not a section [`skip`] rules out.
+fn studied_section(material: &Material, title: &str, path: &[String]) -> bool {
+    let n = title.split_whitespace().count();
+    (1..=12).contains(&n)
+        && title.chars().filter(|c| c.is_alphabetic()).count() >= 3
+        && material.document_title() != Some(title)
+        && skip::section_reason(path).is_none()
 }
 
 /// Cards for a document, at most `max`; ids are `<document id>-c001`, … Three kinds,
 /// taken in turn so that none crowds out the others: definitions, each titled section's
-/// key points, and key terms with their most central sentence. No two cards share a front
-/// or a back.
+/// key points, and key terms with the sentence that defines them (else their most central
+/// one). No two cards share a front or a back.
 pub fn cards(document_id: &str, material: &Material, max: usize, now: DateTime<Utc>) -> Vec<Card> {
     let by_score = |ids: &[usize]| {
         let mut ids = ids.to_vec();
@@ -61,30 +60,38 @@ pub fn cards(document_id: &str, material: &Material, max: usize, now: DateTime<U
         ids
     };
     // (kind, front, back, page) per kind, best first.
-    let mut definitions = Vec::new();
-    for &i in &by_score(&(0..material.sentences.len()).collect::<Vec<_>>()) {
-        let s = &material.sentences[i];
-        if let Some(subject) = definition(&s.text) {
-            definitions.push(("definition", format!("What is {subject}?"), s.text.clone(), s.page));
-        }
-    }
+    let mut ordered: Vec<&super::text::Definition> = material.definitions.iter().collect();
+    ordered.sort_by(|a, b| {
+        let score = |d: &super::text::Definition| material.sentences[d.sentence].score;
+        score(b).total_cmp(&score(a)).then(a.sentence.cmp(&b.sentence))
+    });
+    let definitions: Vec<_> = ordered
+        .iter()
+        .map(|d| {
+            let s = &material.sentences[d.sentence];
+            ("definition", d.question(), s.text.clone(), s.page)
+        })
+        .collect();
     let mut key_points = Vec::new();
     for section in &material.sections {
         let Some(title) = section.title() else { continue };
-        if section.sentences.len() < 2 {
+        if section.sentences.len() < 2 || !studied_section(material, title, &section.path) {
             continue;
         }
         let mut best = by_score(&section.sentences);
         best.truncate(3);
         best.sort_unstable();
         let back = best.iter().map(|&i| format!("• {}", material.sentences[i].text)).collect::<Vec<_>>().join("\n");
-        key_points.push(("key_points", format!("Key points: {title}"), back, section.page));
+        key_points.push(("key_points", format!("What does the section “{title}” cover?"), back, section.page));
     }
     let all: Vec<usize> = by_score(&(0..material.sentences.len()).collect::<Vec<_>>());
     let mut terms = Vec::new();
     for term in &material.terms {
-        let found = all.iter().find(|&&i| find_phrase(&words(&material.sentences[i].text), &term.words).is_some());
-        if let Some(&i) = found {
+        let defining = material.definitions.iter().find(|d| words(&d.subject) == term.words).map(|d| d.sentence);
+        let found = defining.or_else(|| {
+            all.iter().copied().find(|&i| find_phrase(&words(&material.sentences[i].text), &term.words).is_some())
+        });
+        if let Some(i) = found {
             let s = &material.sentences[i];
             terms.push(("term", term.text.clone(), s.text.clone(), s.page));
         }
@@ -112,19 +119,29 @@ pub fn cards(document_id: &str, material: &Material, max: usize, now: DateTime<U
     cards
 }
 
-pub fn build(cards: Vec<Card>) -> Result<Vec<u8>, StageError> {
-    let deck = Deck { scheduler: "sm2".into(), cards };
+pub fn build(cards: Vec<Card>, skipped: Vec<String>) -> Result<Vec<u8>, StageError> {
+    let deck = Deck { scheduler: "sm2".into(), cards, skipped };
     serde_json::to_vec_pretty(&deck).map_err(|e| StageError::transient("write flashcards", e))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::text::{Definition, definition};
 
     #[test]
-    fn definitions_are_found() {
-        assert_eq!(definition("A mutex is a lock that allows one owner.").as_deref(), Some("A mutex"));
-        assert_eq!(definition("In this long introductory sentence the thing is a test.").as_deref(), None);
-        assert_eq!(definition("It is a good idea.").as_deref(), None);
+    fn definitions_are_noun_phrases() {
+        let d = |s: &str| definition(s).map(|(subject, article, verb)| (subject, article, verb));
+        assert_eq!(d("A mutex is a lock that allows one owner."), Some(("mutex".into(), Some("a".into()), "is")));
+        assert_eq!(d("Data frames are lists of vectors of equal length."), Some(("Data frames".into(), None, "are")));
+        assert_eq!(
+            d("We define the lease as the time a worker owns a job."),
+            Some(("lease".into(), Some("the".into()), "means"))
+        );
+        assert_eq!(d("In this long introductory sentence the thing is a test."), None);
+        assert_eq!(d("It is a good idea."), None);
+        assert_eq!(d("If you want more, the manual is the place."), None);
+        assert_eq!(d("The plot command, by default, is the one to use."), None);
+        let def = Definition { sentence: 0, subject: "mutex".into(), article: Some("a".into()), verb: "is" };
+        assert_eq!(def.question(), "What is a mutex?");
     }
 }

@@ -1,8 +1,9 @@
-//! Study material, extractive and local: sentences with their section and page and
-//! YAKE-style key terms ([`text`]), centrality and neighbours over embeddings ([`rank`]),
-//! and the three writers — [`cheatsheet`] (.docx), [`quiz`] (.pdf and quiz.json),
-//! [`flashcards`] (.json with SM-2 state); [`check`] reads them back; [`llm`] is the
-//! optional summary. The stage that runs them is [`crate::stages::generate`].
+//! Study material, extractive and local: sentences with their section and page, definitions
+//! and key terms ([`text`], [`terms`]; front matter, reference lists, indexes and the like
+//! left out by [`skip`]), centrality and neighbours over embeddings ([`rank`]), and the three
+//! writers — [`cheatsheet`] (.docx), [`quiz`] (.pdf and quiz.json), [`flashcards`] (.json
+//! with SM-2 state); [`check`] reads them back; [`llm`] is the optional summary. The stage
+//! that runs them is [`crate::stages::generate`].
 
 pub mod cheatsheet;
 pub mod check;
@@ -10,4 +11,7 @@ pub mod flashcards;
 pub mod llm;
 pub mod quiz;
 pub mod rank;
+pub mod skip;
+pub mod terms;
 pub mod text;
+pub mod words;

@@ -1,5 +1,5 @@
 //! The quiz PDF (krilla): multiple-choice, cloze and true/false questions from the most
-//! central sentences, each citing its source page; the answer key is on a page of its own.
+//! important sentences, each citing its source page; the answer key is on a page of its own.
 //! Distractors are the answer's embedding neighbours among the document's key terms. Text
 //! is wrapped with the font's own glyph widths; the font is embedded (subset).
 
@@ -11,7 +11,8 @@ use krilla::text::{Font, TextDirection};
 use serde::{Deserialize, Serialize};
 
 use super::rank::neighbours;
-use super::text::{Material, blank_out, find_phrase, has_rtl, normalize, replace_phrase, words};
+use super::text::{Material, blank_out, has_rtl, replace_phrase};
+use super::words::{find_phrase, normalize, words};
 use crate::error::StageError;
 
 pub const MEDIA_TYPE: &str = "application/pdf";
@@ -61,10 +62,33 @@ pub struct Question {
     pub source: String,
 }
 
+/// True when two words look like forms of one word ("list"/"lists", "polariton"/"polaritons").
+fn same_stem(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let (short, long) = if a.len() <= b.len() { (&a, &b) } else { (&b, &a) };
+    (short.len() >= 3 && long.starts_with(short)) || (short.len() >= 5 && short[..5] == long[..5])
+}
+
+/// True when the sentence gives the blank away: a word outside the term's own place in it
+/// is a form of one of the term's words ("lists, which are of mode _____" for "list").
+pub fn gives_away(sentence: &str, term: &[String]) -> bool {
+    let ws = words(sentence);
+    let Some(at) = find_phrase(&ws, term) else { return false };
+    ws.iter()
+        .enumerate()
+        .filter(|(i, _)| !(at..at + term.len()).contains(i))
+        .any(|(_, w)| term.iter().any(|t| same_stem(w, t)))
+}
+
+/// Whether a term is written with a capital (a name, an acronym) or not: distractors match.
+fn capitalised(text: &str) -> bool {
+    text.chars().next().is_some_and(char::is_uppercase)
+}
+
 /// Distractors for term `t`: its nearest terms by embedding that have the same shape
-/// (one word or several), share no word stem with it or each other (so no plurals or
-/// synonyms-by-spelling), are not near-identical in meaning (cosine < 0.9) and do not
-/// occur in the question's sentence.
+/// (as many words, capitalised or not), share no word stem with it or each other (so no
+/// plurals or synonyms-by-spelling), are not near-identical in meaning (cosine < 0.9) and
+/// do not occur in the question's sentence.
 pub fn distractors(material: &Material, t: usize, sentence: &str, n: usize) -> Vec<usize> {
     if material.term_vectors.len() != material.terms.len() {
         return Vec::new();
@@ -77,7 +101,8 @@ pub fn distractors(material: &Material, t: usize, sentence: &str, n: usize) -> V
     for i in neighbours(t, &material.term_vectors, |i, sim| {
         let other = &material.terms[i];
         sim < 0.9
-            && (other.words.len() == 1) == (answer.words.len() == 1)
+            && other.words.len() == answer.words.len()
+            && capitalised(&other.text) == capitalised(&answer.text)
             && find_phrase(&in_sentence, &other.words).is_none()
     }) {
         let stems: Vec<String> = material.terms[i].words.iter().map(|w| stem(w)).collect();
@@ -94,11 +119,13 @@ pub fn distractors(material: &Material, t: usize, sentence: &str, n: usize) -> V
 }
 
 /// Up to `n` questions, cycling multiple choice, cloze and true/false, from the most
-/// central sentences that carry a key term; no sentence or term is used twice.
+/// central sentences that carry a key term the sentence does not give away; no sentence or
+/// term is used twice. What the material skipped is listed in the quiz's `skipped`.
 pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
+    let importance: Vec<f32> = (0..material.sentences.len()).map(|i| material.importance(i)).collect();
     let mut order: Vec<usize> = (0..material.sentences.len()).collect();
-    order.sort_by(|&a, &b| material.sentences[b].score.total_cmp(&material.sentences[a].score).then(a.cmp(&b)));
-    let mut quiz = Quiz { title: title.to_string(), questions: Vec::new(), skipped: Vec::new() };
+    order.sort_by(|&a, &b| importance[b].total_cmp(&importance[a]).then(a.cmp(&b)));
+    let mut quiz = Quiz { title: title.to_string(), questions: Vec::new(), skipped: material.skipped.lines() };
     let mut rtl = 0;
     let mut used_terms = std::collections::HashSet::new();
     let mut true_false = 0;
@@ -116,7 +143,8 @@ pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
             rtl += 1;
             continue;
         }
-        let Some(t) = material.key_term_in(&s.text, |term| used_terms.contains(&term.words)) else {
+        let skip = |term: &super::text::Term| used_terms.contains(&term.words) || gives_away(&s.text, &term.words);
+        let Some(t) = material.key_term_in(&s.text, skip) else {
             continue;
         };
         let term = &material.terms[t];

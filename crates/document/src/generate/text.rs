@@ -1,162 +1,16 @@
 //! What the study artifacts are made of: the document's sections in reading order (from the
-//! chunks' heading paths), their prose sentences, and key phrases scored YAKE-style
-//! (Campos et al., 2020: casing, position, frequency, context spread, sentence spread).
-//! Sentence centrality and term neighbours come from embeddings ([`super::rank`]).
+//! chunks' heading paths), their prose sentences (without what [`super::skip`] rules out),
+//! the definitions among them, and the key terms ([`super::terms`]). Sentence centrality and
+//! term neighbours come from embeddings ([`super::rank`]).
 
 use std::collections::{HashMap, HashSet};
 
+use super::skip::{self, Skipped};
+pub use super::terms::Term;
+use super::words::{find_phrase, normalize, words};
 use crate::model::chunk::Chunk;
 use crate::model::workdir::Page;
-
-const STOPWORDS: &[&str] = &[
-    "a",
-    "an",
-    "as",
-    "at",
-    "be",
-    "by",
-    "do",
-    "if",
-    "in",
-    "is",
-    "it",
-    "of",
-    "on",
-    "or",
-    "so",
-    "to",
-    "up",
-    "we",
-    "no",
-    "the",
-    "and",
-    "for",
-    "are",
-    "but",
-    "not",
-    "you",
-    "all",
-    "any",
-    "can",
-    "had",
-    "her",
-    "was",
-    "one",
-    "our",
-    "out",
-    "has",
-    "have",
-    "been",
-    "this",
-    "that",
-    "with",
-    "from",
-    "they",
-    "will",
-    "would",
-    "there",
-    "their",
-    "what",
-    "which",
-    "when",
-    "where",
-    "who",
-    "whom",
-    "into",
-    "than",
-    "then",
-    "them",
-    "these",
-    "those",
-    "some",
-    "such",
-    "only",
-    "other",
-    "also",
-    "more",
-    "most",
-    "very",
-    "just",
-    "over",
-    "each",
-    "about",
-    "after",
-    "before",
-    "between",
-    "both",
-    "does",
-    "doing",
-    "during",
-    "here",
-    "its",
-    "itself",
-    "may",
-    "might",
-    "must",
-    "should",
-    "could",
-    "being",
-    "were",
-    "while",
-    "your",
-    "yours",
-    "how",
-    "why",
-    "use",
-    "used",
-    "using",
-    "his",
-    "she",
-    "him",
-    "because",
-    "same",
-    "many",
-    "much",
-    "own",
-    "per",
-    "via",
-    "etc",
-    "see",
-    "upon",
-    "within",
-    "without",
-    "shall",
-    "let",
-    "like",
-    "new",
-    "two",
-    "three",
-    "first",
-    "second",
-    "however",
-    "thus",
-    "therefore",
-    "given",
-    "following",
-    "section",
-    "figure",
-    "table",
-    "page",
-    "example",
-    "e.g",
-    "i.e",
-    "et",
-    "al",
-];
-
-pub fn is_stopword(word: &str) -> bool {
-    STOPWORDS.contains(&word)
-}
-
-/// Lower-case word without surrounding punctuation.
-pub fn normalize(word: &str) -> String {
-    word.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase()
-}
-
-/// Words of `text`, normalised; empty strings dropped.
-pub fn words(text: &str) -> Vec<String> {
-    text.split_whitespace().map(normalize).filter(|w| !w.is_empty()).collect()
-}
+use crate::text::wordfreq::WordFreq;
 
 /// True for letters of right-to-left scripts (Hebrew, Arabic and their presentation forms).
 pub fn has_rtl(text: &str) -> bool {
@@ -190,24 +44,145 @@ impl Section {
     }
 }
 
+/// A sentence that says what something is: "A mutex is a lock …", "X refers to …",
+/// "We define X as …".
 #[derive(Debug, Clone, PartialEq)]
-pub struct Term {
-    /// As written most often in the document.
-    pub text: String,
-    /// Normalised words.
-    pub words: Vec<String>,
-    /// YAKE score: lower is more important.
-    pub score: f64,
-    pub count: usize,
+pub struct Definition {
+    /// Index into [`Material::sentences`].
+    pub sentence: usize,
+    /// The noun phrase defined, as written, without a leading article.
+    pub subject: String,
+    /// Its article as written ("a", "an", "the"), lower case, if it had one.
+    pub article: Option<String>,
+    /// "is", "are", or "means" for "refers to", "means", "denotes", "is defined as", "we define".
+    pub verb: &'static str,
 }
 
-/// A document's sentences, sections and key phrases; with embeddings once ranked.
+impl Definition {
+    /// The flashcard question: "What is a mutex?", "What are lists?", "What is meant by X?".
+    pub fn question(&self) -> String {
+        let article = self.article.as_deref().map(|a| format!("{a} ")).unwrap_or_default();
+        match self.verb {
+            "means" => format!("What is meant by {article}{}?", self.subject),
+            verb => format!("What {verb} {article}{}?", self.subject),
+        }
+    }
+}
+
+/// Words that cannot open a noun phrase (pronouns, prepositions, conjunctions, determiners
+/// that point elsewhere) or stand inside one (auxiliaries).
+const NOT_IN_NOUN_PHRASE: &[&str] = &[
+    "this", "that", "these", "those", "there", "here", "it", "its", "they", "their", "we", "our", "you", "your", "he",
+    "she", "his", "her", "i", "my", "if", "when", "while", "although", "because", "since", "as", "in", "on", "at",
+    "for", "to", "of", "and", "or", "but", "with", "by", "from", "so", "then", "which", "what", "who", "how", "why",
+    "where", "each", "every", "all", "some", "any", "one", "such", "note", "thus", "hence", "also", "both", "another",
+    "other", "is", "are", "was", "were", "be", "been", "can", "could", "will", "would", "should", "may", "might",
+    "must", "do", "does", "did", "has", "have", "had", "not", "only", "now", "however", "suppose", "even", "around",
+    "about", "just", "still", "again", "let", "see", "consider", "assume", "most", "many", "more", "few", "several",
+    "first", "next", "last", "same",
+];
+
+/// Words after "are" that start a verb phrase rather than a class: "The frequencies are
+/// ordered …", "Options are given …" are not definitions.
+const NOT_A_CLASS: &[&str] = &[
+    "not",
+    "also",
+    "only",
+    "often",
+    "usually",
+    "then",
+    "in",
+    "on",
+    "at",
+    "of",
+    "to",
+    "by",
+    "for",
+    "from",
+    "with",
+    "used",
+    "given",
+    "shown",
+    "made",
+    "done",
+    "seen",
+    "known",
+    "taken",
+    "set",
+    "put",
+    "read",
+    "written",
+    "kept",
+    "found",
+    "both",
+    "all",
+    "now",
+    "available",
+    "able",
+    "likely",
+    "very",
+    "more",
+    "less",
+    "same",
+    "different",
+];
+
+/// The definition a sentence makes, if it is one whose subject reads as a noun phrase of
+/// one to five words (after an optional article).
+pub fn definition(sentence: &str) -> Option<(String, Option<String>, &'static str)> {
+    let lower = sentence.to_lowercase();
+    let (subject, verb) = if let Some(rest) = lower.strip_prefix("we define ") {
+        let end = rest.find(" as ")?;
+        (&sentence["we define ".len().."we define ".len() + end], "means")
+    } else {
+        let patterns = [
+            (" is a ", "is"),
+            (" is an ", "is"),
+            (" is the ", "is"),
+            (" is defined as ", "means"),
+            (" are ", "are"),
+            (" refers to ", "means"),
+            (" means ", "means"),
+            (" denotes ", "means"),
+        ];
+        let (pos, pattern, verb) =
+            patterns.iter().filter_map(|(p, v)| lower.find(p).map(|i| (i, *p, *v))).min_by_key(|m| m.0)?;
+        let next = lower[pos + pattern.len()..].split_whitespace().next().unwrap_or("");
+        if verb == "are" && (NOT_A_CLASS.contains(&next) || next.ends_with("ed") || next.ends_with("ing")) {
+            return None;
+        }
+        (&sentence[..pos], verb)
+    };
+    let mut words: Vec<&str> = subject.split_whitespace().collect();
+    let article = words.first().map(|w| w.to_lowercase()).filter(|w| ["a", "an", "the"].contains(&w.as_str()));
+    if article.is_some() {
+        words.remove(0);
+    }
+    let plain = |w: &str| {
+        w.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '.')
+            && w.chars().next().is_some_and(char::is_alphanumeric)
+            && !w.ends_with('.')
+    };
+    let lower_words: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let noun_phrase = (1..=5).contains(&words.len())
+        && words.iter().all(|w| plain(w))
+        && !lower_words.iter().any(|w| NOT_IN_NOUN_PHRASE.contains(&w.as_str()) || w.ends_with("ly"))
+        && sentence.chars().next().is_some_and(char::is_uppercase);
+    noun_phrase.then(|| (words.join(" "), article, verb))
+}
+
+/// A document's sentences, sections, definitions and key terms; with embeddings once ranked.
 #[derive(Debug, Clone, Default)]
 pub struct Material {
     pub sentences: Vec<Sentence>,
     pub sections: Vec<Section>,
-    /// Key phrases, most important first.
+    /// Definitions whose subject is specific (a key term, or a word outside the most
+    /// common English words), in reading order.
+    pub definitions: Vec<Definition>,
+    /// Key terms, most important first.
     pub terms: Vec<Term>,
+    /// Sentences left out, and why.
+    pub skipped: Skipped,
     /// Unit vectors, parallel to `sentences` and `terms` (empty until ranked).
     pub sentence_vectors: Vec<Vec<f32>>,
     pub term_vectors: Vec<Vec<f32>>,
@@ -270,14 +245,16 @@ fn is_prose(s: &str) -> bool {
 
 impl Material {
     /// Sentences of the chunks, each placed on the page (of those its chunk spans) where
-    /// its first words are written.
-    pub fn from_chunks(chunks: &[Chunk], pages: &[Page]) -> Self {
+    /// its first words are written; sentences [`skip`] rules out are counted, not kept.
+    pub fn from_chunks(chunks: &[Chunk], pages: &[Page], freq: &WordFreq) -> Self {
         let page_words: HashMap<u32, Vec<String>> = pages.iter().map(|p| (p.number, words(&p.text()))).collect();
         let on = |page: u32, probe: &[String]| page_words.get(&page).is_some_and(|ws| find_phrase(ws, probe).is_some());
         let repeated = repeated_ngrams(pages);
+        let listings = skip::listing_pages(pages);
         let mut m = Material::default();
         let mut seen = HashSet::new();
         for chunk in chunks {
+            let section_skip = skip::section_reason(&chunk.heading_path);
             if m.sections.last().is_none_or(|s| s.path != chunk.heading_path) {
                 m.sections.push(Section { path: chunk.heading_path.clone(), page: chunk.page, sentences: Vec::new() });
             }
@@ -299,14 +276,48 @@ impl Material {
                 if !within_page && let Some(k) = (at + 1..span_pages.len()).find(|&k| on(span_pages[k], tail)) {
                     at = k;
                 }
-                if is_prose(&text) && seen.insert(text.to_lowercase()) {
-                    m.sections[section].sentences.push(m.sentences.len());
-                    m.sentences.push(Sentence { text, page, section, score: 0.0, within_page });
+                if !is_prose(&text) || !seen.insert(text.to_lowercase()) {
+                    continue;
                 }
+                let listing = listings.contains(&page).then_some(skip::Reason::Listing);
+                if let Some(reason) = listing.or(section_skip).or_else(|| skip::sentence_reason(&text)) {
+                    m.skipped.add(reason, page);
+                    continue;
+                }
+                m.sections[section].sentences.push(m.sentences.len());
+                m.sentences.push(Sentence { text, page, section, score: 0.0, within_page });
             }
         }
-        m.terms = key_phrases(&m.sentences, 60);
+        let found: Vec<Definition> = (0..m.sentences.len())
+            .filter_map(|i| {
+                let (subject, article, verb) = definition(&m.sentences[i].text)?;
+                Some(Definition { sentence: i, subject, article, verb })
+            })
+            .collect();
+        let defined: HashSet<Vec<String>> = found.iter().map(|d| words(&d.subject)).collect();
+        let texts: Vec<(&str, usize)> = m.sentences.iter().map(|s| (s.text.as_str(), s.section)).collect();
+        m.terms = super::terms::key_terms(&texts, &defined, freq, 60);
+        // A subject the document names only once ("Suppose the data vectors are …") is
+        // rarely what it defines.
+        let texts: Vec<Vec<String>> = m.sentences.iter().map(|s| words(&s.text)).collect();
+        let named_again = |ws: &[String]| texts.iter().filter(|t| find_phrase(t, ws).is_some()).count() >= 2;
+        m.definitions = found
+            .into_iter()
+            .filter(|d| {
+                let ws = words(&d.subject);
+                m.terms.iter().any(|t| t.words == ws)
+                    || (ws.iter().any(|w| !freq.is_top(w, super::terms::COMMON_WORDS)) && named_again(&ws))
+            })
+            .collect();
         m
+    }
+
+    /// The document's own title when it heads nearly every section (a paper's title above
+    /// its numbered sections): not a section to study.
+    pub fn document_title(&self) -> Option<&str> {
+        let first = self.sections.first()?.path.first()?;
+        let under = self.sections.iter().filter(|s| s.path.first() == Some(first)).count();
+        (self.sections.len() >= 3 && under * 5 >= self.sections.len() * 4).then_some(first.as_str())
     }
 
     /// Takes unit vectors for the sentences and terms and scores sentences by TextRank.
@@ -320,6 +331,17 @@ impl Material {
         if term_vectors.len() == self.terms.len() {
             self.term_vectors = term_vectors;
         }
+    }
+
+    /// How central a sentence is and how much it is about the key terms: its centrality times
+    /// (1 + the weight of the best key term in it relative to the best term overall). The
+    /// cheat sheet, the quiz and the flashcards all order sentences by it.
+    pub fn importance(&self, sentence: usize) -> f32 {
+        let s = &self.sentences[sentence];
+        let best = self.terms.first().map_or(1.0, |t| t.weight).max(f64::MIN_POSITIVE);
+        let ws = words(&s.text);
+        let key = self.terms.iter().find(|t| find_phrase(&ws, &t.words).is_some()).map_or(0.0, |t| t.weight / best);
+        s.score * (1.0 + key as f32)
     }
 
     /// Index of the best term whose words occur, in order, in `sentence` and that `skip`
@@ -370,14 +392,6 @@ pub fn strip_ngrams(text: &str, grams: &HashSet<Vec<String>>) -> String {
     raw.iter().zip(drop).filter(|(_, d)| !d).map(|(w, _)| *w).collect::<Vec<_>>().join(" ")
 }
 
-/// Position of `phrase` as consecutive words in `words`.
-pub fn find_phrase(words: &[String], phrase: &[String]) -> Option<usize> {
-    if phrase.is_empty() || phrase.len() > words.len() {
-        return None;
-    }
-    (0..=words.len() - phrase.len()).find(|&i| words[i..i + phrase.len()] == *phrase)
-}
-
 /// Replaces the first occurrence of `phrase` (normalised words) with a blank, keeping the
 /// punctuation around it.
 pub fn blank_out(sentence: &str, phrase: &[String]) -> Option<String> {
@@ -411,136 +425,9 @@ pub fn replace_phrase(sentence: &str, phrase: &[String], with: &str) -> Option<S
     Some(out.join(" "))
 }
 
-/// A word that may be part of a key phrase.
-fn is_term_word(w: &str) -> bool {
-    w.chars().count() >= 2 && w.chars().all(|c| c.is_alphabetic() || c == '-') && !w.starts_with('-')
-}
-
-/// YAKE-style key phrases of 1–3 words, best first, with near-duplicates removed.
-pub fn key_phrases(sentences: &[Sentence], limit: usize) -> Vec<Term> {
-    #[derive(Default)]
-    struct Stats {
-        tf: f64,
-        upper: f64,
-        sentences: Vec<usize>,
-        left: HashSet<String>,
-        right: HashSet<String>,
-    }
-    let mut stats: HashMap<String, Stats> = HashMap::new();
-    let mut candidates: HashMap<Vec<String>, (usize, HashMap<String, usize>)> = HashMap::new();
-    for (si, s) in sentences.iter().enumerate() {
-        let raw: Vec<&str> = s.text.split_whitespace().collect();
-        let norm: Vec<String> = raw.iter().map(|w| normalize(w)).collect();
-        for (i, w) in norm.iter().enumerate() {
-            if w.is_empty() {
-                continue;
-            }
-            let st = stats.entry(w.clone()).or_default();
-            st.tf += 1.0;
-            let first = raw[i].chars().find(|c| c.is_alphanumeric());
-            if i > 0 && first.is_some_and(char::is_uppercase) {
-                st.upper += 1.0;
-            }
-            st.sentences.push(si);
-            if i > 0 {
-                st.left.insert(norm[i - 1].clone());
-            }
-            if i + 1 < norm.len() {
-                st.right.insert(norm[i + 1].clone());
-            }
-        }
-        // Candidates: 1–3 term words, not across punctuation, no stopword at either end.
-        for start in 0..raw.len() {
-            for len in 1..=3 {
-                let end = start + len;
-                if end > raw.len() {
-                    break;
-                }
-                let ws = &norm[start..end];
-                if !ws.iter().all(|w| is_term_word(w))
-                    || is_stopword(&ws[0])
-                    || is_stopword(&ws[len - 1])
-                    || ws.iter().all(|w| w.chars().count() < 4)
-                    || raw[start..end - 1].iter().any(|w| w.ends_with([',', ';', ':', '.', ')', '?', '!']))
-                {
-                    continue;
-                }
-                let surface: String = raw[start..end]
-                    .iter()
-                    .enumerate()
-                    .map(|(k, w)| {
-                        let w = if k == len - 1 { w.trim_end_matches(|c: char| !c.is_alphanumeric()) } else { w };
-                        if k == 0 { w.trim_start_matches(|c: char| !c.is_alphanumeric()) } else { w }
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let entry = candidates.entry(ws.to_vec()).or_default();
-                entry.0 += 1;
-                *entry.1.entry(surface).or_default() += 1;
-            }
-        }
-    }
-    if stats.is_empty() {
-        return Vec::new();
-    }
-    let n_sentences = sentences.len().max(1) as f64;
-    let mut content: Vec<f64> = stats.iter().filter(|(w, _)| !is_stopword(w)).map(|(_, s)| s.tf).collect();
-    // Summed in a fixed order: in the map's (random per process) order the sums differ in
-    // the last bits, and so did near-tied terms between two runs on the same document.
-    content.sort_by(f64::total_cmp);
-    let mean = content.iter().sum::<f64>() / content.len().max(1) as f64;
-    let std = (content.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / content.len().max(1) as f64).sqrt();
-    let max_tf = content.iter().cloned().fold(1.0, f64::max);
-    let word_score = |w: &str| -> f64 {
-        let s = &stats[w];
-        let case = s.upper / (1.0 + s.tf.ln());
-        let mut positions = s.sentences.clone();
-        positions.sort_unstable();
-        let position = (3.0 + positions[positions.len() / 2] as f64).ln().ln();
-        let frequency = s.tf / (mean + std).max(1.0);
-        let relatedness = 1.0 + (s.left.len() + s.right.len()) as f64 / s.tf * (s.tf / max_tf);
-        let spread = s.sentences.iter().collect::<HashSet<_>>().len() as f64 / n_sentences;
-        (relatedness * position) / (case + frequency / relatedness + spread / relatedness + 1e-9)
-    };
-    let min_count = if candidates.values().filter(|(c, _)| *c >= 2).count() >= 10 { 2 } else { 1 };
-    let mut terms: Vec<Term> = candidates
-        .into_iter()
-        .filter(|(_, (count, _))| *count >= min_count)
-        .map(|(ws, (count, surfaces))| {
-            let scores: Vec<f64> = ws.iter().map(|w| word_score(w)).collect();
-            let product: f64 = scores.iter().product();
-            let score = product / (count as f64 * (1.0 + scores.iter().sum::<f64>()));
-            let text = surfaces
-                .into_iter()
-                .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
-                .map(|(s, _)| s)
-                .unwrap_or_else(|| ws.join(" "));
-            Term { text, words: ws, score, count }
-        })
-        .collect();
-    terms.sort_by(|a, b| a.score.total_cmp(&b.score).then_with(|| a.words.cmp(&b.words)));
-    // Keep a phrase only if it does not overlap a better one word for word.
-    let mut kept: Vec<Term> = Vec::new();
-    for t in terms {
-        let overlaps =
-            kept.iter().any(|k| find_phrase(&k.words, &t.words).is_some() || find_phrase(&t.words, &k.words).is_some());
-        if !overlaps {
-            kept.push(t);
-            if kept.len() == limit {
-                break;
-            }
-        }
-    }
-    kept
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sentence(text: &str) -> Sentence {
-        Sentence { text: text.into(), page: 1, section: 0, score: 0.0, within_page: true }
-    }
 
     #[test]
     fn sentences_split_and_phrases_blank() {
@@ -561,29 +448,5 @@ mod tests {
         let grams: HashSet<Vec<String>> = [words("intro bad news good news")].into();
         assert_eq!(strip_ngrams("Intro – Bad News: Good News. Blocks help.", &grams), "Blocks help.");
         assert!(has_rtl("שלום") && has_rtl("مرحبا") && !has_rtl("Ærøskøbing café"));
-    }
-
-    #[test]
-    fn key_phrases_prefer_repeated_specific_terms() {
-        let text = [
-            "The Lectern scheduler assigns each job a lease.",
-            "A lease expires when the worker stops sending heartbeats.",
-            "The Lectern scheduler retries failed jobs with exponential backoff.",
-            "Exponential backoff spreads retries over time.",
-            "Heartbeats renew the lease of a running job.",
-            "Workers claim jobs from the queue in priority order.",
-        ];
-        let sentences: Vec<Sentence> = text.iter().map(|t| sentence(t)).collect();
-        let terms = key_phrases(&sentences, 10);
-        let names: Vec<&str> = terms.iter().map(|t| t.text.as_str()).collect();
-        assert!(names.contains(&"Lectern scheduler"), "{names:?}");
-        assert!(names.contains(&"exponential backoff") || names.contains(&"Exponential backoff"), "{names:?}");
-        assert!(!names.iter().any(|n| is_stopword(&n.to_lowercase())), "{names:?}");
-        // No phrase overlaps a better one.
-        for (i, a) in terms.iter().enumerate() {
-            for b in &terms[i + 1..] {
-                assert!(find_phrase(&a.words, &b.words).is_none() && find_phrase(&b.words, &a.words).is_none());
-            }
-        }
     }
 }

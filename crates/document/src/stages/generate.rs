@@ -20,7 +20,8 @@ pub struct StudySet {
 
 /// Builds the material, embeds its sentences and key terms, and ranks them.
 pub async fn material(ctx: &Context, chunks: &[Chunk], pages: &[Page]) -> Result<text::Material, StageError> {
-    let mut material = text::Material::from_chunks(chunks, pages);
+    let freq = ctx.word_frequencies().await?;
+    let mut material = text::Material::from_chunks(chunks, pages, &freq);
     let texts: Vec<String> = material
         .sentences
         .iter()
@@ -127,7 +128,11 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
                 outputs.push(("quiz.json", "application/json", json));
             }
             if want_cards {
-                outputs.push(("flashcards.json", flashcards::MEDIA_TYPE, flashcards::build(set.cards.clone())?));
+                outputs.push((
+                    "flashcards.json",
+                    flashcards::MEDIA_TYPE,
+                    flashcards::build(set.cards.clone(), material.skipped.lines())?,
+                ));
             }
             let cards = if want_cards { set.cards } else { Vec::new() };
             let mut artifacts = Vec::new();

@@ -1,0 +1,333 @@
+//! What study material must not be drawn from, and why: tables of contents and indexes,
+//! reference lists, acknowledgements, copyright and licence text, front matter (authors,
+//! affiliations, addresses, classification boilerplate) and title-case lines. Found from
+//! section titles, from how a page is laid out (page numbers after entries), and from
+//! patterns in a sentence. [`Skipped`] counts what was left out under each reason.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::model::workdir::Page;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    Listing,
+    References,
+    Acknowledgements,
+    Licence,
+    FrontMatter,
+    TitleCase,
+}
+
+impl Reason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::Listing => "table of contents or index",
+            Reason::References => "reference list",
+            Reason::Acknowledgements => "acknowledgements",
+            Reason::Licence => "copyright or licence text",
+            Reason::FrontMatter => "front matter (authors, affiliations, addresses, keywords)",
+            Reason::TitleCase => "title-case lines (titles, names), not prose",
+        }
+    }
+}
+
+/// Pages that list entries with page numbers: tables of contents and indexes. A reference is
+/// a number or range after a dot leader, a comma or another reference ("binary . . . 55",
+/// "errorbars, 65–67, 70"); such a page has at least 20 and they make 15 % of its words.
+pub fn listing_pages(pages: &[Page]) -> HashSet<u32> {
+    let is_number = |w: &str| {
+        let w = w.trim_end_matches(',');
+        !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '–' || c == '-')
+    };
+    let is_leader = |w: &str| w.len() >= 1 && w.chars().all(|c| c == '.');
+    let mut out = HashSet::new();
+    for page in pages {
+        let words: Vec<&str> = page.words.iter().map(|w| w.text.as_str()).collect();
+        let mut marks = 0;
+        for (i, w) in words.iter().enumerate() {
+            if is_leader(w) {
+                marks += 1;
+            } else if is_number(w) && i > 0 {
+                let before = words[i - 1];
+                if is_leader(before) || before.ends_with(',') || before.ends_with("..") || is_number(before) {
+                    marks += 1;
+                }
+            }
+        }
+        if marks >= 20 && marks * 100 >= words.len() * 15 {
+            out.insert(page.number);
+        }
+    }
+    out
+}
+
+/// A section title without its numbering ("2.1", "Appendix D:", "Chapter 3:"), lower case.
+fn bare_title(title: &str) -> String {
+    let lower = title.trim().to_lowercase();
+    let mut rest = lower.as_str();
+    for lead in ["appendix", "chapter", "part", "section"] {
+        if let Some(r) = rest.strip_prefix(lead) {
+            rest = r.trim_start().trim_start_matches(|c: char| c.is_alphanumeric() && c.is_ascii()).trim_start();
+            rest = rest.trim_start_matches([':', '.', ' ']);
+            break;
+        }
+    }
+    rest.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ' ')
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_string()
+}
+
+/// Why every sentence under a heading path is skipped, if one of its titles says so.
+pub fn section_reason(path: &[String]) -> Option<Reason> {
+    path.iter().find_map(|title| {
+        let t = bare_title(title);
+        let words = t.split_whitespace().count();
+        Some(match t.as_str() {
+            "references"
+            | "bibliography"
+            | "works cited"
+            | "literature cited"
+            | "reference list"
+            | "references and notes" => Reason::References,
+            "acknowledgments" | "acknowledgements" | "acknowledgment" | "acknowledgement" | "funding" => {
+                Reason::Acknowledgements
+            }
+            "contents" | "table of contents" | "index" | "list of figures" | "list of tables" => Reason::Listing,
+            _ if t.ends_with(" index") && words <= 4 => Reason::Listing,
+            "copyright" | "license" | "licence" | "copying" => Reason::Licence,
+            _ if t.starts_with("gnu ") && (t.contains("license") || t.contains("licence")) => Reason::Licence,
+            "author note"
+            | "about the author"
+            | "about the authors"
+            | "author contributions"
+            | "conflict of interest"
+            | "conflicts of interest"
+            | "declaration of competing interest"
+            | "ccs concepts"
+            | "keywords" => Reason::FrontMatter,
+            _ => return None,
+        })
+    })
+}
+
+const LICENCE: &[&str] = &[
+    "copyright",
+    "©",
+    "permission is granted",
+    "permission to make",
+    "all rights reserved",
+    "licensed under",
+    "license",
+    "licence",
+    "trademark",
+    "creative commons",
+];
+
+const FRONT: &[&str] = &[
+    "http://",
+    "https://",
+    "www.",
+    "doi:",
+    "doi.org",
+    "orcid",
+    "ccs concepts",
+    "key words and phrases",
+    "keywords:",
+    "index terms",
+    "acm reference format",
+    "publication date",
+    "authors’ addresses",
+    "authors' addresses",
+    "author’s address",
+    "author's address",
+    "correspondence concerning",
+    "corresponding author",
+    "preprint submitted",
+    "manuscript received",
+    "accepted for publication",
+    "contributed equally",
+];
+
+const AFFILIATION: &[&str] = &[
+    "university",
+    "institute",
+    "department",
+    "laboratory",
+    "laboratories",
+    "consortium",
+    "inc.",
+    "ltd",
+    "corporation",
+    "college",
+    "school of",
+    "faculty of",
+    "research center",
+    "research centre",
+];
+
+/// Marks of a reference-list entry; a sentence with three of them is one.
+const REFERENCE: &[&str] = &[
+    "et al",
+    " pp.",
+    " vol.",
+    "in proceedings",
+    "proc.",
+    "journal",
+    " press",
+    "arxiv",
+    "isbn",
+    "retrieved ",
+    "thesis",
+    "conference on",
+];
+
+fn has_email(text: &str) -> bool {
+    text.split_whitespace().any(|w| {
+        let w = w.trim_matches(|c: char| !c.is_alphanumeric());
+        w.split_once('@').is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
+    })
+}
+
+fn has_year(text: &str) -> bool {
+    text.split(|c: char| !c.is_ascii_digit()).any(|d| d.len() == 4 && (d.starts_with("19") || d.starts_with("20")))
+}
+
+/// Share of a sentence's words after the first that start with a capital (of those with letters).
+fn capitalised_share(text: &str) -> f32 {
+    let words: Vec<&str> = text.split_whitespace().skip(1).filter(|w| w.chars().any(char::is_alphabetic)).collect();
+    let caps = words.iter().filter(|w| w.chars().find(|c| c.is_alphabetic()).is_some_and(char::is_uppercase)).count();
+    caps as f32 / words.len().max(1) as f32
+}
+
+/// The longest run of consecutive words that start with a capital ("KUMQUAT, The Kumquat
+/// Consortium, USA").
+fn capitalised_run(text: &str) -> usize {
+    let mut best = 0;
+    let mut run = 0;
+    for w in text.split_whitespace() {
+        if w.chars().find(|c| c.is_alphabetic()).is_some_and(char::is_uppercase) {
+            run += 1;
+            best = best.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    best
+}
+
+/// Why a sentence is skipped on its own, whatever its section.
+pub fn sentence_reason(text: &str) -> Option<Reason> {
+    let lower = text.to_lowercase();
+    let has = |list: &[&str]| list.iter().any(|p| lower.contains(p));
+    if has(LICENCE) {
+        return Some(Reason::Licence);
+    }
+    if has_email(text) || has(FRONT) {
+        return Some(Reason::FrontMatter);
+    }
+    let cited = text.starts_with('[') && text[1..].split(']').next().is_some_and(|n| n.parse::<u32>().is_ok());
+    let marks = REFERENCE.iter().filter(|p| lower.contains(*p)).count() + has_year(text) as usize + 2 * cited as usize;
+    if marks >= 3 {
+        return Some(Reason::References);
+    }
+    let capitals = capitalised_share(text);
+    if has(AFFILIATION) && (capitals >= 0.4 || capitalised_run(text) >= 3) {
+        return Some(Reason::FrontMatter);
+    }
+    if capitals >= 0.6 && text.split_whitespace().count() >= 4 {
+        return Some(Reason::TitleCase);
+    }
+    None
+}
+
+/// Sentences left out, counted per reason with their pages.
+#[derive(Debug, Clone, Default)]
+pub struct Skipped {
+    by_reason: BTreeMap<Reason, (usize, BTreeSet<u32>)>,
+}
+
+impl Skipped {
+    pub fn add(&mut self, reason: Reason, page: u32) {
+        let entry = self.by_reason.entry(reason).or_default();
+        entry.0 += 1;
+        entry.1.insert(page);
+    }
+
+    pub fn count(&self, reason: Reason) -> usize {
+        self.by_reason.get(&reason).map_or(0, |e| e.0)
+    }
+
+    /// One line per reason: "reference list: 23 sentences (pages 9–10)".
+    pub fn lines(&self) -> Vec<String> {
+        self.by_reason
+            .iter()
+            .map(|(reason, (n, pages))| {
+                format!("{}: {n} sentence(s) not used (pages {})", reason.describe(), ranges(pages))
+            })
+            .collect()
+    }
+}
+
+/// "1–3, 7, 9–10".
+fn ranges(pages: &BTreeSet<u32>) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Option<(u32, u32)> = None;
+    for &p in pages {
+        run = match run {
+            Some((a, b)) if p == b + 1 => Some((a, p)),
+            Some((a, b)) => {
+                out.push(if a == b { a.to_string() } else { format!("{a}–{b}") });
+                Some((p, p))
+            }
+            None => Some((p, p)),
+        };
+    }
+    if let Some((a, b)) = run {
+        out.push(if a == b { a.to_string() } else { format!("{a}–{b}") });
+    }
+    out.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_from_titles_and_sentences() {
+        let path = |t: &str| vec!["Paper".to_string(), t.to_string()];
+        assert_eq!(section_reason(&path("REFERENCES")), Some(Reason::References));
+        assert_eq!(section_reason(&path("Appendix E: Concept index")), Some(Reason::Listing));
+        assert_eq!(section_reason(&path("5 Acknowledgments")), Some(Reason::Acknowledgements));
+        assert_eq!(section_reason(&path("2.7 Index vectors; selecting and modifying subsets")), None);
+        assert_eq!(section_reason(&path("3 Results")), None);
+        let s = |t: &str| sentence_reason(t);
+        assert_eq!(
+            s("Authors’ addresses: Ben Trovato, trovato@corporation.com; G.K.M. Tobin."),
+            Some(Reason::FrontMatter)
+        );
+        assert_eq!(
+            s("Permission to make digital or hard copies of all or part of this work is granted."),
+            Some(Reason::Licence)
+        );
+        assert_eq!(
+            s("Ben Trovato, Institute for Clarity in Documentation, Dublin, Ohio, USA."),
+            Some(Reason::FrontMatter)
+        );
+        assert_eq!(
+            s("[4] David A. Anisi. 2003. Optimal Motion Control of a Ground Vehicle. Master’s thesis."),
+            Some(Reason::References)
+        );
+        assert_eq!(s("The Name of the Title Is Hope And More."), Some(Reason::TitleCase));
+        assert_eq!(
+            s("KUMQUAT, The Kumquat Consortium, USA A clear and well-documented document is presented as an article."),
+            Some(Reason::FrontMatter)
+        );
+        assert_eq!(s("As Smith et al. (2018) showed, a lease expires when heartbeats stop."), None);
+        assert_eq!(s("A data frame is a list of vectors of equal length."), None);
+        let mut skipped = Skipped::default();
+        for p in [9, 10, 12] {
+            skipped.add(Reason::References, p);
+        }
+        assert_eq!(skipped.lines(), ["reference list: 3 sentence(s) not used (pages 9–10, 12)"]);
+    }
+}

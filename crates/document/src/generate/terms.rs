@@ -1,0 +1,192 @@
+//! Key terms: the words and phrases a document is about. A candidate is a run of one to three
+//! words inside a sentence, not across punctuation, with no stop-word at either end. It is
+//! weighed by how much rarer it is in general English than here (wordfreq's Zipf values:
+//! specificity), how often the document uses it, in how many sections, and whether the
+//! document defines it. One-word candidates among the 5,000 most common English words
+//! ("document", "work", "text") are never terms; a phrase of common words ("data frame")
+//! is one only when its words mostly occur together. Names before "et al." are left out, and
+//! so are words that the document never uses as a noun (no "the X is", "of X," …), which
+//! keeps verbs and adjectives ("specified", "optional", "resonant") out.
+
+use std::collections::{HashMap, HashSet};
+
+use super::words::{find_phrase, is_stopword, normalize};
+use crate::text::wordfreq::WordFreq;
+
+/// Words at or above this Zipf value carry no specificity ("use" 6.0; "vector" 4.6).
+const COMMON_ZIPF: f32 = 6.0;
+/// One-word terms must be rarer than the this many most common English words.
+pub const COMMON_WORDS: u32 = 5000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    /// As written most often in the document.
+    pub text: String,
+    /// Normalised words.
+    pub words: Vec<String>,
+    /// Higher is more important.
+    pub weight: f64,
+    pub count: usize,
+}
+
+/// A word that may be part of a key term.
+fn is_term_word(w: &str) -> bool {
+    w.chars().count() >= 2 && w.chars().all(|c| c.is_alphabetic() || c == '-') && !w.starts_with('-')
+}
+
+/// Words after which a noun follows: "the X", "a X", "of X".
+const DETERMINERS: &[&str] =
+    &["a", "an", "the", "this", "that", "these", "those", "each", "every", "its", "their", "our", "no", "any", "of"];
+
+/// Endings of verb forms and adverbs ("specified", "specifies", "localized", "briefly").
+fn verb_or_adverb(w: &str) -> bool {
+    ["ed", "ly", "izes", "ises", "ize", "ise", "ates", "ifies", "ify"].iter().any(|e| w.ends_with(e))
+}
+
+#[derive(Default)]
+struct Candidate {
+    count: usize,
+    sections: HashSet<usize>,
+    surfaces: HashMap<String, usize>,
+}
+
+/// The document's key terms, best first, none overlapping a better one word for word.
+/// `sentences` are (text, section index); `defined` holds the normalised subjects of the
+/// document's definitions.
+pub fn key_terms(
+    sentences: &[(&str, usize)],
+    defined: &HashSet<Vec<String>>,
+    freq: &WordFreq,
+    limit: usize,
+) -> Vec<Term> {
+    let mut word_count: HashMap<String, usize> = HashMap::new();
+    let mut names: HashSet<String> = HashSet::new();
+    // Words seen as a noun: after a determiner, before punctuation or a stop-word.
+    let mut nouns: HashSet<String> = HashSet::new();
+    let mut candidates: HashMap<Vec<String>, Candidate> = HashMap::new();
+    for &(text, section) in sentences {
+        let raw: Vec<&str> = text.split_whitespace().collect();
+        let norm: Vec<String> = raw.iter().map(|w| normalize(w)).collect();
+        for (i, w) in norm.iter().enumerate() {
+            *word_count.entry(w.clone()).or_default() += 1;
+            if norm.get(i + 1).is_some_and(|n| n == "et") && norm.get(i + 2).is_some_and(|n| n == "al") {
+                names.insert(w.clone());
+            }
+            let after_determiner =
+                i > 0 && DETERMINERS.contains(&norm[i - 1].as_str()) && !raw[i - 1].ends_with([',', '.']);
+            let ends_phrase = raw[i].ends_with([',', ';', ':', '.', ')', '?', '!'])
+                || norm.get(i + 1).is_none_or(|n| is_stopword(n) || n.is_empty());
+            if after_determiner && ends_phrase {
+                nouns.insert(w.clone());
+            }
+        }
+        for start in 0..raw.len() {
+            for len in 1..=3 {
+                let end = start + len;
+                if end > raw.len() {
+                    break;
+                }
+                let ws = &norm[start..end];
+                if !ws.iter().all(|w| is_term_word(w))
+                    || is_stopword(&ws[0])
+                    || is_stopword(&ws[len - 1])
+                    || ws.iter().all(|w| w.chars().count() < 4)
+                    || raw[start..end - 1]
+                        .iter()
+                        .any(|w| w.ends_with([',', ';', ':', '.', ')', '?', '!', '"', '”', '’']))
+                    || raw[start + 1..end].iter().any(|w| w.starts_with(['(', '[', '"', '“']))
+                {
+                    continue;
+                }
+                let surface: String = raw[start..end]
+                    .iter()
+                    .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let c = candidates.entry(ws.to_vec()).or_default();
+                c.count += 1;
+                c.sections.insert(section);
+                *c.surfaces.entry(surface).or_default() += 1;
+            }
+        }
+    }
+    let enough_repeated = candidates.values().filter(|c| c.count >= 2).count() >= 10;
+    let min_count = if enough_repeated { 2 } else { 1 };
+    let rarity = |w: &str| (COMMON_ZIPF - freq.zipf(w)).clamp(0.0, 3.5) as f64;
+    let mut terms: Vec<Term> = candidates
+        .into_iter()
+        .filter(|(ws, c)| c.count >= min_count && !ws.iter().any(|w| names.contains(w)))
+        .filter(|(ws, _)| {
+            let last = &ws[ws.len() - 1];
+            if ws.len() == 1 { nouns.contains(last) && !verb_or_adverb(last) } else { !verb_or_adverb(last) }
+        })
+        .filter_map(|(ws, c)| {
+            // How often the words occur as this phrase rather than apart.
+            let cohesion = c.count as f64 / ws.iter().map(|w| word_count[w]).min().unwrap_or(1).max(1) as f64;
+            let all_common = ws.iter().all(|w| freq.is_top(w, COMMON_WORDS));
+            if all_common && (ws.len() == 1 || cohesion < 0.3 || c.count < 2) {
+                return None;
+            }
+            let specificity = ws.iter().map(|w| rarity(w)).fold(0.0, f64::max) + 0.5 * (ws.len() - 1) as f64 * cohesion;
+            let spread = 1.0 + (c.sections.len() as f64).ln();
+            let defined = if defined.contains(&ws) { 1.5 } else { 1.0 };
+            let weight = specificity * (1.0 + c.count as f64).ln() * spread * defined;
+            let text = c
+                .surfaces
+                .into_iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+                .map(|(s, _)| s)
+                .unwrap_or_else(|| ws.join(" "));
+            (weight > 0.0).then_some(Term { text, words: ws, weight, count: c.count })
+        })
+        .collect();
+    terms.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| a.words.cmp(&b.words)));
+    let mut kept: Vec<Term> = Vec::new();
+    for t in terms {
+        let overlaps =
+            kept.iter().any(|k| find_phrase(&k.words, &t.words).is_some() || find_phrase(&t.words, &k.words).is_some());
+        if !overlaps {
+            kept.push(t);
+            if kept.len() == limit {
+                break;
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_terms_are_specific_nouns() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/cache/wordfreq/small_en.msgpack.gz");
+        let freq = WordFreq::load(std::path::Path::new(path)).expect("run scripts/setup.sh");
+        assert!(freq.is_top("document", COMMON_WORDS) && !freq.is_top("polariton", COMMON_WORDS));
+        let text = [
+            ("The scheduler gives each job a lease in this document.", 0),
+            ("A lease expires when the worker stops sending heartbeats.", 0),
+            ("The scheduler retries a job with exponential backoff in this document.", 1),
+            ("Exponential backoff spreads retries over time, as Smith et al. showed.", 1),
+            ("Heartbeats renew the lease of a running job.", 2),
+            ("A data frame is specified once; the data frame holds columns.", 2),
+            ("Each data frame is specified by the worker and the heartbeats.", 3),
+        ];
+        let defined: HashSet<Vec<String>> = [vec!["lease".to_string()]].into();
+        let terms = key_terms(&text, &defined, &freq, 10);
+        let names: Vec<&str> = terms.iter().map(|t| t.text.as_str()).collect();
+        for want in ["heartbeats", "lease", "data frame", "exponential backoff"] {
+            assert!(names.iter().any(|n| n.eq_ignore_ascii_case(want)), "{want} missing from {names:?}");
+        }
+        // Common words, verb forms and names are not terms.
+        for not in ["document", "job", "specified", "Smith"] {
+            assert!(!names.contains(&not), "{not} in {names:?}");
+        }
+        for (i, a) in terms.iter().enumerate() {
+            for b in &terms[i + 1..] {
+                assert!(find_phrase(&a.words, &b.words).is_none() && find_phrase(&b.words, &a.words).is_none());
+            }
+        }
+    }
+}
