@@ -93,7 +93,15 @@ async fn run(runs: usize) {
 
             let t = Instant::now();
             let inputs = stages::generate::figure_inputs(&chunks, &figures, &material);
-            let set = stages::generate::study_set(&id, "bench", &material, &inputs, None, &config, chrono::Utc::now());
+            let set = stages::generate::study_set(
+                &id,
+                "bench",
+                &material,
+                &inputs,
+                &Default::default(),
+                &config,
+                chrono::Utc::now(),
+            );
             plan_ms.push(t.elapsed().as_secs_f64() * 1000.0);
 
             let t = Instant::now();

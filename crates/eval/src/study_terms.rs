@@ -295,7 +295,15 @@ async fn measure(
     let material = generate::material(ctx, &chunks, &pages).await?;
     let inputs = generate::figure_inputs(&chunks, &figures, &material);
     let title = Path::new(&doc.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let set = generate::study_set(id, &title, &material, &inputs, None, &ctx.pipeline.generate, chrono::Utc::now());
+    let set = generate::study_set(
+        id,
+        &title,
+        &material,
+        &inputs,
+        &Default::default(),
+        &ctx.pipeline.generate,
+        chrono::Utc::now(),
+    );
 
     let terms: Vec<Vec<String>> = match doc.index_pages {
         Some(range) => index_terms(&pages, range),

@@ -11,6 +11,7 @@ use std::path::Path;
 use super::cheatsheet::{BODY_PT, EMU_PER_INCH, FIGURE_WIDTH_IN, HEADING_PT, MARGIN_TWIPS, page_twips};
 use super::flashcards::Deck;
 use super::quiz::{Kind, Quiz};
+use super::text::separate_run_on;
 use super::words::{find_phrase, normalize, words};
 use crate::config::GenerateConfig;
 use crate::model::workdir::Page;
@@ -18,7 +19,8 @@ use crate::model::workdir::Page;
 /// Problems found; empty when everything holds.
 pub fn check(quiz: &Quiz, deck: &Deck, pages: &[Page]) -> Vec<String> {
     let mut problems = Vec::new();
-    let page_words = |n: u32| pages.iter().find(|p| p.number == n).map(|p| words(&p.text()));
+    // Read as the material reads pages: "geometry.The" is two words.
+    let page_words = |n: u32| pages.iter().find(|p| p.number == n).map(|p| words(&separate_run_on(&p.text())));
     let mut prompts = HashSet::new();
     let mut sources = HashSet::new();
     for q in &quiz.questions {

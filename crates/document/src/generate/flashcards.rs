@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn definitions_are_noun_phrases() {
-        let d = |s: &str| definition(s).map(|(subject, article, verb)| (subject, article, verb));
+        let d = definition;
         assert_eq!(d("A mutex is a lock that allows one owner."), Some(("mutex".into(), Some("a".into()), "is")));
         assert_eq!(d("Data frames are lists of vectors of equal length."), Some(("Data frames".into(), None, "are")));
         assert_eq!(

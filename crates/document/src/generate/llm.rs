@@ -1,7 +1,9 @@
 //! Optional: an OpenAI-compatible chat endpoint (Ollama's `/v1`, llama.cpp's server, …)
-//! writes a short summary that opens the cheat sheet, and answers `ask` from retrieved
-//! passages. Off unless `[generate.llm]` is set; without it, or when the call fails, the
-//! sheet is generated exactly the same and `ask` answers with extracted sentences.
+//! writes a short summary that opens the cheat sheet, drafts quiz questions and flashcards
+//! from the most important passages (checked by [`super::draft`] before any is used), and
+//! answers `ask` from retrieved passages. Off unless `[generate.llm]` is set; without it, or
+//! when the call fails, the material is generated exactly the same and `ask` answers with
+//! extracted sentences.
 
 use std::time::Duration;
 
@@ -18,6 +20,84 @@ pub enum LlmError {
     Status { status: u16, body: String },
     #[error("LLM answer has no message content")]
     Empty,
+    #[error("LLM answer is not the JSON asked for: {0}")]
+    Format(String),
+}
+
+/// A numbered passage the LLM drafts from; items cite it by number (from 1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    pub page: u32,
+    pub text: String,
+}
+
+/// What the LLM proposed, unchecked.
+#[derive(Debug, Default, Deserialize)]
+pub struct Drafts {
+    #[serde(default)]
+    pub questions: Vec<DraftQuestion>,
+    #[serde(default)]
+    pub cards: Vec<DraftCard>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DraftQuestion {
+    /// "multiple_choice" or "cloze".
+    pub kind: String,
+    pub prompt: String,
+    #[serde(default)]
+    pub choices: Vec<String>,
+    pub answer: String,
+    pub passage: usize,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DraftCard {
+    pub front: String,
+    pub back: String,
+    pub passage: usize,
+}
+
+const DRAFT_SYSTEM: &str = "You write study questions and flashcards for students from numbered passages. \
+Use only what the passages say. Reply with one JSON object and nothing else: \
+{\"questions\": [{\"kind\": \"multiple_choice\" or \"cloze\", \"prompt\": \"...\", \"choices\": [\"...\"], \
+\"answer\": \"...\", \"passage\": N}], \"cards\": [{\"front\": \"...\", \"back\": \"...\", \"passage\": N}]}. \
+A prompt is a sentence of the passage with _____ where the answer was; the answer is a key term, \
+copied exactly from the passage, never a common word. Multiple choice has four choices: the answer \
+and three other terms of the same kind from the document. A card's front is a term or a question; \
+its back is copied from the passage.";
+
+/// Asks for `questions` questions and `cards` flashcards drafted from `passages`.
+pub async fn draft(
+    config: &LlmConfig,
+    title: &str,
+    passages: &[Passage],
+    questions: usize,
+    cards: usize,
+) -> Result<Drafts, LlmError> {
+    let numbered: Vec<String> =
+        passages.iter().enumerate().map(|(i, p)| format!("[{}] (page {}) {}", i + 1, p.page, p.text)).collect();
+    let body = json!({
+        "model": config.model,
+        "temperature": 0.2,
+        "max_tokens": 2000,
+        "response_format": {"type": "json_object"},
+        "messages": [
+            {"role": "system", "content": DRAFT_SYSTEM},
+            {"role": "user", "content": format!(
+                "Document: {title}\n\n{}\n\nWrite {questions} questions and {cards} cards.", numbered.join("\n"))},
+        ],
+    });
+    let (url, response) = send(config, &body).await?;
+    let completion: Completion = response.json().await.map_err(|source| LlmError::Http { url, source })?;
+    let text = completion.choices.into_iter().next().and_then(|c| c.message.content).ok_or(LlmError::Empty)?;
+    // Models wrap JSON in prose or code fences: take the outermost object.
+    let (start, end) = (text.find('{'), text.rfind('}'));
+    let json = match (start, end) {
+        (Some(s), Some(e)) if s < e => &text[s..=e],
+        _ => return Err(LlmError::Format("no JSON object".into())),
+    };
+    serde_json::from_str(json).map_err(|e| LlmError::Format(e.to_string()))
 }
 
 #[derive(Deserialize)]

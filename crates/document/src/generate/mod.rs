@@ -2,11 +2,13 @@
 //! and key terms ([`text`], [`terms`]; front matter, reference lists, indexes and the like
 //! left out by [`skip`]), centrality and neighbours over embeddings ([`rank`]), and the three
 //! writers — [`cheatsheet`] (.docx), [`quiz`] (.pdf and quiz.json), [`flashcards`] (.json
-//! with SM-2 state); [`check`] reads them back; [`llm`] is the optional summary. The stage
-//! that runs them is [`crate::stages::generate`].
+//! with SM-2 state); [`check`] reads them back; [`llm`] is the optional summary and
+//! drafts, which [`draft`] checks like extractive items. The stage that runs them is
+//! [`crate::stages::generate`].
 
 pub mod cheatsheet;
 pub mod check;
+pub mod draft;
 pub mod flashcards;
 pub mod llm;
 pub mod quiz;

@@ -62,11 +62,20 @@ pub struct Question {
     pub source: String,
 }
 
-/// True when two words look like forms of one word ("list"/"lists", "polariton"/"polaritons").
+/// True when two words look like forms of one word ("list"/"lists", "plots"/"plotting").
 fn same_stem(a: &str, b: &str) -> bool {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     let (short, long) = if a.len() <= b.len() { (&a, &b) } else { (&b, &a) };
-    (short.len() >= 3 && long.starts_with(short)) || (short.len() >= 5 && short[..5] == long[..5])
+    let common = short.iter().zip(long.iter()).take_while(|(x, y)| x == y).count();
+    (short.len() >= 3 && common == short.len()) || (common >= 4 && common * 5 >= short.len() * 4)
+}
+
+/// A sentence that leans on the one before it ("In fact, they are …"): out of context its
+/// question would be ambiguous.
+fn leans_on_context(sentence: &str) -> bool {
+    words(sentence).iter().take(3).any(|w| {
+        matches!(w.as_str(), "they" | "it" | "this" | "these" | "those" | "he" | "she" | "them" | "its" | "their")
+    })
 }
 
 /// True when the sentence gives the blank away: a word outside the term's own place in it
@@ -93,10 +102,9 @@ pub fn distractors(material: &Material, t: usize, sentence: &str, n: usize) -> V
     if material.term_vectors.len() != material.terms.len() {
         return Vec::new();
     }
-    let stem = |w: &str| w.chars().take(5).collect::<String>();
     let in_sentence = words(sentence);
     let answer = &material.terms[t];
-    let mut used_stems: Vec<String> = answer.words.iter().map(|w| stem(w)).collect();
+    let mut used: Vec<String> = answer.words.clone();
     let mut out = Vec::new();
     for i in neighbours(t, &material.term_vectors, |i, sim| {
         let other = &material.terms[i];
@@ -105,11 +113,11 @@ pub fn distractors(material: &Material, t: usize, sentence: &str, n: usize) -> V
             && capitalised(&other.text) == capitalised(&answer.text)
             && find_phrase(&in_sentence, &other.words).is_none()
     }) {
-        let stems: Vec<String> = material.terms[i].words.iter().map(|w| stem(w)).collect();
-        if stems.iter().any(|s| used_stems.contains(s)) {
+        let other = &material.terms[i].words;
+        if other.iter().any(|w| used.iter().any(|u| same_stem(w, u))) {
             continue;
         }
-        used_stems.extend(stems);
+        used.extend(other.iter().cloned());
         out.push(i);
         if out.len() == n {
             break;
@@ -134,9 +142,9 @@ pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
             break;
         }
         let s = &material.sentences[i];
-        // A sentence over a page break cannot cite one page for its answer; captions
-        // make poor questions.
-        if !s.within_page || is_caption(&s.text) {
+        // A sentence over a page break cannot cite one page for its answer; captions and
+        // sentences that need the one before make poor questions.
+        if !s.within_page || is_caption(&s.text) || leans_on_context(&s.text) {
             continue;
         }
         if has_rtl(&s.text) {

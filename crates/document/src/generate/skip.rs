@@ -1,6 +1,7 @@
 //! What study material must not be drawn from, and why: tables of contents and indexes,
 //! reference lists, acknowledgements, copyright and licence text, front matter (authors,
-//! affiliations, addresses, classification boilerplate) and title-case lines. Found from
+//! affiliations, addresses, classification boilerplate) and lines that are not prose (title
+//! case, a slide's navigation bar). Found from
 //! section titles, from how a page is laid out (page numbers after entries), and from
 //! patterns in a sentence. [`Skipped`] counts what was left out under each reason.
 
@@ -15,7 +16,7 @@ pub enum Reason {
     Acknowledgements,
     Licence,
     FrontMatter,
-    TitleCase,
+    NotProse,
 }
 
 impl Reason {
@@ -25,8 +26,8 @@ impl Reason {
             Reason::References => "reference list",
             Reason::Acknowledgements => "acknowledgements",
             Reason::Licence => "copyright or licence text",
-            Reason::FrontMatter => "front matter (authors, affiliations, addresses, keywords)",
-            Reason::TitleCase => "title-case lines (titles, names), not prose",
+            Reason::FrontMatter => "front matter and links (authors, affiliations, addresses, keywords, URLs)",
+            Reason::NotProse => "titles, names or navigation lines, not prose",
         }
     }
 }
@@ -39,7 +40,7 @@ pub fn listing_pages(pages: &[Page]) -> HashSet<u32> {
         let w = w.trim_end_matches(',');
         !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '–' || c == '-')
     };
-    let is_leader = |w: &str| w.len() >= 1 && w.chars().all(|c| c == '.');
+    let is_leader = |w: &str| !w.is_empty() && w.chars().all(|c| c == '.');
     let mut out = HashSet::new();
     for page in pages {
         let words: Vec<&str> = page.words.iter().map(|w| w.text.as_str()).collect();
@@ -234,8 +235,11 @@ pub fn sentence_reason(text: &str) -> Option<Reason> {
     if has(AFFILIATION) && (capitals >= 0.4 || capitalised_run(text) >= 3) {
         return Some(Reason::FrontMatter);
     }
-    if capitals >= 0.6 && text.split_whitespace().count() >= 4 {
-        return Some(Reason::TitleCase);
+    // Title case, or a phrase said twice in a row (a slide's navigation bar).
+    let ws: Vec<String> = text.split_whitespace().map(|w| w.to_lowercase()).collect();
+    let stutter = ws.windows(4).any(|w| w[0] == w[2] && w[1] == w[3]);
+    if (capitals >= 0.6 && ws.len() >= 4) || stutter {
+        return Some(Reason::NotProse);
     }
     None
 }
@@ -317,7 +321,8 @@ mod tests {
             s("[4] David A. Anisi. 2003. Optimal Motion Control of a Ground Vehicle. Master’s thesis."),
             Some(Reason::References)
         );
-        assert_eq!(s("The Name of the Title Is Hope And More."), Some(Reason::TitleCase));
+        assert_eq!(s("The Name of the Title Is Hope And More."), Some(Reason::NotProse));
+        assert_eq!(s("Genotype matrix perfect phylogeny perfect phylogeny how blocks help."), Some(Reason::NotProse));
         assert_eq!(
             s("KUMQUAT, The Kumquat Consortium, USA A clear and well-documented document is presented as an article."),
             Some(Reason::FrontMatter)

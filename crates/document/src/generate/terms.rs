@@ -5,8 +5,10 @@
 //! document defines it. One-word candidates among the 5,000 most common English words
 //! ("document", "work", "text") are never terms; a phrase of common words ("data frame")
 //! is one only when its words mostly occur together. Names before "et al." are left out, and
-//! so are words that the document never uses as a noun (no "the X is", "of X," …), which
-//! keeps verbs and adjectives ("specified", "optional", "resonant") out.
+//! so are verb forms and adverbs by their ending ("specified", "briefly"); a candidate that
+//! ends like an adjective ("optional", "resonant") must be seen used as a noun phrase (a word
+//! after a determiner, a phrase after a determiner or preposition, either followed by
+//! punctuation, a stop-word or a verb form). Inside a phrase the only stop-word allowed is "of".
 
 use std::collections::{HashMap, HashSet};
 
@@ -37,15 +39,24 @@ fn is_term_word(w: &str) -> bool {
 /// Words after which a noun follows: "the X", "a X", "of X".
 const DETERMINERS: &[&str] =
     &["a", "an", "the", "this", "that", "these", "those", "each", "every", "its", "their", "our", "no", "any", "of"];
+/// Words after which a noun phrase of several words follows ("with exponential backoff").
+const PREPOSITIONS: &[&str] = &["in", "on", "at", "by", "for", "from", "with", "into", "to", "as", "and", "or"];
 
 /// Endings of verb forms and adverbs ("specified", "specifies", "localized", "briefly").
 fn verb_or_adverb(w: &str) -> bool {
     ["ed", "ly", "izes", "ises", "ize", "ise", "ates", "ifies", "ify"].iter().any(|e| w.ends_with(e))
 }
 
+/// Endings of adjectives and participles ("optional", "geometric", "attributive",
+/// "resonant", "plotting"): a candidate ending so must be seen used as a noun phrase.
+const ADJECTIVE_ENDINGS: &[&str] =
+    &["al", "ic", "ive", "ous", "able", "ible", "ful", "less", "ary", "ant", "ent", "ing"];
+
 #[derive(Default)]
 struct Candidate {
     count: usize,
+    /// Seen once at least where a noun phrase stands.
+    noun_use: bool,
     sections: HashSet<usize>,
     surfaces: HashMap<String, usize>,
 }
@@ -61,8 +72,6 @@ pub fn key_terms(
 ) -> Vec<Term> {
     let mut word_count: HashMap<String, usize> = HashMap::new();
     let mut names: HashSet<String> = HashSet::new();
-    // Words seen as a noun: after a determiner, before punctuation or a stop-word.
-    let mut nouns: HashSet<String> = HashSet::new();
     let mut candidates: HashMap<Vec<String>, Candidate> = HashMap::new();
     for &(text, section) in sentences {
         let raw: Vec<&str> = text.split_whitespace().collect();
@@ -71,13 +80,6 @@ pub fn key_terms(
             *word_count.entry(w.clone()).or_default() += 1;
             if norm.get(i + 1).is_some_and(|n| n == "et") && norm.get(i + 2).is_some_and(|n| n == "al") {
                 names.insert(w.clone());
-            }
-            let after_determiner =
-                i > 0 && DETERMINERS.contains(&norm[i - 1].as_str()) && !raw[i - 1].ends_with([',', '.']);
-            let ends_phrase = raw[i].ends_with([',', ';', ':', '.', ')', '?', '!'])
-                || norm.get(i + 1).is_none_or(|n| is_stopword(n) || n.is_empty());
-            if after_determiner && ends_phrase {
-                nouns.insert(w.clone());
             }
         }
         for start in 0..raw.len() {
@@ -90,6 +92,7 @@ pub fn key_terms(
                 if !ws.iter().all(|w| is_term_word(w))
                     || is_stopword(&ws[0])
                     || is_stopword(&ws[len - 1])
+                    || ws.iter().skip(1).take(len.saturating_sub(2)).any(|w| is_stopword(w) && w != "of")
                     || ws.iter().all(|w| w.chars().count() < 4)
                     || raw[start..end - 1]
                         .iter()
@@ -103,7 +106,16 @@ pub fn key_terms(
                     .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
                     .collect::<Vec<_>>()
                     .join(" ");
+                let openers = if len == 1 { DETERMINERS } else { &[DETERMINERS, PREPOSITIONS].concat()[..] };
+                let opened =
+                    start > 0 && openers.contains(&norm[start - 1].as_str()) && !raw[start - 1].ends_with([',', '.']);
+                // Closed by punctuation, a stop-word or a verb form ("the package contains").
+                let closed = raw[end - 1].ends_with([',', ';', ':', '.', ')', '?', '!'])
+                    || norm.get(end).is_none_or(|n| {
+                        is_stopword(n) || n.is_empty() || (n.ends_with('s') && !n.ends_with("ss")) || n.ends_with("ed")
+                    });
                 let c = candidates.entry(ws.to_vec()).or_default();
+                c.noun_use |= opened && closed;
                 c.count += 1;
                 c.sections.insert(section);
                 *c.surfaces.entry(surface).or_default() += 1;
@@ -116,9 +128,9 @@ pub fn key_terms(
     let mut terms: Vec<Term> = candidates
         .into_iter()
         .filter(|(ws, c)| c.count >= min_count && !ws.iter().any(|w| names.contains(w)))
-        .filter(|(ws, _)| {
+        .filter(|(ws, c)| {
             let last = &ws[ws.len() - 1];
-            if ws.len() == 1 { nouns.contains(last) && !verb_or_adverb(last) } else { !verb_or_adverb(last) }
+            !verb_or_adverb(last) && (c.noun_use || !ADJECTIVE_ENDINGS.iter().any(|e| last.ends_with(e)))
         })
         .filter_map(|(ws, c)| {
             // How often the words occur as this phrase rather than apart.

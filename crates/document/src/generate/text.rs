@@ -216,7 +216,7 @@ pub fn split_sentences(text: &str) -> Vec<String> {
 /// Puts a space into "geometry.The", where a text layer lost the one between sentences:
 /// after two lower-case letters and a period, before a capital and a lower-case letter
 /// (so "U.S.A." and "e.g.The" stay as they are).
-fn separate_run_on(text: &str) -> String {
+pub fn separate_run_on(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
     let mut out = String::with_capacity(text.len() + 8);
     for (i, &c) in chars.iter().enumerate() {
@@ -247,7 +247,8 @@ impl Material {
     /// Sentences of the chunks, each placed on the page (of those its chunk spans) where
     /// its first words are written; sentences [`skip`] rules out are counted, not kept.
     pub fn from_chunks(chunks: &[Chunk], pages: &[Page], freq: &WordFreq) -> Self {
-        let page_words: HashMap<u32, Vec<String>> = pages.iter().map(|p| (p.number, words(&p.text()))).collect();
+        let page_words: HashMap<u32, Vec<String>> =
+            pages.iter().map(|p| (p.number, words(&separate_run_on(&p.text())))).collect();
         let on = |page: u32, probe: &[String]| page_words.get(&page).is_some_and(|ws| find_phrase(ws, probe).is_some());
         let repeated = repeated_ngrams(pages);
         let listings = skip::listing_pages(pages);

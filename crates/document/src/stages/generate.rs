@@ -6,7 +6,7 @@ use super::Payload;
 use crate::config::GenerateConfig;
 use crate::context::Context;
 use crate::error::StageError;
-use crate::generate::{cheatsheet, flashcards, llm, quiz, text};
+use crate::generate::{cheatsheet, draft, flashcards, llm, quiz, text};
 use crate::model::chunk::Chunk;
 use crate::model::workdir::{Page, write_atomic};
 use lectern_queue::storage::{Artifact, Figure, Flashcard};
@@ -61,20 +61,65 @@ pub fn figure_inputs(chunks: &[Chunk], figures: &[Figure], material: &text::Mate
     out.into_iter().map(|(_, _, f)| f).collect()
 }
 
+/// What an LLM drafted, with the passages it drafted from.
+pub struct LlmDrafts {
+    pub passages: Vec<llm::Passage>,
+    pub drafts: llm::Drafts,
+}
+
+/// What the optional LLM wrote for a document: nothing without `[generate.llm]`.
+#[derive(Default)]
+pub struct LlmWork {
+    pub summary: Option<String>,
+    pub drafts: Option<LlmDrafts>,
+}
+
 /// The artifacts' content (no files written): used by the stage, the eval command and benches.
+/// Drafts, when given, replace extractive items only where they pass [`draft`]'s checks.
 pub fn study_set(
     document_id: &str,
     title: &str,
     material: &text::Material,
     figures: &[cheatsheet::FigureInput],
-    summary: Option<&str>,
+    llm: &LlmWork,
     config: &GenerateConfig,
     now: chrono::DateTime<chrono::Utc>,
 ) -> StudySet {
-    StudySet {
-        blocks: cheatsheet::plan(title, material, figures, summary, config),
-        quiz: quiz::questions(title, material, config.questions),
-        cards: flashcards::cards(document_id, material, config.cards, now),
+    let mut quiz = quiz::questions(title, material, config.questions);
+    let mut cards = flashcards::cards(document_id, material, config.cards, now);
+    if let Some(d) = &llm.drafts {
+        let (merged, used_q, refused_q) =
+            draft::merge_questions(quiz, &d.drafts, &d.passages, material, config.questions);
+        let (merged_cards, used_c, refused_c) =
+            draft::merge_cards(cards, &d.drafts, &d.passages, document_id, config.cards, now);
+        for why in refused_q.iter().chain(&refused_c) {
+            tracing::info!(document_id, "LLM draft refused: {why}");
+        }
+        (quiz, cards) = (merged, merged_cards);
+        quiz.skipped.push(format!(
+            "LLM drafts: {used_q} of {} questions and {used_c} of {} cards passed the checks and were used",
+            d.drafts.questions.len(),
+            d.drafts.cards.len()
+        ));
+    }
+    StudySet { blocks: cheatsheet::plan(title, material, figures, llm.summary.as_deref(), config), quiz, cards }
+}
+
+/// Questions and cards drafted by the LLM from the 12 most important passages, when
+/// `[generate.llm]` is set; a failed call is logged and the extractive items stand.
+async fn drafts(ctx: &Context, title: &str, material: &text::Material) -> Option<LlmDrafts> {
+    let config = ctx.pipeline.generate.llm.as_ref()?;
+    let passages = draft::passages(material, 12);
+    if passages.is_empty() {
+        return None;
+    }
+    let generate = &ctx.pipeline.generate;
+    match llm::draft(config, title, &passages, generate.questions, generate.cards.min(20)).await {
+        Ok(drafts) => Some(LlmDrafts { passages, drafts }),
+        Err(e) => {
+            tracing::warn!(error = %e, "no LLM drafts; the extractive questions and cards stand");
+            None
+        }
     }
 }
 
@@ -107,7 +152,10 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let pages = ctx.workdir(document_id).load_pages()?;
     let material = material(ctx, &chunks, &pages).await?;
     drop(pages);
-    let summary = summary(ctx, &doc.filename, &material).await;
+    let llm = LlmWork {
+        summary: summary(ctx, &doc.filename, &material).await,
+        drafts: drafts(ctx, &doc.filename, &material).await,
+    };
     let dir = ctx.workdir(document_id).artifacts_dir();
     let title = doc.filename.clone();
     let id = document_id.to_string();
@@ -117,7 +165,8 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let (artifacts, cards) =
         crate::engines::cpu::spawn_cpu(move || -> Result<(Vec<Artifact>, Vec<flashcards::Card>), StageError> {
             let inputs = figure_inputs(&chunks, &figures, &material);
-            let set = study_set(&id, &title, &material, &inputs, summary.as_deref(), &config, chrono::Utc::now());
+            let now = chrono::Utc::now();
+            let set = study_set(&id, &title, &material, &inputs, &llm, &config, now);
             let mut outputs = Vec::new();
             if want_sheet {
                 outputs.push(("cheatsheet.docx", cheatsheet::MEDIA_TYPE, cheatsheet::build(&set.blocks, &config)?));
