@@ -94,10 +94,10 @@ fn capitalised(text: &str) -> bool {
     text.chars().next().is_some_and(char::is_uppercase)
 }
 
-/// Distractors for term `t`: its nearest terms by embedding that have the same shape
-/// (as many words, capitalised or not), share no word stem with it or each other (so no
-/// plurals or synonyms-by-spelling), are not near-identical in meaning (cosine < 0.9) and
-/// do not occur in the question's sentence.
+/// Distractors for term `t`: its nearest terms by embedding with as many words (capitalised
+/// like it first, others only when those run out), that are not a form of it or of each
+/// other (no plurals or synonyms-by-spelling), not near-identical in meaning (cosine < 0.9)
+/// and not in the question's sentence.
 pub fn distractors(material: &Material, t: usize, sentence: &str, n: usize) -> Vec<usize> {
     if material.term_vectors.len() != material.terms.len() {
         return Vec::new();
@@ -106,13 +106,14 @@ pub fn distractors(material: &Material, t: usize, sentence: &str, n: usize) -> V
     let answer = &material.terms[t];
     let mut used: Vec<String> = answer.words.clone();
     let mut out = Vec::new();
-    for i in neighbours(t, &material.term_vectors, |i, sim| {
+    let shaped = neighbours(t, &material.term_vectors, |i, sim| {
         let other = &material.terms[i];
-        sim < 0.9
-            && other.words.len() == answer.words.len()
-            && capitalised(&other.text) == capitalised(&answer.text)
-            && find_phrase(&in_sentence, &other.words).is_none()
-    }) {
+        sim < 0.9 && other.words.len() == answer.words.len() && find_phrase(&in_sentence, &other.words).is_none()
+    });
+    // Same capitalisation first; a short document may need the others too.
+    let (alike, unlike): (Vec<usize>, Vec<usize>) =
+        shaped.into_iter().partition(|&i| capitalised(&material.terms[i].text) == capitalised(&answer.text));
+    for i in alike.into_iter().chain(unlike) {
         let other = &material.terms[i].words;
         if other.iter().any(|w| used.iter().any(|u| same_stem(w, u))) {
             continue;
@@ -126,11 +127,16 @@ pub fn distractors(material: &Material, t: usize, sentence: &str, n: usize) -> V
     out
 }
 
+/// How many of the best key terms a question may blank out.
+const QUIZ_TERMS: usize = 30;
+
 /// Up to `n` questions, cycling multiple choice, cloze and true/false, from the most
 /// central sentences that carry a key term the sentence does not give away; no sentence or
 /// term is used twice. What the material skipped is listed in the quiz's `skipped`.
 pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
     let importance: Vec<f32> = (0..material.sentences.len()).map(|i| material.importance(i)).collect();
+    // Answers come from the best key terms only.
+    let floor = material.terms.get(QUIZ_TERMS - 1).map_or(0.0, |t| t.weight);
     let mut order: Vec<usize> = (0..material.sentences.len()).collect();
     order.sort_by(|&a, &b| importance[b].total_cmp(&importance[a]).then(a.cmp(&b)));
     let mut quiz = Quiz { title: title.to_string(), questions: Vec::new(), skipped: material.skipped.lines() };
@@ -151,7 +157,9 @@ pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
             rtl += 1;
             continue;
         }
-        let skip = |term: &super::text::Term| used_terms.contains(&term.words) || gives_away(&s.text, &term.words);
+        let skip = |term: &super::text::Term| {
+            term.weight < floor || used_terms.contains(&term.words) || gives_away(&s.text, &term.words)
+        };
         let Some(t) = material.key_term_in(&s.text, skip) else {
             continue;
         };

@@ -50,7 +50,24 @@ fn verb_or_adverb(w: &str) -> bool {
 /// Endings of adjectives and participles ("optional", "geometric", "attributive",
 /// "resonant", "plotting"): a candidate ending so must be seen used as a noun phrase.
 const ADJECTIVE_ENDINGS: &[&str] =
-    &["al", "ic", "ive", "ous", "able", "ible", "ful", "less", "ary", "ant", "ent", "ing"];
+    &["al", "ar", "ic", "ive", "ous", "able", "ible", "ful", "less", "ary", "ant", "ent", "ing"];
+
+/// The words with the last one made singular ("data frames" → "data frame"), so that a
+/// term and its plural are one term.
+fn singular(words: &[String]) -> Vec<String> {
+    let mut out = words.to_vec();
+    if let Some(last) = out.last_mut() {
+        if ["sses", "xes", "ches", "shes"].iter().any(|e| last.ends_with(e)) {
+            last.truncate(last.len() - 2);
+        } else if last.len() > 4 && last.ends_with("ies") {
+            last.truncate(last.len() - 3);
+            last.push('y');
+        } else if last.len() > 3 && last.ends_with('s') && !["ss", "is", "us"].iter().any(|e| last.ends_with(e)) {
+            last.pop();
+        }
+    }
+    out
+}
 
 #[derive(Default)]
 struct Candidate {
@@ -155,8 +172,12 @@ pub fn key_terms(
     terms.sort_by(|a, b| b.weight.total_cmp(&a.weight).then_with(|| a.words.cmp(&b.words)));
     let mut kept: Vec<Term> = Vec::new();
     for t in terms {
-        let overlaps =
-            kept.iter().any(|k| find_phrase(&k.words, &t.words).is_some() || find_phrase(&t.words, &k.words).is_some());
+        let singular_t = singular(&t.words);
+        let overlaps = kept.iter().any(|k| {
+            find_phrase(&k.words, &t.words).is_some()
+                || find_phrase(&t.words, &k.words).is_some()
+                || singular(&k.words) == singular_t
+        });
         if !overlaps {
             kept.push(t);
             if kept.len() == limit {
@@ -191,6 +212,8 @@ mod tests {
         for want in ["heartbeats", "lease", "data frame", "exponential backoff"] {
             assert!(names.iter().any(|n| n.eq_ignore_ascii_case(want)), "{want} missing from {names:?}");
         }
+        assert_eq!(singular(&["data".into(), "frames".into()]), ["data", "frame"]);
+        assert_eq!(singular(&["boxes".into()]), ["box"]);
         // Common words, verb forms and names are not terms.
         for not in ["document", "job", "specified", "Smith"] {
             assert!(!names.contains(&not), "{not} in {names:?}");

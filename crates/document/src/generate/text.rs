@@ -133,7 +133,9 @@ pub fn definition(sentence: &str) -> Option<(String, Option<String>, &'static st
     let lower = sentence.to_lowercase();
     let (subject, verb) = if let Some(rest) = lower.strip_prefix("we define ") {
         let end = rest.find(" as ")?;
-        (&sentence["we define ".len().."we define ".len() + end], "means")
+        // Positions come from the lower-case copy: `get` refuses one that is not a character
+        // boundary of the sentence (lower-casing changed a letter's length) instead of panicking.
+        (sentence.get("we define ".len().."we define ".len() + end)?, "means")
     } else {
         let patterns = [
             (" is a ", "is"),
@@ -151,7 +153,7 @@ pub fn definition(sentence: &str) -> Option<(String, Option<String>, &'static st
         if verb == "are" && (NOT_A_CLASS.contains(&next) || next.ends_with("ed") || next.ends_with("ing")) {
             return None;
         }
-        (&sentence[..pos], verb)
+        (sentence.get(..pos)?, verb)
     };
     let mut words: Vec<&str> = subject.split_whitespace().collect();
     let article = words.first().map(|w| w.to_lowercase()).filter(|w| ["a", "an", "the"].contains(&w.as_str()));
