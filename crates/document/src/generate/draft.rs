@@ -2,7 +2,7 @@
 //! ([`passages`]); each question or card it proposes must cite one of them and pass the same
 //! checks as an extractive item, or it is dropped and the extractive item keeps its place:
 //! the answer is a key term (or a phrase of two words or more) written in the cited passage;
-//! the prompt with the answer filled in is the passage's own wording; the answer is not given
+//! the prompt with the answer filled in is a sentence of the passage, word for word; the answer is not given
 //! away elsewhere in the prompt; multiple choice has four distinct choices, the answer once,
 //! and distractors of the same shape that are not forms of the answer; a card's back is
 //! taken from the passage. True/false is left to the extractive path, whose check compares
@@ -16,7 +16,7 @@ use super::flashcards::Card;
 use super::llm::{DraftQuestion, Drafts, Passage};
 use super::quiz::{Kind, Question, Quiz, gives_away};
 use super::text::{Material, split_sentences};
-use super::words::{find_phrase, normalize, words};
+use super::words::{normalize, words};
 use crate::sm2;
 
 /// The `n` most important sentences, each with the sentences beside it in its section that
@@ -37,7 +37,7 @@ pub fn passages(material: &Material, n: usize) -> Vec<Passage> {
         let around: Vec<usize> = section[at.saturating_sub(1)..(at + 2).min(section.len())]
             .iter()
             .copied()
-            .filter(|&k| material.sentences[k].page == s.page)
+            .filter(|&k| material.sentences[k].page == s.page && material.sentences[k].within_page)
             .collect();
         if around.iter().any(|k| used.contains(k)) {
             continue;
@@ -49,11 +49,21 @@ pub fn passages(material: &Material, n: usize) -> Vec<Passage> {
     out
 }
 
-/// Share of `text`'s words that occur in `passage` (as a multiset would; order aside).
+/// Share of `text`'s words found in `passage`, each passage word used once.
 fn supported(text: &str, passage: &[String]) -> f32 {
     let ws = words(text);
-    let have: HashSet<&String> = passage.iter().collect();
-    ws.iter().filter(|w| have.contains(w)).count() as f32 / ws.len().max(1) as f32
+    let mut left: std::collections::HashMap<&String, usize> = std::collections::HashMap::new();
+    for w in passage {
+        *left.entry(w).or_default() += 1;
+    }
+    let mut found = 0;
+    for w in &ws {
+        if let Some(n) = left.get_mut(w).filter(|n| **n > 0) {
+            *n -= 1;
+            found += 1;
+        }
+    }
+    found as f32 / ws.len().max(1) as f32
 }
 
 /// A drafted question as a quiz question, or why it is refused.
@@ -80,7 +90,7 @@ fn accept_question(
     let filled = d.prompt.replace("_____", d.answer.trim());
     let source = split_sentences(&passage.text)
         .into_iter()
-        .find(|s| find_phrase(&words(s), &answer).is_some() && supported(&filled, &words(s)) >= 0.8)
+        .find(|s| words(s) == words(&filled))
         .ok_or("the cited passage does not say it")?;
     if gives_away(&filled, &answer) {
         return Err("the prompt gives the answer away");
@@ -157,7 +167,7 @@ pub fn merge_questions(
 }
 
 /// The deck with the drafted cards that pass first (front a term or a question of at most
-/// 15 words, back at least 80 % the passage's words, no repeated front or back), then the
+/// 15 words, at least 80 % of the back's words found in the passage, no repeated front or back), then the
 /// extractive cards, up to `max`; ids numbered again.
 pub fn merge_cards(
     cards: Vec<Card>,

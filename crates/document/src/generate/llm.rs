@@ -31,12 +31,10 @@ pub struct Passage {
     pub text: String,
 }
 
-/// What the LLM proposed, unchecked.
-#[derive(Debug, Default, Deserialize)]
+/// What the LLM proposed, unchecked (items it wrote in another shape are left out).
+#[derive(Debug, Default)]
 pub struct Drafts {
-    #[serde(default)]
     pub questions: Vec<DraftQuestion>,
-    #[serde(default)]
     pub cards: Vec<DraftCard>,
 }
 
@@ -97,7 +95,13 @@ pub async fn draft(
         (Some(s), Some(e)) if s < e => &text[s..=e],
         _ => return Err(LlmError::Format("no JSON object".into())),
     };
-    serde_json::from_str(json).map_err(|e| LlmError::Format(e.to_string()))
+    // Item by item: one malformed item (a string for a number, a missing field) costs only itself.
+    let value: Value = serde_json::from_str(json).map_err(|e| LlmError::Format(e.to_string()))?;
+    fn items<T: serde::de::DeserializeOwned>(value: &Value, key: &str) -> Vec<T> {
+        let list = value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+        list.into_iter().filter_map(|item| serde_json::from_value(item).ok()).collect()
+    }
+    Ok(Drafts { questions: items(&value, "questions"), cards: items(&value, "cards") })
 }
 
 #[derive(Deserialize)]

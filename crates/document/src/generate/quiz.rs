@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rank::neighbours;
 use super::text::{Material, blank_out, has_rtl, replace_phrase};
-use super::words::{find_phrase, normalize, words};
+use super::words::{find_phrase, is_stopword, normalize, words};
 use crate::error::StageError;
 
 pub const MEDIA_TYPE: &str = "application/pdf";
@@ -79,13 +79,14 @@ fn leans_on_context(sentence: &str) -> bool {
 }
 
 /// True when the sentence gives the blank away: a word outside the term's own place in it
-/// is a form of one of the term's words ("lists, which are of mode _____" for "list").
+/// (not a stop-word, four letters or more) is a form of one of the term's words ("lists,
+/// which are of mode _____" for "list"; "the" does not give away "theorem").
 pub fn gives_away(sentence: &str, term: &[String]) -> bool {
     let ws = words(sentence);
     let Some(at) = find_phrase(&ws, term) else { return false };
     ws.iter()
         .enumerate()
-        .filter(|(i, _)| !(at..at + term.len()).contains(i))
+        .filter(|(i, w)| !(at..at + term.len()).contains(i) && w.chars().count() >= 4 && !is_stopword(w))
         .any(|(_, w)| term.iter().any(|t| same_stem(w, t)))
 }
 
@@ -164,8 +165,8 @@ pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
             continue;
         };
         let term = &material.terms[t];
-        used_terms.insert(term.words.clone());
         let Some(blank) = blank_out(&s.text, &term.words) else { continue };
+        used_terms.insert(term.words.clone());
         let written = written_form(&s.text, &term.words).unwrap_or_else(|| term.text.clone());
         let number = quiz.questions.len() + 1;
         let wanted = [Kind::MultipleChoice, Kind::Cloze, Kind::TrueFalse][(number - 1) % 3];

@@ -45,15 +45,23 @@ pub fn listing_pages(pages: &[Page]) -> HashSet<u32> {
     for page in pages {
         let words: Vec<&str> = page.words.iter().map(|w| w.text.as_str()).collect();
         let mut marks = 0;
+        // A number after a number counts only when that one was a reference (so a table of
+        // figures does not make a page a listing).
+        let mut last_was_reference = false;
         for (i, w) in words.iter().enumerate() {
-            if is_leader(w) {
-                marks += 1;
+            let reference = if is_leader(w) {
+                true
             } else if is_number(w) && i > 0 {
                 let before = words[i - 1];
-                if is_leader(before) || before.ends_with(',') || before.ends_with("..") || is_number(before) {
-                    marks += 1;
-                }
-            }
+                is_leader(before)
+                    || before.ends_with(',')
+                    || before.ends_with("..")
+                    || (is_number(before) && last_was_reference)
+            } else {
+                false
+            };
+            marks += reference as usize;
+            last_was_reference = reference;
         }
         if marks >= 20 && marks * 100 >= words.len() * 15 {
             out.insert(page.number);
@@ -67,7 +75,9 @@ fn bare_title(title: &str) -> String {
     let lower = title.trim().to_lowercase();
     let mut rest = lower.as_str();
     for lead in ["appendix", "chapter", "part", "section"] {
-        if let Some(r) = rest.strip_prefix(lead) {
+        // "Part 2", "Appendix D:", not "Partial index".
+        let word_ends = |r: &str| r.chars().next().is_none_or(|c| c.is_whitespace() || c.is_ascii_digit());
+        if let Some(r) = rest.strip_prefix(lead).filter(|r| word_ends(r)) {
             rest = r.trim_start().trim_start_matches(|c: char| c.is_alphanumeric() && c.is_ascii()).trim_start();
             rest = rest.trim_start_matches([':', '.', ' ']);
             break;
@@ -78,11 +88,28 @@ fn bare_title(title: &str) -> String {
         .to_string()
 }
 
+/// Kinds of back-of-book index ("Concept index", "Function and variable index"); a title
+/// like "Refractive index" is a topic, not a listing.
+const INDEX_TITLES: &[&str] = &[
+    "concept",
+    "subject",
+    "author",
+    "general",
+    "name",
+    "function",
+    "variable",
+    "function and variable",
+    "command",
+    "keyword",
+    "program",
+    "option",
+    "topic",
+];
+
 /// Why every sentence under a heading path is skipped, if one of its titles says so.
 pub fn section_reason(path: &[String]) -> Option<Reason> {
     path.iter().find_map(|title| {
         let t = bare_title(title);
-        let words = t.split_whitespace().count();
         Some(match t.as_str() {
             "references"
             | "bibliography"
@@ -94,7 +121,7 @@ pub fn section_reason(path: &[String]) -> Option<Reason> {
                 Reason::Acknowledgements
             }
             "contents" | "table of contents" | "index" | "list of figures" | "list of tables" => Reason::Listing,
-            _ if t.ends_with(" index") && words <= 4 => Reason::Listing,
+            _ if INDEX_TITLES.iter().any(|k| t == format!("{k} index")) => Reason::Listing,
             "copyright" | "license" | "licence" | "copying" => Reason::Licence,
             _ if t.starts_with("gnu ") && (t.contains("license") || t.contains("licence")) => Reason::Licence,
             "author note"
@@ -111,17 +138,24 @@ pub fn section_reason(path: &[String]) -> Option<Reason> {
     })
 }
 
+/// Phrases of copyright and licence text (not the words alone: "a licence plate reader").
 const LICENCE: &[&str] = &[
-    "copyright",
     "©",
+    "copyright (c)",
+    "copyright c ",
+    "copyright 19",
+    "copyright 20",
     "permission is granted",
     "permission to make",
     "all rights reserved",
     "licensed under",
-    "license",
-    "licence",
-    "trademark",
+    "under the terms of the",
+    "public license",
+    "documentation license",
     "creative commons",
+    "registered trademark",
+    "trademark of",
+    "trademarks of",
 ];
 
 const FRONT: &[&str] = &[
@@ -134,7 +168,8 @@ const FRONT: &[&str] = &[
     "ccs concepts",
     "key words and phrases",
     "keywords:",
-    "index terms",
+    "index terms:",
+    "index terms—",
     "acm reference format",
     "publication date",
     "authors’ addresses",
@@ -166,21 +201,10 @@ const AFFILIATION: &[&str] = &[
     "research centre",
 ];
 
-/// Marks of a reference-list entry; a sentence with three of them is one.
-const REFERENCE: &[&str] = &[
-    "et al",
-    " pp.",
-    " vol.",
-    "in proceedings",
-    "proc.",
-    "journal",
-    " press",
-    "arxiv",
-    "isbn",
-    "retrieved ",
-    "thesis",
-    "conference on",
-];
+/// Marks of a reference-list entry: phrases, then whole words; a sentence with three of
+/// them (a year counts as one) is one.
+const REFERENCE_PHRASES: &[&str] = &["et al", " pp.", " vol.", "in proceedings", "conference on"];
+const REFERENCE_WORDS: &[&str] = &["proc", "journal", "press", "arxiv", "isbn", "retrieved", "thesis", "doi"];
 
 fn has_email(text: &str) -> bool {
     text.split_whitespace().any(|w| {
@@ -189,8 +213,12 @@ fn has_email(text: &str) -> bool {
     })
 }
 
+/// A word that is a year, as references print it: "2003.", "(2018)", "2010,".
 fn has_year(text: &str) -> bool {
-    text.split(|c: char| !c.is_ascii_digit()).any(|d| d.len() == 4 && (d.starts_with("19") || d.starts_with("20")))
+    text.split_whitespace().any(|w| {
+        let d = w.trim_matches(|c: char| "().,;:[]".contains(c));
+        d.len() == 4 && d.chars().all(|c| c.is_ascii_digit()) && (d.starts_with("19") || d.starts_with("20"))
+    })
 }
 
 /// Share of a sentence's words after the first that start with a capital (of those with letters).
@@ -227,7 +255,11 @@ pub fn sentence_reason(text: &str) -> Option<Reason> {
         return Some(Reason::FrontMatter);
     }
     let cited = text.starts_with('[') && text[1..].split(']').next().is_some_and(|n| n.parse::<u32>().is_ok());
-    let marks = REFERENCE.iter().filter(|p| lower.contains(*p)).count() + has_year(text) as usize + 2 * cited as usize;
+    let tokens: HashSet<&str> = lower.split(|c: char| !c.is_alphanumeric()).collect();
+    let marks = REFERENCE_PHRASES.iter().filter(|p| lower.contains(*p)).count()
+        + REFERENCE_WORDS.iter().filter(|w| tokens.contains(*w)).count()
+        + has_year(text) as usize
+        + 2 * cited as usize;
     if marks >= 3 {
         return Some(Reason::References);
     }
@@ -257,11 +289,7 @@ impl Skipped {
         entry.1.insert(page);
     }
 
-    pub fn count(&self, reason: Reason) -> usize {
-        self.by_reason.get(&reason).map_or(0, |e| e.0)
-    }
-
-    /// One line per reason: "reference list: 23 sentences (pages 9–10)".
+    /// One line per reason: "reference list: 23 sentence(s) not used (pages 9–10)".
     pub fn lines(&self) -> Vec<String> {
         self.by_reason
             .iter()
@@ -329,6 +357,10 @@ mod tests {
         );
         assert_eq!(s("As Smith et al. (2018) showed, a lease expires when heartbeats stop."), None);
         assert_eq!(s("A data frame is a list of vectors of equal length."), None);
+        assert_eq!(s("Our hypothesis is that pressure above 2000 kPa stops the synthesis."), None);
+        assert_eq!(s("The licence plate reader sends each image to the queue."), None);
+        assert_eq!(section_reason(&path("Refractive index")), None);
+        assert_eq!(section_reason(&path("Partial index")), None);
         let mut skipped = Skipped::default();
         for p in [9, 10, 12] {
             skipped.add(Reason::References, p);

@@ -180,7 +180,7 @@ pub fn key_terms(
         });
         if !overlaps {
             kept.push(t);
-            if kept.len() == limit {
+            if kept.len() >= limit {
                 break;
             }
         }

@@ -130,12 +130,12 @@ const NOT_A_CLASS: &[&str] = &[
 /// The definition a sentence makes, if it is one whose subject reads as a noun phrase of
 /// one to five words (after an optional article).
 pub fn definition(sentence: &str) -> Option<(String, Option<String>, &'static str)> {
-    let lower = sentence.to_lowercase();
+    // ASCII lower case keeps every byte where it was, so positions found in `lower` slice
+    // `sentence` (the patterns are ASCII).
+    let lower = sentence.to_ascii_lowercase();
     let (subject, verb) = if let Some(rest) = lower.strip_prefix("we define ") {
         let end = rest.find(" as ")?;
-        // Positions come from the lower-case copy: `get` refuses one that is not a character
-        // boundary of the sentence (lower-casing changed a letter's length) instead of panicking.
-        (sentence.get("we define ".len().."we define ".len() + end)?, "means")
+        (&sentence["we define ".len().."we define ".len() + end], "means")
     } else {
         let patterns = [
             (" is a ", "is"),
@@ -153,7 +153,7 @@ pub fn definition(sentence: &str) -> Option<(String, Option<String>, &'static st
         if verb == "are" && (NOT_A_CLASS.contains(&next) || next.ends_with("ed") || next.ends_with("ing")) {
             return None;
         }
-        (sentence.get(..pos)?, verb)
+        (&sentence[..pos], verb)
     };
     let mut words: Vec<&str> = subject.split_whitespace().collect();
     let article = words.first().map(|w| w.to_lowercase()).filter(|w| ["a", "an", "the"].contains(&w.as_str()));
@@ -338,7 +338,7 @@ impl Material {
 
     /// How central a sentence is and how much it is about the key terms: its centrality times
     /// (1 + the weight of the best key term in it relative to the best term overall). The
-    /// cheat sheet, the quiz and the flashcards all order sentences by it.
+    /// cheat sheet, the quiz and the LLM's passages are chosen by it.
     pub fn importance(&self, sentence: usize) -> f32 {
         let s = &self.sentences[sentence];
         let best = self.terms.first().map_or(1.0, |t| t.weight).max(f64::MIN_POSITIVE);
@@ -403,6 +403,9 @@ pub fn blank_out(sentence: &str, phrase: &[String]) -> Option<String> {
 
 /// Replaces the first occurrence of `phrase` with `with`, keeping surrounding punctuation.
 pub fn replace_phrase(sentence: &str, phrase: &[String], with: &str) -> Option<String> {
+    if phrase.is_empty() {
+        return None;
+    }
     let raw: Vec<&str> = sentence.split_whitespace().collect();
     let norm: Vec<String> = raw.iter().map(|w| normalize(w)).collect();
     let start = (0..raw.len()).find(|&i| {
