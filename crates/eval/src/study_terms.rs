@@ -20,6 +20,7 @@ use serde::Deserialize;
 use lectern_document::context::Context;
 use lectern_document::generate::flashcards::Card;
 use lectern_document::generate::quiz::{Kind, Question};
+use lectern_document::generate::skip::{is_leader, is_page_number};
 use lectern_document::model::workdir::Page;
 use lectern_document::stages::{chunk, generate};
 use lectern_document::text::wordfreq::WordFreq;
@@ -80,14 +81,9 @@ fn contains(hay: &[String], needle: &[String]) -> bool {
 fn index_terms(pages: &[Page], range: [u32; 2]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let mut current: Vec<&str> = Vec::new();
-    let is_number = |w: &str| {
-        let w = w.trim_end_matches(',');
-        !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '–' || c == '-')
-    };
-    let is_leader = |w: &str| !w.is_empty() && w.chars().all(|c| c == '.');
     for page in pages.iter().filter(|p| (range[0]..=range[1]).contains(&p.number)) {
         for w in page.words.iter().map(|w| w.text.as_str()) {
-            if is_number(w) || is_leader(w) {
+            if is_page_number(w) || is_leader(w) {
                 // A letter heading the next group ("R Reading data from files").
                 if current.len() > 1 && current[0].len() == 1 && current[0].chars().all(|c| c.is_ascii_uppercase()) {
                     current.remove(0);

@@ -7,7 +7,7 @@
 
 use docx_rs::{Docx, PageMargin, Paragraph, Pic, Run, RunFonts, Style, StyleType};
 
-use super::rank::mmr;
+use super::rank::{descending, mmr};
 use super::text::Material;
 use crate::config::GenerateConfig;
 use crate::error::StageError;
@@ -179,9 +179,8 @@ pub fn plan(
     // Sentences by MMR over importance (centrality and key terms), each costing its lines
     // (and its section's heading the first time), until the budget is spent.
     // Candidates: the 600 most important sentences (far more than two pages hold).
-    let relevance: Vec<f32> = (0..material.sentences.len()).map(|i| material.importance(i)).collect();
-    let mut candidates: Vec<usize> = (0..material.sentences.len()).collect();
-    candidates.sort_by(|&a, &b| relevance[b].total_cmp(&relevance[a]).then(a.cmp(&b)));
+    let relevance = material.importances();
+    let mut candidates = descending(&relevance);
     candidates.truncate(600);
     let order = if material.sentence_vectors.len() == material.sentences.len() {
         mmr(&candidates, &relevance, &material.sentence_vectors, candidates.len(), 0.7)

@@ -12,7 +12,7 @@ use super::cheatsheet::{BODY_PT, EMU_PER_INCH, FIGURE_WIDTH_IN, HEADING_PT, MARG
 use super::flashcards::Deck;
 use super::quiz::{Kind, Quiz};
 use super::text::separate_run_on;
-use super::words::{find_phrase, normalize, words};
+use super::words::{find_phrase, normalize_text, words};
 use crate::config::GenerateConfig;
 use crate::model::workdir::Page;
 
@@ -74,10 +74,6 @@ pub fn check(quiz: &Quiz, deck: &Deck, pages: &[Page]) -> Vec<String> {
         }
     }
     problems
-}
-
-fn normalize_text(s: &str) -> String {
-    s.split_whitespace().map(normalize).collect::<Vec<_>>().join(" ")
 }
 
 const W: &str = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";

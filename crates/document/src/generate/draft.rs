@@ -15,19 +15,17 @@ use chrono::{DateTime, Utc};
 use super::flashcards::Card;
 use super::llm::{DraftQuestion, Drafts, Passage};
 use super::quiz::{Kind, Question, Quiz, gives_away};
+use super::rank::descending;
 use super::text::{Material, split_sentences};
-use super::words::{normalize, words};
+use super::words::{normalize_text, words};
 use crate::sm2;
 
 /// The `n` most important sentences, each with the sentences beside it in its section that
 /// are on the same page, in reading order of importance.
 pub fn passages(material: &Material, n: usize) -> Vec<Passage> {
-    let mut order: Vec<usize> = (0..material.sentences.len()).collect();
-    let importance: Vec<f32> = order.iter().map(|&i| material.importance(i)).collect();
-    order.sort_by(|&a, &b| importance[b].total_cmp(&importance[a]).then(a.cmp(&b)));
     let mut used = HashSet::new();
     let mut out = Vec::new();
-    for i in order {
+    for i in descending(&material.importances()) {
         if out.len() == n {
             break;
         }
@@ -47,6 +45,11 @@ pub fn passages(material: &Material, n: usize) -> Vec<Passage> {
         out.push(Passage { page: s.page, text });
     }
     out
+}
+
+/// An item's words, for telling repeats apart.
+fn key(s: &str) -> String {
+    words(s).join(" ")
 }
 
 /// Share of `text`'s words found in `passage`, each passage word used once.
@@ -95,7 +98,6 @@ fn accept_question(
     if gives_away(&filled, &answer) {
         return Err("the prompt gives the answer away");
     }
-    let key = |s: &str| words(s).join(" ");
     let taken = quiz.questions.iter().any(|q| key(&q.prompt) == key(&d.prompt) || key(&q.source) == key(&source));
     if taken || quiz.questions.iter().any(|q| words(&q.term) == answer) {
         return Err("duplicates an earlier question");
@@ -151,7 +153,6 @@ pub fn merge_questions(
         }
     }
     let drafted = merged.questions.len();
-    let key = |s: &str| words(s).join(" ");
     for q in quiz.questions {
         let repeats = merged.questions.iter().any(|m| {
             key(&m.source) == key(&q.source) || key(&m.prompt) == key(&q.prompt) || words(&m.term) == words(&q.term)
@@ -181,7 +182,6 @@ pub fn merge_cards(
     let mut refused = Vec::new();
     let mut fronts = HashSet::new();
     let mut backs = HashSet::new();
-    let norm = |s: &str| s.split_whitespace().map(normalize).collect::<Vec<_>>().join(" ");
     for d in &drafts.cards {
         let Some(passage) = d.passage.checked_sub(1).and_then(|i| passages.get(i)) else {
             refused.push(format!("card {:?}: cites no passage given", d.front));
@@ -195,7 +195,7 @@ pub fn merge_cards(
             refused.push(format!("card {:?}: the front is not a term or a question", d.front));
         } else if supported(&d.back, &words(&passage.text)) < 0.8 {
             refused.push(format!("card {:?}: the cited passage does not say it", d.front));
-        } else if out.len() < max && fronts.insert(norm(&d.front)) && backs.insert(norm(&d.back)) {
+        } else if out.len() < max && fronts.insert(normalize_text(&d.front)) && backs.insert(normalize_text(&d.back)) {
             out.push(Card {
                 id: String::new(),
                 kind: if question { "definition" } else { "term" }.into(),
@@ -208,7 +208,7 @@ pub fn merge_cards(
     }
     let drafted = out.len();
     for c in cards {
-        if out.len() < max && fronts.insert(norm(&c.front)) && backs.insert(norm(&c.back)) {
+        if out.len() < max && fronts.insert(normalize_text(&c.front)) && backs.insert(normalize_text(&c.back)) {
             out.push(c);
         }
     }

@@ -10,7 +10,7 @@ use krilla::text::{Font, TextDirection};
 
 use serde::{Deserialize, Serialize};
 
-use super::rank::neighbours;
+use super::rank::{descending, neighbours};
 use super::text::{Material, blank_out, has_rtl, replace_phrase};
 use super::words::{find_phrase, is_stopword, normalize, words};
 use crate::error::StageError;
@@ -135,11 +135,9 @@ const QUIZ_TERMS: usize = 30;
 /// central sentences that carry a key term the sentence does not give away; no sentence or
 /// term is used twice. What the material skipped is listed in the quiz's `skipped`.
 pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
-    let importance: Vec<f32> = (0..material.sentences.len()).map(|i| material.importance(i)).collect();
+    let order = descending(&material.importances());
     // Answers come from the best key terms only.
     let floor = material.terms.get(QUIZ_TERMS - 1).map_or(0.0, |t| t.weight);
-    let mut order: Vec<usize> = (0..material.sentences.len()).collect();
-    order.sort_by(|&a, &b| importance[b].total_cmp(&importance[a]).then(a.cmp(&b)));
     let mut quiz = Quiz { title: title.to_string(), questions: Vec::new(), skipped: material.skipped.lines() };
     let mut rtl = 0;
     let mut used_terms = std::collections::HashSet::new();

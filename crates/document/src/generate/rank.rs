@@ -92,6 +92,13 @@ pub fn mmr(candidates: &[usize], relevance: &[f32], vectors: &[Vec<f32>], k: usi
     picked
 }
 
+/// Indices of `values`, highest value first (ties: lower index first).
+pub fn descending(values: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order
+}
+
 /// Indices of `vectors` most similar to `vectors[of]`, best first, among those `allowed`.
 pub fn neighbours(of: usize, vectors: &[Vec<f32>], allowed: impl Fn(usize, f32) -> bool) -> Vec<usize> {
     let mut scored: Vec<(usize, f32)> = (0..vectors.len())

@@ -32,15 +32,21 @@ impl Reason {
     }
 }
 
+/// A page number or range as an index or contents prints it: "55", "65–67,".
+pub fn is_page_number(w: &str) -> bool {
+    let w = w.trim_end_matches(',');
+    !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '–' || c == '-')
+}
+
+/// A dot leader (". . . ." comes as words of dots).
+pub fn is_leader(w: &str) -> bool {
+    !w.is_empty() && w.chars().all(|c| c == '.')
+}
+
 /// Pages that list entries with page numbers: tables of contents and indexes. A reference is
 /// a number or range after a dot leader, a comma or another reference ("binary . . . 55",
 /// "errorbars, 65–67, 70"); such a page has at least 20 and they make 15 % of its words.
 pub fn listing_pages(pages: &[Page]) -> HashSet<u32> {
-    let is_number = |w: &str| {
-        let w = w.trim_end_matches(',');
-        !w.is_empty() && w.chars().all(|c| c.is_ascii_digit() || c == '–' || c == '-')
-    };
-    let is_leader = |w: &str| !w.is_empty() && w.chars().all(|c| c == '.');
     let mut out = HashSet::new();
     for page in pages {
         let words: Vec<&str> = page.words.iter().map(|w| w.text.as_str()).collect();
@@ -51,12 +57,12 @@ pub fn listing_pages(pages: &[Page]) -> HashSet<u32> {
         for (i, w) in words.iter().enumerate() {
             let reference = if is_leader(w) {
                 true
-            } else if is_number(w) && i > 0 {
+            } else if is_page_number(w) && i > 0 {
                 let before = words[i - 1];
                 is_leader(before)
                     || before.ends_with(',')
                     || before.ends_with("..")
-                    || (is_number(before) && last_was_reference)
+                    || (is_page_number(before) && last_was_reference)
             } else {
                 false
             };

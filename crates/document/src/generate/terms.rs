@@ -123,9 +123,10 @@ pub fn key_terms(
                     .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
                     .collect::<Vec<_>>()
                     .join(" ");
-                let openers = if len == 1 { DETERMINERS } else { &[DETERMINERS, PREPOSITIONS].concat()[..] };
-                let opened =
-                    start > 0 && openers.contains(&norm[start - 1].as_str()) && !raw[start - 1].ends_with([',', '.']);
+                let before = start.checked_sub(1).map(|k| (norm[k].as_str(), raw[k]));
+                let opened = before.is_some_and(|(n, r)| {
+                    (DETERMINERS.contains(&n) || (len > 1 && PREPOSITIONS.contains(&n))) && !r.ends_with([',', '.'])
+                });
                 // Closed by punctuation, a stop-word or a verb form ("the package contains").
                 let closed = raw[end - 1].ends_with([',', ';', ':', '.', ')', '?', '!'])
                     || norm.get(end).is_none_or(|n| {

@@ -336,15 +336,20 @@ impl Material {
         }
     }
 
-    /// How central a sentence is and how much it is about the key terms: its centrality times
-    /// (1 + the weight of the best key term in it relative to the best term overall). The
-    /// cheat sheet, the quiz and the LLM's passages are chosen by it.
-    pub fn importance(&self, sentence: usize) -> f32 {
-        let s = &self.sentences[sentence];
+    /// How central each sentence is and how much it is about the key terms: its centrality
+    /// times (1 + the weight of the best key term in it relative to the best term overall).
+    /// The cheat sheet, the quiz and the LLM's passages are chosen by it.
+    pub fn importances(&self) -> Vec<f32> {
         let best = self.terms.first().map_or(1.0, |t| t.weight).max(f64::MIN_POSITIVE);
-        let ws = words(&s.text);
-        let key = self.terms.iter().find(|t| find_phrase(&ws, &t.words).is_some()).map_or(0.0, |t| t.weight / best);
-        s.score * (1.0 + key as f32)
+        self.sentences
+            .iter()
+            .map(|s| {
+                let ws = words(&s.text);
+                let key =
+                    self.terms.iter().find(|t| find_phrase(&ws, &t.words).is_some()).map_or(0.0, |t| t.weight / best);
+                s.score * (1.0 + key as f32)
+            })
+            .collect()
     }
 
     /// Index of the best term whose words occur, in order, in `sentence` and that `skip`

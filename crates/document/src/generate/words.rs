@@ -158,3 +158,9 @@ pub fn find_phrase(words: &[String], phrase: &[String]) -> Option<usize> {
     }
     (0..=words.len() - phrase.len()).find(|&i| words[i..i + phrase.len()] == *phrase)
 }
+
+/// A text as its normalised words joined by single spaces: how items are compared for
+/// repeats.
+pub fn normalize_text(s: &str) -> String {
+    s.split_whitespace().map(normalize).collect::<Vec<_>>().join(" ")
+}

@@ -66,14 +66,6 @@ impl WordFreq {
     pub fn is_top(&self, word: &str, n: u32) -> bool {
         self.words.get(word).is_some_and(|w| w.1 < n)
     }
-
-    pub fn len(&self) -> usize {
-        self.words.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.words.is_empty()
-    }
 }
 
 /// The few MessagePack types a cBpack holds: arrays, maps, strings and small integers.
