@@ -10,15 +10,16 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::collections::{self, ListRequest};
 use crate::upload::{self, Uploaded};
-use crate::{http, status};
+use crate::{http, status, study};
 use lectern_document::config::{PipelineConfig, Settings, read_config_file};
 use lectern_document::context::Context;
 use lectern_document::index::Mode;
 use lectern_document::model::workdir::TextSource;
 use lectern_document::stages::ingest;
+use lectern_document::stages::study::{Kind as StudyKind, Request as StudyRequest};
 use lectern_document::{ask, export, pipeline, search};
 use lectern_queue::engine::QueueSpec;
-use lectern_queue::storage::DocumentStatus;
+use lectern_queue::storage::{DocumentStatus, JobState, Scheduler};
 use lectern_queue::{shutdown, storage};
 
 #[derive(Debug, Parser)]
@@ -246,8 +247,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Grade a flashcard 0–5 (SM-2) and show when it is due next.
+    /// Grade a flashcard under its collection's scheduler (SM-2: 0–5; FSRS: 1 again,
+    /// 2 hard, 3 good, 4 easy) and show when it is due next.
     Review { card: String, grade: i64 },
+    /// A collection's flashcards due now under its scheduler, most overdue first.
+    Due {
+        #[arg(long, default_value = "default")]
+        collection: String,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Study material over a collection, on request: `lectern study --collection c --kind
+    /// quiz` enqueues it (a job on the generate queue) and prints its id; `show`, `cancel`
+    /// and `delete` act on one.
+    #[command(args_conflicts_with_subcommands = true)]
+    Study {
+        #[command(subcommand)]
+        command: Option<StudyCommand>,
+        #[command(flatten)]
+        request: StudyArgs,
+    },
     /// Search indexed chunks.
     Search {
         query: String,
@@ -330,8 +351,61 @@ pub enum TokensCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum CollectionsCommand {
-    /// Delete every document of the collection: jobs, indexed chunks, rows, work directories.
+    /// Delete every document of the collection: jobs, indexed chunks, rows, work
+    /// directories, and its study sets.
     Delete { name: String },
+    /// Show the collection's settings, or change them.
+    Settings {
+        name: String,
+        /// Flashcard scheduler: sm2 or fsrs.
+        #[arg(long, value_parser = ["sm2", "fsrs"])]
+        scheduler: Option<String>,
+        /// The recall probability FSRS schedules for (0.7–0.99).
+        #[arg(long)]
+        retention: Option<f64>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StudyArgs {
+    #[arg(long, default_value = "default")]
+    collection: String,
+    /// cheatsheet, quiz or flashcards (repeatable); default: all three.
+    #[arg(long = "kind", value_parser = ["cheatsheet", "quiz", "flashcards"])]
+    kinds: Vec<String>,
+    /// Only these documents of the collection (repeatable); default: all processed ones.
+    #[arg(long = "document")]
+    documents: Vec<String>,
+    /// The cheat sheet's page budget.
+    #[arg(long)]
+    pages: Option<u32>,
+    #[arg(long)]
+    questions: Option<usize>,
+    #[arg(long)]
+    cards: Option<usize>,
+    /// Orders the quiz (same seed and documents, same quiz).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Wait until the set is made (workers must be running) and print its files.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StudyCommand {
+    /// A study set's state, progress and files.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    Cancel {
+        id: String,
+    },
+    /// Delete a study set: its job, rows and files.
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -484,15 +558,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Review { card, grade } => {
-            let card = status::review_flashcard(&ctx, &card, grade).await?;
+            let r = study::review(&ctx, &card, grade).await?;
+            let detail = match (&r.card.fsrs, r.scheduler) {
+                (Some(f), Scheduler::Fsrs) => {
+                    format!(
+                        "interval {} days, stability {:.2}, difficulty {:.2}",
+                        f.interval_days, f.stability, f.difficulty
+                    )
+                }
+                _ => format!(
+                    "interval {} days, ease {:.2}, repetition {}",
+                    r.card.sm2.interval_days, r.card.sm2.ease, r.card.sm2.repetitions
+                ),
+            };
             println!(
-                "{}: next review {} (interval {} days, ease {:.2}, repetition {})",
-                card.id,
-                card.sm2.due.format("%Y-%m-%d %H:%M UTC"),
-                card.sm2.interval_days,
-                card.sm2.ease,
-                card.sm2.repetitions
+                "{}: next review {} under {} ({detail})",
+                r.card.id,
+                r.due.format("%Y-%m-%d %H:%M UTC"),
+                r.scheduler.name()
             );
+            Ok(0)
+        }
+        Command::Due { collection, limit, json } => {
+            let cards = study::due(&ctx, &collection, Some(limit)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cards)?);
+            } else {
+                for c in &cards {
+                    println!("{}  p.{}  {}", c.id, c.page, c.front);
+                }
+                println!("{} due in {collection}", cards.len());
+            }
+            Ok(0)
+        }
+        Command::Study { command: None, request: args } => study_request(&ctx, args).await,
+        Command::Study { command: Some(StudyCommand::Show { id, json }), .. } => {
+            let status = study::status(&ctx, &id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_study(&status);
+            }
+            Ok(0)
+        }
+        Command::Study { command: Some(StudyCommand::Cancel { id }), .. } => {
+            let state = study::cancel(&ctx, &id).await?;
+            println!("study set {id}: job {}", state.map_or("gone", |s| s.as_str()));
+            Ok(0)
+        }
+        Command::Study { command: Some(StudyCommand::Delete { id }), .. } => {
+            if !study::delete(&ctx, &id).await? {
+                bail!("no study set {id}");
+            }
+            println!("study set {id} deleted");
             Ok(0)
         }
         Command::Queues { json } => {
@@ -573,6 +691,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Collections { command: Some(CollectionsCommand::Delete { name }), .. } => {
             let deleted = collections::delete_collection(&ctx, &name, None).await?;
             println!("deleted {deleted} documents of {name}");
+            Ok(0)
+        }
+        Command::Collections { command: Some(CollectionsCommand::Settings { name, scheduler, retention }), .. } => {
+            let mut settings = study::settings(&ctx, &name).await?;
+            if scheduler.is_some() || retention.is_some() {
+                if let Some(s) = scheduler.as_deref().and_then(Scheduler::parse) {
+                    settings.scheduler = s;
+                }
+                settings.desired_retention = retention.unwrap_or(settings.desired_retention);
+                study::set_settings(&ctx, &name, &settings).await?;
+            }
+            println!(
+                "{name}: scheduler {}, desired retention {}",
+                settings.scheduler.name(),
+                settings.desired_retention
+            );
             Ok(0)
         }
         Command::Collections { command: None, json } => {
@@ -891,4 +1025,51 @@ async fn show_status(ctx: &Context, id: &str, json: bool, pages: bool) -> anyhow
         println!("  page {:>4}  {:>5} words  {:>2} regions  {source}", p.number, p.words, p.regions);
     }
     Ok(0)
+}
+
+/// `lectern study --collection …`: enqueue, then with `--wait` follow the set to its end.
+async fn study_request(ctx: &Context, args: StudyArgs) -> anyhow::Result<i32> {
+    let kinds = if args.kinds.is_empty() {
+        vec![StudyKind::Cheatsheet, StudyKind::Quiz, StudyKind::Flashcards]
+    } else {
+        let parse = |k: &String| serde_json::from_value(serde_json::Value::String(k.clone()));
+        args.kinds.iter().map(parse).collect::<Result<_, _>>()?
+    };
+    let request = StudyRequest {
+        kinds,
+        documents: (!args.documents.is_empty()).then_some(args.documents),
+        pages: args.pages,
+        questions: args.questions,
+        cards: args.cards,
+        seed: args.seed,
+    };
+    let (id, job) = study::request(ctx, &args.collection, &request).await?;
+    println!("study set {id} (job {job}) queued on the generate queue");
+    if !args.wait {
+        return Ok(0);
+    }
+    loop {
+        let status = study::status(ctx, &id).await?;
+        match status.state {
+            Some(JobState::Available | JobState::Running) => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await
+            }
+            _ => {
+                print_study(&status);
+                return Ok(if status.state == Some(JobState::Done) { 0 } else { 1 });
+            }
+        }
+    }
+}
+
+fn print_study(status: &study::StudyStatus) {
+    let set = &status.set;
+    let state = status.state.map_or("gone", |s| s.as_str());
+    println!("study set {} over {}: {state}, {}/{} steps", set.id, set.collection, set.steps_done, set.steps_total);
+    if let Some(e) = &status.error {
+        println!("  error: {e}");
+    }
+    for a in &status.artifacts {
+        println!("  {}  {} bytes  {}", a.name, a.size_bytes, a.path);
+    }
 }

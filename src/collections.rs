@@ -29,6 +29,8 @@ pub enum ListError {
     Stage(#[from] StageError),
     #[error(transparent)]
     Delete(#[from] DeleteError),
+    #[error(transparent)]
+    Study(#[from] crate::study::StudyError),
 }
 
 /// What a caller asks a listing for; every field optional.
@@ -132,6 +134,9 @@ pub async fn delete_collection(ctx: &Context, name: &str, scope: Option<&[String
         after: None,
         limit: 100,
     };
+    for set in ctx.store.study_sets(name).await? {
+        crate::study::delete(ctx, &set.id).await?;
+    }
     let mut deleted = 0;
     loop {
         let page = ctx.store.list_documents(&query).await?;

@@ -31,8 +31,15 @@
 //!   citations and the passages it rests on ([`lectern_document::ask`]); with `Accept:
 //!   text/event-stream`, server-sent events `passages`, `delta` (the LLM's text as it is
 //!   written), then `answer` (or `error`).
-//! - `GET /v1/flashcards/{id}`, `POST /v1/flashcards/{id}/review` — `{grade: 0–5}` applies
-//!   SM-2 and answers with the next due date.
+//! - `GET /v1/flashcards/{id}`, `POST /v1/flashcards/{id}/review` — `{grade}` applies the
+//!   collection's scheduler (SM-2: 0–5; FSRS: 1–4) and answers with the next due date;
+//!   `GET /v1/collections/{name}/flashcards/due?limit=` — the study queue;
+//!   `GET`/`PUT /v1/collections/{name}/settings` — `{scheduler: sm2|fsrs, desired_retention}`.
+//! - `POST /v1/collections/{name}/study` — `{kinds?, documents?, pages?, questions?, cards?,
+//!   seed?}` → 202 with a study set id: a job on the generate queue makes a cheat sheet, quiz
+//!   (PDF, JSON, Moodle XML, GIFT) and deck (JSON, CSV, Anki .apkg) over the collection;
+//!   `GET /v1/study/{id}` (state, progress, files), `…/artifacts/{name}`, `POST …/cancel`,
+//!   `DELETE /v1/study/{id}` ([`crate::study`]).
 //! - `GET /openapi.json` — the OpenAPI 3.1 description of all of this.
 //! - `GET /` — the operator's dashboard (open `/?token=…` once; a session cookie follows).
 //! - `GET /healthz` (alive), `GET /readyz` (store answers, models on disk), `GET /metrics`
@@ -62,6 +69,7 @@ mod dashboard;
 use crate::auth::Limiter;
 use crate::collections::{ListError, ListRequest};
 use crate::export::ExportError;
+use crate::study::{self, StudyError};
 use crate::upload::{Upload, UploadError, Uploaded};
 use lectern_document::context::Context;
 use lectern_document::export::Format;
@@ -178,6 +186,18 @@ impl From<ListError> for ApiError {
     }
 }
 
+impl From<StudyError> for ApiError {
+    fn from(e: StudyError) -> Self {
+        match e {
+            StudyError::Invalid(reason) => ApiError::BadRequest(reason),
+            StudyError::Grade(e) => ApiError::BadRequest(e.to_string()),
+            StudyError::NotFound(what) => ApiError::NotFound(what),
+            StudyError::Store(e) => e.into(),
+            other => internal(other),
+        }
+    }
+}
+
 impl From<ExportError> for ApiError {
     fn from(e: ExportError) -> Self {
         match e {
@@ -271,6 +291,8 @@ async fn require_token(State(guard): State<Arc<Guard>>, mut req: Request, next: 
                 Some(doc) if !token.allows(&doc.collection) => return Err(hidden()),
                 _ => {}
             },
+            Owner::Collection(collection) if !token.allows(&collection) => return Err(hidden()),
+            Owner::Collection(_) => {}
             Owner::NoCollection => return Err(hidden()),
             Owner::NotAResource => {}
         }
@@ -300,10 +322,13 @@ fn session_cookie(req: &Request) -> Option<String> {
     })
 }
 
-/// Whose a `/v1/documents/{id}…`, `/v1/jobs/{id}…` or `/v1/flashcards/{id}…` path is.
+/// Whose a `/v1/documents/{id}…`, `/v1/jobs/{id}…`, `/v1/flashcards/{id}…` or
+/// `/v1/study/{id}…` path is.
 enum Owner {
     /// A document, a job of one, or a card of one: that document's collection decides.
     Document(String),
+    /// A study set, or its job: its collection decides.
+    Collection(String),
     /// A job of no document (a webhook delivery): only unscoped tokens see it.
     NoCollection,
     /// Not one of those paths, or nothing there (the handler answers 404).
@@ -319,14 +344,29 @@ async fn owner(ctx: &Context, path: &str) -> Result<Owner, ApiError> {
         "documents" => Owner::Document(id.to_string()),
         "jobs" => match id.parse::<i64>() {
             Ok(n) => match ctx.store.job(n).await? {
-                Some(job) => job.document_id.map_or(Owner::NoCollection, Owner::Document),
+                Some(job) => match (job.document_id.clone(), study_of(&job)) {
+                    (Some(document), _) => Owner::Document(document),
+                    (None, Some(study)) => match ctx.store.study_set(&study).await? {
+                        Some(set) => Owner::Collection(set.collection),
+                        None => Owner::NoCollection,
+                    },
+                    (None, None) => Owner::NoCollection,
+                },
                 None => Owner::NotAResource,
             },
             Err(_) => Owner::NotAResource,
         },
         "flashcards" => ctx.store.flashcard(id).await?.map_or(Owner::NotAResource, |c| Owner::Document(c.document_id)),
+        "study" => ctx.store.study_set(id).await?.map_or(Owner::NotAResource, |s| Owner::Collection(s.collection)),
         _ => Owner::NotAResource,
     })
+}
+
+/// The study set a study job makes.
+fn study_of(job: &lectern_queue::storage::Job) -> Option<String> {
+    (job.stage == lectern_document::stages::study::STAGE)
+        .then(|| job.payload.get("study_id")?.as_str().map(str::to_string))
+        .flatten()
 }
 
 pub fn router(ctx: Arc<Context>) -> Router {
@@ -379,6 +419,12 @@ fn protected(ctx: Arc<Context>) -> Router {
         .route("/v1/documents", get(list_documents).post(upload))
         .route("/v1/collections", get(collections))
         .route("/v1/collections/{name}", delete(delete_collection))
+        .route("/v1/collections/{name}/settings", get(collection_settings).put(set_collection_settings))
+        .route("/v1/collections/{name}/flashcards/due", get(due_flashcards))
+        .route("/v1/collections/{name}/study", post(request_study))
+        .route("/v1/study/{id}", get(study_status).delete(delete_study))
+        .route("/v1/study/{id}/cancel", post(cancel_study))
+        .route("/v1/study/{id}/artifacts/{name}", get(study_artifact))
         .route("/v1/documents/{id}", get(document).delete(delete_document))
         .route("/v1/documents/{id}/cancel", post(cancel_document))
         .route("/v1/documents/{id}/events", get(document_events))
@@ -620,6 +666,11 @@ async fn artifact(
 ) -> Result<Response, ApiError> {
     let list = ctx.store.artifacts(&id).await?;
     let a = list.iter().find(|a| a.name == name).ok_or_else(|| ApiError::NotFound(format!("artifact {name}")))?;
+    download(a).await
+}
+
+/// An artifact's file as an attachment.
+async fn download(a: &lectern_queue::storage::Artifact) -> Result<Response, ApiError> {
     let bytes = tokio::fs::read(&a.path).await?;
     let disposition = format!("attachment; filename=\"{}\"", a.name);
     Ok(([(header::CONTENT_TYPE, a.media_type.clone()), (header::CONTENT_DISPOSITION, disposition)], bytes)
@@ -826,12 +877,79 @@ async fn review_flashcard(
     Path(id): Path<String>,
     Json(req): Json<ReviewRequest>,
 ) -> Result<Response, ApiError> {
-    let card = crate::status::review_flashcard(&ctx, &id, req.grade).await.map_err(|e| match e {
-        crate::status::ReviewError::NotFound => ApiError::NotFound(format!("flashcard {id}")),
-        crate::status::ReviewError::Grade(e) => ApiError::BadRequest(e.to_string()),
-        crate::status::ReviewError::Store(e) => e.into(),
-    })?;
-    Ok(Json(card).into_response())
+    Ok(Json(study::review(&ctx, &id, req.grade).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DueParams {
+    limit: Option<i64>,
+}
+
+async fn due_flashcards(
+    State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Query(params): Query<DueParams>,
+) -> Result<Response, ApiError> {
+    caller.check(&name)?;
+    let cards = study::due(&ctx, &name, params.limit).await?;
+    Ok(Json(json!({ "collection": name, "cards": cards })).into_response())
+}
+
+async fn collection_settings(
+    State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.check(&name)?;
+    Ok(Json(study::settings(&ctx, &name).await?).into_response())
+}
+
+async fn set_collection_settings(
+    State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(settings): Json<lectern_queue::storage::CollectionSettings>,
+) -> Result<Response, ApiError> {
+    caller.check(&name)?;
+    study::set_settings(&ctx, &name, &settings).await?;
+    Ok(Json(settings).into_response())
+}
+
+async fn request_study(
+    State(ctx): State<Arc<Context>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    Json(req): Json<lectern_document::stages::study::Request>,
+) -> Result<Response, ApiError> {
+    caller.check(&name)?;
+    let (id, job_id) = study::request(&ctx, &name, &req).await?;
+    let body = json!({ "study_id": id, "job_id": job_id, "status_url": format!("/v1/study/{id}") });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+async fn study_status(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(study::status(&ctx, &id).await?).into_response())
+}
+
+async fn cancel_study(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let state = study::cancel(&ctx, &id).await?;
+    Ok(Json(json!({ "study_id": id, "state": state })).into_response())
+}
+
+async fn delete_study(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    if !study::delete(&ctx, &id).await? {
+        return Err(ApiError::NotFound(format!("study set {id}")));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn study_artifact(
+    State(ctx): State<Arc<Context>>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let a = study::artifact(&ctx, &id, &name).await?;
+    download(&a).await
 }
 
 async fn search_handler(

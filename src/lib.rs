@@ -9,7 +9,8 @@
 //! - Use cases both call: [`upload`] (type check, dedupe, submit), [`status`] (a
 //!   document's status and pages, delete, flashcard review, progress events) and
 //!   [`export`] (a document's content as Markdown, JSON or text), [`collections`]
-//!   (documents page by page, collections, deleting a collection).
+//!   (documents page by page, collections, deleting a collection), [`study`] (study sets
+//!   over a collection, reviews under its scheduler, due cards, collection settings).
 //! - [`auth`] — API tokens and per-token limits.
 //!
 //! Quality measurements are `lectern-eval` (`crates/eval`), outside the server binary.
@@ -20,4 +21,5 @@ pub mod collections;
 pub mod export;
 pub mod http;
 pub mod status;
+pub mod study;
 pub mod upload;

@@ -1,5 +1,5 @@
 //! What operators and learners ask of stored documents, shared by HTTP and CLI: a
-//! document's status, deleting a document, and flashcard reviews.
+//! document's status, deleting a document, and its progress events.
 
 use serde::Serialize;
 
@@ -7,7 +7,7 @@ use lectern_document::context::Context;
 use lectern_document::engines::tesseract::LOW_CONFIDENCE;
 use lectern_document::error::StageError;
 use lectern_document::model::workdir::TextSource;
-use lectern_queue::storage::{self, Artifact, Document, Figure, Flashcard, Job, StoreError};
+use lectern_queue::storage::{self, Artifact, Document, Figure, Job, StoreError};
 
 #[derive(Debug, Serialize)]
 pub struct DocumentStatus {
@@ -125,26 +125,6 @@ pub async fn delete_document(ctx: &Context, id: &str) -> Result<bool, DeleteErro
         _ => {}
     }
     Ok(deleted)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReviewError {
-    #[error("no such flashcard")]
-    NotFound,
-    #[error(transparent)]
-    Grade(#[from] lectern_document::sm2::BadGrade),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Applies one SM-2 review to a stored card and returns the card with its new schedule.
-pub async fn review_flashcard(ctx: &Context, id: &str, grade: i64) -> Result<Flashcard, ReviewError> {
-    let mut card = ctx.store.flashcard(id).await?.ok_or(ReviewError::NotFound)?;
-    card.sm2 = lectern_document::sm2::review(&card.sm2, grade, chrono::Utc::now())?;
-    if !ctx.store.set_flashcard_schedule(id, &card.sm2).await? {
-        return Err(ReviewError::NotFound);
-    }
-    Ok(card)
 }
 
 /// One change seen on a document or one of its jobs, for the live progress stream.

@@ -89,6 +89,10 @@ impl Settings {
     pub fn document_dir(&self, document_id: &str) -> PathBuf {
         self.data_dir.join("documents").join(document_id)
     }
+    /// A study set's files (`lectern study`, `POST /v1/collections/{c}/study`).
+    pub fn study_dir(&self, study_id: &str) -> PathBuf {
+        self.data_dir.join("study").join(study_id)
+    }
     pub fn lancedb_dir(&self) -> PathBuf {
         self.data_dir.join("lancedb")
     }

@@ -15,13 +15,13 @@
 //! - [`text`] — reading order and language detection.
 //! - [`engines`] — pdfium (one owner thread), tesseract, the layout model, the embedder,
 //!   the ONNX Runtime environment, CPU priority.
-//! - [`sm2`] — flashcard review scheduling; [`generate`] — study material (cheat sheet,
-//!   quiz, flashcards); [`index`] — LanceDB, one table of chunks per collection;
+//! - [`schedule`] — flashcard reviews under SM-2 or FSRS; [`generate`] — study material (cheat sheet,
+//!   quiz, flashcards and their Anki, CSV, Moodle XML and GIFT exports); [`index`] — LanceDB, one table of chunks per collection;
 //!   [`classify`] — a document's type from its embedding; [`export`] — a document's
 //!   content as Markdown, JSON or plain text.
 //! - [`context`] — settings, the store, and the engines loaded on first use.
 //! - [`stages`] — one module per stage, all `run(ctx, payload)`: ingest, render, layout,
-//!   ocr, chunk, embed, generate; [`search`] — embed a query and ask the index;
+//!   ocr, chunk, embed, generate, and `study` (material over a collection); [`search`] — embed a query and ask the index;
 //!   [`ask`] — answers with citations from retrieved passages (extractive, or an LLM's);
 //!   [`webhook`] — signed callbacks when a document finishes.
 //! - [`pipeline`] — the engine's handlers: run a stage, then enqueue what follows;
@@ -40,8 +40,8 @@ pub mod generate;
 pub mod index;
 pub mod model;
 pub mod pipeline;
+pub mod schedule;
 pub mod search;
-pub mod sm2;
 pub mod stages;
 pub mod text;
 pub mod webhook;

@@ -15,6 +15,7 @@ use lectern_queue::storage::{FanIn, Job};
 
 /// The engine's handler for document jobs: run the stage, then say what follows it —
 /// fan out into page ranges, continue a range, fan back in, or the next document stage.
+/// Study jobs (stage `study` on the generate queue) run alone.
 pub struct PipelineHandler {
     pub ctx: Arc<Context>,
 }
@@ -22,6 +23,12 @@ pub struct PipelineHandler {
 #[async_trait]
 impl Handler for PipelineHandler {
     async fn run(&self, job: &Job) -> Result<Outcome, JobError> {
+        if job.stage == stages::study::STAGE {
+            let payload: stages::study::Payload = serde_json::from_value(job.payload.clone())
+                .map_err(|e| JobError::Fail(format!("invalid study payload: {e}")))?;
+            stages::study::run(&self.ctx, &payload).await?;
+            return Ok(Outcome::default());
+        }
         let stage = Stage::parse(&job.stage).ok_or_else(|| JobError::Fail(format!("unknown stage {:?}", job.stage)))?;
         let payload: Payload = serde_json::from_value(job.payload.clone())
             .map_err(|e| JobError::Fail(format!("invalid job payload: {e}")))?;

@@ -3,12 +3,14 @@
 //! navigation pane works). Content, extractive: key terms, then the document's sections in
 //! order, each with its most important sentences (centrality and key terms, MMR over
 //! sentence embeddings), and figures 3.2" wide with their captions — filled up to a page
-//! budget estimated with Arial's metrics (Liberation Sans has the same widths).
+//! budget estimated with Arial's metrics (Liberation Sans has the same widths). A course's
+//! sheet ([`plan_course`]) gives each document a heading and a share of the budget.
 
 use docx_rs::{Docx, PageMargin, Paragraph, Pic, Run, RunFonts, Style, StyleType};
 
-use super::rank::{descending, mmr};
+use super::rank::{cosine, descending, mmr};
 use super::text::Material;
+use super::words::normalize_text;
 use crate::config::GenerateConfig;
 use crate::error::StageError;
 
@@ -118,9 +120,17 @@ pub enum Block {
     },
 }
 
-/// Chooses the content: title, the summary when an LLM wrote one, key terms, then per
-/// section its selected sentences and figures, adding sentences in MMR order while the
-/// estimate fits `config.pages`.
+/// One document's share of a sheet: its name, material and figures.
+#[derive(Clone, Copy)]
+pub struct Part<'a> {
+    pub name: &'a str,
+    pub material: &'a Material,
+    pub figures: &'a [FigureInput],
+}
+
+/// Chooses the content of one document's sheet: title, the summary when an LLM wrote one,
+/// key terms, then per section its selected sentences and figures, adding sentences in MMR
+/// order while the estimate fits `config.pages`.
 pub fn plan(
     title: &str,
     material: &Material,
@@ -128,6 +138,22 @@ pub fn plan(
     summary: Option<&str>,
     config: &GenerateConfig,
 ) -> Vec<Block> {
+    plan_parts(title, &[Part { name: title, material, figures }], summary, config)
+}
+
+/// Chooses the content of a sheet over several documents (a course): one level-1 heading
+/// per document with its key terms, its sections below at level 2. The page budget is
+/// shared in proportion to each document's sentences, taken in turn so every document is
+/// represented, and a sentence already on the sheet (same words, or a near-identical
+/// embedding from another document) is not repeated.
+pub fn plan_course(title: &str, parts: &[Part<'_>], config: &GenerateConfig) -> Vec<Block> {
+    plan_parts(title, parts, None, config)
+}
+
+/// Near-identical sentences of different documents (the same definition in two lectures).
+const SAME_SENTENCE: f32 = 0.92;
+
+fn plan_parts(title: &str, parts: &[Part<'_>], summary: Option<&str>, config: &GenerateConfig) -> Vec<Block> {
     let measure = Measure::new(config);
     let (_, h) = page_twips(config);
     let column_pt = (h - 2 * MARGIN_TWIPS) as f32 / 20.0;
@@ -135,6 +161,7 @@ pub fn plan(
     // control, fallback fonts for symbols, rounding): with 5 % a short two-column paper
     // still ran onto a third page in LibreOffice.
     let budget = column_pt * 2.0 * config.pages as f32 * 0.90;
+    let course = parts.len() > 1;
     let mut used = 0.0;
 
     let heading = format!("Cheat sheet: {title}");
@@ -143,19 +170,33 @@ pub fn plan(
     if let Some(summary) = summary {
         opening.push(Block::Labelled { label: "Summary".into(), text: summary.to_string() });
     }
-    let terms: Vec<&str> = material.terms.iter().take(12).map(|t| t.text.as_str()).collect();
-    if !terms.is_empty() {
-        opening.push(Block::Labelled { label: "Key terms".into(), text: terms.join(" · ") });
-    }
-    for block in &opening {
+    // Key terms: twelve for one document, six under each document's heading in a course.
+    let key_terms = |m: &Material, n: usize| -> Option<Block> {
+        let terms: Vec<&str> = m.terms.iter().take(n).map(|t| t.text.as_str()).collect();
+        (!terms.is_empty()).then(|| Block::Labelled { label: "Key terms".into(), text: terms.join(" · ") })
+    };
+    let part_terms: Vec<Option<Block>> = if course {
+        parts.iter().map(|p| key_terms(p.material, 6)).collect()
+    } else {
+        opening.extend(key_terms(parts[0].material, 12));
+        vec![None]
+    };
+    for block in opening.iter().chain(part_terms.iter().flatten()) {
         if let Block::Labelled { label, text } = block {
             used += measure.height(&format!("{label}: {text}"), BODY_PT);
         }
     }
+    if course {
+        used += parts.iter().map(|p| measure.height(p.name, HEADING_PT)).sum::<f32>();
+    }
 
-    // Figures first take their room (at most a quarter of the budget).
-    let mut placed: Vec<(usize, Block)> = Vec::new();
-    for f in figures.iter().take(MAX_FIGURES) {
+    // Figures first take their room (at most a quarter of the budget), one document's
+    // first figure after another's.
+    let mut placed: Vec<(usize, usize, Block)> = Vec::new();
+    let longest = parts.iter().map(|p| p.figures.len()).max().unwrap_or(0);
+    let in_turn = (0..longest)
+        .flat_map(|i| parts.iter().enumerate().filter_map(move |(p, part)| Some((p, part.figures.get(i)?))));
+    for (p, f) in in_turn.take(MAX_FIGURES) {
         let Ok(bytes) = std::fs::read(&f.path) else { continue };
         let Ok((w, h)) = image::ImageReader::new(std::io::Cursor::new(&bytes))
             .with_guessed_format()
@@ -173,53 +214,92 @@ pub fn plan(
         }
         used += cost;
         let section = f.section.unwrap_or(usize::MAX);
-        placed.push((section, Block::Figure { path: f.path.clone(), width_emu, height_emu, caption }));
+        placed.push((p, section, Block::Figure { path: f.path.clone(), width_emu, height_emu, caption }));
     }
 
-    // Sentences by MMR over importance (centrality and key terms), each costing its lines
-    // (and its section's heading the first time), until the budget is spent.
-    // Candidates: the 600 most important sentences (far more than two pages hold).
-    let relevance = material.importances();
-    let mut candidates = descending(&relevance);
-    candidates.truncate(600);
-    let order = if material.sentence_vectors.len() == material.sentences.len() {
-        mmr(&candidates, &relevance, &material.sentence_vectors, candidates.len(), 0.7)
-    } else {
-        candidates
-    };
-    let mut chosen = vec![false; material.sentences.len()];
-    let mut opened = vec![false; material.sections.len()];
-    for i in order {
-        let s = &material.sentences[i];
+    // Each document's sentences by MMR over importance (centrality and key terms).
+    // Candidates: the 600 most important sentences of each (far more than two pages hold).
+    let orders: Vec<Vec<usize>> = parts
+        .iter()
+        .map(|p| {
+            let m = p.material;
+            let relevance = m.importances();
+            let mut candidates = descending(&relevance);
+            candidates.truncate(600);
+            if m.sentence_vectors.len() == m.sentences.len() {
+                mmr(&candidates, &relevance, &m.sentence_vectors, candidates.len(), 0.7)
+            } else {
+                candidates
+            }
+        })
+        .collect();
+    // Documents take turns in proportion to their sentences: next is the one furthest
+    // below its share.
+    let weights: Vec<f32> = parts.iter().map(|p| p.material.sentences.len().max(1) as f32).collect();
+    let mut next = vec![0usize; parts.len()];
+    let mut chosen: Vec<Vec<bool>> = parts.iter().map(|p| vec![false; p.material.sentences.len()]).collect();
+    let mut opened: Vec<Vec<bool>> = parts.iter().map(|p| vec![false; p.material.sections.len()]).collect();
+    let mut seen_text = std::collections::HashSet::new();
+    let mut on_sheet: Vec<(usize, usize)> = Vec::new();
+    while let Some(p) = (0..parts.len())
+        .filter(|&p| next[p] < orders[p].len())
+        .min_by(|&a, &b| ((next[a] + 1) as f32 / weights[a]).total_cmp(&((next[b] + 1) as f32 / weights[b])))
+    {
+        let i = orders[p][next[p]];
+        next[p] += 1;
+        let m = parts[p].material;
+        let s = &m.sentences[i];
         let mut cost = measure.height(&format!("• {}", s.text), BODY_PT);
-        if !opened[s.section] {
-            cost += measure.height(section_title(material, s.section), HEADING_PT);
+        if !opened[p][s.section] {
+            cost += measure.height(section_title(m, s.section), HEADING_PT);
         }
-        if used + cost > budget {
+        if used + cost > budget || seen_text.contains(&normalize_text(&s.text)) {
+            continue;
+        }
+        let vector = m.sentence_vectors.get(i);
+        let repeated = on_sheet.iter().any(|&(q, j)| {
+            q != p
+                && vector
+                    .zip(parts[q].material.sentence_vectors.get(j))
+                    .is_some_and(|(a, b)| cosine(a, b) >= SAME_SENTENCE)
+        });
+        if repeated {
             continue;
         }
         used += cost;
-        chosen[i] = true;
-        opened[s.section] = true;
+        seen_text.insert(normalize_text(&s.text));
+        on_sheet.push((p, i));
+        chosen[p][i] = true;
+        opened[p][s.section] = true;
     }
 
     let mut blocks = vec![Block::Heading { level: 1, text: heading }];
     blocks.extend(opening);
-    for (si, section) in material.sections.iter().enumerate() {
-        let figures_here: Vec<Block> = placed.iter().filter(|(s, _)| *s == si).map(|(_, b)| b.clone()).collect();
-        if !opened[si] && figures_here.is_empty() {
-            continue;
+    for (p, part) in parts.iter().enumerate() {
+        let m = part.material;
+        let figures_of = |section: usize| -> Vec<Block> {
+            placed.iter().filter(|(q, s, _)| *q == p && *s == section).map(|(_, _, b)| b.clone()).collect()
+        };
+        if course {
+            blocks.push(Block::Heading { level: 1, text: part.name.to_string() });
+            blocks.extend(part_terms[p].clone());
         }
-        let level = if section.path.len() <= 1 { 1 } else { 2 };
-        blocks.push(Block::Heading { level, text: section_title(material, si).to_string() });
-        for &i in &section.sentences {
-            if chosen[i] {
-                blocks.push(Block::Bullet(material.sentences[i].text.clone()));
+        for (si, section) in m.sections.iter().enumerate() {
+            let figures_here = figures_of(si);
+            if !opened[p][si] && figures_here.is_empty() {
+                continue;
             }
+            let level = if course || section.path.len() > 1 { 2 } else { 1 };
+            blocks.push(Block::Heading { level, text: section_title(m, si).to_string() });
+            for &i in &section.sentences {
+                if chosen[p][i] {
+                    blocks.push(Block::Bullet(m.sentences[i].text.clone()));
+                }
+            }
+            blocks.extend(figures_here);
         }
-        blocks.extend(figures_here);
+        blocks.extend(placed.iter().filter(|(q, s, _)| *q == p && *s >= m.sections.len()).map(|(_, _, b)| b.clone()));
     }
-    blocks.extend(placed.into_iter().filter(|(s, _)| *s >= material.sections.len()).map(|(_, b)| b));
     blocks
 }
 

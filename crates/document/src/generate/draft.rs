@@ -18,7 +18,7 @@ use super::quiz::{Kind, Question, Quiz, gives_away};
 use super::rank::descending;
 use super::text::{Material, split_sentences};
 use super::words::{normalize_text, words};
-use crate::sm2;
+use crate::schedule::sm2;
 
 /// The `n` most important sentences, each with the sentences beside it in its section that
 /// are on the same page, in reading order of importance.
@@ -130,6 +130,9 @@ fn accept_question(
         term: written,
         page: passage.page,
         source,
+        document_id: None,
+        document: None,
+        difficulty: None,
     })
 }
 
@@ -203,6 +206,8 @@ pub fn merge_cards(
                 back: d.back.trim().to_string(),
                 page: passage.page,
                 sm2: sm2::new_card(now),
+                document: None,
+                image: None,
             });
         }
     }

@@ -12,7 +12,7 @@ use super::skip;
 use super::text::Material;
 use super::words::{find_phrase, words};
 use crate::error::StageError;
-use crate::sm2::{self, Sm2};
+use crate::schedule::sm2::{self, Sm2};
 
 pub const MEDIA_TYPE: &str = "application/json";
 
@@ -20,12 +20,18 @@ pub const MEDIA_TYPE: &str = "application/json";
 #[serde(deny_unknown_fields)]
 pub struct Card {
     pub id: String,
-    /// definition | key_points | term
+    /// definition | key_points | term | figure
     pub kind: String,
     pub front: String,
     pub back: String,
     pub page: u32,
     pub sm2: Sm2,
+    /// In a deck over several documents: the file name of the card's document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+    /// A figure card's image: a file name in the deck's media (`<document id>-<figure file>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// `flashcards.json`; its schema is `jobs/flashcards.schema.json`.
@@ -112,12 +118,33 @@ pub fn cards(document_id: &str, material: &Material, max: usize, now: DateTime<U
                     back: back.clone(),
                     page: *page,
                     sm2: sm2::new_card(now),
+                    document: None,
+                    image: None,
                 });
             }
         }
     }
     cards
 }
+
+/// A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
+}
+
+/// The cards as CSV (front, back, document, page, kind) with a header row, which Anki's
+/// and most flashcard apps' importers read.
+pub fn csv(cards: &[Card]) -> String {
+    let mut out = String::from("front,back,document,page,kind\r\n");
+    for c in cards {
+        let row = [&c.front, &c.back, c.document.as_deref().unwrap_or(""), &c.page.to_string(), &c.kind];
+        out += &row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(",");
+        out += "\r\n";
+    }
+    out
+}
+
+pub const CSV_MEDIA_TYPE: &str = "text/csv; charset=utf-8";
 
 pub fn build(cards: Vec<Card>, skipped: Vec<String>) -> Result<Vec<u8>, StageError> {
     let deck = Deck { scheduler: "sm2".into(), cards, skipped };
@@ -127,6 +154,13 @@ pub fn build(cards: Vec<Card>, skipped: Vec<String>) -> Result<Vec<u8>, StageErr
 #[cfg(test)]
 mod tests {
     use super::super::text::{Definition, definition};
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        assert_eq!(super::csv_field("plain"), "plain");
+        assert_eq!(super::csv_field("a, b"), "\"a, b\"");
+        assert_eq!(super::csv_field("say \"hi\"\nnow"), "\"say \"\"hi\"\"\nnow\"");
+    }
 
     #[test]
     fn definitions_are_noun_phrases() {

@@ -60,6 +60,24 @@ pub struct Question {
     /// Page of the source sentence (where `term` is written).
     pub page: u32,
     pub source: String,
+    /// In a quiz over several documents: the cited document's id and file name, and the
+    /// question's difficulty (true/false easy, multiple choice medium, cloze hard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<String>,
+}
+
+impl Question {
+    /// Where the answer is: "page 4", or "lecture2.pdf, page 4" in a course quiz.
+    pub fn citation(&self) -> String {
+        match &self.document {
+            Some(name) => format!("{name}, page {}", self.page),
+            None => format!("page {}", self.page),
+        }
+    }
 }
 
 /// True when two words look like forms of one word ("list"/"lists", "plots"/"plotting").
@@ -178,6 +196,9 @@ pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
             term: written.clone(),
             page: s.page,
             source: s.text.clone(),
+            document_id: None,
+            document: None,
+            difficulty: None,
         };
         let q = match wanted {
             Kind::MultipleChoice if others.len() == 3 => {
@@ -306,7 +327,7 @@ pub fn build(quiz: &Quiz) -> Result<Vec<u8>, StageError> {
             Kind::Cloze => "Fill in the blank:",
             Kind::TrueFalse => "True or false?",
         };
-        let text = format!("{}. {lead} {} (page {})", q.number, q.prompt, q.page);
+        let text = format!("{}. {lead} {} ({})", q.number, q.prompt, q.citation());
         for (j, l) in wrap(&face, &text, width).into_iter().enumerate() {
             w.line(if j == 0 { MARGIN } else { indent }, l);
         }
@@ -334,7 +355,7 @@ pub fn build(quiz: &Quiz) -> Result<Vec<u8>, StageError> {
             Kind::TrueFalse if q.answer == "False" => format!("False — the text says “{}”", q.term),
             _ => q.answer.clone(),
         };
-        for (j, l) in wrap(&face, &format!("{}. {answer} — page {}", q.number, q.page), width).into_iter().enumerate()
+        for (j, l) in wrap(&face, &format!("{}. {answer} — {}", q.number, q.citation()), width).into_iter().enumerate()
         {
             w.line(if j == 0 { MARGIN } else { indent }, l);
         }

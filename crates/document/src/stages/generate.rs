@@ -211,6 +211,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
             back: c.back,
             page: c.page as i64,
             sm2: c.sm2,
+            fsrs: None,
         })
         .collect();
     ctx.store.replace_flashcards(document_id, &cards).await?;

@@ -3,7 +3,8 @@
 //! what the previous one wrote in the document's work directory
 //! (`<data>/documents/<id>/`, see [`crate::model::workdir`]) and overwrites its own
 //! outputs, so re-running a stage is idempotent. This module holds what every stage job
-//! carries ([`Payload`]) and how stage jobs are made.
+//! carries ([`Payload`]) and how stage jobs are made. [`study`] is not a stage of the
+//! pipeline: it is the job that makes study material over a collection on request.
 
 pub mod chunk;
 pub mod embed;
@@ -12,6 +13,7 @@ pub mod ingest;
 pub mod layout;
 pub mod ocr;
 pub mod render;
+pub mod study;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,5 @@
-//! The catalog: documents and what their stages recorded (figures, artifacts, flashcards),
+//! The catalog: documents and what their stages recorded (figures, artifacts, flashcards
+//! and their review state), collection settings, study sets requested over a collection,
 //! and API tokens. Written once for both databases.
 
 use sqlx::Row;
@@ -6,9 +7,9 @@ use sqlx::Row;
 use super::db::{on_pool, on_tx};
 use super::queue::{announce, insert_job};
 use super::{
-    ApiToken, Artifact, CollectionCount, Document, DocumentQuery, Figure, Flashcard, NewDocument, NewJob, Result, Sm2,
-    Store, artifact_from_row, document_from_row, figure_from_row, finish_job_json, flashcard_from_row, now_ms,
-    token_from_row,
+    ApiToken, Artifact, CollectionCount, CollectionSettings, Document, DocumentQuery, Figure, Flashcard, Fsrs,
+    NewDocument, NewJob, Result, Scheduler, Sm2, Store, StoreError, StudySet, artifact_from_row, document_from_row,
+    figure_from_row, finish_job_json, flashcard_from_row, now_ms, study_set_from_row, token_from_row,
 };
 
 impl Store {
@@ -418,5 +419,223 @@ impl Store {
             }
         );
         Ok(updated == 1)
+    }
+
+    /// Stores a card's FSRS state; false if there is no such card.
+    pub async fn set_flashcard_fsrs(&self, id: &str, fsrs: &Fsrs) -> Result<bool> {
+        let updated = on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query(
+                    "UPDATE flashcards SET fsrs_stability = $1, fsrs_difficulty = $2, fsrs_interval_days = $3,
+                         fsrs_reviewed_at = $4, fsrs_due = $5 WHERE id = $6",
+                )
+                .bind(fsrs.stability)
+                .bind(fsrs.difficulty)
+                .bind(fsrs.interval_days as i64)
+                .bind(fsrs.reviewed_at.timestamp_millis())
+                .bind(fsrs.due.timestamp_millis())
+                .bind(id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+            }
+        );
+        Ok(updated == 1)
+    }
+
+    /// A collection's cards due at `now` under `scheduler`, most overdue first. A card
+    /// FSRS has not reviewed yet is due when it was created.
+    pub async fn due_flashcards(
+        &self,
+        collection: &str,
+        scheduler: Scheduler,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<Flashcard>> {
+        let due = match scheduler {
+            Scheduler::Sm2 => "f.due",
+            Scheduler::Fsrs => "COALESCE(f.fsrs_due, f.due)",
+        };
+        let sql = format!(
+            "SELECT f.* FROM flashcards f JOIN documents d ON d.id = f.document_id
+             WHERE d.collection = $1 AND {due} <= $2 ORDER BY {due}, f.id LIMIT $3"
+        );
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(collection)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(|r| flashcard_from_row!(r)).collect()
+            }
+        )
+    }
+
+    // collection settings
+
+    pub async fn collection_settings(&self, collection: &str) -> Result<CollectionSettings> {
+        let row: Option<(String, f64)> = on_pool!(
+            &self.db,
+            read | pool | {
+                sqlx::query_as("SELECT scheduler, desired_retention FROM collection_settings WHERE collection = $1")
+                    .bind(collection)
+                    .fetch_optional(pool)
+                    .await?
+            }
+        );
+        Ok(match row {
+            None => CollectionSettings::default(),
+            Some((scheduler, desired_retention)) => CollectionSettings {
+                scheduler: Scheduler::parse(&scheduler)
+                    .ok_or_else(|| StoreError::Corrupt(format!("scheduler {scheduler:?}")))?,
+                desired_retention,
+            },
+        })
+    }
+
+    pub async fn set_collection_settings(&self, collection: &str, settings: &CollectionSettings) -> Result<()> {
+        on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query(
+                    "INSERT INTO collection_settings (collection, scheduler, desired_retention, updated_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (collection) DO UPDATE SET scheduler = excluded.scheduler,
+                         desired_retention = excluded.desired_retention, updated_at = excluded.updated_at",
+                )
+                .bind(collection)
+                .bind(settings.scheduler.name())
+                .bind(settings.desired_retention)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+            }
+        );
+        Ok(())
+    }
+
+    // study sets
+
+    /// Stores a study set and the job that makes it, in one transaction; returns the job id.
+    pub async fn insert_study_set(
+        &self,
+        id: &str,
+        collection: &str,
+        request: &serde_json::Value,
+        job: &NewJob,
+    ) -> Result<i64> {
+        let now = now_ms();
+        let mut tx = self.db.begin().await?;
+        let job_id = insert_job(&mut tx, job, now).await?;
+        on_tx!(&mut tx, |t| {
+            sqlx::query(
+                "INSERT INTO study_sets (id, collection, request, job_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(collection)
+            .bind(request.to_string())
+            .bind(job_id)
+            .bind(now)
+            .execute(&mut **t)
+            .await?;
+        });
+        announce(&mut tx, &[job.queue.as_str()]).await?;
+        tx.commit().await?;
+        self.wake([job.queue.as_str()]);
+        Ok(job_id)
+    }
+
+    pub async fn study_set(&self, id: &str) -> Result<Option<StudySet>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let row = sqlx::query("SELECT * FROM study_sets WHERE id = $1").bind(id).fetch_optional(pool).await?;
+                row.as_ref().map(|r| study_set_from_row!(r)).transpose()
+            }
+        )
+    }
+
+    /// A collection's study sets, newest first.
+    pub async fn study_sets(&self, collection: &str) -> Result<Vec<StudySet>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let rows = sqlx::query("SELECT * FROM study_sets WHERE collection = $1 ORDER BY created_at DESC, id")
+                    .bind(collection)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(|r| study_set_from_row!(r)).collect()
+            }
+        )
+    }
+
+    pub async fn set_study_progress(&self, id: &str, done: i64, total: i64) -> Result<()> {
+        on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query("UPDATE study_sets SET steps_done = $1, steps_total = $2 WHERE id = $3")
+                    .bind(done)
+                    .bind(total)
+                    .bind(id)
+                    .execute(pool)
+                    .await?;
+            }
+        );
+        Ok(())
+    }
+
+    pub async fn put_study_artifact(&self, study_id: &str, a: &Artifact) -> Result<()> {
+        on_pool!(
+            &self.db,
+            write
+                | pool
+                | {
+                    sqlx::query(
+                    "INSERT INTO study_artifacts (study_id, name, path, media_type, size_bytes) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (study_id, name) DO UPDATE SET path = excluded.path,
+                         media_type = excluded.media_type, size_bytes = excluded.size_bytes",
+                )
+                .bind(study_id)
+                .bind(&a.name)
+                .bind(&a.path)
+                .bind(&a.media_type)
+                .bind(a.size_bytes)
+                .execute(pool)
+                .await?;
+                }
+        );
+        Ok(())
+    }
+
+    pub async fn study_artifacts(&self, study_id: &str) -> Result<Vec<Artifact>> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let rows = sqlx::query("SELECT * FROM study_artifacts WHERE study_id = $1 ORDER BY name")
+                    .bind(study_id)
+                    .fetch_all(pool)
+                    .await?;
+                rows.iter().map(|r| artifact_from_row!(r)).collect()
+            }
+        )
+    }
+
+    /// Deletes a study set, its artifacts' rows and its job; false if there was none.
+    pub async fn delete_study_set(&self, id: &str) -> Result<bool> {
+        let mut tx = self.db.begin().await?;
+        let gone = on_tx!(&mut tx, |t| {
+            sqlx::query("DELETE FROM study_artifacts WHERE study_id = $1").bind(id).execute(&mut **t).await?;
+            sqlx::query("DELETE FROM jobs WHERE id = (SELECT job_id FROM study_sets WHERE id = $1)")
+                .bind(id)
+                .execute(&mut **t)
+                .await?;
+            sqlx::query("DELETE FROM study_sets WHERE id = $1").bind(id).execute(&mut **t).await?.rows_affected()
+        });
+        tx.commit().await?;
+        Ok(gone > 0)
     }
 }

@@ -299,7 +299,7 @@ impl ApiToken {
     }
 }
 
-/// A flashcard's SM-2 scheduling state (the algorithm is `lectern_document::sm2`).
+/// A flashcard's SM-2 scheduling state (the algorithm is `lectern_document::schedule::sm2`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Sm2 {
     pub ease: f64,
@@ -308,7 +308,17 @@ pub struct Sm2 {
     pub due: chrono::DateTime<chrono::Utc>,
 }
 
-/// A flashcard and its SM-2 review state.
+/// A flashcard's FSRS state after its first FSRS review (`lectern_document::schedule::fsrs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Fsrs {
+    pub stability: f64,
+    pub difficulty: f64,
+    pub interval_days: u32,
+    pub reviewed_at: chrono::DateTime<chrono::Utc>,
+    pub due: chrono::DateTime<chrono::Utc>,
+}
+
+/// A flashcard and its review state under each scheduler.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Flashcard {
     pub id: String,
@@ -317,6 +327,59 @@ pub struct Flashcard {
     pub back: String,
     pub page: i64,
     pub sm2: Sm2,
+    /// None until the card is first reviewed under FSRS.
+    pub fsrs: Option<Fsrs>,
+}
+
+/// Which scheduler reviews a collection's flashcards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    Sm2,
+    Fsrs,
+}
+
+impl Scheduler {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "sm2" => Some(Self::Sm2),
+            "fsrs" => Some(Self::Fsrs),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sm2 => "sm2",
+            Self::Fsrs => "fsrs",
+        }
+    }
+}
+
+/// A collection's settings; collections without stored settings get [`Default`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CollectionSettings {
+    pub scheduler: Scheduler,
+    /// The recall probability FSRS schedules for (0.7–0.99).
+    pub desired_retention: f64,
+}
+
+impl Default for CollectionSettings {
+    fn default() -> Self {
+        Self { scheduler: Scheduler::Sm2, desired_retention: 0.9 }
+    }
+}
+
+/// Study material requested over a collection: the request, its job and its progress.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StudySet {
+    pub id: String,
+    pub collection: String,
+    pub request: serde_json::Value,
+    pub job_id: i64,
+    pub steps_done: i64,
+    pub steps_total: i64,
+    pub created_at: i64,
 }
 
 /// How a failed attempt ends.
@@ -515,13 +578,53 @@ macro_rules! flashcard_from_row {
                 ease: r.try_get("ease")?,
                 interval_days: r.try_get::<i64, _>("interval_days")? as u32,
                 repetitions: r.try_get::<i64, _>("repetitions")? as u32,
-                due: chrono::DateTime::from_timestamp_millis(due)
-                    .ok_or_else(|| $crate::storage::StoreError::Corrupt(format!("due {due}")))?,
+                due: $crate::storage::time_from_ms(due)?,
+            },
+            fsrs: match (
+                r.try_get::<Option<f64>, _>("fsrs_stability")?,
+                r.try_get::<Option<f64>, _>("fsrs_difficulty")?,
+                r.try_get::<Option<i64>, _>("fsrs_interval_days")?,
+                r.try_get::<Option<i64>, _>("fsrs_reviewed_at")?,
+                r.try_get::<Option<i64>, _>("fsrs_due")?,
+            ) {
+                (Some(stability), Some(difficulty), Some(interval), Some(reviewed), Some(due)) => {
+                    Some($crate::storage::Fsrs {
+                        stability,
+                        difficulty,
+                        interval_days: interval as u32,
+                        reviewed_at: $crate::storage::time_from_ms(reviewed)?,
+                        due: $crate::storage::time_from_ms(due)?,
+                    })
+                }
+                _ => None,
             },
         })
     }};
 }
 pub(crate) use flashcard_from_row;
+
+/// A stored Unix-ms time as a date.
+pub(crate) fn time_from_ms(ms: i64) -> Result<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("time {ms}")))
+}
+
+macro_rules! study_set_from_row {
+    ($row:expr) => {{
+        let r = $row;
+        let request: String = r.try_get("request")?;
+        Ok::<_, $crate::storage::StoreError>($crate::storage::StudySet {
+            id: r.try_get("id")?,
+            collection: r.try_get("collection")?,
+            request: serde_json::from_str(&request)
+                .map_err(|e| $crate::storage::StoreError::Corrupt(format!("study request: {e}")))?,
+            job_id: r.try_get("job_id")?,
+            steps_done: r.try_get("steps_done")?,
+            steps_total: r.try_get("steps_total")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }};
+}
+pub(crate) use study_set_from_row;
 
 macro_rules! token_from_row {
     ($row:expr) => {{

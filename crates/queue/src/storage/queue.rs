@@ -314,16 +314,19 @@ impl Store {
     }
 
     /// Deletes finished jobs (done, cancelled) that finished before `before`; documents
-    /// keep their status.
+    /// keep their status, and a study set's job stays as long as the set (it is its status).
     pub async fn cleanup(&self, before: i64) -> Result<u64> {
         Ok(on_pool!(
             &self.db,
             write | pool | {
-                sqlx::query("DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < $1")
-                    .bind(before)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
+                sqlx::query(
+                    "DELETE FROM jobs WHERE state IN ('done', 'cancelled') AND finished_at < $1
+                     AND NOT EXISTS (SELECT 1 FROM study_sets s WHERE s.job_id = jobs.id)",
+                )
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected()
             }
         ))
     }

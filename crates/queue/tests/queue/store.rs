@@ -1,5 +1,5 @@
 //! The job store conformance suite, split by concern (insert, claim, lease, lifecycle,
-//! control, outputs, flashcards, listener, migration). Every backend runs all of it: see `backend_suite!` at the
+//! control, outputs, flashcards, study sets, listener, migration). Every backend runs all of it: see `backend_suite!` at the
 //! bottom — SQLite on a temporary file, PostgreSQL on a fresh database of the server
 //! started by `scripts/pg.sh` (`LECTERN_TEST_PG_URL`).
 
@@ -519,7 +519,7 @@ pub mod outputs {
 
 pub mod flashcards {
     use super::*;
-    use lectern_queue::storage::{Flashcard, Sm2};
+    use lectern_queue::storage::{CollectionSettings, Flashcard, Fsrs, Scheduler, Sm2};
 
     pub async fn replace_and_reschedule(store: Arc<Store>) {
         store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
@@ -531,6 +531,7 @@ pub mod flashcards {
             back: "back".into(),
             page: 2,
             sm2: Sm2 { ease: 2.5, interval_days: 0, repetitions: 0, due: now },
+            fsrs: None,
         };
         store.replace_flashcards("d1", &[card(1), card(2)]).await.unwrap();
         store.replace_flashcards("d1", &[card(1)]).await.unwrap();
@@ -540,6 +541,98 @@ pub mod flashcards {
         assert!(store.set_flashcard_schedule("d1-c001", &next).await.unwrap());
         assert_eq!(store.flashcard("d1-c001").await.unwrap().unwrap().sm2, next);
         assert!(!store.set_flashcard_schedule("nope", &next).await.unwrap());
+    }
+
+    /// FSRS state is kept beside SM-2's; the study queue reads the collection's
+    /// scheduler's due date (a card FSRS never saw is due when it was made).
+    pub async fn fsrs_state_settings_and_due_queue(store: Arc<Store>) {
+        let mut other = doc("d2");
+        other.collection = "other".into();
+        store.insert_document(&doc("d1"), &job("q", Some("d1"), 0)).await.unwrap();
+        store.insert_document(&other, &job("q", Some("d2"), 0)).await.unwrap();
+        let at = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+        let now = now_ms();
+        let card = |id: &str, document: &str, due: i64| Flashcard {
+            id: id.into(),
+            document_id: document.into(),
+            front: format!("front {id}"),
+            back: "back".into(),
+            page: 1,
+            sm2: Sm2 { ease: 2.5, interval_days: 0, repetitions: 0, due: at(due) },
+            fsrs: None,
+        };
+        let (a, b, c) = (card("a", "d1", now - 2_000), card("b", "d1", now - 1_000), card("c", "d1", now + 86_400_000));
+        store.replace_flashcards("d1", &[a.clone(), b.clone(), c.clone()]).await.unwrap();
+        store.replace_flashcards("d2", &[card("x", "d2", now - 5_000)]).await.unwrap();
+        let ids = |cards: Vec<Flashcard>| cards.into_iter().map(|c| c.id).collect::<Vec<_>>();
+
+        assert_eq!(store.collection_settings("default").await.unwrap(), CollectionSettings::default());
+        let due = store.due_flashcards("default", Scheduler::Sm2, now, 10).await.unwrap();
+        assert_eq!(ids(due), ["a", "b"], "most overdue first, only this collection, not the future card");
+        assert_eq!(ids(store.due_flashcards("default", Scheduler::Sm2, now, 1).await.unwrap()), ["a"]);
+
+        let fsrs = Fsrs {
+            stability: 2.3065,
+            difficulty: 2.118,
+            interval_days: 2,
+            reviewed_at: at(now),
+            due: at(now + 2 * 86_400_000),
+        };
+        assert!(store.set_flashcard_fsrs("a", &fsrs).await.unwrap());
+        assert!(!store.set_flashcard_fsrs("nope", &fsrs).await.unwrap());
+        let stored = store.flashcard("a").await.unwrap().unwrap();
+        assert_eq!((stored.fsrs.as_ref(), &stored.sm2), (Some(&fsrs), &a.sm2), "SM-2 state untouched");
+        assert_eq!(ids(store.due_flashcards("default", Scheduler::Fsrs, now, 10).await.unwrap()), ["b"]);
+        assert_eq!(ids(store.due_flashcards("default", Scheduler::Sm2, now, 10).await.unwrap()), ["a", "b"]);
+
+        let settings = CollectionSettings { scheduler: Scheduler::Fsrs, desired_retention: 0.85 };
+        store.set_collection_settings("default", &settings).await.unwrap();
+        store.set_collection_settings("default", &settings).await.unwrap();
+        assert_eq!(store.collection_settings("default").await.unwrap(), settings);
+        assert_eq!(store.collection_settings("other").await.unwrap(), CollectionSettings::default());
+    }
+}
+
+pub mod study {
+    use super::*;
+
+    /// A study set and its job are stored together; its artifacts replace, not duplicate;
+    /// the janitor keeps its job (the set's status) and deleting the set removes all of it.
+    pub async fn study_set_lifecycle(store: Arc<Store>) {
+        let request = serde_json::json!({"kinds": ["quiz"], "seed": 7});
+        let job_id = store.insert_study_set("s1", "course", &request, &job("generate", None, 0)).await.unwrap();
+        let set = store.study_set("s1").await.unwrap().unwrap();
+        assert_eq!((set.collection.as_str(), &set.request, set.job_id), ("course", &request, job_id));
+        assert_eq!(store.job(job_id).await.unwrap().unwrap().state, JobState::Available);
+        store.set_study_progress("s1", 2, 4).await.unwrap();
+        let set = store.study_set("s1").await.unwrap().unwrap();
+        assert_eq!((set.steps_done, set.steps_total), (2, 4));
+
+        let artifact = |size| Artifact {
+            name: "quiz.pdf".into(),
+            path: "/x/quiz.pdf".into(),
+            media_type: "application/pdf".into(),
+            size_bytes: size,
+        };
+        store.put_study_artifact("s1", &artifact(1)).await.unwrap();
+        store.put_study_artifact("s1", &artifact(2)).await.unwrap();
+        assert_eq!(store.study_artifacts("s1").await.unwrap(), [artifact(2)]);
+
+        let t = now_ms();
+        let claimed = claim_one(&store, "generate", "w", t).await.unwrap();
+        store.complete(&[done(&claimed, "w", vec![])]).await.unwrap();
+        store.cleanup(now_ms() + 60_000).await.unwrap();
+        assert!(store.job(job_id).await.unwrap().is_some(), "the janitor keeps a study set's job");
+
+        store.insert_study_set("s2", "other", &request, &job("generate", None, 0)).await.unwrap();
+        let names = |sets: Vec<lectern_queue::storage::StudySet>| sets.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(names(store.study_sets("course").await.unwrap()), ["s1"]);
+        assert!(store.delete_study_set("s1").await.unwrap());
+        assert!(!store.delete_study_set("s1").await.unwrap());
+        assert!(store.study_set("s1").await.unwrap().is_none());
+        assert!(store.study_artifacts("s1").await.unwrap().is_empty());
+        assert!(store.job(job_id).await.unwrap().is_none(), "its job goes with it");
+        assert!(store.study_set("s2").await.unwrap().is_some(), "other sets stay");
     }
 }
 
@@ -612,6 +705,8 @@ macro_rules! backend_suite {
             case!(outputs_listing_100k, outputs::listing_100k_documents_while_uploads_continue);
             case!(listener_wakes, listener::inserts_wake_idle_workers);
             case!(flashcards_schedule, flashcards::replace_and_reschedule);
+            case!(flashcards_fsrs_and_due, flashcards::fsrs_state_settings_and_due_queue);
+            case!(study_set_lifecycle, study::study_set_lifecycle);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn migration_reopen() {
