@@ -270,6 +270,78 @@ async fn upload_then_poll_until_done() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 
+    // FSRS for the collection: a new card rated good is due in 2 days (the fsrs crate's
+    // first stability, 2.3065 days); grades outside 1–4 are refused; the SM-2-reviewed card
+    // keeps its SM-2 due date until FSRS sees it, so the study queue holds the others.
+    let fsrs = serde_json::json!({ "scheduler": "fsrs", "desired_retention": 0.9 });
+    let put = client.put(format!("{base}/v1/collections/default/settings")).json(&fsrs).send().await.unwrap();
+    assert_eq!(put.status(), 200);
+    let settings: Value =
+        client.get(format!("{base}/v1/collections/default/settings")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(settings, fsrs);
+    let too_low = serde_json::json!({ "scheduler": "fsrs", "desired_retention": 0.2 });
+    let put = client.put(format!("{base}/v1/collections/default/settings")).json(&too_low).send().await.unwrap();
+    assert_eq!(put.status(), 400);
+    let second = deck["cards"][1]["id"].as_str().expect("the scan yields two cards").to_string();
+    let review = |grade: i64| {
+        client.post(format!("{base}/v1/flashcards/{second}/review")).json(&serde_json::json!({ "grade": grade })).send()
+    };
+    let fsrs_reviewed: Value = review(3).await.unwrap().json().await.unwrap();
+    assert_eq!(fsrs_reviewed["scheduler"], "fsrs", "{fsrs_reviewed}");
+    assert_eq!(fsrs_reviewed["fsrs"]["interval_days"], 2, "{fsrs_reviewed}");
+    assert_eq!(fsrs_reviewed["sm2"]["repetitions"], 0, "SM-2 state untouched: {fsrs_reviewed}");
+    let due = chrono::DateTime::parse_from_rfc3339(fsrs_reviewed["due"].as_str().unwrap()).unwrap();
+    let hours = (due.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((47.0..=48.1).contains(&hours), "due in two days: {fsrs_reviewed}");
+    assert_eq!(review(5).await.unwrap().status(), 400);
+    let queue: Value = client
+        .get(format!("{base}/v1/collections/default/flashcards/due?limit=500"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let due_ids: Vec<&str> = queue["cards"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(due_ids.len(), deck["cards"].as_array().unwrap().len() - 2, "{queue}");
+    assert!(!due_ids.contains(&card_id.as_str()) && !due_ids.contains(&second.as_str()));
+    let bad_limit = client.get(format!("{base}/v1/collections/default/flashcards/due?limit=0")).send().await.unwrap();
+    assert_eq!(bad_limit.status(), 400);
+
+    // Study material on request: 202 at once, made by the workers, downloadable.
+    let asked = client
+        .post(format!("{base}/v1/collections/default/study"))
+        .json(&serde_json::json!({ "kinds": ["flashcards"], "cards": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 202);
+    let asked: Value = asked.json().await.unwrap();
+    let study_url = format!("{base}{}", asked["status_url"].as_str().unwrap());
+    let started = std::time::Instant::now();
+    let set = loop {
+        let set: Value = client.get(&study_url).send().await.unwrap().json().await.unwrap();
+        if set["state"] == "done" {
+            break set;
+        }
+        assert!(!["failed", "dead", "cancelled"].contains(&set["state"].as_str().unwrap_or("")), "{set}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "{set}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!((set["steps_done"].as_i64(), set["steps_total"].as_i64()), (Some(2), Some(2)), "{set}");
+    let apkg = client.get(format!("{study_url}/artifacts/flashcards.apkg")).send().await.unwrap();
+    assert_eq!(apkg.status(), 200);
+    assert!(apkg.bytes().await.unwrap().starts_with(b"PK"), "a zip");
+    let refused = client
+        .post(format!("{base}/v1/collections/default/study"))
+        .json(&serde_json::json!({ "kinds": [], "cards": 5 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(client.delete(&study_url).send().await.unwrap().status(), 204);
+    assert_eq!(client.get(&study_url).send().await.unwrap().status(), 404);
+
     // Deleting the document removes it and its chunks.
     let deleted = client.delete(format!("{base}/v1/documents/{doc_id}")).send().await.unwrap();
     assert_eq!(deleted.status(), 200);
@@ -458,6 +530,25 @@ async fn every_route_but_health_needs_a_token_scoped_and_rate_limited() {
         .part("file", reqwest::multipart::Part::bytes(b"%PDF-1.4".to_vec()).file_name("x.pdf"));
     assert_eq!(scoped.post(format!("{base}/v1/documents")).multipart(form).send().await.unwrap().status(), 403);
 
+    // Study sets, settings and the study queue of a collection it may not use are out of
+    // reach too; a study set and its job are hidden like a document.
+    let study = |c: &reqwest::Client| {
+        c.post(format!("{base}/v1/collections/default/study")).json(&serde_json::json!({ "kinds": ["quiz"] })).send()
+    };
+    assert_eq!(study(&scoped).await.unwrap().status(), 403);
+    let queued = study(&client).await.unwrap();
+    assert_eq!(queued.status(), 202);
+    let queued: Value = queued.json().await.unwrap();
+    let study_id = queued["study_id"].as_str().unwrap().to_string();
+    assert_eq!(scoped.get(format!("{base}/v1/study/{study_id}")).send().await.unwrap().status(), 404);
+    assert_eq!(scoped.get(format!("{base}/v1/jobs/{}", queued["job_id"])).send().await.unwrap().status(), 404);
+    assert_eq!(client.get(format!("{base}/v1/study/{study_id}")).send().await.unwrap().status(), 200);
+    let due = scoped.get(format!("{base}/v1/collections/default/flashcards/due")).send().await.unwrap();
+    assert_eq!(due.status(), 403);
+    let fsrs = serde_json::json!({ "scheduler": "fsrs", "desired_retention": 0.9 });
+    let put = scoped.put(format!("{base}/v1/collections/default/settings")).json(&fsrs).send().await.unwrap();
+    assert_eq!(put.status(), 403);
+
     // Listings: the scoped token sees neither the document nor its collection.
     let get_json = |c: &reqwest::Client, path: &str| c.get(format!("{base}{path}")).send();
     let all: Value = get_json(&client, "/v1/documents?limit=10").await.unwrap().json().await.unwrap();
@@ -477,6 +568,8 @@ async fn every_route_but_health_needs_a_token_scoped_and_rate_limited() {
     assert_eq!(delete(&scoped, "default").await.unwrap().status(), 403);
     let gone: Value = delete(&client, "default").await.unwrap().json().await.unwrap();
     assert_eq!(gone["deleted_documents"], 1, "{gone}");
+    let study_gone = client.get(format!("{base}/v1/study/{study_id}")).send().await.unwrap();
+    assert_eq!(study_gone.status(), 404, "the collection's study sets go with it");
     assert_eq!(client.get(format!("{base}/v1/documents/{id}")).send().await.unwrap().status(), 404);
 
     // Revoked tokens stop working.

@@ -4,6 +4,7 @@
 //! PostgreSQL server.
 
 mod common;
+mod course;
 mod disk_full;
 mod export;
 mod hostile;

@@ -11,7 +11,7 @@ use lectern_document::generate::{self, cheatsheet, quiz::Kind};
 use lectern_document::pipeline::run_stage;
 use lectern_document::stages::{Payload, ingest};
 
-fn validate(schema: &str, path: &std::path::Path) {
+pub(crate) fn validate(schema: &str, path: &std::path::Path) {
     let schema: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(common::root().join("jobs").join(schema)).unwrap()).unwrap();
     let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();

@@ -9,23 +9,36 @@ use std::io::Read;
 use std::path::Path;
 
 use super::cheatsheet::{BODY_PT, EMU_PER_INCH, FIGURE_WIDTH_IN, HEADING_PT, MARGIN_TWIPS, page_twips};
-use super::flashcards::Deck;
-use super::quiz::{Kind, Quiz};
+use super::flashcards::{Card, Deck};
+use super::quiz::{Kind, Question, Quiz};
 use super::text::separate_run_on;
 use super::words::{find_phrase, normalize_text, words};
 use crate::config::GenerateConfig;
 use crate::model::workdir::Page;
 
-/// Problems found; empty when everything holds.
+/// Problems found in one document's material; empty when everything holds.
 pub fn check(quiz: &Quiz, deck: &Deck, pages: &[Page]) -> Vec<String> {
+    check_with(quiz, deck, |_| Some(pages), |_| Some(pages))
+}
+
+/// Problems found in material over several documents: each question's and card's pages
+/// are those of its own document.
+pub fn check_with<'a>(
+    quiz: &Quiz,
+    deck: &Deck,
+    pages_of_question: impl Fn(&Question) -> Option<&'a [Page]>,
+    pages_of_card: impl Fn(&Card) -> Option<&'a [Page]>,
+) -> Vec<String> {
     let mut problems = Vec::new();
     // Read as the material reads pages: "geometry.The" is two words.
-    let page_words = |n: u32| pages.iter().find(|p| p.number == n).map(|p| words(&separate_run_on(&p.text())));
+    let words_on = |pages: Option<&[Page]>, n: u32| {
+        pages?.iter().find(|p| p.number == n).map(|p| words(&separate_run_on(&p.text())))
+    };
     let mut prompts = HashSet::new();
     let mut sources = HashSet::new();
     for q in &quiz.questions {
         let at = format!("question {}", q.number);
-        match page_words(q.page) {
+        match words_on(pages_of_question(q), q.page) {
             Some(ws) if find_phrase(&ws, &words(&q.term)).is_some() => {}
             Some(_) => problems.push(format!("{at}: answer {:?} is not on page {}", q.term, q.page)),
             None => problems.push(format!("{at}: cites page {} which the document does not have", q.page)),
@@ -69,7 +82,7 @@ pub fn check(quiz: &Quiz, deck: &Deck, pages: &[Page]) -> Vec<String> {
         if card.sm2.ease != 2.5 || card.sm2.interval_days != 0 || card.sm2.repetitions != 0 {
             problems.push(format!("card {}: not in the initial SM-2 state", card.id));
         }
-        if page_words(card.page).is_none() {
+        if words_on(pages_of_card(card), card.page).is_none() {
             problems.push(format!("card {}: cites page {} which the document does not have", card.id, card.page));
         }
     }

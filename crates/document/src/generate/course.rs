@@ -53,6 +53,29 @@ pub fn shares(sizes: &[usize], n: usize) -> Vec<usize> {
     out
 }
 
+/// Each document's first items up to its share; what a document cannot give (too little
+/// text) is made up from the others' next items, in turn, so `n` are dealt when they exist.
+fn deal<T>(mut lists: Vec<Vec<T>>, shares: &[usize], n: usize) -> Vec<Vec<T>> {
+    let mut taken: Vec<usize> = lists.iter().zip(shares).map(|(l, &s)| s.min(l.len())).collect();
+    let mut missing = n.saturating_sub(taken.iter().sum());
+    while missing > 0 {
+        let before = missing;
+        for (i, list) in lists.iter().enumerate() {
+            if missing > 0 && taken[i] < list.len() {
+                taken[i] += 1;
+                missing -= 1;
+            }
+        }
+        if missing == before {
+            break;
+        }
+    }
+    for (list, t) in lists.iter_mut().zip(taken) {
+        list.truncate(t);
+    }
+    lists
+}
+
 fn difficulty(kind: Kind) -> &'static str {
     match kind {
         Kind::TrueFalse => "easy",
@@ -61,19 +84,23 @@ fn difficulty(kind: Kind) -> &'static str {
     }
 }
 
-/// Up to `n` questions over the documents, each document's share written from its own
-/// material (so distractors are its own terms), each citing document and page. The
+/// Up to `n` questions over the documents, each document's share (see [`deal`]) written
+/// from its own material (so distractors are its own terms), each citing document and page. The
 /// questions are dealt in an order drawn from `seed`, multiple-choice answers placed by it
 /// too: the same documents and seed give the same quiz.
 pub fn quiz(title: &str, documents: &[Document<'_>], n: usize, seed: u64) -> Quiz {
     let sizes: Vec<usize> = documents.iter().map(|d| d.part.material.sentences.len()).collect();
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut questions = Vec::new();
     let mut skipped = Vec::new();
-    for (d, share) in documents.iter().zip(shares(&sizes, n)) {
-        let part = quiz::questions(d.part.name, d.part.material, share);
+    let mut lists = Vec::new();
+    for d in documents {
+        let part = quiz::questions(d.part.name, d.part.material, n);
         skipped.extend(part.skipped.into_iter().map(|s| format!("{}: {s}", d.part.name)));
-        for mut q in part.questions {
+        lists.push(part.questions);
+    }
+    let mut questions = Vec::new();
+    for (d, list) in documents.iter().zip(deal(lists, &shares(&sizes, n), n)) {
+        for mut q in list {
             q.document_id = Some(d.id.to_string());
             q.document = Some(d.part.name.to_string());
             q.difficulty = Some(difficulty(q.kind).to_string());
@@ -107,8 +134,10 @@ pub fn cards(study_id: &str, documents: &[Document<'_>], n: usize, now: DateTime
             out.push(card);
         }
     };
-    for (d, share) in documents.iter().zip(shares(&sizes, n - figure_cards)) {
-        for mut card in flashcards::cards(d.id, d.part.material, share, now) {
+    let wanted = n - figure_cards;
+    let lists = documents.iter().map(|d| flashcards::cards(d.id, d.part.material, wanted, now)).collect();
+    for (d, list) in documents.iter().zip(deal(lists, &shares(&sizes, wanted), wanted)) {
+        for mut card in list {
             card.document = Some(d.part.name.to_string());
             keep(&mut out, card);
         }
@@ -119,17 +148,14 @@ pub fn cards(study_id: &str, documents: &[Document<'_>], n: usize, now: DateTime
         let card = Card {
             id: String::new(),
             kind: "figure".into(),
-            front: "What does this figure show?".into(),
+            front: format!("What does the figure on page {} of {} show?", f.page, d.part.name),
             back: caption.clone(),
             page: f.page,
             sm2: sm2::new_card(now),
             document: Some(d.part.name.to_string()),
             image: Some(format!("{}-{file}", d.id)),
         };
-        // Every figure card has the same front: only its back must be new.
-        if backs.insert(normalize_text(&card.back)) {
-            out.push(card);
-        }
+        keep(&mut out, card);
     }
     for (i, c) in out.iter_mut().enumerate() {
         c.id = format!("{study_id}-c{:03}", i + 1);
@@ -139,7 +165,15 @@ pub fn cards(study_id: &str, documents: &[Document<'_>], n: usize, now: DateTime
 
 #[cfg(test)]
 mod tests {
-    use super::shares;
+    use super::{deal, shares};
+
+    #[test]
+    fn a_short_document_leaves_its_share_to_the_others() {
+        let lists = vec![vec![1, 2, 3, 4, 5], vec![10], vec![20, 21, 22, 23]];
+        assert_eq!(deal(lists.clone(), &[2, 2, 2], 6), [vec![1, 2, 3], vec![10], vec![20, 21]]);
+        assert_eq!(deal(lists.clone(), &[1, 1, 1], 3), [vec![1], vec![10], vec![20]]);
+        assert_eq!(deal(lists, &[4, 4, 4], 12), [vec![1, 2, 3, 4, 5], vec![10], vec![20, 21, 22, 23]], "all there is");
+    }
 
     #[test]
     fn shares_follow_size_and_give_everyone_one() {
