@@ -17,7 +17,7 @@ DEMO_DATA := ./lectern-data
 # and reuse its artifacts; `-p lectern` alone resolves other features and rebuilds LanceDB's stack.
 BENCH := cargo bench --profile dev --workspace
 
-.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-study-terms eval-ocr eval-figures bench-pages bench-scans bench-text-layer
+.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-study-terms eval-ocr eval-figures bench-pages bench-scans bench-text-layer bench-course
 
 setup:
 	./scripts/setup.sh
@@ -119,6 +119,12 @@ bench-load: setup
 # Generation time per document (material, plan, write; the stage vs the embed stage).
 bench-generate: setup
 	$(BENCH) --bench generate -- --runs 3
+
+# A course's study set over three corpus documents: the study job vs the documents' own
+# generate stages (same run), a worker's wall time and peak RSS, and checks on its output
+# (the .apkg imported by Anki's own importer from the peers' venv).
+bench-course: setup
+	LECTERN_PEERS_PYTHON=$$(./scripts/peers.sh) $(BENCH) --bench course -- --runs 3
 
 # OCR vs the tesseract CLI, layout vs raw ONNX Runtime, on the same pages.
 bench-document: setup

@@ -17,7 +17,10 @@
 
 #[path = "common/args.rs"]
 mod args;
+#[path = "common/measure.rs"]
+mod measure;
 
+use measure::median;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -39,11 +42,6 @@ const DOCUMENTS: [(&str, &str); 3] = [
 struct Args {
     #[command(flatten)]
     repeat: args::Repeat,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -92,7 +90,7 @@ async fn run(runs: usize) {
             material_ms.push(ms);
 
             let t = Instant::now();
-            let inputs = stages::generate::figure_inputs(&chunks, &figures, &material);
+            let inputs = stages::generate::figure_inputs(&chunks, &figures, &page_data, &material);
             let set = stages::generate::study_set(
                 &id,
                 "bench",

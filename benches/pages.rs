@@ -23,7 +23,10 @@
 
 #[path = "common/args.rs"]
 mod args;
+#[path = "common/measure.rs"]
+mod measure;
 
+use measure::peak_rss_mib;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -138,13 +141,6 @@ fn front_half(shipped: &str) -> String {
         }
     }
     out
-}
-
-/// Peak resident memory of a process, from `/proc/<pid>/status` (kB → MiB).
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
 }
 
 /// `lectern export` of document `id` in `format` to `out`: seconds, peak RSS in MiB (its

@@ -22,7 +22,7 @@ LAYERS = [
     ["model"],
     ["formats", "text"],
     ["engines"],
-    ["sm2", "generate", "index", "classify", "export"],
+    ["schedule", "generate", "index", "classify", "export"],
     ["context"],
     ["stages", "search", "ask", "webhook"],
     ["pipeline"],

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the peers that benches run beside Lectern, from the registries, pinned:
 # Kreuzberg (PyPI; its Rust core bundles libtesseract) and OCRmyPDF (PyPI; the system
-# tesseract) with the measuring and scan-making libraries (rapidfuzz, pypdf, Pillow) in a
+# tesseract) with the measuring and scan-making libraries (rapidfuzz, pypdf, Pillow) and
+# Anki's own Python library (its importer reads the .apkg study sets write) in a
 # venv, and pdftotext/pdfinfo (poppler-utils, apt). Idempotent; prints the venv's python.
 #
 #   scripts/peers.sh    # LECTERN_PEERS_VENV overrides ~/.cache/lectern/peers
 set -euo pipefail
 
 venv="${LECTERN_PEERS_VENV:-$HOME/.cache/lectern/peers}"
-pins=(kreuzberg==4.10.4 rapidfuzz==3.14.6 pypdf==6.1.1 ocrmypdf==17.13.0 pillow==12.1.1)
+pins=(kreuzberg==4.10.4 rapidfuzz==3.14.6 pypdf==6.1.1 ocrmypdf==17.13.0 pillow==12.1.1 anki==26.9.3)
 sudo=(); [[ $(id -u) -eq 0 ]] || sudo=(sudo)
 say() { printf '[peers] %s\n' "$*" >&2; }
 

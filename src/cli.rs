@@ -386,6 +386,9 @@ pub struct StudyArgs {
     /// Orders the quiz (same seed and documents, same quiz).
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A cheat-sheet part per topic instead of per document (repeatable).
+    #[arg(long = "topic")]
+    topics: Vec<String>,
     /// Wait until the set is made (workers must be running) and print its files.
     #[arg(long)]
     wait: bool,
@@ -1042,6 +1045,7 @@ async fn study_request(ctx: &Context, args: StudyArgs) -> anyhow::Result<i32> {
         questions: args.questions,
         cards: args.cards,
         seed: args.seed,
+        topics: (!args.topics.is_empty()).then_some(args.topics),
     };
     let (id, job) = study::request(ctx, &args.collection, &request).await?;
     println!("study set {id} (job {job}) queued on the generate queue");

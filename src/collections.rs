@@ -137,6 +137,7 @@ pub async fn delete_collection(ctx: &Context, name: &str, scope: Option<&[String
     for set in ctx.store.study_sets(name).await? {
         crate::study::delete(ctx, &set.id).await?;
     }
+    ctx.store.delete_collection_settings(name).await?;
     let mut deleted = 0;
     loop {
         let page = ctx.store.list_documents(&query).await?;

@@ -335,11 +335,36 @@ enum Owner {
     NotAResource,
 }
 
+/// A path segment as axum hands it to a handler: `%XX` escapes decoded (`None` when the
+/// result is not UTF-8, which axum refuses too).
+fn percent_decoded(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 async fn owner(ctx: &Context, path: &str) -> Result<Owner, ApiError> {
     let mut parts = path.trim_start_matches('/').split('/');
     let (Some("v1"), Some(kind), Some(id)) = (parts.next(), parts.next(), parts.next()) else {
         return Ok(Owner::NotAResource);
     };
+    // Look up what the handler will see: `/v1/study/%73-…` is `s-…`.
+    let Some(id) = percent_decoded(id) else { return Ok(Owner::NotAResource) };
+    let id = id.as_str();
     Ok(match kind {
         "documents" => Owner::Document(id.to_string()),
         "jobs" => match id.parse::<i64>() {

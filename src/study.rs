@@ -11,6 +11,11 @@ use lectern_queue::storage::{
     Artifact, CollectionSettings, Flashcard, JobState, Scheduler, StoreError, StudySet, now_ms,
 };
 
+/// A collection name as the index takes it (1–64 of a-z, 0-9, _ and -).
+fn valid_collection(collection: &str) -> Result<(), StudyError> {
+    lectern_document::index::table_name(collection).map(drop).map_err(|e| StudyError::Invalid(e.to_string()))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
     #[error("{0}")]
@@ -40,9 +45,11 @@ pub struct StudyStatus {
 /// Enqueues study material over `collection`; answers with the new set's id and job id.
 pub async fn request(ctx: &Context, collection: &str, request: &Request) -> Result<(String, i64), StudyError> {
     request.validate().map_err(StudyError::Invalid)?;
+    valid_collection(collection)?;
     let id = format!("s-{}", uuid::Uuid::now_v7().simple());
     let body = serde_json::to_value(request).expect("a study request serialises");
-    let job = study::job(&ctx.pipeline, &id);
+    let job = study::job(&ctx.pipeline, &id)
+        .ok_or_else(|| StudyError::Invalid("this pipeline has no generate stage to make study material".into()))?;
     let job_id = ctx.store.insert_study_set(&id, collection, &body, &job).await?;
     Ok((id, job_id))
 }
@@ -133,6 +140,7 @@ pub async fn settings(ctx: &Context, collection: &str) -> Result<CollectionSetti
 
 /// Sets the collection's scheduler (`sm2` or `fsrs`) and FSRS's desired retention.
 pub async fn set_settings(ctx: &Context, collection: &str, settings: &CollectionSettings) -> Result<(), StudyError> {
+    valid_collection(collection)?;
     if !(0.7..=0.99).contains(&settings.desired_retention) {
         return Err(StudyError::Invalid(format!(
             "desired_retention must be 0.7 to 0.99, not {}",

@@ -76,6 +76,7 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
         questions: Some(12),
         cards: Some(30),
         seed: 7,
+        topics: None,
     };
     let status = study_until_done(&ctx, &every).await;
     assert_eq!((status.set.steps_done, status.set.steps_total), (4, 4), "three documents read, then written");
@@ -123,12 +124,12 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
     let docx = file(&status, "cheatsheet.docx");
     let facts = generate::check::cheatsheet(&docx, &GenerateConfig::default()).unwrap();
     assert!(facts.problems.is_empty(), "{facts:?}");
-    let paragraphs = paragraphs(&docx);
+    let sheet_text = paragraphs(&docx);
     for name in names {
-        let at = paragraphs.iter().position(|p| p == name).unwrap_or_else(|| panic!("no part for {name}"));
-        assert!(paragraphs[at + 1..].iter().take(8).any(|p| p.starts_with("• ")), "{name} has sentences");
+        let at = sheet_text.iter().position(|p| p == name).unwrap_or_else(|| panic!("no part for {name}"));
+        assert!(sheet_text[at + 1..].iter().take(8).any(|p| p.starts_with("• ")), "{name} has sentences");
     }
-    let bullets: Vec<&String> = paragraphs.iter().filter(|p| p.starts_with("• ")).collect();
+    let bullets: Vec<&String> = sheet_text.iter().filter(|p| p.starts_with("• ")).collect();
     let distinct: HashSet<&&String> = bullets.iter().collect();
     assert!(bullets.len() >= 12 && distinct.len() == bullets.len(), "{bullets:#?}");
     let pdf = generate::check::docx_to_pdf(&docx, dir.path()).expect("soffice (scripts/setup.sh installs it)");
@@ -145,6 +146,7 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
 
     // The .apkg, read by Python's sqlite3: one note and one new card per flashcard, in the
     // deck named after the collection, fields Front/Back/Source, figure images as media.
+    // (`make bench-course` also imports one with Anki's own importer.)
     let out = std::process::Command::new("python3")
         .arg(common::root().join("tests/end_to_end/read_apkg.py"))
         .arg(file(&status, "flashcards.apkg"))
@@ -156,7 +158,7 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
     assert_eq!(anki["notes"].as_array().unwrap().len(), deck.cards.len());
     assert_eq!(anki["cards"].as_array().unwrap().len(), deck.cards.len());
     let deck_ids: Vec<&String> =
-        anki["decks"].as_object().unwrap().iter().filter(|(_, v)| *v == "default").map(|(k, _)| k).collect();
+        anki["decks"].as_object().unwrap().iter().filter(|(_, v)| *v == "default (Lectern)").map(|(k, _)| k).collect();
     assert_eq!(deck_ids.len(), 1, "{}", anki["decks"]);
     assert!(
         anki["cards"]
@@ -169,12 +171,17 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
     assert_eq!(model["fields"], serde_json::json!(["Front", "Back", "Source"]));
     let sort_fields: HashSet<&str> =
         anki["notes"].as_array().unwrap().iter().map(|n| n["sfld"].as_str().unwrap()).collect();
-    assert!(deck.cards.iter().all(|c| sort_fields.contains(c.front.as_str())), "each card is a note");
+    // Anki's sort field: the front as text, a picture's file name kept.
+    let sort_field = |c: &generate::flashcards::Card| match &c.image {
+        Some(image) => format!("{image} {}", c.front),
+        None => c.front.clone(),
+    };
+    assert!(deck.cards.iter().all(|c| sort_fields.contains(sort_field(c).as_str())), "each card is a note");
     let media: HashSet<&str> = anki["media"].as_object().unwrap().values().map(|v| v.as_str().unwrap()).collect();
     for card in &figure_cards {
         let image = card.image.as_deref().unwrap();
         assert!(media.contains(image), "{image} missing from {media:?}");
-        let note = anki["notes"].as_array().unwrap().iter().find(|n| n["sfld"] == card.front.as_str()).unwrap();
+        let note = anki["notes"].as_array().unwrap().iter().find(|n| n["sfld"] == sort_field(card).as_str()).unwrap();
         assert!(note["fields"][0].as_str().unwrap().contains(&format!("<img src=\"{image}\">")), "{note}");
     }
     assert_eq!(anki["png_files"].as_u64().unwrap() as usize, media.len(), "every media file is a PNG");
@@ -220,6 +227,22 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
     a.sort();
     b.sort();
     assert_eq!(a, b, "but they are the same questions");
+
+    // Topics instead of documents: a part per topic, its sections from the documents that
+    // speak of it ("<document> · <section>").
+    let topics = vec![
+        "optical character recognition of scanned text".to_string(),
+        "hydrographic network data model".to_string(),
+    ];
+    let topical = Request { kinds: vec![Kind::Cheatsheet], topics: Some(topics.clone()), ..every.clone() };
+    let sheet = paragraphs(&file(&study_until_done(&ctx, &topical).await, "cheatsheet.docx"));
+    let at: Vec<usize> = topics
+        .iter()
+        .map(|t| sheet.iter().position(|p| p == t).unwrap_or_else(|| panic!("no part for {t}: {sheet:#?}")))
+        .collect();
+    let ocr_part = &sheet[at[0] + 1..at[1]];
+    assert!(ocr_part.iter().any(|p| p.starts_with("scan.pdf · ")), "{ocr_part:#?}");
+    assert!(ocr_part.iter().any(|p| p.starts_with("• ")) && sheet[at[1]..].iter().any(|p| p.starts_with("• ")));
 
     // A bad request is refused before any job; a study set of no document fails with why.
     let none = Request { kinds: Vec::new(), ..every.clone() };

@@ -541,6 +541,12 @@ async fn every_route_but_health_needs_a_token_scoped_and_rate_limited() {
     let queued: Value = queued.json().await.unwrap();
     let study_id = queued["study_id"].as_str().unwrap().to_string();
     assert_eq!(scoped.get(format!("{base}/v1/study/{study_id}")).send().await.unwrap().status(), 404);
+    // Percent-escaped ids are what the handlers see decoded: still hidden.
+    let escaped = format!("%{:02X}{}", study_id.as_bytes()[0], &study_id[1..]);
+    assert_eq!(scoped.get(format!("{base}/v1/study/{escaped}")).send().await.unwrap().status(), 404);
+    assert_eq!(client.get(format!("{base}/v1/study/{escaped}")).send().await.unwrap().status(), 200);
+    let escaped_doc = format!("%{:02X}{}", id.as_bytes()[0], &id[1..]);
+    assert_eq!(scoped.get(format!("{base}/v1/documents/{escaped_doc}")).send().await.unwrap().status(), 404);
     assert_eq!(scoped.get(format!("{base}/v1/jobs/{}", queued["job_id"])).send().await.unwrap().status(), 404);
     assert_eq!(client.get(format!("{base}/v1/study/{study_id}")).send().await.unwrap().status(), 200);
     let due = scoped.get(format!("{base}/v1/collections/default/flashcards/due")).send().await.unwrap();

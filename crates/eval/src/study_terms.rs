@@ -289,7 +289,7 @@ async fn measure(
     let chunks = chunk::load(ctx, id)?;
     let figures = ctx.store.figures(id).await?;
     let material = generate::material(ctx, &chunks, &pages).await?;
-    let inputs = generate::figure_inputs(&chunks, &figures, &material);
+    let inputs = generate::figure_inputs(&chunks, &figures, &pages, &material);
     let title = Path::new(&doc.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let set = generate::study_set(
         id,

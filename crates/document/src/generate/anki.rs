@@ -138,7 +138,11 @@ fn write_collection(path: &Path, deck_name: &str, cards: &[Card], now: DateTime<
     let tx = db.unchecked_transaction()?;
     for (i, card) in cards.iter().enumerate() {
         let [front, back, source] = fields(card);
-        let sort_field = card.front.clone();
+        // Anki's sort field is the first field as text, a picture's file name kept.
+        let sort_field = match &card.image {
+            Some(image) => format!("{image} {}", card.front),
+            None => card.front.clone(),
+        };
         let note_id = ms + i as i64;
         let guid = hex::encode(&Sha1::digest(card.id.as_bytes())[..8]);
         let tags = match card.kind.as_str() {
@@ -155,7 +159,7 @@ fn write_collection(path: &Path, deck_name: &str, cards: &[Card], now: DateTime<
                 tags,
                 [front, back, source].join("\x1f"),
                 sort_field,
-                checksum(&card.front)
+                checksum(&sort_field)
             ],
         )?;
         // A new card (type 0, queue 0) due in deck order.

@@ -181,14 +181,23 @@ fn plan_parts(title: &str, parts: &[Part<'_>], summary: Option<&str>, config: &G
         opening.extend(key_terms(parts[0].material, 12));
         vec![None]
     };
-    for block in opening.iter().chain(part_terms.iter().flatten()) {
-        if let Block::Labelled { label, text } = block {
-            used += measure.height(&format!("{label}: {text}"), BODY_PT);
-        }
-    }
-    if course {
-        used += parts.iter().map(|p| measure.height(p.name, HEADING_PT)).sum::<f32>();
-    }
+    let labelled = |block: &Block| match block {
+        Block::Labelled { label, text } => measure.height(&format!("{label}: {text}"), BODY_PT),
+        _ => 0.0,
+    };
+    used += opening.iter().map(labelled).sum::<f32>();
+    // In a course, a document's heading and key terms are paid for with its first sentence
+    // or figure; a document with neither gets no part.
+    let mut paid = vec![false; parts.len()];
+    let part_cost: Vec<f32> = parts
+        .iter()
+        .zip(&part_terms)
+        .map(
+            |(p, terms)| {
+                if course { measure.height(p.name, HEADING_PT) + terms.as_ref().map_or(0.0, labelled) } else { 0.0 }
+            },
+        )
+        .collect();
 
     // Figures first take their room (at most a quarter of the budget), one document's
     // first figure after another's.
@@ -208,11 +217,15 @@ fn plan_parts(title: &str, parts: &[Part<'_>], summary: Option<&str>, config: &G
         let width_emu = (FIGURE_WIDTH_IN * EMU_PER_INCH) as u32;
         let height_emu = (width_emu as f32 * h as f32 / w.max(1) as f32) as u32;
         let caption = f.caption.clone().unwrap_or_else(|| format!("Figure from page {}", f.page));
-        let cost = height_emu as f32 / EMU_PER_INCH * 72.0 + measure.height(&caption, BODY_PT - 1.0);
+        let mut cost = height_emu as f32 / EMU_PER_INCH * 72.0 + measure.height(&caption, BODY_PT - 1.0);
+        if !paid[p] {
+            cost += part_cost[p];
+        }
         if used + cost > budget * 0.25 + measure.height(&heading, HEADING_PT) {
             continue;
         }
         used += cost;
+        paid[p] = true;
         let section = f.section.unwrap_or(usize::MAX);
         placed.push((p, section, Block::Figure { path: f.path.clone(), width_emu, height_emu, caption }));
     }
@@ -233,9 +246,11 @@ fn plan_parts(title: &str, parts: &[Part<'_>], summary: Option<&str>, config: &G
             }
         })
         .collect();
-    // Documents take turns in proportion to their sentences: next is the one furthest
-    // below its share.
+    // Every document first gets a sentence; then they take turns in proportion to their
+    // sentences: next is the one furthest below its share.
     let weights: Vec<f32> = parts.iter().map(|p| p.material.sentences.len().max(1) as f32).collect();
+    let mut taken = vec![0usize; parts.len()];
+    let turn = |p: usize, taken: &[usize]| if taken[p] == 0 { 0.0 } else { (taken[p] + 1) as f32 / weights[p] };
     let mut next = vec![0usize; parts.len()];
     let mut chosen: Vec<Vec<bool>> = parts.iter().map(|p| vec![false; p.material.sentences.len()]).collect();
     let mut opened: Vec<Vec<bool>> = parts.iter().map(|p| vec![false; p.material.sections.len()]).collect();
@@ -243,7 +258,7 @@ fn plan_parts(title: &str, parts: &[Part<'_>], summary: Option<&str>, config: &G
     let mut on_sheet: Vec<(usize, usize)> = Vec::new();
     while let Some(p) = (0..parts.len())
         .filter(|&p| next[p] < orders[p].len())
-        .min_by(|&a, &b| ((next[a] + 1) as f32 / weights[a]).total_cmp(&((next[b] + 1) as f32 / weights[b])))
+        .min_by(|&a, &b| turn(a, &taken).total_cmp(&turn(b, &taken)))
     {
         let i = orders[p][next[p]];
         next[p] += 1;
@@ -252,6 +267,9 @@ fn plan_parts(title: &str, parts: &[Part<'_>], summary: Option<&str>, config: &G
         let mut cost = measure.height(&format!("• {}", s.text), BODY_PT);
         if !opened[p][s.section] {
             cost += measure.height(section_title(m, s.section), HEADING_PT);
+        }
+        if !paid[p] {
+            cost += part_cost[p];
         }
         if used + cost > budget || seen_text.contains(&normalize_text(&s.text)) {
             continue;
@@ -269,6 +287,8 @@ fn plan_parts(title: &str, parts: &[Part<'_>], summary: Option<&str>, config: &G
         used += cost;
         seen_text.insert(normalize_text(&s.text));
         on_sheet.push((p, i));
+        taken[p] += 1;
+        paid[p] = true;
         chosen[p][i] = true;
         opened[p][s.section] = true;
     }
@@ -280,7 +300,7 @@ fn plan_parts(title: &str, parts: &[Part<'_>], summary: Option<&str>, config: &G
         let figures_of = |section: usize| -> Vec<Block> {
             placed.iter().filter(|(q, s, _)| *q == p && *s == section).map(|(_, _, b)| b.clone()).collect()
         };
-        if course {
+        if course && paid[p] {
             blocks.push(Block::Heading { level: 1, text: part.name.to_string() });
             blocks.extend(part_terms[p].clone());
         }

@@ -2,7 +2,8 @@
 //! cards shared out among the documents in proportion to their sentences, each item
 //! citing its document; figure cards from captioned figures; a seed makes the order of
 //! questions and choices reproducible. The cheat sheet over several documents is
-//! [`super::cheatsheet::plan_course`].
+//! [`super::cheatsheet::plan_course`], with a part per document or, given topics, a part
+//! per topic made by [`by_topic`].
 
 use std::collections::HashSet;
 
@@ -11,9 +12,11 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::cheatsheet::{FigureInput, Part};
+use super::cheatsheet::Part;
 use super::flashcards::{self, Card};
 use super::quiz::{self, Kind, Quiz};
+use super::rank::cosine;
+use super::text::{Material, Section};
 use super::words::normalize_text;
 use crate::schedule::sm2;
 
@@ -53,27 +56,34 @@ pub fn shares(sizes: &[usize], n: usize) -> Vec<usize> {
     out
 }
 
-/// Each document's first items up to its share; what a document cannot give (too little
+/// Each document's first items up to its share, skipping those `keep` refuses (a card or
+/// question another document already gave); what a document cannot give (too little
 /// text) is made up from the others' next items, in turn, so `n` are dealt when they exist.
-fn deal<T>(mut lists: Vec<Vec<T>>, shares: &[usize], n: usize) -> Vec<Vec<T>> {
-    let mut taken: Vec<usize> = lists.iter().zip(shares).map(|(l, &s)| s.min(l.len())).collect();
-    let mut missing = n.saturating_sub(taken.iter().sum());
-    while missing > 0 {
-        let before = missing;
-        for (i, list) in lists.iter().enumerate() {
-            if missing > 0 && taken[i] < list.len() {
-                taken[i] += 1;
-                missing -= 1;
+fn deal<T>(lists: Vec<Vec<T>>, shares: &[usize], n: usize, mut keep: impl FnMut(&T) -> bool) -> Vec<Vec<T>> {
+    let mut rest: Vec<std::vec::IntoIter<T>> = lists.into_iter().map(Vec::into_iter).collect();
+    let mut out: Vec<Vec<T>> = rest.iter().map(|_| Vec::new()).collect();
+    let mut take = |i: usize, out: &mut Vec<Vec<T>>| -> bool {
+        let next = rest[i].by_ref().find(|item| keep(item));
+        next.map(|item| out[i].push(item)).is_some()
+    };
+    let mut dealt = 0;
+    for (i, &share) in shares.iter().enumerate() {
+        while out[i].len() < share && dealt < n && take(i, &mut out) {
+            dealt += 1;
+        }
+    }
+    while dealt < n {
+        let before = dealt;
+        for i in 0..out.len() {
+            if dealt < n && take(i, &mut out) {
+                dealt += 1;
             }
         }
-        if missing == before {
+        if dealt == before {
             break;
         }
     }
-    for (list, t) in lists.iter_mut().zip(taken) {
-        list.truncate(t);
-    }
-    lists
+    out
 }
 
 fn difficulty(kind: Kind) -> &'static str {
@@ -98,8 +108,10 @@ pub fn quiz(title: &str, documents: &[Document<'_>], n: usize, seed: u64) -> Qui
         skipped.extend(part.skipped.into_iter().map(|s| format!("{}: {s}", d.part.name)));
         lists.push(part.questions);
     }
+    let mut seen = HashSet::new();
+    let new = |q: &quiz::Question| seen.insert(normalize_text(&q.source));
     let mut questions = Vec::new();
-    for (d, list) in documents.iter().zip(deal(lists, &shares(&sizes, n), n)) {
+    for (d, list) in documents.iter().zip(deal(lists, &shares(&sizes, n), n, new)) {
         for mut q in list {
             q.document_id = Some(d.id.to_string());
             q.document = Some(d.part.name.to_string());
@@ -115,50 +127,112 @@ pub fn quiz(title: &str, documents: &[Document<'_>], n: usize, seed: u64) -> Qui
     Quiz { title: title.to_string(), questions, skipped }
 }
 
-/// Up to `n` cards over the documents: each document's share of its best cards, then a
-/// card per captioned figure while room is left; no front or back twice across the
-/// course. Ids are `<study id>-c001`, …; figure images are named `<document id>-<file>`.
+/// Up to `n` cards over the documents: a card per figure with a caption (two per document, at
+/// most a fifth of the deck), the rest each document's share of its best cards (see
+/// [`deal`]), figure cards last; no front or back twice across the course. Ids are
+/// `<study id>-c001`, …; figure images are named `<document id>-<file>`.
 pub fn cards(study_id: &str, documents: &[Document<'_>], n: usize, now: DateTime<Utc>) -> Vec<Card> {
     let sizes: Vec<usize> = documents.iter().map(|d| d.part.material.sentences.len()).collect();
-    let figures: Vec<(&Document<'_>, &FigureInput)> = documents
-        .iter()
-        .flat_map(|d| d.part.figures.iter().filter(|f| f.caption.is_some()).take(2).map(move |f| (d, f)))
-        .collect();
-    // Figures get at most a fifth of the deck.
-    let figure_cards = figures.len().min(n / 5);
-    let mut out: Vec<Card> = Vec::new();
     let mut fronts = HashSet::new();
     let mut backs = HashSet::new();
-    let mut keep = |out: &mut Vec<Card>, card: Card| {
-        if fronts.insert(normalize_text(&card.front)) && backs.insert(normalize_text(&card.back)) {
-            out.push(card);
+    let mut new = |c: &Card| fronts.insert(normalize_text(&c.front)) && backs.insert(normalize_text(&c.back));
+    // Figures with a real caption ("Figure 2 – …", not the text around them) first, two
+    // per document, at most a fifth of the deck.
+    let mut figures = Vec::new();
+    for d in documents {
+        let captioned = d.part.figures.iter().filter(|f| f.caption.as_deref().is_some_and(quiz::is_caption));
+        for f in captioned.take(2) {
+            let file = std::path::Path::new(&f.path).file_name().map(|n| n.to_string_lossy().into_owned());
+            let (Some(file), Some(caption)) = (file, &f.caption) else { continue };
+            let card = Card {
+                id: String::new(),
+                kind: "figure".into(),
+                front: format!("What does the figure on page {} of {} show?", f.page, d.part.name),
+                back: caption.clone(),
+                page: f.page,
+                sm2: sm2::new_card(now),
+                document: Some(d.part.name.to_string()),
+                image: Some(format!("{}-{file}", d.id)),
+            };
+            if figures.len() < n / 5 && new(&card) {
+                figures.push(card);
+            }
         }
-    };
-    let wanted = n - figure_cards;
+    }
+    let wanted = n - figures.len();
     let lists = documents.iter().map(|d| flashcards::cards(d.id, d.part.material, wanted, now)).collect();
-    for (d, list) in documents.iter().zip(deal(lists, &shares(&sizes, wanted), wanted)) {
-        for mut card in list {
-            card.document = Some(d.part.name.to_string());
-            keep(&mut out, card);
-        }
+    let mut out: Vec<Card> = Vec::new();
+    for (d, list) in documents.iter().zip(deal(lists, &shares(&sizes, wanted), wanted, new)) {
+        out.extend(list.into_iter().map(|c| Card { document: Some(d.part.name.to_string()), ..c }));
     }
-    for (d, f) in figures.into_iter().take(figure_cards) {
-        let file = std::path::Path::new(&f.path).file_name().map(|n| n.to_string_lossy().into_owned());
-        let (Some(file), Some(caption)) = (file, &f.caption) else { continue };
-        let card = Card {
-            id: String::new(),
-            kind: "figure".into(),
-            front: format!("What does the figure on page {} of {} show?", f.page, d.part.name),
-            back: caption.clone(),
-            page: f.page,
-            sm2: sm2::new_card(now),
-            document: Some(d.part.name.to_string()),
-            image: Some(format!("{}-{file}", d.id)),
-        };
-        keep(&mut out, card);
-    }
+    out.extend(figures);
     for (i, c) in out.iter_mut().enumerate() {
         c.id = format!("{study_id}-c{:03}", i + 1);
+    }
+    out
+}
+
+/// How close (cosine) a sentence must be to its nearest topic to be filed under it.
+pub const TOPIC_MIN_SIMILARITY: f32 = 0.25;
+
+/// One material per topic: each sentence of each document filed under the topic its
+/// embedding is nearest to (when at least [`TOPIC_MIN_SIMILARITY`]; others are left out),
+/// in sections named "<document> · <section>"; key terms those of the documents that
+/// occur in the topic's sentences, weighed against their own document's best term.
+pub fn by_topic(topic_vectors: &[Vec<f32>], documents: &[Document<'_>]) -> Vec<Material> {
+    let mut out: Vec<Material> = topic_vectors.iter().map(|_| Material::default()).collect();
+    for d in documents {
+        let m = d.part.material;
+        if m.sentence_vectors.len() != m.sentences.len() {
+            continue;
+        }
+        // (topic, document section) → section index in that topic's material.
+        let mut sections: Vec<Vec<Option<usize>>> = vec![vec![None; m.sections.len()]; topic_vectors.len()];
+        let mut used_terms: Vec<Vec<bool>> = vec![vec![false; m.terms.len()]; topic_vectors.len()];
+        for (i, s) in m.sentences.iter().enumerate() {
+            let nearest = topic_vectors
+                .iter()
+                .map(|t| cosine(&m.sentence_vectors[i], t))
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .filter(|&(_, sim)| sim >= TOPIC_MIN_SIMILARITY);
+            let Some((t, _)) = nearest else { continue };
+            let topic = &mut out[t];
+            let section = *sections[t][s.section].get_or_insert_with(|| {
+                let title = m.sections[s.section].title().unwrap_or("Overview");
+                topic.sections.push(Section {
+                    path: vec![format!("{} · {title}", d.part.name)],
+                    page: m.sections[s.section].page,
+                    sentences: Vec::new(),
+                });
+                topic.sections.len() - 1
+            });
+            topic.sections[section].sentences.push(topic.sentences.len());
+            topic.sentences.push(super::text::Sentence { section, ..s.clone() });
+            topic.sentence_vectors.push(m.sentence_vectors[i].clone());
+            if let Some(k) = m.key_term_in(&s.text, |_| false) {
+                used_terms[t][k] = true;
+            }
+        }
+        let best = m.terms.first().map_or(1.0, |t| t.weight).max(f64::MIN_POSITIVE);
+        for (t, used) in used_terms.iter().enumerate() {
+            for (k, term) in m.terms.iter().enumerate().filter(|&(k, _)| used[k]) {
+                out[t].terms.push(super::terms::Term { weight: term.weight / best, ..term.clone() });
+                if let Some(v) = m.term_vectors.get(k) {
+                    out[t].term_vectors.push(v.clone());
+                }
+            }
+        }
+    }
+    for m in &mut out {
+        let mut order: Vec<usize> = (0..m.terms.len()).collect();
+        order.sort_by(|&a, &b| m.terms[b].weight.total_cmp(&m.terms[a].weight));
+        let mut seen = HashSet::new();
+        order.retain(|&k| seen.insert(m.terms[k].words.clone()));
+        let vectors =
+            (m.term_vectors.len() == m.terms.len()).then(|| order.iter().map(|&k| m.term_vectors[k].clone()).collect());
+        m.terms = order.iter().map(|&k| m.terms[k].clone()).collect();
+        m.term_vectors = vectors.unwrap_or_default();
     }
     out
 }
@@ -170,9 +244,14 @@ mod tests {
     #[test]
     fn a_short_document_leaves_its_share_to_the_others() {
         let lists = vec![vec![1, 2, 3, 4, 5], vec![10], vec![20, 21, 22, 23]];
-        assert_eq!(deal(lists.clone(), &[2, 2, 2], 6), [vec![1, 2, 3], vec![10], vec![20, 21]]);
-        assert_eq!(deal(lists.clone(), &[1, 1, 1], 3), [vec![1], vec![10], vec![20]]);
-        assert_eq!(deal(lists, &[4, 4, 4], 12), [vec![1, 2, 3, 4, 5], vec![10], vec![20, 21, 22, 23]], "all there is");
+        let all = |_: &i32| true;
+        assert_eq!(deal(lists.clone(), &[2, 2, 2], 6, all), [vec![1, 2, 3], vec![10], vec![20, 21]]);
+        assert_eq!(deal(lists.clone(), &[1, 1, 1], 3, all), [vec![1], vec![10], vec![20]]);
+        let everything = deal(lists.clone(), &[4, 4, 4], 12, all);
+        assert_eq!(everything, [vec![1, 2, 3, 4, 5], vec![10], vec![20, 21, 22, 23]], "all there is");
+        // A refused item (a repeat) does not count: the next one takes its place.
+        let no_evens = |x: &i32| x % 2 == 1;
+        assert_eq!(deal(lists, &[2, 2, 2], 6, no_evens), [vec![1, 3, 5], vec![], vec![21, 23]]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Quizzes in the formats teachers import into Moodle (and most LMSs): Moodle XML — a
 //! category, then multiple choice (`multichoice`, one answer at 100 %), cloze as
 //! `shortanswer` (the blank's words, case-insensitive) and `truefalse` — and GIFT, the
-//! same questions as text. Each question's general feedback cites its source.
+//! same questions as text (question text marked `[html]`). Each question's general
+//! feedback cites its source.
 
 use super::quiz::{Kind, Question, Quiz};
 
@@ -12,9 +13,14 @@ fn escape_xml(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-/// A `<text>` element with `content` escaped as HTML text.
+/// A `<text>` element of an HTML field: `content` escaped as HTML, then as XML.
 fn text(content: &str) -> String {
     format!("<text>{}</text>", escape_xml(&escape_xml(content)))
+}
+
+/// A `<text>` element of a plain-text field (a question's name, a short answer).
+fn plain(content: &str) -> String {
+    format!("<text>{}</text>", escape_xml(content))
 }
 
 fn feedback(q: &Question) -> String {
@@ -24,10 +30,12 @@ fn feedback(q: &Question) -> String {
 /// The blank of a cloze prompt: "_____".
 const BLANK: &str = "_____";
 
-fn answer(fraction: u32, content: &str) -> String {
+/// An answer: HTML for multiple choice, plain text where Moodle compares it with what the
+/// student typed or with true/false.
+fn answer(fraction: u32, content: &str, html: bool) -> String {
+    let (format, body) = if html { ("html", text(content)) } else { ("moodle_auto_format", plain(content)) };
     format!(
-        "    <answer fraction=\"{fraction}\" format=\"html\">{}<feedback format=\"html\"><text></text></feedback></answer>\n",
-        text(content)
+        "    <answer fraction=\"{fraction}\" format=\"{format}\">{body}<feedback format=\"html\"><text></text></feedback></answer>\n"
     )
 }
 
@@ -45,7 +53,7 @@ pub fn xml(quiz: &Quiz) -> String {
             Kind::TrueFalse => "truefalse",
         };
         out += &format!("  <question type=\"{kind}\">\n");
-        out += &format!("    <name>{}</name>\n", text(&format!("Q{} ({})", q.number, q.citation())));
+        out += &format!("    <name>{}</name>\n", plain(&format!("Q{} ({})", q.number, q.citation())));
         let lead = match q.kind {
             Kind::MultipleChoice => "Choose the missing words: ",
             Kind::Cloze => "Fill in the blank: ",
@@ -59,17 +67,17 @@ pub fn xml(quiz: &Quiz) -> String {
                 out += "    <single>true</single>\n    <shuffleanswers>true</shuffleanswers>\n";
                 out += "    <answernumbering>abc</answernumbering>\n";
                 for c in &q.choices {
-                    out += &answer(if *c == q.answer { 100 } else { 0 }, c);
+                    out += &answer(if *c == q.answer { 100 } else { 0 }, c, true);
                 }
             }
             Kind::Cloze => {
                 out += "    <usecase>0</usecase>\n";
-                out += &answer(100, &q.answer);
+                out += &answer(100, &q.answer, false);
             }
             Kind::TrueFalse => {
                 let truth = q.answer == "True";
-                out += &answer(if truth { 100 } else { 0 }, "true");
-                out += &answer(if truth { 0 } else { 100 }, "false");
+                out += &answer(if truth { 100 } else { 0 }, "true", false);
+                out += &answer(if truth { 0 } else { 100 }, "false", false);
             }
         }
         out += "  </question>\n";
@@ -89,12 +97,18 @@ fn escape_gift(text: &str) -> String {
     out.replace('\n', " ")
 }
 
-/// The quiz as GIFT: a comment with the source, then `::name::text {answers}`.
+/// Question text for GIFT: marked `[html]` and escaped as HTML, so a `<` in a sentence is
+/// shown, not taken for a tag; then GIFT's own escapes.
+fn gift_html(text: &str) -> String {
+    escape_gift(&text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;"))
+}
+
+/// The quiz as GIFT: a comment with the source, then `::name::[html]text {answers}`.
 pub fn gift(quiz: &Quiz) -> String {
     let mut out = format!("// {}\n$CATEGORY: $course$/top/Lectern/{}\n\n", quiz.title, escape_gift(&quiz.title));
     for q in &quiz.questions {
         out += &format!("// {}\n", feedback(q).replace('\n', " "));
-        let name = format!("::Q{}::", q.number);
+        let name = format!("::Q{}::[html]", q.number);
         let body = match q.kind {
             Kind::MultipleChoice => {
                 let choices: Vec<String> = q
@@ -102,17 +116,17 @@ pub fn gift(quiz: &Quiz) -> String {
                     .iter()
                     .map(|c| format!("{}{}", if *c == q.answer { "=" } else { "~" }, escape_gift(c)))
                     .collect();
-                format!("Choose the missing words\\: {} {{{}}}", escape_gift(&q.prompt), choices.join(" "))
+                format!("Choose the missing words\\: {} {{{}}}", gift_html(&q.prompt), choices.join(" "))
             }
             // The answer goes where the blank is: "The {=mutex} guards …".
             Kind::Cloze => match q.prompt.split_once(BLANK) {
                 Some((before, after)) => {
-                    format!("{}{{={}}}{}", escape_gift(before), escape_gift(&q.answer), escape_gift(after))
+                    format!("{}{{={}}}{}", gift_html(before), escape_gift(&q.answer), gift_html(after))
                 }
-                None => format!("{} {{={}}}", escape_gift(&q.prompt), escape_gift(&q.answer)),
+                None => format!("{} {{={}}}", gift_html(&q.prompt), escape_gift(&q.answer)),
             },
             Kind::TrueFalse => {
-                format!("{} {{{}}}", escape_gift(&q.prompt), if q.answer == "True" { "T" } else { "F" })
+                format!("{} {{{}}}", gift_html(&q.prompt), if q.answer == "True" { "T" } else { "F" })
             }
         };
         out += &format!("{name}{body}\n\n");
@@ -152,13 +166,13 @@ mod tests {
             skipped: Vec::new(),
         };
         let g = gift(&quiz);
-        assert!(g.contains("::Q1::A {=mutex} is a lock\\: one owner."), "{g}");
+        assert!(g.contains("::Q1::[html]A {=mutex} is a lock\\: one owner."), "{g}");
         assert!(g.contains("{=mutex ~queue ~pipe ~heap}"), "{g}");
         assert!(g.contains("A queue is a lock. {F}"), "{g}");
         assert!(g.contains("// Source (os.pdf, page 3): A mutex is a lock: {one} owner."), "comments are not escaped");
         let x = xml(&quiz);
         assert_eq!(x.matches("<question type=").count(), 4, "a category and three questions");
-        assert!(x.contains("<answer fraction=\"100\" format=\"html\"><text>false</text>"));
+        assert!(x.contains("<answer fraction=\"100\" format=\"moodle_auto_format\"><text>false</text>"));
         assert!(roxmltree::Document::parse(&x).is_ok(), "well-formed");
     }
 }

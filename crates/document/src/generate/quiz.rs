@@ -233,7 +233,7 @@ pub fn questions(title: &str, material: &Material, n: usize) -> Quiz {
 }
 
 /// "Figure 3: …", "Fig. 2 …", "Table 1. …".
-fn is_caption(sentence: &str) -> bool {
+pub fn is_caption(sentence: &str) -> bool {
     let mut ws = sentence.split_whitespace();
     let first = ws.next().unwrap_or("").to_lowercase();
     matches!(first.as_str(), "figure" | "fig." | "table")

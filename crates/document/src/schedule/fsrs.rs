@@ -2,8 +2,10 @@
 //! crate: a card's memory is its stability (days until recall drops to 90 %) and
 //! difficulty (1–10); each review moves them by the rating and the days since the last
 //! review, and the next interval is the one at which recall falls to the desired
-//! retention. A card never reviewed under FSRS but with SM-2 repetitions starts from the
-//! crate's estimate of its SM-2 state (`memory_state_from_sm2`).
+//! retention. A card never reviewed under FSRS but reviewed under SM-2 starts from the
+//! crate's estimate of its SM-2 state (`memory_state_from_sm2`). Days elapsed are UTC
+//! calendar days, as FSRS counts days (a review at 09:00 after one at 23:00 the day before
+//! is one day later).
 
 use chrono::{DateTime, Duration, Utc};
 use fsrs::{FSRS, MemoryState};
@@ -20,16 +22,18 @@ pub fn review(card: &Flashcard, rating: i64, desired_retention: f64, now: DateTi
         return Err(BadGrade { scheduler: "FSRS", range: "1–4 (again, hard, good, easy)", got: rating });
     }
     let fsrs = FSRS::default();
+    let days_since = |then: DateTime<Utc>| (now.date_naive() - then.date_naive()).num_days().max(0) as u32;
     let (memory, elapsed) = match &card.fsrs {
         Some(f) => (
             Some(MemoryState { stability: f.stability as f32, difficulty: f.difficulty as f32 }),
-            (now - f.reviewed_at).num_days().max(0) as u32,
+            days_since(f.reviewed_at),
         ),
-        None if card.sm2.repetitions > 0 => {
+        // SM-2 has scheduled it at least once (a lapse keeps a 1-day interval).
+        None if card.sm2.interval_days > 0 => {
             let reviewed = card.sm2.due - Duration::days(card.sm2.interval_days as i64);
             let from_sm2 =
                 fsrs.memory_state_from_sm2(card.sm2.ease as f32, card.sm2.interval_days as f32, SM2_RETENTION).ok();
-            (from_sm2, (now - reviewed).num_days().max(0) as u32)
+            (from_sm2, days_since(reviewed))
         }
         None => (None, 0),
     };
@@ -102,6 +106,17 @@ mod tests {
         assert_eq!(days, [1, 1, 2, 8]);
         assert!(review(&new_card(), 0, 0.9, t0()).is_err());
         assert!(review(&new_card(), 5, 0.9, t0()).is_err());
+    }
+
+    /// Days are calendar days: 23:00 then 09:00 the next morning is one day.
+    #[test]
+    fn elapsed_days_are_calendar_days() {
+        let mut card = new_card();
+        let evening: DateTime<Utc> = "2026-01-01T23:00:00Z".parse().unwrap();
+        card.fsrs = Some(review(&card, 3, 0.9, evening).unwrap());
+        let next_morning = review(&card, 3, 0.9, evening + Duration::hours(10)).unwrap();
+        let same_evening = review(&card, 3, 0.9, evening + Duration::minutes(30)).unwrap();
+        assert!(next_morning.stability > same_evening.stability, "{next_morning:?} vs {same_evening:?}");
     }
 
     /// A card with SM-2 history starts from its converted state, not from scratch.

@@ -1,7 +1,8 @@
 //! Flashcard reviews under the collection's scheduler: [`sm2`] (SuperMemo 2, grades 0–5,
 //! the default) or [`fsrs`] (the `fsrs` crate's FSRS-6 with its default parameters,
 //! ratings 1–4 as Anki's Again/Hard/Good/Easy). Each scheduler keeps its own state on the
-//! card, so switching a collection's scheduler loses nothing.
+//! card: switching a collection's scheduler keeps both, though reviews made under one are
+//! not seen by the other (FSRS starts from an estimate of a card's SM-2 state).
 
 pub mod fsrs;
 pub mod sm2;
@@ -32,7 +33,8 @@ pub fn review(
     Ok(card)
 }
 
-/// When the card is next due under `scheduler` (a card FSRS has not seen is due when made).
+/// When the card is next due under `scheduler` (a card FSRS has not seen yet: when SM-2
+/// has it due, which for a new card is when it was made).
 pub fn due(card: &Flashcard, scheduler: Scheduler) -> DateTime<Utc> {
     match (scheduler, &card.fsrs) {
         (Scheduler::Fsrs, Some(f)) => f.due,

@@ -9,7 +9,9 @@ use crate::error::StageError;
 use crate::generate::{cheatsheet, draft, flashcards, llm, quiz, text};
 use crate::model::chunk::Chunk;
 use crate::model::workdir::{Page, write_atomic};
+use crate::text::blocks;
 use lectern_queue::storage::{Artifact, Figure, Flashcard};
+use std::path::Path;
 
 /// Everything generated for one document.
 pub struct StudySet {
@@ -35,9 +37,28 @@ pub async fn material(ctx: &Context, chunks: &[Chunk], pages: &[Page]) -> Result
     Ok(material)
 }
 
-/// Figures worth a place on the cheat sheet, with captions from the chunks that link them:
-/// captioned ones first, then larger ones; tiny ones (under 1.5" on a side) left out.
-pub fn figure_inputs(chunks: &[Chunk], figures: &[Figure], material: &text::Material) -> Vec<cheatsheet::FigureInput> {
+/// The text of the layout model's `figure_caption` region nearest to figure `f` on its
+/// page (by vertical gap), if the page has one.
+fn layout_caption(pages: &[Page], f: &Figure) -> Option<String> {
+    let page = pages.iter().find(|p| p.number == f.page as u32)?;
+    let gap = |b: &[f32; 4]| ((b[1] as f64 - f.bbox[3]).abs()).min((f.bbox[1] - b[3] as f64).abs());
+    blocks::page_blocks(page)
+        .into_iter()
+        .filter(|b| b.label == "figure_caption")
+        .min_by(|a, b| gap(&a.bbox).total_cmp(&gap(&b.bbox)))
+        .map(|b| blocks::running_text(&b.words))
+}
+
+/// Figures worth a place on the cheat sheet, with captions: the layout's caption region
+/// next to the figure, else a "Figure …" sentence of the chunk that links it, else that
+/// chunk's text. Captioned ones first, then larger ones; tiny ones (under 1.5" on a side)
+/// left out.
+pub fn figure_inputs(
+    chunks: &[Chunk],
+    figures: &[Figure],
+    pages: &[Page],
+    material: &text::Material,
+) -> Vec<cheatsheet::FigureInput> {
     let section_of = |chunk: &Chunk| material.sections.iter().position(|s| s.path == chunk.heading_path);
     let mut out: Vec<(bool, f64, cheatsheet::FigureInput)> = Vec::new();
     for f in figures {
@@ -46,19 +67,35 @@ pub fn figure_inputs(chunks: &[Chunk], figures: &[Figure], material: &text::Mate
             continue;
         }
         let linked = chunks.iter().find(|c| c.figures.contains(&f.path));
-        let caption = linked.map(|c| {
-            let found = text::split_sentences(&c.text)
-                .into_iter()
-                .find(|s| s.starts_with("Figure") || s.starts_with("Fig."))
-                .unwrap_or_else(|| c.text.clone());
-            found.split_whitespace().take(40).collect::<Vec<_>>().join(" ")
-        });
+        let sentence = |c: &Chunk| {
+            text::split_sentences(&c.text).into_iter().find(|s| s.starts_with("Figure") || s.starts_with("Fig."))
+        };
+        let caption = layout_caption(pages, f)
+            .or_else(|| linked.and_then(sentence))
+            .or_else(|| linked.map(|c| c.text.clone()))
+            .map(|c| c.split_whitespace().take(40).collect::<Vec<_>>().join(" "));
         let section = linked.or_else(|| chunks.iter().find(|c| c.page == f.page as u32)).and_then(section_of);
         let input = cheatsheet::FigureInput { path: f.path.clone(), page: f.page as u32, caption, section };
         out.push((input.caption.is_some(), w * h, input));
     }
     out.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
     out.into_iter().map(|(_, _, f)| f).collect()
+}
+
+/// Writes each (file name, media type, bytes) into `dir` atomically; the artifacts to record.
+pub fn write_artifacts(dir: &Path, outputs: Vec<(&str, &str, Vec<u8>)>) -> Result<Vec<Artifact>, StageError> {
+    let mut artifacts = Vec::new();
+    for (name, media_type, bytes) in outputs {
+        let path = dir.join(name);
+        write_atomic(&path, &bytes)?;
+        artifacts.push(Artifact {
+            name: name.to_string(),
+            path: path.to_string_lossy().into_owned(),
+            media_type: media_type.to_string(),
+            size_bytes: bytes.len() as i64,
+        });
+    }
+    Ok(artifacts)
 }
 
 /// What an LLM drafted, with the passages it drafted from.
@@ -151,7 +188,8 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let doc = ctx.store.document(document_id).await?.ok_or_else(|| StageError::BadInput("document is gone".into()))?;
     let pages = ctx.workdir(document_id).load_pages()?;
     let material = material(ctx, &chunks, &pages).await?;
-    drop(pages);
+    let inputs = figure_inputs(&chunks, &figures, &pages, &material);
+    drop((pages, chunks, figures));
     let llm = LlmWork {
         summary: summary(ctx, &doc.filename, &material).await,
         drafts: drafts(ctx, &doc.filename, &material).await,
@@ -164,7 +202,6 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let (want_sheet, want_quiz, want_cards) = (wanted("cheatsheet"), wanted("quiz"), wanted("flashcards"));
     let (artifacts, cards) =
         crate::engines::cpu::spawn_cpu(move || -> Result<(Vec<Artifact>, Vec<flashcards::Card>), StageError> {
-            let inputs = figure_inputs(&chunks, &figures, &material);
             let now = chrono::Utc::now();
             let set = study_set(&id, &title, &material, &inputs, &llm, &config, now);
             let mut outputs = Vec::new();
@@ -184,18 +221,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
                 ));
             }
             let cards = if want_cards { set.cards } else { Vec::new() };
-            let mut artifacts = Vec::new();
-            for (name, media_type, bytes) in outputs {
-                let path = dir.join(name);
-                write_atomic(&path, &bytes)?;
-                artifacts.push(Artifact {
-                    name: name.to_string(),
-                    path: path.to_string_lossy().into_owned(),
-                    media_type: media_type.to_string(),
-                    size_bytes: bytes.len() as i64,
-                });
-            }
-            Ok((artifacts, cards))
+            Ok((write_artifacts(&dir, outputs)?, cards))
         })
         .await??;
     for artifact in &artifacts {

@@ -16,13 +16,13 @@ use crate::error::StageError;
 use crate::generate::cheatsheet::{self, FigureInput, Part};
 use crate::generate::course::{self, Document};
 use crate::generate::{anki, flashcards, moodle, quiz, text};
-use crate::model::workdir::write_atomic;
 use lectern_queue::storage::{Artifact, DocumentQuery, DocumentStatus, NewJob};
 
 /// The job's stage name; it runs on the `generate` stage's queue.
 pub const STAGE: &str = "study";
-/// At most this many documents in one study set.
-pub const MAX_DOCUMENTS: usize = 100;
+/// At most this many documents in one study set: the job embeds every sentence of each
+/// (about 5 s for a 113-page manual on 2 cores) within the generate queue's timeout.
+pub const MAX_DOCUMENTS: usize = 25;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +52,10 @@ pub struct Request {
     /// Orders the quiz's questions and choices; the same seed and documents give the same quiz.
     #[serde(default)]
     pub seed: u64,
+    /// The cheat sheet's parts: one per topic (each sentence under the topic it is nearest
+    /// to) instead of one per document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<Vec<String>>,
 }
 
 fn every_kind() -> Vec<Kind> {
@@ -64,10 +68,21 @@ impl Request {
         if self.kinds.is_empty() {
             return Err("kinds is empty: ask for cheatsheet, quiz and/or flashcards".into());
         }
-        if let Some(docs) = &self.documents
-            && (docs.is_empty() || docs.len() > MAX_DOCUMENTS)
-        {
-            return Err(format!("documents must list 1 to {MAX_DOCUMENTS} ids"));
+        if let Some(docs) = &self.documents {
+            if docs.is_empty() || docs.len() > MAX_DOCUMENTS {
+                return Err(format!("documents must list 1 to {MAX_DOCUMENTS} ids"));
+            }
+            if docs.iter().collect::<std::collections::HashSet<_>>().len() < docs.len() {
+                return Err("documents lists a document twice".into());
+            }
+        }
+        if let Some(topics) = &self.topics {
+            if topics.is_empty() || topics.len() > 12 {
+                return Err("topics must list 1 to 12 topics".into());
+            }
+            if topics.iter().any(|t| t.trim().is_empty() || t.chars().count() > 200) {
+                return Err("each topic must be 1 to 200 characters".into());
+            }
         }
         let bad = |name: &str, range: &str| Err(format!("{name} must be {range}"));
         match (self.pages, self.questions, self.cards) {
@@ -86,10 +101,11 @@ pub struct Payload {
     pub study_id: String,
 }
 
-/// The job that makes study set `study_id`, with the generate queue's defaults.
-pub fn job(pipeline: &PipelineConfig, study_id: &str) -> NewJob {
-    let queue = pipeline.queue("generate").expect("validated pipeline has a generate queue");
-    NewJob {
+/// The job that makes study set `study_id`, with the generate queue's defaults; `None`
+/// when the pipeline has no generate stage (e.g. `jobs/text-layer.toml`).
+pub fn job(pipeline: &PipelineConfig, study_id: &str) -> Option<NewJob> {
+    let queue = pipeline.queue("generate")?;
+    Some(NewJob {
         queue: "generate".into(),
         stage: STAGE.into(),
         document_id: None,
@@ -97,7 +113,7 @@ pub fn job(pipeline: &PipelineConfig, study_id: &str) -> NewJob {
         priority: queue.priority,
         max_attempts: queue.max_attempts,
         run_at: None,
-    }
+    })
 }
 
 /// The documents a study set covers: the ones asked for, each of which must be in the
@@ -174,9 +190,8 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
         let chunks = super::chunk::load(ctx, &doc.id)?;
         let pages = ctx.workdir(&doc.id).load_pages()?;
         let material = super::generate::material(ctx, &chunks, &pages).await?;
-        drop(pages);
         let figures = ctx.store.figures(&doc.id).await?;
-        let figures = super::generate::figure_inputs(&chunks, &figures, &material);
+        let figures = super::generate::figure_inputs(&chunks, &figures, &pages, &material);
         loaded.push(Loaded { id: doc.id.clone(), name: doc.filename.clone(), material, figures });
         ctx.store.set_study_progress(id, i as i64 + 1, total).await?;
     }
@@ -187,6 +202,9 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     config.pages = request.pages.unwrap_or(config.pages);
     let (questions, cards) = (request.questions.unwrap_or(config.questions), request.cards.unwrap_or(config.cards));
     let (title, study_id) = (set.collection.clone(), id.to_string());
+    let topics = request.topics.clone().unwrap_or_default();
+    let topic_vectors =
+        if topics.is_empty() { Vec::new() } else { ctx.embedder().await?.embed(topics.clone()).await? };
     let artifacts = crate::engines::cpu::spawn_cpu(move || -> Result<Vec<Artifact>, StageError> {
         let documents: Vec<Document<'_>> = loaded
             .iter()
@@ -194,7 +212,12 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
             .collect();
         let mut outputs: Vec<(&str, &str, Vec<u8>)> = Vec::new();
         if request.kinds.contains(&Kind::Cheatsheet) {
-            let parts: Vec<Part<'_>> = documents.iter().map(|d| d.part).collect();
+            let by_topic = course::by_topic(&topic_vectors, &documents);
+            let parts: Vec<Part<'_>> = if topics.is_empty() {
+                documents.iter().map(|d| d.part).collect()
+            } else {
+                topics.iter().zip(&by_topic).map(|(t, m)| Part { name: t, material: m, figures: &[] }).collect()
+            };
             let blocks = cheatsheet::plan_course(&title, &parts, &config);
             outputs.push(("cheatsheet.docx", cheatsheet::MEDIA_TYPE, cheatsheet::build(&blocks, &config)?));
         }
@@ -218,25 +241,21 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
                     })
                 })
                 .collect();
-            let apkg = anki::build(&title, &deck, |name| media.get(name).cloned(), &dir, now)?;
+            // Not the bare collection name: "default" would clash with Anki's own "Default" deck.
+            let deck_name = format!("{title} (Lectern)");
+            let apkg = anki::build(&deck_name, &deck, |name| media.get(name).cloned(), &dir, now)?;
             outputs.push(("flashcards.csv", flashcards::CSV_MEDIA_TYPE, flashcards::csv(&deck).into_bytes()));
             outputs.push(("flashcards.apkg", anki::MEDIA_TYPE, apkg));
             outputs.push(("flashcards.json", flashcards::MEDIA_TYPE, flashcards::build(deck, Vec::new())?));
         }
-        let mut artifacts = Vec::new();
-        for (name, media_type, bytes) in outputs {
-            let path = dir.join(name);
-            write_atomic(&path, &bytes)?;
-            artifacts.push(Artifact {
-                name: name.to_string(),
-                path: path.to_string_lossy().into_owned(),
-                media_type: media_type.to_string(),
-                size_bytes: bytes.len() as i64,
-            });
-        }
-        Ok(artifacts)
+        super::generate::write_artifacts(&dir, outputs)
     })
     .await??;
+    if ctx.store.study_set(id).await?.is_none() {
+        // Deleted while it was being made: leave nothing behind.
+        let _ = std::fs::remove_dir_all(ctx.settings.study_dir(id));
+        return Ok(());
+    }
     for artifact in &artifacts {
         ctx.store.put_study_artifact(id, artifact).await?;
     }

@@ -12,6 +12,23 @@ use super::{
     figure_from_row, finish_job_json, flashcard_from_row, now_ms, study_set_from_row, token_from_row,
 };
 
+/// Whose artifacts: a document's (table `artifacts`) or a study set's (`study_artifacts`).
+#[derive(Clone, Copy)]
+enum Owner {
+    Document,
+    StudySet,
+}
+
+impl Owner {
+    /// The table and its owner column: fixed names, never input.
+    fn columns(self) -> (&'static str, &'static str) {
+        match self {
+            Owner::Document => ("artifacts", "document_id"),
+            Owner::StudySet => ("study_artifacts", "study_id"),
+        }
+    }
+}
+
 impl Store {
     // documents
 
@@ -331,34 +348,44 @@ impl Store {
 
     /// Inserts or replaces an artifact by name.
     pub async fn put_artifact(&self, document_id: &str, a: &Artifact) -> Result<()> {
+        self.put_owned_artifact(Owner::Document, document_id, a).await
+    }
+
+    pub async fn artifacts(&self, document_id: &str) -> Result<Vec<Artifact>> {
+        self.owned_artifacts(Owner::Document, document_id).await
+    }
+
+    /// Records (or replaces) an artifact of a document or a study set.
+    async fn put_owned_artifact(&self, owner: Owner, id: &str, a: &Artifact) -> Result<()> {
+        let (table, key) = owner.columns();
+        let sql = format!(
+            "INSERT INTO {table} ({key}, name, path, media_type, size_bytes) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT ({key}, name) DO UPDATE SET path = excluded.path,
+                 media_type = excluded.media_type, size_bytes = excluded.size_bytes"
+        );
         on_pool!(
             &self.db,
             write | pool | {
-                sqlx::query(
-                "INSERT INTO artifacts (document_id, name, path, media_type, size_bytes) VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (document_id, name) DO UPDATE SET path = excluded.path,
-                     media_type = excluded.media_type, size_bytes = excluded.size_bytes",
-            )
-            .bind(document_id)
-            .bind(&a.name)
-            .bind(&a.path)
-            .bind(&a.media_type)
-            .bind(a.size_bytes)
-            .execute(pool)
-            .await?;
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(id)
+                    .bind(&a.name)
+                    .bind(&a.path)
+                    .bind(&a.media_type)
+                    .bind(a.size_bytes)
+                    .execute(pool)
+                    .await?;
             }
         );
         Ok(())
     }
 
-    pub async fn artifacts(&self, document_id: &str) -> Result<Vec<Artifact>> {
+    async fn owned_artifacts(&self, owner: Owner, id: &str) -> Result<Vec<Artifact>> {
+        let (table, key) = owner.columns();
+        let sql = format!("SELECT * FROM {table} WHERE {key} = $1 ORDER BY name");
         on_pool!(
             &self.db,
             read | pool | {
-                let rows = sqlx::query("SELECT * FROM artifacts WHERE document_id = $1 ORDER BY name")
-                    .bind(document_id)
-                    .fetch_all(pool)
-                    .await?;
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).bind(id).fetch_all(pool).await?;
                 rows.iter().map(|r| artifact_from_row!(r)).collect()
             }
         )
@@ -445,7 +472,7 @@ impl Store {
     }
 
     /// A collection's cards due at `now` under `scheduler`, most overdue first. A card
-    /// FSRS has not reviewed yet is due when it was created.
+    /// FSRS has not reviewed yet is due when SM-2 has it due (a new card: when it was made).
     pub async fn due_flashcards(
         &self,
         collection: &str,
@@ -495,6 +522,20 @@ impl Store {
                 desired_retention,
             },
         })
+    }
+
+    /// Forgets a collection's settings (the collection is deleted).
+    pub async fn delete_collection_settings(&self, collection: &str) -> Result<()> {
+        on_pool!(
+            &self.db,
+            write | pool | {
+                sqlx::query("DELETE FROM collection_settings WHERE collection = $1")
+                    .bind(collection)
+                    .execute(pool)
+                    .await?;
+            }
+        );
+        Ok(())
     }
 
     pub async fn set_collection_settings(&self, collection: &str, settings: &CollectionSettings) -> Result<()> {
@@ -589,39 +630,11 @@ impl Store {
     }
 
     pub async fn put_study_artifact(&self, study_id: &str, a: &Artifact) -> Result<()> {
-        on_pool!(
-            &self.db,
-            write
-                | pool
-                | {
-                    sqlx::query(
-                    "INSERT INTO study_artifacts (study_id, name, path, media_type, size_bytes) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (study_id, name) DO UPDATE SET path = excluded.path,
-                         media_type = excluded.media_type, size_bytes = excluded.size_bytes",
-                )
-                .bind(study_id)
-                .bind(&a.name)
-                .bind(&a.path)
-                .bind(&a.media_type)
-                .bind(a.size_bytes)
-                .execute(pool)
-                .await?;
-                }
-        );
-        Ok(())
+        self.put_owned_artifact(Owner::StudySet, study_id, a).await
     }
 
     pub async fn study_artifacts(&self, study_id: &str) -> Result<Vec<Artifact>> {
-        on_pool!(
-            &self.db,
-            read | pool | {
-                let rows = sqlx::query("SELECT * FROM study_artifacts WHERE study_id = $1 ORDER BY name")
-                    .bind(study_id)
-                    .fetch_all(pool)
-                    .await?;
-                rows.iter().map(|r| artifact_from_row!(r)).collect()
-            }
-        )
+        self.owned_artifacts(Owner::StudySet, study_id).await
     }
 
     /// Deletes a study set, its artifacts' rows and its job; false if there was none.

@@ -590,6 +590,8 @@ pub mod flashcards {
         store.set_collection_settings("default", &settings).await.unwrap();
         assert_eq!(store.collection_settings("default").await.unwrap(), settings);
         assert_eq!(store.collection_settings("other").await.unwrap(), CollectionSettings::default());
+        store.delete_collection_settings("default").await.unwrap();
+        assert_eq!(store.collection_settings("default").await.unwrap(), CollectionSettings::default());
     }
 }
 
