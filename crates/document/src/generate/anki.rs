@@ -64,10 +64,7 @@ fn fields(card: &Card) -> [String; 3] {
     if let Some(image) = &card.image {
         front = format!("<img src=\"{}\"><br>{front}", escape_html(image));
     }
-    let source = match &card.document {
-        Some(name) => format!("{name}, page {}", card.page),
-        None => format!("page {}", card.page),
-    };
+    let source = super::quiz::citation(card.document.as_deref(), card.page);
     [front, escape_html(&card.back), escape_html(&source)]
 }
 

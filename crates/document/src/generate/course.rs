@@ -127,6 +127,13 @@ pub fn quiz(title: &str, documents: &[Document<'_>], n: usize, seed: u64) -> Qui
     Quiz { title: title.to_string(), questions, skipped }
 }
 
+/// A figure card's image name in a deck's media: `<document id>-<figure file>`, unique
+/// across documents.
+pub fn image_name(document_id: &str, figure_path: &str) -> Option<String> {
+    let file = std::path::Path::new(figure_path).file_name()?;
+    Some(format!("{document_id}-{}", file.to_string_lossy()))
+}
+
 /// Up to `n` cards over the documents: a card per figure with a caption (two per document, at
 /// most a fifth of the deck), the rest each document's share of its best cards (see
 /// [`deal`]), figure cards last; no front or back twice across the course. Ids are
@@ -142,8 +149,7 @@ pub fn cards(study_id: &str, documents: &[Document<'_>], n: usize, now: DateTime
     for d in documents {
         let captioned = d.part.figures.iter().filter(|f| f.caption.as_deref().is_some_and(quiz::is_caption));
         for f in captioned.take(2) {
-            let file = std::path::Path::new(&f.path).file_name().map(|n| n.to_string_lossy().into_owned());
-            let (Some(file), Some(caption)) = (file, &f.caption) else { continue };
+            let (Some(image), Some(caption)) = (image_name(d.id, &f.path), &f.caption) else { continue };
             let card = Card {
                 id: String::new(),
                 kind: "figure".into(),
@@ -152,7 +158,7 @@ pub fn cards(study_id: &str, documents: &[Document<'_>], n: usize, now: DateTime
                 page: f.page,
                 sm2: sm2::new_card(now),
                 document: Some(d.part.name.to_string()),
-                image: Some(format!("{}-{file}", d.id)),
+                image: Some(image),
             };
             if figures.len() < n / 5 && new(&card) {
                 figures.push(card);

@@ -70,13 +70,18 @@ pub struct Question {
     pub difficulty: Option<String>,
 }
 
+/// Where something is: "page 4", or "lecture2.pdf, page 4" in material over several documents.
+pub fn citation(document: Option<&str>, page: u32) -> String {
+    match document {
+        Some(name) => format!("{name}, page {page}"),
+        None => format!("page {page}"),
+    }
+}
+
 impl Question {
-    /// Where the answer is: "page 4", or "lecture2.pdf, page 4" in a course quiz.
+    /// Where the answer is (see [`citation`]).
     pub fn citation(&self) -> String {
-        match &self.document {
-            Some(name) => format!("{name}, page {}", self.page),
-            None => format!("page {}", self.page),
-        }
+        citation(self.document.as_deref(), self.page)
     }
 }
 

@@ -140,27 +140,19 @@ async fn documents(
         }
         return Ok(out);
     }
-    let mut out = Vec::new();
-    let mut query = DocumentQuery {
+    // One more than the limit tells a collection that is too big.
+    let query = DocumentQuery {
         collections: Some(vec![collection.to_string()]),
         status: Some(DocumentStatus::Done),
         doc_type: None,
         after: None,
-        limit: 1000,
+        limit: MAX_DOCUMENTS as i64 + 1,
     };
-    loop {
-        let page = ctx.store.list_documents(&query).await?;
-        let last = page.last().map(|d| (d.created_at, d.id.clone()));
-        out.extend(page);
-        if out.len() > MAX_DOCUMENTS {
-            return Err(StageError::BadInput(format!(
-                "collection {collection:?} has over {MAX_DOCUMENTS} documents: choose some with `documents`"
-            )));
-        }
-        match last {
-            Some(after) if out.len() as i64 % query.limit == 0 => query.after = Some(after),
-            _ => break,
-        }
+    let out = ctx.store.list_documents(&query).await?;
+    if out.len() > MAX_DOCUMENTS {
+        return Err(StageError::BadInput(format!(
+            "collection {collection:?} has over {MAX_DOCUMENTS} documents: choose some with `documents`"
+        )));
     }
     if out.is_empty() {
         return Err(StageError::BadInput(format!("collection {collection:?} has no processed documents")));
@@ -235,10 +227,10 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
             let media: HashMap<String, PathBuf> = documents
                 .iter()
                 .flat_map(|d| {
-                    d.part.figures.iter().filter_map(move |f| {
-                        let file = std::path::Path::new(&f.path).file_name()?.to_string_lossy().into_owned();
-                        Some((format!("{}-{file}", d.id), PathBuf::from(&f.path)))
-                    })
+                    d.part
+                        .figures
+                        .iter()
+                        .filter_map(move |f| Some((course::image_name(d.id, &f.path)?, PathBuf::from(&f.path))))
                 })
                 .collect();
             // Not the bare collection name: "default" would clash with Anki's own "Default" deck.
