@@ -42,7 +42,9 @@ test: setup
 	cargo clippy --workspace --all-targets -- -D warnings
 	python3 fixtures/make_hostile.py
 	cargo build --workspace --bins
-	LECTERN_TEST_PG_URL=$$(./scripts/pg.sh start) cargo test --workspace --no-fail-fast -- --test-threads=2
+	LECTERN_TEST_PG_URL=$$(./scripts/pg.sh start) LECTERN_TEST_S3_URL=$$(./scripts/s3.sh start) \
+		cargo test --workspace --no-fail-fast -- --test-threads=2
+	$$(./scripts/s3.sh python) tests/hosts.py
 
 fmt:
 	cargo fmt --all

@@ -75,7 +75,8 @@ async fn real_chunks(settings: &Settings, want: usize) -> Vec<String> {
         for stage in [Stage::Ingest, Stage::Render, Stage::Chunk] {
             lectern_document::pipeline::run_stage(&ctx, stage, &Payload::document(&id)).await.unwrap();
         }
-        texts.extend(lectern_document::stages::chunk::load(&ctx, &id).unwrap().iter().map(|c| c.embedding_text()));
+        texts
+            .extend(lectern_document::stages::chunk::load(&ctx, &id).await.unwrap().iter().map(|c| c.embedding_text()));
         eprintln!("chunked {} ({} chunks so far)", file.display(), texts.len());
         if texts.len() >= want {
             break;

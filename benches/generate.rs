@@ -78,7 +78,7 @@ async fn run(runs: usize) {
         for stage in Stage::ALL.into_iter().filter(|s| *s != Stage::Generate) {
             run_stage(&ctx, stage, &Payload::document(&id)).await.unwrap();
         }
-        let chunks = chunk::load(&ctx, &id).unwrap();
+        let chunks = chunk::load(&ctx, &id).await.unwrap();
         let figures = ctx.store.figures(&id).await.unwrap();
         let page_data = ctx.workdir(&id).load_pages().unwrap();
         let pages = page_data.len();
@@ -90,7 +90,12 @@ async fn run(runs: usize) {
             material_ms.push(ms);
 
             let t = Instant::now();
-            let inputs = stages::generate::figure_inputs(&chunks, &figures, &page_data, &material);
+            let inputs = stages::generate::fetch_figures(
+                &ctx,
+                stages::generate::figure_inputs(&chunks, &figures, &page_data, &material),
+            )
+            .await
+            .unwrap();
             let set = stages::generate::study_set(
                 &id,
                 "bench",

@@ -11,11 +11,12 @@
 //! Each setting runs in a child process of its own (pdfium's owner thread is one per
 //! process and keeps the priority it starts with), after `sync` and a 3 s pause so no
 //! setting inherits the dirty pages of the last; settings alternate, `--runs` times, and
-//! the median p99 of each is reported.
+//! the median p99 of each is reported. `--store local,s3` compares the data directory with
+//! an S3 server on loopback (`scripts/s3.sh`, or `LECTERN_BENCH_S3_URL`) holding the uploads.
 //!
 //! ```text
 //! make bench-load
-//! cargo bench --profile dev --bench ingest_load -- [--rate 200] [--seconds 10] [--runs 3] [--nice none,10,idle] [--sync false,true]
+//! cargo bench --profile dev --bench ingest_load -- [--rate 200] [--seconds 10] [--runs 3] [--nice none,10,idle] [--sync false,true] [--store local,s3]
 //! ```
 
 #[path = "common/args.rs"]
@@ -45,6 +46,9 @@ struct Args {
     /// Workers' CPU priority: 0-19, idle (SCHED_IDLE) or none (no workers); comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "none,10,idle")]
     nice: Vec<String>,
+    /// Where uploads are stored: local (the data directory) or s3; comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "local")]
+    store: Vec<String>,
     /// Internal: run one setting (the first --sync and --nice values) in this process.
     #[arg(long, hide = true)]
     child: bool,
@@ -61,7 +65,13 @@ fn main() {
     let args: Args = args::parse();
     let (rate, seconds) = (args.rate, args.seconds);
     if args.child {
-        return child(rate, seconds, args.sync[0], &args.nice[0]);
+        return child(rate, seconds, args.sync[0], &args.nice[0], &args.store[0]);
+    }
+    if args.store.iter().any(|s| s == "s3") && std::env::var_os("LECTERN_BENCH_S3_URL").is_none() {
+        let out = std::process::Command::new("scripts/s3.sh").arg("start").output().expect("scripts/s3.sh start");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // SAFETY: no other thread runs yet.
+        unsafe { std::env::set_var("LECTERN_BENCH_S3_URL", String::from_utf8(out.stdout).unwrap().trim()) };
     }
     let runs = args.repeat.runs;
     println!(
@@ -70,25 +80,27 @@ fn main() {
     );
     let mut p99s: Vec<(String, Vec<f64>)> = Vec::new();
     for _ in 0..runs {
-        for sync in &args.sync {
-            for nice in &args.nice {
-                // Each setting starts with no dirty pages left by the one before.
-                // SAFETY: sync(2) takes no arguments and cannot fail.
-                unsafe { libc::sync() };
-                std::thread::sleep(Duration::from_secs(3));
-                let out = std::process::Command::new(std::env::current_exe().unwrap())
-                    .args(["--child", "--rate", &rate.to_string(), "--seconds", &seconds.to_string()])
-                    .args(["--nice", nice, "--sync", &sync.to_string()])
-                    .output()
-                    .unwrap();
-                let text = String::from_utf8_lossy(&out.stdout);
-                print!("{text}");
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-                let p99 = text.split("p99 ").nth(1).and_then(|t| t.split(' ').next()).unwrap().parse().unwrap();
-                let key = format!("workers {nice}, sync_uploads {sync}");
-                match p99s.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, v)) => v.push(p99),
-                    None => p99s.push((key, vec![p99])),
+        for store in &args.store {
+            for sync in &args.sync {
+                for nice in &args.nice {
+                    // Each setting starts with no dirty pages left by the one before.
+                    // SAFETY: sync(2) takes no arguments and cannot fail.
+                    unsafe { libc::sync() };
+                    std::thread::sleep(Duration::from_secs(3));
+                    let out = std::process::Command::new(std::env::current_exe().unwrap())
+                        .args(["--child", "--rate", &rate.to_string(), "--seconds", &seconds.to_string()])
+                        .args(["--nice", nice, "--sync", &sync.to_string(), "--store", store])
+                        .output()
+                        .unwrap();
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    print!("{text}");
+                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                    let p99 = text.split("p99 ").nth(1).and_then(|t| t.split(' ').next()).unwrap().parse().unwrap();
+                    let key = format!("workers {nice}, sync_uploads {sync}, store {store}");
+                    match p99s.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, v)) => v.push(p99),
+                        None => p99s.push((key, vec![p99])),
+                    }
                 }
             }
         }
@@ -96,24 +108,32 @@ fn main() {
     println!("median p99 over the runs:");
     for (key, mut v) in p99s {
         v.sort_by(f64::total_cmp);
-        println!("  {key:<36} {:>8.2} ms   (runs: {v:.2?})", v[v.len() / 2]);
+        println!("  {key:<50} {:>8.2} ms   (runs: {v:.2?})", v[v.len() / 2]);
     }
 }
 
 /// Runs one setting in this process (pdfium's thread keeps the priority it starts with).
-fn child(rate: u64, seconds: u64, sync: bool, nice: &str) {
+fn child(rate: u64, seconds: u64, sync: bool, nice: &str, store: &str) {
     // A real PDF padded to 1 MiB with a trailing comment (after %%EOF, ignored by readers).
     let mut pdf = std::fs::read("fixtures/paper.pdf").unwrap();
     pdf.extend_from_slice(b"\n%");
     pdf.resize(1 << 20, b'x');
     // "none": no workers at all, the server's own floor.
     let nice: Option<CpuPriority> = (nice != "none").then(|| nice.parse().expect("--nice takes 0-19, idle or none"));
-    let o = run(&pdf, rate, seconds, nice, sync);
+    let remote = (store == "s3").then(|| {
+        let url = std::env::var("LECTERN_BENCH_S3_URL").expect("the parent starts the S3 server");
+        let options =
+            [("aws_endpoint", url.as_str()), ("aws_access_key_id", "lectern"), ("aws_secret_access_key", "lectern")];
+        let options = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let prefix = format!("s3://lectern/load-{}", uuid::Uuid::new_v4().simple());
+        lectern_document::blob::Remote::with_options(&prefix, options).unwrap()
+    });
+    let o = run(&pdf, rate, seconds, nice, sync, remote);
     let mut ms = o.ms;
     ms.sort_by(f64::total_cmp);
     let p = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
     println!(
-        "workers {:<7}, sync_uploads {sync:<5}: sent in {:.1} s ({:.0}/s): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {}; jobs waiting at the end {}",
+        "workers {:<7}, sync_uploads {sync:<5}, store {store:<5}: sent in {:.1} s ({:.0}/s): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {}; jobs waiting at the end {}",
         nice.map_or("none".into(), |n| n.to_string()),
         o.elapsed,
         ms.len() as f64 / o.elapsed,
@@ -134,7 +154,14 @@ fn child(rate: u64, seconds: u64, sync: bool, nice: &str) {
 }
 
 /// One setting: a fresh data directory, server and workers; the load; then shutdown.
-fn run(pdf: &[u8], rate: u64, seconds: u64, nice: Option<CpuPriority>, sync: bool) -> Outcome {
+fn run(
+    pdf: &[u8],
+    rate: u64,
+    seconds: u64,
+    nice: Option<CpuPriority>,
+    sync: bool,
+    remote: Option<lectern_document::blob::Remote>,
+) -> Outcome {
     let server = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     // One client token stands for many uploaders here: lift its per-token limits so the
@@ -143,6 +170,7 @@ fn run(pdf: &[u8], rate: u64, seconds: u64, nice: Option<CpuPriority>, sync: boo
     settings.rate_per_minute = 1_000_000;
     settings.concurrent_uploads = 10_000;
     settings.sync_uploads = sync;
+    settings.remote = remote;
     settings.grace = Duration::from_secs(1);
     let (ctx, base, secret) = server.block_on(async {
         let store = lectern_queue::storage::open(None, dir.path()).await.unwrap();

@@ -15,10 +15,15 @@
 //!   groups of `docker/compose.yaml` (pages, OCR, text), each one's peak RSS reported.
 //! - `--export`: then `lectern export` of the processed document as Markdown and JSON, each
 //!   in a process of its own: time, size and peak RSS.
+//! - `--store local,s3`: each run with the data directory as the store, then with every
+//!   file and the LanceDB tables in an S3 server on loopback (`scripts/s3.sh`, or
+//!   `LECTERN_BENCH_S3_URL`); pages/s against the local run, disk bytes read and written
+//!   per page (`/proc/<pid>/io`), and the workers' object-store requests and bytes per page.
 //!
 //! ```text
 //! make bench-pages                      # 48 pages, 1 and 2 processes, front stages
 //! cargo bench --profile dev --bench pages -- --pages 1000 --processes 1 --stages all [--split] [--export]
+//! cargo bench --profile dev --bench pages -- --pages 48 --processes 1 --stages all --store local,s3
 //! ```
 
 #[path = "common/args.rs"]
@@ -70,6 +75,49 @@ struct Args {
     /// Export the processed document as Markdown and JSON afterwards, measuring each.
     #[arg(long)]
     export: bool,
+    /// Where files live, in turn: the data directory, or an S3 server on loopback.
+    #[arg(long, value_delimiter = ',', default_value = "local")]
+    store: Vec<StoreKind>,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum StoreKind {
+    Local,
+    S3,
+}
+
+/// The S3 server of `--store s3`: its URL, and the environment that points a process at a
+/// fresh prefix in it.
+fn s3_env(url: &str) -> Vec<(String, String)> {
+    vec![
+        ("LECTERN_STORE".into(), format!("s3://lectern/bench-{}", uuid::Uuid::new_v4().simple())),
+        ("AWS_ENDPOINT_URL".into(), url.to_string()),
+        ("AWS_ACCESS_KEY_ID".into(), "lectern".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "lectern".into()),
+    ]
+}
+
+/// Disk bytes a process read and wrote (`read_bytes`, `write_bytes` of `/proc/<pid>/io`).
+fn disk_io(pid: u32) -> Option<(u64, u64)> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| io.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok());
+    Some((field("read_bytes:")?, field("write_bytes:")?))
+}
+
+/// The workers' object-store counters, summed from their "object store traffic" log lines:
+/// requests (gets, puts, lists, deletes), bytes read, bytes written.
+fn traffic(log: &Path) -> (u64, u64, u64) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut sums = (0, 0, 0);
+    for line in text.lines().filter(|l| l.contains("object store traffic")) {
+        let field = |name: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))?.parse::<u64>().ok()).unwrap_or(0)
+        };
+        sums.0 += field("gets") + field("puts") + field("lists") + field("deletes");
+        sums.1 += field("bytes_read");
+        sums.2 += field("bytes_written");
+    }
+    sums
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
@@ -170,8 +218,16 @@ fn export(data_dir: &Path, id: &str, format: &str, out: &Path) -> (f64, f64, u64
 
 /// A `lectern worker` serving `queues` (all queues when empty) at `concurrency` (the
 /// pipeline's when `None`).
-fn start_worker(data_dir: &Path, pipeline: &Path, log: &Path, queues: &[&str], concurrency: Option<&str>) -> Child {
+fn start_worker(
+    data_dir: &Path,
+    pipeline: &Path,
+    log: &Path,
+    queues: &[&str],
+    concurrency: Option<&str>,
+    env: &[(String, String)],
+) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lectern"));
+    command.envs(env.iter().map(|(k, v)| (k, v)));
     command.arg("--data-dir").arg(data_dir).arg("--pipeline").arg(pipeline).arg("worker");
     for q in queues {
         command.arg("--queue").arg(q);
@@ -213,74 +269,117 @@ fn main() {
     } else {
         println!("\n{stages}; each process serves every queue with the pipeline's concurrency");
     }
-    println!("{:>9} {:>9} {:>8} {:>10} {:>22}", "processes", "seconds", "pages/s", "vs 1 proc", "peak RSS per process");
-    let mut one = None;
+    let s3_url = a.store.contains(&StoreKind::S3).then(|| {
+        std::env::var("LECTERN_BENCH_S3_URL").unwrap_or_else(|_| {
+            let out = Command::new("scripts/s3.sh").arg("start").output().expect("scripts/s3.sh start");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap().trim().to_string()
+        })
+    });
+    println!(
+        "{:>9} {:>6} {:>9} {:>8} {:>10} {:>9} {:>22}  per page",
+        "processes", "store", "seconds", "pages/s", "vs 1 proc", "vs local", "peak RSS per process"
+    );
+    let mut one = std::collections::HashMap::new();
     let mut exports = Vec::new();
     let runs = if a.split { vec![COMPOSE_WORKERS.len()] } else { a.processes.clone() };
     for &n in &runs {
-        let data_dir = tmp.path().join(format!("data-{n}"));
-        let mut settings = Settings::new(&data_dir);
-        settings.models_dir = PathBuf::from("models/cache");
-        let pipeline = PipelineConfig::load(&pipeline_path).unwrap();
-        let (seconds, peaks, id) = runtime.block_on(async {
-            let store = lectern_queue::storage::open(None, &data_dir).await.unwrap();
-            let ctx = Context::new(settings, store, pipeline);
-            let log = tmp.path().join(format!("workers-{n}.log"));
-            let started = Instant::now();
-            let (id, _) = lectern_document::stages::ingest::submit_file(&ctx, &pdf).await.unwrap();
-            let mut workers: Vec<Child> = if a.split {
-                COMPOSE_WORKERS
-                    .iter()
-                    .map(|(_, q, c)| start_worker(&data_dir, &pipeline_path, &log, q, Some(c)))
-                    .collect()
-            } else {
-                (0..n).map(|_| start_worker(&data_dir, &pipeline_path, &log, &[], None)).collect()
+        let mut local_rate = None;
+        for &kind in &a.store {
+            let name = if kind == StoreKind::S3 { "s3" } else { "local" };
+            let data_dir = tmp.path().join(format!("data-{n}-{name}"));
+            let env = match kind {
+                StoreKind::S3 => s3_env(s3_url.as_deref().expect("started")),
+                StoreKind::Local => Vec::new(),
             };
-            let mut peaks = vec![0.0f64; n];
-            let doc = loop {
+            let mut settings = Settings::new(&data_dir);
+            settings.models_dir = PathBuf::from("models/cache");
+            if let Some((_, url)) = env.iter().find(|(k, _)| k == "LECTERN_STORE") {
+                let options = env[1..].iter().zip(["aws_endpoint", "aws_access_key_id", "aws_secret_access_key"]);
+                let options = options.map(|((_, v), k)| (k.to_string(), v.clone())).collect();
+                settings.remote = Some(lectern_document::blob::Remote::with_options(url, options).unwrap());
+            }
+            let pipeline = PipelineConfig::load(&pipeline_path).unwrap();
+            let log = tmp.path().join(format!("workers-{n}-{name}.log"));
+            let (seconds, peaks, id, disk) = runtime.block_on(async {
+                let store = lectern_queue::storage::open(None, &data_dir).await.unwrap();
+                let ctx = Context::new(settings, store, pipeline);
+                let started = Instant::now();
+                let (id, _) = lectern_document::stages::ingest::submit_file(&ctx, &pdf).await.unwrap();
+                let mut workers: Vec<Child> = if a.split {
+                    COMPOSE_WORKERS
+                        .iter()
+                        .map(|(_, q, c)| start_worker(&data_dir, &pipeline_path, &log, q, Some(c), &env))
+                        .collect()
+                } else {
+                    (0..n).map(|_| start_worker(&data_dir, &pipeline_path, &log, &[], None, &env)).collect()
+                };
+                let mut peaks = vec![0.0f64; n];
+                let doc = loop {
+                    for (peak, w) in peaks.iter_mut().zip(&workers) {
+                        *peak = peak.max(peak_rss_mib(w.id()).unwrap_or(0.0));
+                    }
+                    let doc = ctx.store.document(&id).await.unwrap().unwrap();
+                    if doc.is_finished() {
+                        break doc;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                };
+                let seconds = started.elapsed().as_secs_f64();
                 for (peak, w) in peaks.iter_mut().zip(&workers) {
                     *peak = peak.max(peak_rss_mib(w.id()).unwrap_or(0.0));
                 }
-                let doc = ctx.store.document(&id).await.unwrap().unwrap();
-                if doc.is_finished() {
-                    break doc;
+                let disk = workers.iter().filter_map(|w| disk_io(w.id())).fold((0, 0), |s, d| (s.0 + d.0, s.1 + d.1));
+                for w in &mut workers {
+                    let _ = Command::new("kill").arg("-TERM").arg(w.id().to_string()).status();
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            };
-            let seconds = started.elapsed().as_secs_f64();
-            for (peak, w) in peaks.iter_mut().zip(&workers) {
-                *peak = peak.max(peak_rss_mib(w.id()).unwrap_or(0.0));
+                for w in &mut workers {
+                    let _ = w.wait();
+                }
+                assert_eq!(
+                    doc.status.as_str(),
+                    "done",
+                    "{doc:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                (seconds, peaks, id, disk)
+            });
+            let rate = pages as f64 / seconds;
+            let ratio = rate / *one.entry(name).or_insert(rate);
+            let vs_local = local_rate.map(|r: f64| format!("{:.2}×", rate / r)).unwrap_or_else(|| "-".into());
+            if kind == StoreKind::Local {
+                local_rate = Some(rate);
             }
-            for w in &mut workers {
-                let _ = Command::new("kill").arg("-TERM").arg(w.id().to_string()).status();
+            let kib = |b: u64| b as f64 / 1024.0 / pages as f64;
+            let mut per_page = format!("disk read {:.0} KiB, written {:.0} KiB", kib(disk.0), kib(disk.1));
+            if kind == StoreKind::S3 {
+                let (requests, read, written) = traffic(&log);
+                per_page += &format!(
+                    "; S3 {:.1} requests, read {:.0} KiB, written {:.0} KiB",
+                    requests as f64 / pages as f64,
+                    kib(read),
+                    kib(written)
+                );
             }
-            for w in &mut workers {
-                let _ = w.wait();
-            }
-            assert_eq!(doc.status.as_str(), "done", "{doc:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-            (seconds, peaks, id)
-        });
-        let rate = pages as f64 / seconds;
-        let ratio = one.map(|r: f64| rate / r).unwrap_or(1.0);
-        one.get_or_insert(rate);
-        let peaks = peaks
-            .iter()
-            .enumerate()
-            .map(|(i, p)| match a.split {
-                true => format!("{} {p:.0} MiB", COMPOSE_WORKERS[i].0),
-                false => format!("{p:.0} MiB"),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        println!("{n:>9} {seconds:>9.1} {rate:>8.2} {ratio:>9.2}× {peaks:>22}");
-        if a.export && n == runs[0] {
-            for format in ["markdown", "json"] {
-                let (seconds, peak, bytes) =
-                    export(&data_dir, &id, format, &tmp.path().join(format!("export.{format}")));
-                exports.push(format!(
-                    "export {format}: {seconds:.1} s, {:.1} MiB written, peak RSS {peak:.0} MiB",
-                    bytes as f64 / (1 << 20) as f64
-                ));
+            let peaks = peaks
+                .iter()
+                .enumerate()
+                .map(|(i, p)| match a.split {
+                    true => format!("{} {p:.0} MiB", COMPOSE_WORKERS[i].0),
+                    false => format!("{p:.0} MiB"),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!("{n:>9} {name:>6} {seconds:>9.1} {rate:>8.2} {ratio:>9.2}× {vs_local:>9} {peaks:>22}  {per_page}");
+            if a.export && n == runs[0] && kind == StoreKind::Local {
+                for format in ["markdown", "json"] {
+                    let (seconds, peak, bytes) =
+                        export(&data_dir, &id, format, &tmp.path().join(format!("export.{format}")));
+                    exports.push(format!(
+                        "export {format}: {seconds:.1} s, {:.1} MiB written, peak RSS {peak:.0} MiB",
+                        bytes as f64 / (1 << 20) as f64
+                    ));
+                }
             }
         }
     }

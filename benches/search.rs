@@ -76,7 +76,7 @@ async fn real(ctx: &Context) -> (Vec<String>, Vec<Vec<f32>>) {
         for stage in [Stage::Ingest, Stage::Render, Stage::Chunk] {
             lectern_document::pipeline::run_stage(ctx, stage, &Payload::document(&id)).await.unwrap();
         }
-        texts.extend(lectern_document::stages::chunk::load(ctx, &id).unwrap().iter().map(|c| c.text.clone()));
+        texts.extend(lectern_document::stages::chunk::load(ctx, &id).await.unwrap().iter().map(|c| c.text.clone()));
     }
     let vectors = ctx.embedder().await.unwrap().embed(texts.clone()).await.unwrap();
     (texts, vectors)
@@ -227,7 +227,7 @@ async fn run(args: Args) {
     // The same searches through a second handle that looks for other processes' commits
     // at most once a second instead of on every read.
     let lazy = Arc::new(
-        VectorIndex::open_with_consistency(&ctx.settings.lancedb_dir(), std::time::Duration::from_secs(1))
+        VectorIndex::open_with_consistency(ctx.settings.lancedb_dir().as_path(), std::time::Duration::from_secs(1))
             .await
             .unwrap(),
     );

@@ -18,13 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent / "crates/document/src"
 # are one layer: they may use each other, but never in a cycle.
 LAYERS = [
     ["error"],
+    ["blob"],
     ["config"],
     ["model"],
     ["formats", "text"],
     ["engines"],
     ["schedule", "generate", "index", "classify", "export"],
     ["context"],
-    ["stages", "search", "ask", "webhook"],
+    ["stages", "search", "ask", "webhook", "orphans"],
     ["pipeline"],
     ["background"],
 ]

@@ -25,7 +25,9 @@
 # 0700), the cluster goes to /var/lib/lectern/pg instead: /root's mode is left alone.
 # LECTERN_PG_USER=NAME picks another server user (created if missing; root only).
 # The cluster listens on 127.0.0.1 only, on the first free port from ${LECTERN_PG_PORT:-54329},
-# with trust auth for local and 127.0.0.1 connections. System clusters (pg_lsclusters) are
+# with trust auth for local and 127.0.0.1 connections. For trials with several hosts
+# (network namespaces), LECTERN_PG_LISTEN adds an address to listen on and LECTERN_PG_ALLOW
+# a CIDR block trusted at initdb. System clusters (pg_lsclusters) are
 # never touched, and their ports are never picked.
 set -euo pipefail
 
@@ -287,7 +289,7 @@ write_conf() {
   tmp=$(mktemp)
   cat >"$tmp" <<EOF
 # Written by scripts/pg.sh on every start; included from postgresql.conf.
-listen_addresses = '127.0.0.1'
+listen_addresses = '127.0.0.1${LECTERN_PG_LISTEN:+,$LECTERN_PG_LISTEN}'
 port = $port
 unix_socket_directories = '$sockdir'
 max_connections = 200
@@ -316,6 +318,7 @@ init_cluster() {
 local   all       all                 trust
 host    all       all   127.0.0.1/32  trust
 EOF
+  [[ -z ${LECTERN_PG_ALLOW:-} ]] || echo "host    all       all   $LECTERN_PG_ALLOW  trust" >>"$data/pg_hba.conf"
   printf "\ninclude_if_exists = 'lectern.conf'\n" >>"$data/postgresql.conf"
   is_root && chown "$srv_user": "$data/pg_hba.conf" "$data/postgresql.conf"
   return 0

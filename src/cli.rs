@@ -11,6 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::collections::{self, ListRequest};
 use crate::upload::{self, Uploaded};
 use crate::{http, status, study};
+use lectern_document::blob::Remote;
 use lectern_document::config::{PipelineConfig, Settings, read_config_file};
 use lectern_document::context::Context;
 use lectern_document::index::Mode;
@@ -38,6 +39,12 @@ pub struct Global {
     /// Directory for the SQLite file, uploads, figures, LanceDB and artifacts.
     #[arg(long, global = true, env = "LECTERN_DATA_DIR", default_value = "./lectern-data")]
     pub data_dir: PathBuf,
+    /// Object store for every file and the LanceDB tables: s3://bucket[/prefix] on any
+    /// S3-compatible server, with endpoint, region and credentials from the AWS_* variables
+    /// (or the settings file's s3_* keys). The data directory is then only this host's cache.
+    /// Default: everything in the data directory.
+    #[arg(long, global = true, env = "LECTERN_STORE")]
+    pub store: Option<String>,
     /// Job store URL (sqlite:…). Default: the embedded SQLite file in the data directory.
     #[arg(long, global = true, env = "DATABASE_URL")]
     pub database_url: Option<String>,
@@ -118,7 +125,10 @@ impl Global {
     }
 
     /// The process state over `settings`: the pipeline definition and the open job store.
-    pub async fn context(&self, settings: Settings) -> anyhow::Result<Arc<Context>> {
+    pub async fn context(&self, mut settings: Settings) -> anyhow::Result<Arc<Context>> {
+        if let Some(url) = self.store.as_deref().filter(|u| !u.is_empty()) {
+            settings.remote = Some(Remote::open(url)?);
+        }
         let pipeline = match &self.pipeline {
             Some(path) => PipelineConfig::load(path)?,
             None => PipelineConfig::builtin(),
@@ -241,6 +251,12 @@ pub enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Delete files in the store (uploads, documents' and study sets' files) that no row
+    /// refers to any more and that are older than the given minutes.
+    Sweep {
+        #[arg(long, default_value_t = 60)]
+        older_than_mins: u64,
     },
     /// Jobs per queue and state.
     Queues {
@@ -533,7 +549,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 shutdown::signal().await;
                 trigger.trigger();
             });
-            pipeline::run_workers(ctx, specs, shutdown).await;
+            pipeline::run_workers(ctx.clone(), specs, shutdown).await;
+            if ctx.blobs.remote().is_some() {
+                let t = ctx.blobs.traffic();
+                let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    gets = n(&t.gets),
+                    puts = n(&t.puts),
+                    lists = n(&t.lists),
+                    deletes = n(&t.deletes),
+                    bytes_read = n(&t.bytes_read),
+                    bytes_written = n(&t.bytes_written),
+                    "object store traffic"
+                );
+            }
             Ok(0)
         }
         Command::Cancel { id } => {
@@ -614,6 +643,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 bail!("no study set {id}");
             }
             println!("study set {id} deleted");
+            Ok(0)
+        }
+        Command::Sweep { older_than_mins } => {
+            let swept = lectern_document::orphans::sweep(&ctx, Duration::from_secs(older_than_mins * 60)).await?;
+            println!("deleted {} orphan files ({} bytes)", swept.objects, swept.bytes);
             Ok(0)
         }
         Command::Queues { json } => {

@@ -44,10 +44,7 @@ pub async fn prepare(ctx: &Context, id: &str) -> Result<Export, ExportError> {
         });
     }
     let workdir = ctx.workdir(id);
-    let has_pages = {
-        let workdir = workdir.clone();
-        tokio::task::spawn_blocking(move || workdir.page_numbers().map(|n| !n.is_empty()).unwrap_or(false)).await?
-    };
+    let has_pages = !ctx.fetch_all_pages(&workdir).await?.is_empty();
     if !has_pages {
         return Err(ExportError::NoPages {
             id: id.to_string(),

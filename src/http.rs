@@ -71,6 +71,7 @@ use crate::collections::{ListError, ListRequest};
 use crate::export::ExportError;
 use crate::study::{self, StudyError};
 use crate::upload::{Upload, UploadError, Uploaded};
+use lectern_document::blob::BlobError;
 use lectern_document::context::Context;
 use lectern_document::export::Format;
 use lectern_document::stages::ingest;
@@ -95,7 +96,7 @@ pub enum ApiError {
     Forbidden(String),
     #[error("too many requests for this token; retry in {0} s")]
     TooMany(u64),
-    #[error("the service cannot reach its job store; retry shortly ({0})")]
+    #[error("the service cannot reach its job store or object store; retry shortly ({0})")]
     Unavailable(String),
     #[error("the server's disk is full; retry once space is freed")]
     DiskFull,
@@ -127,7 +128,19 @@ impl From<UploadError> for ApiError {
             UploadError::Invalid(reason) => ApiError::BadRequest(reason),
             UploadError::UnsupportedType(reason) => ApiError::UnsupportedType(reason),
             UploadError::Io(e) => e.into(),
+            UploadError::Blob(e) => e.into(),
             UploadError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            BlobError::NotFound(what) => ApiError::NotFound(what),
+            BlobError::Io(e) => e.into(),
+            other => internal(other),
         }
     }
 }
@@ -193,7 +206,7 @@ impl From<StudyError> for ApiError {
             StudyError::Grade(e) => ApiError::BadRequest(e.to_string()),
             StudyError::NotFound(what) => ApiError::NotFound(what),
             StudyError::Store(e) => e.into(),
-            other => internal(other),
+            StudyError::Blob(e) => e.into(),
         }
     }
 }
@@ -222,7 +235,7 @@ impl From<crate::status::DeleteError> for ApiError {
     fn from(e: crate::status::DeleteError) -> Self {
         match e {
             crate::status::DeleteError::Store(e) => e.into(),
-            crate::status::DeleteError::Io(e) => e.into(),
+            crate::status::DeleteError::Blob(e) => e.into(),
             other => internal(other),
         }
     }
@@ -666,7 +679,7 @@ async fn figure(
         .iter()
         .find(|f| std::path::Path::new(&f.path).file_name().is_some_and(|n| *n == *name))
         .ok_or_else(|| ApiError::NotFound(format!("figure {name}")))?;
-    let bytes = tokio::fs::read(&figure.path).await?;
+    let bytes = tokio::fs::read(ctx.blobs.fetch_immutable(&figure.path).await?).await?;
     Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
 }
 
@@ -691,12 +704,12 @@ async fn artifact(
 ) -> Result<Response, ApiError> {
     let list = ctx.store.artifacts(&id).await?;
     let a = list.iter().find(|a| a.name == name).ok_or_else(|| ApiError::NotFound(format!("artifact {name}")))?;
-    download(a).await
+    download(&ctx, a).await
 }
 
 /// An artifact's file as an attachment.
-async fn download(a: &lectern_queue::storage::Artifact) -> Result<Response, ApiError> {
-    let bytes = tokio::fs::read(&a.path).await?;
+async fn download(ctx: &Context, a: &lectern_queue::storage::Artifact) -> Result<Response, ApiError> {
+    let bytes = tokio::fs::read(ctx.blobs.fetch(&a.path).await?).await?;
     let disposition = format!("attachment; filename=\"{}\"", a.name);
     Ok(([(header::CONTENT_TYPE, a.media_type.clone()), (header::CONTENT_DISPOSITION, disposition)], bytes)
         .into_response())
@@ -974,7 +987,7 @@ async fn study_artifact(
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let a = study::artifact(&ctx, &id, &name).await?;
-    download(&a).await
+    download(&ctx, &a).await
 }
 
 async fn search_handler(

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use lectern_document::blob::BlobError;
 use lectern_document::context::Context;
 use lectern_document::engines::tesseract::LOW_CONFIDENCE;
 use lectern_document::error::StageError;
@@ -74,14 +75,7 @@ pub async fn document_pages(ctx: &Context, id: &str) -> Result<Option<Vec<PageSu
     if ctx.store.document(id).await?.is_none() {
         return Ok(None);
     }
-    let workdir = ctx.workdir(id);
-    let pages = tokio::task::spawn_blocking(move || {
-        if !workdir.pages_dir().is_dir() {
-            return Ok(Vec::new());
-        }
-        workdir.load_pages()
-    })
-    .await??;
+    let pages = ctx.load_pages(id).await?;
     Ok(Some(
         pages
             .into_iter()
@@ -109,8 +103,8 @@ pub enum DeleteError {
     Stage(#[from] lectern_document::error::StageError),
     #[error("remove from the index: {0}")]
     Index(#[from] lectern_document::index::IndexError),
-    #[error("remove work directory: {0}")]
-    Io(#[from] std::io::Error),
+    #[error("remove the document's files: {0}")]
+    Blob(#[from] BlobError),
 }
 
 /// Stops the document's jobs, removes its chunks from the index, then its rows and work
@@ -120,10 +114,7 @@ pub async fn delete_document(ctx: &Context, id: &str) -> Result<bool, DeleteErro
     ctx.store.cancel_document(id).await?;
     ctx.index().await?.delete_document(&document.collection, id).await?;
     let deleted = ctx.store.delete_document(id).await?;
-    match std::fs::remove_dir_all(ctx.settings.document_dir(id)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
+    ctx.blobs.delete_prefix(&lectern_document::config::document_key(id)).await?;
     Ok(deleted)
 }
 

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use lectern_document::blob::BlobError;
 use lectern_document::context::Context;
 use lectern_document::schedule::{self, BadGrade};
 use lectern_document::stages::study::{self, Request};
@@ -27,7 +28,7 @@ pub enum StudyError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("remove study files: {0}")]
-    Io(#[from] std::io::Error),
+    Blob(#[from] BlobError),
 }
 
 /// A study set as callers see it: the request, where its job is, progress, and files.
@@ -87,10 +88,7 @@ pub async fn delete(ctx: &Context, id: &str) -> Result<bool, StudyError> {
     let Some(set) = ctx.store.study_set(id).await? else { return Ok(false) };
     ctx.store.cancel_job(set.job_id).await?;
     let deleted = ctx.store.delete_study_set(id).await?;
-    match std::fs::remove_dir_all(ctx.settings.study_dir(id)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
-    }
+    ctx.blobs.delete_prefix(&lectern_document::config::study_key(id)).await?;
     Ok(deleted)
 }
 

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use lectern_document::blob::BlobError;
 use lectern_document::context::Context;
 use lectern_document::formats::sniff;
 use lectern_document::stages::ingest::{self, UploadOptions, UploadWriter};
@@ -34,6 +35,9 @@ pub enum UploadError {
     UnsupportedType(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Storing the bytes failed (the object store down, say).
+    #[error(transparent)]
+    Blob(#[from] BlobError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

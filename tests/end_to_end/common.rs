@@ -159,7 +159,7 @@ pub async fn assert_processed_once(ctx: &Context, id: &str) {
     }
     let doc = ctx.store.document(id).await.unwrap().unwrap();
     assert_eq!((doc.status.as_str(), doc.pages_done), ("done", doc.pages.unwrap()));
-    let chunks = lectern_document::stages::chunk::load(ctx, id).unwrap();
+    let chunks = lectern_document::stages::chunk::load(ctx, id).await.unwrap();
     assert_eq!(
         ctx.index().await.unwrap().count("default", Some(id)).await.unwrap(),
         chunks.len(),

@@ -9,6 +9,7 @@ mod disk_full;
 mod export;
 mod hostile;
 mod http;
+mod object_store;
 mod pipeline;
 mod processes;
 mod retrieval;

@@ -26,7 +26,7 @@ async fn indexing_searching_and_deleting_a_document() {
     let index = ctx.index().await.unwrap();
 
     // Chunks: token-sized, with provenance on the page and heading paths from titles.
-    let chunks = lectern_document::stages::chunk::load(&ctx, &id).unwrap();
+    let chunks = lectern_document::stages::chunk::load(&ctx, &id).await.unwrap();
     let pages = ctx.workdir(&id).load_pages().unwrap();
     assert!(chunks.len() >= 5, "{} chunks", chunks.len());
     assert!(chunks.iter().all(|c| c.tokens as usize <= ctx.pipeline.chunk.max_tokens), "token budget");
@@ -52,7 +52,7 @@ async fn indexing_searching_and_deleting_a_document() {
     for stage in [Stage::Chunk, Stage::Embed] {
         lectern_document::pipeline::run_stage(&ctx, stage, &Payload::document(&id)).await.unwrap();
     }
-    assert_eq!(lectern_document::stages::chunk::load(&ctx, &id).unwrap(), chunks, "same chunks and ids");
+    assert_eq!(lectern_document::stages::chunk::load(&ctx, &id).await.unwrap(), chunks, "same chunks and ids");
     assert_eq!(index.count("default", Some(&id)).await.unwrap(), rows);
 
     // A re-index with fewer chunks drops the rest.

@@ -85,7 +85,7 @@ async fn born_digital_pdf_through_every_stage() {
 
     // chunk: provenance kept.
     run_stage(&ctx, Stage::Chunk, &id).await.unwrap();
-    let chunks = lectern_document::stages::chunk::load(&ctx, &id).unwrap();
+    let chunks = lectern_document::stages::chunk::load(&ctx, &id).await.unwrap();
     let hit = chunks.iter().find(|c| c.text.contains("smallest common denominator")).expect("chunk with the phrase");
     assert_eq!((hit.page, hit.document_id.as_str()), (2, id.as_str()));
     assert!(hit.bbox[2] > hit.bbox[0] && hit.bbox[3] <= pages[1].height + 1.0);
@@ -279,15 +279,15 @@ async fn two_columns_read_column_by_column() {
     let id = through_chunking(&ctx, "columns.pdf").await;
     let page = &ctx.workdir(&id).load_pages().unwrap()[0];
     assert_eq!(page.source, TextSource::TextLayer);
-    let text = chunks_text(&ctx, &id);
+    let text = chunks_text(&ctx, &id).await;
     let tides = "Tides rise and fall twice a day because the Moon pulls the oceans toward it.";
     assert!(text.contains(tides), "{tides:?} is read whole in: {text}");
     assert_left_column_then_right(&text);
 }
 
 /// The chunks of document `id`, their texts joined by spaces.
-fn chunks_text(ctx: &lectern_document::context::Context, id: &str) -> String {
-    let chunks = lectern_document::stages::chunk::load(ctx, id).unwrap();
+async fn chunks_text(ctx: &lectern_document::context::Context, id: &str) -> String {
+    let chunks = lectern_document::stages::chunk::load(ctx, id).await.unwrap();
     chunks.iter().map(|c| c.text.as_str()).collect::<Vec<_>>().join(" ")
 }
 
@@ -317,7 +317,7 @@ async fn a_tilted_two_column_scan_reads_column_by_column() {
     let page = &ctx.workdir(&id).load_pages().unwrap()[0];
     assert_eq!(page.source, TextSource::Ocr);
     assert!(page.skew.is_some_and(|d| (d - 2.5).abs() < 0.2), "tilt {:?}", page.skew);
-    assert_left_column_then_right(&chunks_text(&ctx, &id));
+    assert_left_column_then_right(&chunks_text(&ctx, &id).await);
 }
 
 /// DOCX (python-docx's own test files): heading styles become titles with their level,
@@ -335,7 +335,7 @@ async fn docx_headings_tables_and_images() {
     assert_eq!((page.source, page.ocr_image.as_deref()), (TextSource::TextLayer, None));
     let title = &page.regions[0];
     assert_eq!((title.label.as_str(), title.level), ("title", Some(1)), "{:?}", page.regions);
-    let chunks = lectern_document::stages::chunk::load(&ctx, &id).unwrap();
+    let chunks = lectern_document::stages::chunk::load(&ctx, &id).await.unwrap();
     let body = chunks.iter().find(|c| c.text.contains("Normal paragraph")).expect("body chunk");
     assert_eq!(body.heading_path, ["Heading Paragraph"]);
 

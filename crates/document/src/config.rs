@@ -16,10 +16,13 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Where things live. Everything a run produces goes under `data_dir`.
+/// Where things live. Everything a run produces goes under `data_dir`, or, with a remote
+/// store, into that store, `data_dir` then being this host's cache ([`crate::blob`]).
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// The S3-compatible store for every file and the LanceDB tables (`--store`).
+    pub remote: Option<crate::blob::Remote>,
     /// `None`: the embedded SQLite file `<data_dir>/lectern.db`.
     pub database_url: Option<String>,
     /// Directory the set-up script fills from `models/manifest.toml`.
@@ -62,6 +65,7 @@ impl Settings {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            remote: None,
             database_url: None,
             models_dir: PathBuf::from("models/cache"),
             onnx_threads: 1,
@@ -87,11 +91,11 @@ impl Settings {
     }
     /// Per-document work directory: pages, figures, chunks, artifacts.
     pub fn document_dir(&self, document_id: &str) -> PathBuf {
-        self.data_dir.join("documents").join(document_id)
+        self.data_dir.join(document_key(document_id))
     }
     /// A study set's files (`lectern study`, `POST /v1/collections/{c}/study`).
     pub fn study_dir(&self, study_id: &str) -> PathBuf {
-        self.data_dir.join("study").join(study_id)
+        self.data_dir.join(study_key(study_id))
     }
     pub fn lancedb_dir(&self) -> PathBuf {
         self.data_dir.join("lancedb")
@@ -113,10 +117,27 @@ impl Settings {
     }
 }
 
+/// The blob-store key (and data-directory path) of a document's files.
+pub fn document_key(document_id: &str) -> String {
+    format!("documents/{document_id}")
+}
+
+/// The blob-store key of a study set's files.
+pub fn study_key(study_id: &str) -> String {
+    format!("study/{study_id}")
+}
+
 /// Settings a TOML file (`--config`, `LECTERN_CONFIG`) may give, and the environment
 /// variable each one stands for. Precedence: flag, then environment, then file, then default.
-pub const FILE_KEYS: [(&str, &str); 23] = [
+pub const FILE_KEYS: [(&str, &str); 30] = [
     ("data_dir", "LECTERN_DATA_DIR"),
+    ("store", "LECTERN_STORE"),
+    ("s3_endpoint", "AWS_ENDPOINT_URL"),
+    ("s3_region", "AWS_REGION"),
+    ("s3_access_key_id", "AWS_ACCESS_KEY_ID"),
+    ("s3_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+    ("s3_allow_http", "AWS_ALLOW_HTTP"),
+    ("s3_virtual_hosted_style", "AWS_VIRTUAL_HOSTED_STYLE_REQUEST"),
     ("database_url", "DATABASE_URL"),
     ("models_dir", "LECTERN_MODELS_DIR"),
     ("pipeline", "LECTERN_PIPELINE"),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::OnceCell;
 
+use crate::blob::Blobs;
 use crate::classify::Labels;
 use crate::config::{PipelineConfig, Settings};
 use crate::engines::embedder::Embedder;
@@ -13,14 +14,17 @@ use crate::engines::layout::LayoutModel;
 use crate::engines::pdfium::PdfiumHost;
 use crate::engines::pdfium_child::PdfiumProcess;
 use crate::error::StageError;
-use crate::index::VectorIndex;
-use crate::model::workdir::WorkDir;
+use crate::index::{IndexLocation, VectorIndex};
+use crate::model::workdir::{Page, WorkDir, read_json};
 use crate::text::wordfreq::WordFreq;
 use lectern_queue::engine::EngineConfig;
 use lectern_queue::storage::Store;
 
 pub struct Context {
     pub settings: Settings,
+    /// Where every file is kept: the data directory, or the remote store with the data
+    /// directory as this host's cache.
+    pub blobs: Blobs,
     pub store: Arc<Store>,
     pub pipeline: PipelineConfig,
     layout: OnceCell<Arc<LayoutModel>>,
@@ -36,6 +40,7 @@ pub struct Context {
 impl Context {
     pub fn new(settings: Settings, store: Arc<Store>, pipeline: PipelineConfig) -> Self {
         Self {
+            blobs: Blobs::new(&settings.data_dir, settings.remote.clone()),
             settings,
             store,
             pipeline,
@@ -60,7 +65,47 @@ impl Context {
     }
 
     pub fn workdir(&self, document_id: &str) -> WorkDir {
-        WorkDir::new(self.settings.document_dir(document_id))
+        WorkDir::new(&self.settings.data_dir, document_id)
+    }
+
+    /// Makes the page files in `range` present on this host, with the images `images`
+    /// names for each (nothing to do without a remote store).
+    pub async fn fetch_pages(
+        &self,
+        workdir: &WorkDir,
+        range: std::ops::RangeInclusive<u32>,
+        images: fn(&Page) -> [Option<&String>; 2],
+    ) -> Result<(), StageError> {
+        if self.blobs.remote().is_none() {
+            return Ok(());
+        }
+        for number in range {
+            let path = self.blobs.fetch(&workdir.page_key(number)).await?;
+            let page: Page = tokio::task::spawn_blocking(move || read_json(&path)).await??;
+            for name in images(&page).into_iter().flatten() {
+                self.blobs.fetch_immutable(&workdir.key(&format!("pages/{name}"))).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every page file of a document present on this host; returns their numbers.
+    pub async fn fetch_all_pages(&self, workdir: &WorkDir) -> Result<Vec<u32>, StageError> {
+        let keys = self.blobs.list(&workdir.key("pages")).await?;
+        let keys: Vec<String> = keys.into_iter().filter(|k| k.ends_with(".json")).collect();
+        if self.blobs.remote().is_some() {
+            for key in &keys {
+                self.blobs.fetch(key).await?;
+            }
+        }
+        Ok(WorkDir::numbers_of(&keys))
+    }
+
+    /// Every page of a document, in page order, fetched and read off the runtime.
+    pub async fn load_pages(&self, document_id: &str) -> Result<Vec<Page>, StageError> {
+        let workdir = self.workdir(document_id);
+        let numbers = self.fetch_all_pages(&workdir).await?;
+        tokio::task::spawn_blocking(move || numbers.into_iter().map(|n| workdir.load_page(n)).collect()).await?
     }
 
     /// pdfium for uploaded PDFs: child processes under limits, kept between calls.
@@ -162,10 +207,13 @@ impl Context {
     }
 
     pub async fn index(&self) -> Result<Arc<VectorIndex>, StageError> {
-        let dir = self.settings.lancedb_dir();
+        let location = match &self.settings.remote {
+            Some(remote) => IndexLocation { uri: remote.url_of("lancedb"), storage_options: remote.options.clone() },
+            None => self.settings.lancedb_dir().as_path().into(),
+        };
         self.index
             .get_or_try_init(|| async move {
-                VectorIndex::open(&dir).await.map(Arc::new).map_err(|e| StageError::transient("open LanceDB", e))
+                VectorIndex::open(location).await.map(Arc::new).map_err(|e| StageError::transient("open LanceDB", e))
             })
             .await
             .cloned()

@@ -1,5 +1,5 @@
-//! The chunk index: LanceDB under `<data>/lancedb`, one table per collection
-//! (`chunks_<collection>`).
+//! The chunk index: LanceDB under `<data>/lancedb` (or `<store>/lancedb` in the remote
+//! object store, see [`crate::blob`]), one table per collection (`chunks_<collection>`).
 //!
 //! One row per chunk with its provenance (document, page, bbox, heading path), the document's
 //! type and the model that made the vector. Writing a document appends its rows (a retry first
@@ -50,6 +50,9 @@ pub enum IndexError {
     Dimension { got: usize, want: usize },
     #[error("invalid collection name {0:?}: use 1-64 of a-z, 0-9, _ and -")]
     Collection(String),
+    /// The commit that carried these rows (with other documents' rows) failed.
+    #[error("LanceDB commit: {0}")]
+    Commit(String),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,15 +125,52 @@ pub struct TableStats {
     pub indices: Vec<String>,
 }
 
+/// Where the tables live: a local directory, or an object-store URL (`s3://…`) with the
+/// options LanceDB needs to reach it. Commits to an object store rely on conditional PUT
+/// (`If-None-Match`), so writers on several hosts never overwrite each other's versions.
+#[derive(Debug, Clone)]
+pub struct IndexLocation {
+    pub uri: String,
+    pub storage_options: Vec<(String, String)>,
+}
+
+impl From<&Path> for IndexLocation {
+    fn from(dir: &Path) -> Self {
+        Self { uri: dir.to_string_lossy().into_owned(), storage_options: Vec::new() }
+    }
+}
+
+impl IndexLocation {
+    /// The table's directory when the tables are local.
+    fn local_dir(&self) -> Option<&Path> {
+        (!self.uri.contains("://")).then(|| Path::new(&self.uri))
+    }
+}
+
 pub struct VectorIndex {
     open: Mutex<Open>,
-    dir: std::path::PathBuf,
+    location: IndexLocation,
     consistency: std::time::Duration,
     writes: AtomicU64,
     maintaining: Mutex<()>,
     ann: std::sync::Mutex<AnnParams>,
     /// Tables known to have their full-text index (indices are never dropped).
     fts: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Rows waiting for their table's next commit, per table.
+    appends: std::sync::Mutex<HashMap<String, Arc<Appends>>>,
+}
+
+/// Told how the commit that carried its rows went.
+type CommitWaiter = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Group commit of one table's appends: while a commit is in flight, the documents that
+/// arrive wait and go together in the next one, so a process has at most one commit per
+/// table in flight however many embed jobs it runs (each commit is a manifest write, a
+/// conditional PUT in an object store, that every other writer must then rebase over).
+#[derive(Default)]
+struct Appends {
+    pending: std::sync::Mutex<Vec<(RecordBatch, CommitWaiter)>>,
+    commit: Mutex<()>,
 }
 
 /// A connection and the tables opened through it. They share one LanceDB session, whose
@@ -143,8 +183,12 @@ struct Open {
 }
 
 impl Open {
-    async fn connect(dir: &Path, consistency: std::time::Duration) -> Result<Self, IndexError> {
-        let db = lancedb::connect(&dir.to_string_lossy()).read_consistency_interval(consistency).execute().await?;
+    async fn connect(location: &IndexLocation, consistency: std::time::Duration) -> Result<Self, IndexError> {
+        let db = lancedb::connect(&location.uri)
+            .storage_options(location.storage_options.iter().cloned())
+            .read_consistency_interval(consistency)
+            .execute()
+            .await?;
         Ok(Self { db, tables: HashMap::new() })
     }
 }
@@ -194,22 +238,27 @@ fn quote(s: &str) -> String {
 }
 
 impl VectorIndex {
-    pub async fn open(dir: &Path) -> Result<Self, IndexError> {
+    pub async fn open(location: impl Into<IndexLocation>) -> Result<Self, IndexError> {
         // Workers in other processes write too: every read checks for their commits.
-        Self::open_with_consistency(dir, std::time::Duration::ZERO).await
+        Self::open_with_consistency(location, std::time::Duration::ZERO).await
     }
 
     /// Opens with reads that check for other processes' commits at most once per
     /// `interval` (benches compare it with [`VectorIndex::open`]'s every read).
-    pub async fn open_with_consistency(dir: &Path, interval: std::time::Duration) -> Result<Self, IndexError> {
+    pub async fn open_with_consistency(
+        location: impl Into<IndexLocation>,
+        interval: std::time::Duration,
+    ) -> Result<Self, IndexError> {
+        let location = location.into();
         Ok(Self {
-            open: Mutex::new(Open::connect(dir, interval).await?),
-            dir: dir.to_path_buf(),
+            open: Mutex::new(Open::connect(&location, interval).await?),
+            location,
             consistency: interval,
             writes: AtomicU64::new(0),
             maintaining: Mutex::new(()),
             ann: std::sync::Mutex::new(AnnParams::default()),
             fts: Default::default(),
+            appends: Default::default(),
         })
     }
 
@@ -269,14 +318,36 @@ impl VectorIndex {
         if want != dim {
             return Err(IndexError::Dimension { got: dim, want });
         }
-        let batch = rows(schema, meta, chunks, vectors)?;
+        let batch = rows(schema.clone(), meta, chunks, vectors)?;
         let filter = format!("document_id = {}", quote(meta.document_id));
         if table.count_rows(Some(filter.clone())).await? > 0 {
             table.delete(&filter).await?;
         }
-        table.add(batch).execute().await?;
+        self.append(&table, schema, batch).await?;
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Appends `batch` to `table` in the table's next group commit ([`Appends`]).
+    async fn append(&self, table: &Table, schema: SchemaRef, batch: RecordBatch) -> Result<(), IndexError> {
+        let appends = self.appends.lock().expect("appends lock").entry(table.name().to_string()).or_default().clone();
+        let (done, mut result) = tokio::sync::oneshot::channel();
+        appends.pending.lock().expect("pending lock").push((batch, done));
+        let _committing = appends.commit.lock().await;
+        // The commit before took these rows along.
+        if let Ok(outcome) = result.try_recv() {
+            return outcome.map_err(IndexError::Commit);
+        }
+        let (batches, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut *appends.pending.lock().expect("pending lock")).into_iter().unzip();
+        let outcome = match lancedb::arrow::arrow_select::concat::concat_batches(&schema, &batches) {
+            Ok(all) => table.add(all).execute().await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        for done in waiting {
+            let _ = done.send(outcome.clone());
+        }
+        result.try_recv().unwrap_or_else(|_| Err("commit result lost".into())).map_err(IndexError::Commit)
     }
 
     pub async fn delete_document(&self, collection: &str, document_id: &str) -> Result<(), IndexError> {
@@ -339,7 +410,7 @@ impl VectorIndex {
             })
             .await?;
         drop(table);
-        *self.open.lock().await = Open::connect(&self.dir, self.consistency).await?;
+        *self.open.lock().await = Open::connect(&self.location, self.consistency).await?;
         Ok(())
     }
 
@@ -350,7 +421,12 @@ impl VectorIndex {
             rows: stats.num_rows,
             versions: table.list_versions().await?.len(),
             fragments: stats.fragment_stats.num_fragments,
-            bytes_on_disk: dir_size(&self.dir.join(format!("{}.lance", table_name(collection)?))),
+            // Every file of the table where it is local; the manifest's data and index sizes
+            // in an object store.
+            bytes_on_disk: match self.location.local_dir() {
+                Some(dir) => dir_size(&dir.join(format!("{}.lance", table_name(collection)?))),
+                None => stats.total_bytes as u64,
+            },
             indices: table.list_indices().await?.into_iter().map(|i| i.index_type.to_string()).collect(),
         }))
     }

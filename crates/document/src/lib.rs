@@ -8,6 +8,8 @@
 //! checks it).
 //!
 //! - [`error`] — [`error::StageError`]: bad input (fail now) or transient (retry).
+//! - [`blob`] — where every file is kept: the data directory, or an S3-compatible store
+//!   with the data directory as this host's cache.
 //! - [`config`] — settings and the pipeline definition (`jobs/pipeline.toml`): stages,
 //!   queues, and the `[chunk]`, `[classify]`, `[generate]` sections.
 //! - [`model`] — the page model and geometry, the per-document files, chunks.
@@ -23,12 +25,14 @@
 //! - [`stages`] — one module per stage, all `run(ctx, payload)`: ingest, render, layout,
 //!   ocr, chunk, embed, generate, and `study` (material over a collection); [`search`] — embed a query and ask the index;
 //!   [`ask`] — answers with citations from retrieved passages (extractive, or an LLM's);
-//!   [`webhook`] — signed callbacks when a document finishes.
+//!   [`webhook`] — signed callbacks when a document finishes; [`orphans`] — files no row
+//!   refers to, swept.
 //! - [`pipeline`] — the engine's handlers: run a stage, then enqueue what follows;
 //!   [`background`] — worker pools beside a server.
 
 pub mod ask;
 pub mod background;
+pub mod blob;
 pub mod classify;
 pub mod config;
 pub mod context;
@@ -39,6 +43,7 @@ pub mod formats;
 pub mod generate;
 pub mod index;
 pub mod model;
+pub mod orphans;
 pub mod pipeline;
 pub mod schedule;
 pub mod search;

@@ -76,7 +76,7 @@ pub fn run(target: &str, seconds: u64, out: &Path, seed: u64) -> anyhow::Result<
 /// `OUT/scratch`, where targets that read from files (and render pages) write.
 fn scratch_dir(out: &Path) -> std::io::Result<PathBuf> {
     let dir = out.join("scratch");
-    std::fs::create_dir_all(dir.join("pages"))?;
+    std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
 
@@ -146,8 +146,9 @@ fn image(scratch: &Path, bytes: &[u8]) -> Result<String, String> {
 /// A page file as the pipeline reads it, exported as Markdown and JSON (blocks, reading
 /// order, tables, hyphen joins).
 fn page_json(scratch: &Path, bytes: &[u8]) -> Result<String, String> {
-    std::fs::write(scratch.join("pages/p0001.json"), bytes).map_err(|e| e.to_string())?;
-    let workdir = WorkDir::new(scratch.to_path_buf());
+    let workdir = WorkDir::new(scratch, "fuzz");
+    std::fs::create_dir_all(workdir.pages_dir()).map_err(|e| e.to_string())?;
+    std::fs::write(workdir.page_file(1), bytes).map_err(|e| e.to_string())?;
     let source = lectern_document::export::Source {
         document_id: "fuzz",
         filename: "fuzz.pdf",
@@ -349,7 +350,6 @@ mod tests {
     fn past_findings_run_to_an_outcome() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/fuzz");
         let scratch = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(scratch.path().join("pages")).unwrap();
         let mut ran = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();

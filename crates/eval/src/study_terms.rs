@@ -285,11 +285,11 @@ async fn measure(
     id: &str,
     freq: &WordFreq,
 ) -> anyhow::Result<(Tally, Vec<String>)> {
-    let pages = ctx.workdir(id).load_pages()?;
-    let chunks = chunk::load(ctx, id)?;
+    let pages = ctx.load_pages(id).await?;
+    let chunks = chunk::load(ctx, id).await?;
     let figures = ctx.store.figures(id).await?;
     let material = generate::material(ctx, &chunks, &pages).await?;
-    let inputs = generate::figure_inputs(&chunks, &figures, &pages, &material);
+    let inputs = generate::fetch_figures(ctx, generate::figure_inputs(&chunks, &figures, &pages, &material)).await?;
     let title = Path::new(&doc.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let set = generate::study_set(
         id,

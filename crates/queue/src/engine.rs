@@ -118,10 +118,14 @@ pub struct QueueSpec {
     pub concurrency: usize,
 }
 
-/// A unique name for this worker process: host, pid and a random suffix, so a restarted
-/// worker never mistakes its predecessor's jobs for its own.
+/// A unique name for this worker process: host (the kernel's, as `hostname` prints it),
+/// pid and a random suffix, so a restarted worker never mistakes its predecessor's jobs
+/// for its own.
 pub fn worker_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(f).ok().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| "host".into());
     format!("{host}-{}-{:06x}", std::process::id(), rand::rng().random_range(0..0xFF_FFFF))
 }
 

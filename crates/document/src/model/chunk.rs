@@ -25,7 +25,7 @@ pub struct Chunk {
     pub spans: Vec<Span>,
     /// Section titles above this chunk, outermost first.
     pub heading_path: Vec<String>,
-    /// Figure images (paths under the work directory) whose captions are in this chunk.
+    /// Figure images (their blob-store keys) whose captions are in this chunk.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub figures: Vec<String>,
     /// Tokens of [`Chunk::embedding_text`].

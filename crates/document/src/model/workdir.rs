@@ -99,15 +99,18 @@ impl Page {
     }
 }
 
-/// Paths inside `<data>/documents/<id>/`.
+/// Paths inside `<data>/documents/<id>/`, and the blob-store keys they stand for
+/// (`documents/<id>/…`, see [`crate::blob`]).
 #[derive(Debug, Clone)]
 pub struct WorkDir {
     pub root: PathBuf,
+    key: String,
 }
 
 impl WorkDir {
-    pub fn new(root: PathBuf) -> Self {
-        Self { root }
+    pub fn new(data_dir: &Path, document_id: &str) -> Self {
+        let key = crate::config::document_key(document_id);
+        Self { root: data_dir.join(&key), key }
     }
     pub fn pages_dir(&self) -> PathBuf {
         self.root.join("pages")
@@ -120,10 +123,30 @@ impl WorkDir {
     }
     /// One JSON file per page, so page ranges can be worked on by different workers.
     pub fn page_file(&self, number: u32) -> PathBuf {
-        self.pages_dir().join(format!("p{number:04}.json"))
+        self.pages_dir().join(page_name(number))
     }
     pub fn chunks_file(&self) -> PathBuf {
         self.root.join("chunks.json")
+    }
+    /// The key of a file in this directory, given by its path relative to it
+    /// (`pages/p0001.json`).
+    pub fn key(&self, relative: &str) -> String {
+        format!("{}/{relative}", self.key)
+    }
+    /// The key of everything in this directory.
+    pub fn prefix(&self) -> &str {
+        &self.key
+    }
+    pub fn page_key(&self, number: u32) -> String {
+        self.key(&format!("pages/{}", page_name(number)))
+    }
+    /// Keys of a page's file and of the images it names.
+    pub fn page_keys(&self, page: &Page) -> Vec<String> {
+        let images = [&page.layout_image, &page.ocr_image].into_iter().flatten();
+        std::iter::once(self.page_key(page.number)).chain(images.map(|i| self.key(&format!("pages/{i}")))).collect()
+    }
+    pub fn chunks_key(&self) -> String {
+        self.key("chunks.json")
     }
 
     pub fn load_page(&self, number: u32) -> Result<Page, StageError> {
@@ -131,6 +154,15 @@ impl WorkDir {
     }
     pub fn save_page(&self, page: &Page) -> Result<(), StageError> {
         write_json(&self.page_file(page.number), page)
+    }
+    /// Page numbers from the keys of a pages listing (`…/pages/p0001.json`).
+    pub fn numbers_of(keys: &[String]) -> Vec<u32> {
+        let mut numbers: Vec<u32> = keys
+            .iter()
+            .filter_map(|k| k.rsplit('/').next()?.strip_prefix('p')?.strip_suffix(".json")?.parse().ok())
+            .collect();
+        numbers.sort_unstable();
+        numbers
     }
     /// Numbers of the pages rendered so far, in order.
     pub fn page_numbers(&self) -> Result<Vec<u32>, StageError> {
@@ -149,6 +181,11 @@ impl WorkDir {
     pub fn load_pages(&self) -> Result<Vec<Page>, StageError> {
         self.page_numbers()?.into_iter().map(|n| self.load_page(n)).collect()
     }
+}
+
+/// A page's file name: `p0001.json`.
+fn page_name(number: u32) -> String {
+    format!("p{number:04}.json")
 }
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, StageError> {

@@ -19,21 +19,24 @@ use lectern_queue::storage::Figure;
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let document_id = payload.document_id.as_str();
     let workdir = ctx.workdir(document_id);
-    let pages = workdir.load_pages()?;
+    let pages = ctx.load_pages(document_id).await?;
     let figures = ctx.store.figures(document_id).await?;
     let tokenizer = ctx.tokenizer().await?;
     let config = ctx.pipeline.chunk;
     let id = document_id.to_string();
-    let chunks = crate::engines::cpu::spawn_cpu(move || {
+    let file = workdir.chunks_file();
+    crate::engines::cpu::spawn_cpu(move || {
         let words = WordTokens::new(&tokenizer);
-        chunk_pages(&id, &pages, &figures, &config, &|text: &str| words.count(text))
+        write_json(&file, &chunk_pages(&id, &pages, &figures, &config, &|text: &str| words.count(text)))
     })
-    .await?;
-    write_json(&workdir.chunks_file(), &chunks)
+    .await??;
+    Ok(ctx.blobs.publish(&workdir.chunks_key()).await?)
 }
 
-pub fn load(ctx: &Context, document_id: &str) -> Result<Vec<Chunk>, StageError> {
-    read_json(&ctx.workdir(document_id).chunks_file())
+/// A document's chunks, fetched and read off the runtime.
+pub async fn load(ctx: &Context, document_id: &str) -> Result<Vec<Chunk>, StageError> {
+    let path = ctx.blobs.fetch(&ctx.workdir(document_id).chunks_key()).await?;
+    tokio::task::spawn_blocking(move || read_json(&path)).await?
 }
 
 /// Token counts of texts whose words are joined by spaces, added up from each word's count,

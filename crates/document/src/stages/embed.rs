@@ -9,7 +9,7 @@ use crate::error::StageError;
 
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let document_id = payload.document_id.as_str();
-    let chunks = super::chunk::load(ctx, document_id)?;
+    let chunks = super::chunk::load(ctx, document_id).await?;
     let document = ctx
         .store
         .document(document_id)

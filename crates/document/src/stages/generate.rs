@@ -82,15 +82,37 @@ pub fn figure_inputs(
     out.into_iter().map(|(_, _, f)| f).collect()
 }
 
-/// Writes each (file name, media type, bytes) into `dir` atomically; the artifacts to record.
-pub fn write_artifacts(dir: &Path, outputs: Vec<(&str, &str, Vec<u8>)>) -> Result<Vec<Artifact>, StageError> {
+/// The figures' files made present on this host, each input's path now the local file's
+/// (a figure whose file is gone is left out).
+pub async fn fetch_figures(
+    ctx: &Context,
+    inputs: Vec<cheatsheet::FigureInput>,
+) -> Result<Vec<cheatsheet::FigureInput>, StageError> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for mut input in inputs {
+        match ctx.blobs.fetch_immutable(&input.path).await {
+            Ok(path) => input.path = path.to_string_lossy().into_owned(),
+            Err(crate::blob::BlobError::NotFound(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        out.push(input);
+    }
+    Ok(out)
+}
+
+/// Writes each (file name, media type, bytes) into `dir` (the data directory's `key`)
+/// atomically; the artifacts to record, by key.
+pub fn write_artifacts(
+    dir: &Path,
+    key: &str,
+    outputs: Vec<(&str, &str, Vec<u8>)>,
+) -> Result<Vec<Artifact>, StageError> {
     let mut artifacts = Vec::new();
     for (name, media_type, bytes) in outputs {
-        let path = dir.join(name);
-        write_atomic(&path, &bytes)?;
+        write_atomic(&dir.join(name), &bytes)?;
         artifacts.push(Artifact {
             name: name.to_string(),
-            path: path.to_string_lossy().into_owned(),
+            path: format!("{key}/{name}"),
             media_type: media_type.to_string(),
             size_bytes: bytes.len() as i64,
         });
@@ -183,18 +205,19 @@ async fn summary(ctx: &Context, title: &str, material: &text::Material) -> Optio
 
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let document_id = payload.document_id.as_str();
-    let chunks = super::chunk::load(ctx, document_id)?;
+    let chunks = super::chunk::load(ctx, document_id).await?;
     let figures = ctx.store.figures(document_id).await?;
     let doc = ctx.store.document(document_id).await?.ok_or_else(|| StageError::BadInput("document is gone".into()))?;
-    let pages = ctx.workdir(document_id).load_pages()?;
+    let pages = ctx.load_pages(document_id).await?;
     let material = material(ctx, &chunks, &pages).await?;
-    let inputs = figure_inputs(&chunks, &figures, &pages, &material);
+    let inputs = fetch_figures(ctx, figure_inputs(&chunks, &figures, &pages, &material)).await?;
     drop((pages, chunks, figures));
     let llm = LlmWork {
         summary: summary(ctx, &doc.filename, &material).await,
         drafts: drafts(ctx, &doc.filename, &material).await,
     };
-    let dir = ctx.workdir(document_id).artifacts_dir();
+    let workdir = ctx.workdir(document_id);
+    let (dir, key) = (workdir.artifacts_dir(), workdir.key("artifacts"));
     let title = doc.filename.clone();
     let id = document_id.to_string();
     let config = ctx.pipeline.generate.clone();
@@ -221,10 +244,11 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
                 ));
             }
             let cards = if want_cards { set.cards } else { Vec::new() };
-            Ok((write_artifacts(&dir, outputs)?, cards))
+            Ok((write_artifacts(&dir, &key, outputs)?, cards))
         })
         .await??;
     for artifact in &artifacts {
+        ctx.blobs.publish(&artifact.path).await?;
         ctx.store.put_artifact(document_id, artifact).await?;
     }
     // The review schedule lives in the store; flashcards.json is the deck as generated.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Payload;
+use crate::blob::{BlobError, Blobs};
 use crate::config::{PipelineConfig, Settings};
 use crate::context::Context;
 use crate::error::StageError;
@@ -14,9 +15,14 @@ use crate::formats::sniff::{self, MediaType};
 use lectern_queue::storage::{NewDocument, Store, StoreError};
 use sha2::{Digest, Sha256};
 
-/// Where the upload with this hash is stored.
+/// The blob-store key of the upload with this hash.
+pub fn upload_key(sha256: &str) -> String {
+    format!("uploads/{}/{sha256}", &sha256[..2])
+}
+
+/// Where the upload with this hash is on this host (or will be, once fetched).
 pub fn upload_path(settings: &Settings, sha256: &str) -> PathBuf {
-    settings.uploads_dir().join(&sha256[..2]).join(sha256)
+    settings.data_dir.join(upload_key(sha256))
 }
 
 /// Keeps a file name printable and path-free: directories, control characters, bidi
@@ -39,13 +45,14 @@ pub struct Stored {
 }
 
 /// Streams an upload into the content-addressed store, hashing on the way; the bytes
-/// land under their sha256 only when complete.
+/// land under their sha256 only when complete. With a remote store the file is this
+/// host's copy, sent on in parts of bounded size once complete.
 pub struct UploadWriter {
     tmp: PathBuf,
     file: tokio::io::BufWriter<tokio::fs::File>,
     hasher: Sha256,
     size: u64,
-    uploads: PathBuf,
+    blobs: Blobs,
     sync: bool,
 }
 
@@ -59,7 +66,8 @@ impl UploadWriter {
         tokio::fs::create_dir_all(&uploads).await?;
         let tmp = uploads.join(format!(".incoming-{}", uuid::Uuid::new_v4()));
         let file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::create(&tmp).await?);
-        Ok(Self { tmp, file, hasher: Sha256::new(), size: 0, uploads, sync: settings.sync_uploads })
+        let blobs = Blobs::new(&settings.data_dir, settings.remote.clone());
+        Ok(Self { tmp, file, hasher: Sha256::new(), size: 0, blobs, sync: settings.sync_uploads })
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -79,8 +87,9 @@ impl UploadWriter {
         tokio::task::spawn_blocking(move || crate::formats::office::kind(&tmp)).await.ok()?.ok()?
     }
 
-    /// Moves the upload into place; on failure (say, a full disk) nothing of it stays.
-    pub async fn finish(mut self) -> std::io::Result<Stored> {
+    /// Moves the upload into place (and into the remote store); on failure (say, a full
+    /// disk, or the store down) nothing of it stays here.
+    pub async fn finish(mut self) -> Result<Stored, BlobError> {
         let tmp = self.tmp.clone();
         let stored = self.commit().await;
         if stored.is_err() {
@@ -89,15 +98,21 @@ impl UploadWriter {
         stored
     }
 
-    async fn commit(&mut self) -> std::io::Result<Stored> {
+    async fn commit(&mut self) -> Result<Stored, BlobError> {
         self.file.flush().await?;
         if self.sync {
             self.file.get_ref().sync_all().await?;
         }
         let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
-        let dest = self.uploads.join(&sha256[..2]).join(&sha256);
+        let key = upload_key(&sha256);
+        let dest = self.blobs.path(&key);
         tokio::fs::create_dir_all(dest.parent().expect("upload path has a parent")).await?;
         tokio::fs::rename(&self.tmp, &dest).await?;
+        if let Err(e) = self.blobs.publish(&key).await {
+            // Not in the store, so not uploaded: this host keeps no copy either.
+            let _ = tokio::fs::remove_file(&dest).await;
+            return Err(e);
+        }
         Ok(Stored { sha256, size_bytes: self.size as i64 })
     }
 
@@ -108,7 +123,7 @@ impl UploadWriter {
 }
 
 /// Copies a local file into the upload store.
-pub async fn store_file(settings: &Settings, path: &Path) -> std::io::Result<Stored> {
+pub async fn store_file(settings: &Settings, path: &Path) -> Result<Stored, BlobError> {
     let mut source = tokio::fs::File::open(path).await?;
     let mut writer = UploadWriter::create(settings).await?;
     let mut buf = vec![0u8; 256 * 1024];
@@ -118,12 +133,12 @@ pub async fn store_file(settings: &Settings, path: &Path) -> std::io::Result<Sto
             Ok(n) => n,
             Err(e) => {
                 writer.abort().await;
-                return Err(e);
+                return Err(e.into());
             }
         };
         if let Err(e) = writer.write(&buf[..n]).await {
             writer.abort().await;
-            return Err(e);
+            return Err(e.into());
         }
     }
     writer.finish().await
@@ -233,10 +248,10 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
         .document(document_id)
         .await?
         .ok_or_else(|| StageError::BadInput(format!("document {document_id} does not exist")))?;
-    let path = upload_path(&ctx.settings, &doc.sha256);
     if doc.size_bytes == 0 {
         return Err(StageError::BadInput("the upload is empty (0 bytes)".into()));
     }
+    let path = ctx.blobs.fetch_immutable(&upload_key(&doc.sha256)).await?;
     verify(&path, &doc.sha256).await?;
     let mut head = vec![0u8; 2048];
     let n = tokio::fs::File::open(&path).await?.read(&mut head).await?;

@@ -40,14 +40,18 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let model = ctx.layout_model().await?;
     let workdir = ctx.workdir(&payload.document_id);
     let range = super::page_range(ctx, payload).await?;
-    let figures = crate::engines::cpu::spawn_cpu(move || analyse(&model, &workdir, range)).await??;
+    ctx.fetch_pages(&workdir, range.clone(), |p| [p.layout_image.as_ref(), p.ocr_image.as_ref()]).await?;
+    let (figures, written) = crate::engines::cpu::spawn_cpu(move || analyse(&model, &workdir, range)).await??;
+    ctx.blobs.publish_all(&written).await?;
     for (page, figs) in figures {
+        ctx.blobs.publish_all(&figs.iter().map(|f| f.path.clone()).collect::<Vec<_>>()).await?;
         ctx.store.replace_figures(&payload.document_id, page, &figs).await?;
     }
     Ok(())
 }
 
-type PageFigures = Vec<(i64, Vec<Figure>)>;
+/// Each page's figures, and the keys of the page files (and turned images) written.
+type PageFigures = (Vec<(i64, Vec<Figure>)>, Vec<String>);
 
 /// Runs the model on each page in `range`, saves regions into the page files and crops figures.
 fn analyse(
@@ -56,8 +60,8 @@ fn analyse(
     range: std::ops::RangeInclusive<u32>,
 ) -> Result<PageFigures, StageError> {
     let mut figures = Vec::new();
-    let figures_dir = workdir.figures_dir();
-    std::fs::create_dir_all(&figures_dir)?;
+    let mut written = Vec::new();
+    std::fs::create_dir_all(workdir.figures_dir())?;
     for number in range {
         let mut page = workdir.load_page(number)?;
         let Some(name) = &page.layout_image else { continue };
@@ -87,23 +91,24 @@ fn analyse(
         let mut page_figures = Vec::new();
         for (bbox, score) in figure_boxes(&page, &regions, to_points) {
             let idx = page_figures.len() as i64;
-            let file = figures_dir.join(format!("p{:04}-{idx:02}.png", page.number));
-            crop(&image, bbox.map(|v| v / to_points), &file)?;
+            let name = format!("figures/p{:04}-{idx:02}.png", page.number);
+            crop(&image, bbox.map(|v| v / to_points), &workdir.root.join(&name))?;
             page_figures.push(Figure {
                 page: page.number as i64,
                 idx,
                 label: "figure".into(),
                 score: score as f64,
                 bbox: on_page(bbox).map(|v| v as f64),
-                path: file.to_string_lossy().into_owned(),
+                path: workdir.key(&name),
             });
         }
         page.regions =
             regions.into_iter().map(|r| Region { bbox: on_page(r.bbox.map(|v| v * to_points)), ..r }).collect();
         workdir.save_page(&page)?;
+        written.extend(workdir.page_keys(&page));
         figures.push((page.number as i64, page_figures));
     }
-    Ok(figures)
+    Ok((figures, written))
 }
 
 /// Turns a scanned page clockwise by `degrees` (90, 180 or 270) for good: its size, the

@@ -30,8 +30,11 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     };
     let range = super::page_range(ctx, payload).await?;
     let detect = known.is_none();
-    let found =
-        crate::engines::cpu::spawn_cpu(move || ocr_pages(&workdir, &languages, detect, switch, range)).await??;
+    ctx.fetch_pages(&workdir, range.clone(), |p| [p.ocr_image.as_ref(), None]).await?;
+    let dir = workdir.clone();
+    let (found, saved) =
+        crate::engines::cpu::spawn_cpu(move || ocr_pages(&dir, &languages, detect, switch, range)).await??;
+    ctx.blobs.publish_all(&saved.iter().map(|&n| workdir.page_key(n)).collect::<Vec<_>>()).await?;
     if let Some(lang) = found {
         ctx.store.set_language(id, lang).await?;
     }
@@ -40,16 +43,18 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
 
 /// OCRs the pages that need it in `languages`. With `detect`, the first page whose text
 /// says enough decides the language (returned); with `switch`, if that is another installed
-/// language, the page is read again in it and so are the following pages.
+/// language, the page is read again in it and so are the following pages. Also returns
+/// the pages it saved.
 fn ocr_pages(
     workdir: &WorkDir,
     languages: &str,
     mut detect: bool,
     switch: bool,
     range: std::ops::RangeInclusive<u32>,
-) -> Result<Option<&'static str>, StageError> {
+) -> Result<(Option<&'static str>, Vec<u32>), StageError> {
     let mut languages = languages.to_string();
     let mut found = None;
+    let mut saved = Vec::new();
     for number in range {
         let mut page = workdir.load_page(number)?;
         let unchecked_layer =
@@ -70,6 +75,7 @@ fn ocr_pages(
             page.layer_agreement = layer_agreement(&page, &image, to_points, &languages, dpi)?;
             if page.layer_agreement.is_none_or(|a| a >= MIN_LAYER_AGREEMENT) {
                 workdir.save_page(&page)?;
+                saved.push(number);
                 continue;
             }
             page.source = TextSource::Ocr;
@@ -102,8 +108,9 @@ fn ocr_pages(
         page.ocr_confidence = result.mean_confidence;
         page.ocr_language = Some(languages.clone());
         workdir.save_page(&page)?;
+        saved.push(number);
     }
-    Ok(found)
+    Ok((found, saved))
 }
 
 /// An invisible text layer whose words agree with less than this share of the OCR sample's

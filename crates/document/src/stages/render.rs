@@ -16,7 +16,7 @@ use crate::context::Context;
 use crate::engines::pdfium::{IMAGE_DPI, LAYOUT_DPI, Renders, save_png};
 use crate::error::StageError;
 use crate::formats::sniff::MediaType;
-use crate::model::workdir::{Page, TextSource};
+use crate::model::workdir::{Page, TextSource, WorkDir};
 use lectern_queue::storage::Figure;
 
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
@@ -31,7 +31,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
         .and_then(MediaType::from_mime)
         .ok_or_else(|| StageError::BadInput("document type unknown (ingest did not run)".into()))?;
     let range = payload.page_range(doc.pages.unwrap_or(1) as u32);
-    let source = super::ingest::upload_path(&ctx.settings, &doc.sha256);
+    let source = ctx.blobs.fetch_immutable(&super::ingest::upload_key(&doc.sha256)).await?;
     let workdir = ctx.workdir(&payload.document_id);
     std::fs::create_dir_all(workdir.pages_dir())?;
     let pages_dir = workdir.pages_dir();
@@ -42,10 +42,11 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
             ctx.pdfium_process().await?.render(source, pages_dir, range, renders).await?
         }
         MediaType::Docx | MediaType::Pptx => {
-            let figures_dir = workdir.figures_dir();
+            let dir = workdir.clone();
             let (pages, figures) =
-                crate::engines::cpu::spawn_cpu(move || read_office(&source, media, &figures_dir, range)).await??;
+                crate::engines::cpu::spawn_cpu(move || read_office(&source, media, &dir, range)).await??;
             for (page, figs) in figures {
+                ctx.blobs.publish_all(&figs.iter().map(|f| f.path.clone()).collect::<Vec<_>>()).await?;
                 ctx.store.replace_figures(&payload.document_id, page, &figs).await?;
             }
             pages
@@ -53,6 +54,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
         _ => crate::engines::cpu::spawn_cpu(move || render_image(&source, media, &pages_dir, range)).await??,
     };
     let detect = doc.language.is_none();
+    let keys: Vec<String> = pages.iter().flat_map(|p| workdir.page_keys(p)).collect();
     let language = crate::engines::cpu::spawn_cpu(move || {
         pages.iter().try_for_each(|p| workdir.save_page(p))?;
         let text = detect.then(|| {
@@ -61,6 +63,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
         Ok::<_, StageError>(text.and_then(|text| crate::text::language::detect(&text)))
     })
     .await??;
+    ctx.blobs.publish_all(&keys).await?;
     if let Some(lang) = language {
         ctx.store.set_language(&payload.document_id, lang).await?;
     }
@@ -127,10 +130,10 @@ type PagesAndFigures = (Vec<Page>, Vec<(i64, Vec<Figure>)>);
 fn read_office(
     path: &Path,
     media: MediaType,
-    figures_dir: &Path,
+    workdir: &WorkDir,
     range: std::ops::RangeInclusive<u32>,
 ) -> Result<PagesAndFigures, StageError> {
-    std::fs::create_dir_all(figures_dir)?;
+    std::fs::create_dir_all(workdir.figures_dir())?;
     let mut pages = Vec::new();
     let mut figures = Vec::new();
     let mut package = crate::formats::office::Package::open(path)?;
@@ -149,8 +152,8 @@ fn read_office(
             }
             let Ok(image) = image::load_from_memory(&bytes) else { continue };
             let idx = page_figures.len() as i64;
-            let file = figures_dir.join(format!("p{number:04}-{idx:02}.png"));
-            save_png(&image, &file)?;
+            let name = format!("figures/p{number:04}-{idx:02}.png");
+            save_png(&image, &workdir.root.join(&name))?;
             // The virtual page reserves a square; the figure keeps the image's aspect ratio.
             let height = (bbox[2] - bbox[0]) * h as f32 / w as f32;
             let bbox = [bbox[0], bbox[1], bbox[2], bbox[1] + height.min(bbox[3] - bbox[1])];
@@ -160,7 +163,7 @@ fn read_office(
                 label: "figure".into(),
                 score: 1.0,
                 bbox: bbox.map(f64::from),
-                path: file.to_string_lossy().into_owned(),
+                path: workdir.key(&name),
             });
         }
         figures.push((number as i64, page_figures));

@@ -179,16 +179,19 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     ctx.store.set_study_progress(id, 0, total).await?;
     let mut loaded = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
-        let chunks = super::chunk::load(ctx, &doc.id)?;
-        let pages = ctx.workdir(&doc.id).load_pages()?;
+        let chunks = super::chunk::load(ctx, &doc.id).await?;
+        let pages = ctx.load_pages(&doc.id).await?;
         let material = super::generate::material(ctx, &chunks, &pages).await?;
         let figures = ctx.store.figures(&doc.id).await?;
-        let figures = super::generate::figure_inputs(&chunks, &figures, &pages, &material);
+        let figures =
+            super::generate::fetch_figures(ctx, super::generate::figure_inputs(&chunks, &figures, &pages, &material))
+                .await?;
         loaded.push(Loaded { id: doc.id.clone(), name: doc.filename.clone(), material, figures });
         ctx.store.set_study_progress(id, i as i64 + 1, total).await?;
     }
 
-    let dir = ctx.settings.study_dir(id);
+    let (dir, key) = (ctx.settings.study_dir(id), crate::config::study_key(id));
+    let prefix = key.clone();
     std::fs::create_dir_all(&dir).map_err(|e| StageError::transient("create study directory", e))?;
     let mut config = ctx.pipeline.generate.clone();
     config.pages = request.pages.unwrap_or(config.pages);
@@ -240,12 +243,15 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
             outputs.push(("flashcards.apkg", anki::MEDIA_TYPE, apkg));
             outputs.push(("flashcards.json", flashcards::MEDIA_TYPE, flashcards::build(deck, Vec::new())?));
         }
-        super::generate::write_artifacts(&dir, outputs)
+        super::generate::write_artifacts(&dir, &key, outputs)
     })
     .await??;
+    for artifact in &artifacts {
+        ctx.blobs.publish(&artifact.path).await?;
+    }
     if ctx.store.study_set(id).await?.is_none() {
         // Deleted while it was being made: leave nothing behind.
-        let _ = std::fs::remove_dir_all(ctx.settings.study_dir(id));
+        ctx.blobs.delete_prefix(&prefix).await?;
         return Ok(());
     }
     for artifact in &artifacts {

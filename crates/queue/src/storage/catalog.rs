@@ -144,6 +144,20 @@ impl Store {
 
     /// The newest document in `collection` with this content that has not failed or been
     /// cancelled: an upload of the same bytes gets it back instead of a second run.
+    /// Whether any document (in any collection and state) was uploaded with these bytes.
+    pub async fn upload_in_use(&self, sha256: &str) -> Result<bool> {
+        on_pool!(
+            &self.db,
+            read | pool | {
+                let row = sqlx::query("SELECT 1 FROM documents WHERE sha256 = $1 LIMIT 1")
+                    .bind(sha256)
+                    .fetch_optional(pool)
+                    .await?;
+                Ok(row.is_some())
+            }
+        )
+    }
+
     pub async fn find_duplicate(&self, sha256: &str, collection: &str) -> Result<Option<Document>> {
         on_pool!(
             &self.db,
