@@ -188,7 +188,7 @@ async fn run(runs: usize) {
 
     // Checks on the worker's set.
     let artifacts = ctx.store.study_artifacts(&id).await.unwrap();
-    let file = |name: &str| PathBuf::from(&artifacts.iter().find(|a| a.name == name).unwrap().path);
+    let file = |name: &str| ctx.blobs.path(&artifacts.iter().find(|a| a.name == name).unwrap().path);
     let quiz: Quiz = read_json(&file("quiz.json")).unwrap();
     let deck: Deck = read_json(&file("flashcards.json")).unwrap();
     let mut pages: HashMap<String, Vec<Page>> = HashMap::new();

@@ -37,8 +37,9 @@ async fn study_until_done(ctx: &Context, request: &Request) -> StudyStatus {
     }
 }
 
-fn file(status: &StudyStatus, name: &str) -> PathBuf {
-    PathBuf::from(&status.artifacts.iter().find(|a| a.name == name).unwrap_or_else(|| panic!("no {name}")).path)
+/// The artifact's file on this host (artifacts are recorded by their blob-store key).
+fn file(ctx: &Context, status: &StudyStatus, name: &str) -> PathBuf {
+    ctx.blobs.path(&status.artifacts.iter().find(|a| a.name == name).unwrap_or_else(|| panic!("no {name}")).path)
 }
 
 /// The paragraphs of a .docx, in order.
@@ -97,10 +98,10 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
     );
 
     // Quiz and deck: schemas, then every item checked against its own document's pages.
-    validate("quiz.schema.json", &file(&status, "quiz.json"));
-    validate("flashcards.schema.json", &file(&status, "flashcards.json"));
-    let quiz: Quiz = read_json(&file(&status, "quiz.json")).unwrap();
-    let deck: Deck = read_json(&file(&status, "flashcards.json")).unwrap();
+    validate("quiz.schema.json", &file(&ctx, &status, "quiz.json"));
+    validate("flashcards.schema.json", &file(&ctx, &status, "flashcards.json"));
+    let quiz: Quiz = read_json(&file(&ctx, &status, "quiz.json")).unwrap();
+    let deck: Deck = read_json(&file(&ctx, &status, "flashcards.json")).unwrap();
     let problems = generate::check::check_with(
         &quiz,
         &deck,
@@ -121,7 +122,7 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
     assert!(!figure_cards.is_empty(), "the paper's captioned figures become cards: {deck:#?}");
 
     // Cheat sheet: its checks, a part per document, no sentence twice, within 2 pages.
-    let docx = file(&status, "cheatsheet.docx");
+    let docx = file(&ctx, &status, "cheatsheet.docx");
     let facts = generate::check::cheatsheet(&docx, &GenerateConfig::default()).unwrap();
     assert!(facts.problems.is_empty(), "{facts:?}");
     let sheet_text = paragraphs(&docx);
@@ -149,7 +150,7 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
     // (`make bench-course` also imports one with Anki's own importer.)
     let out = std::process::Command::new("python3")
         .arg(common::root().join("tests/end_to_end/read_apkg.py"))
-        .arg(file(&status, "flashcards.apkg"))
+        .arg(file(&ctx, &status, "flashcards.apkg"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -187,7 +188,7 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
     assert_eq!(anki["png_files"].as_u64().unwrap() as usize, media.len(), "every media file is a PNG");
 
     // Moodle XML: a category, then one question per quiz question, each of its type's shape.
-    let xml = std::fs::read_to_string(file(&status, "quiz.moodle.xml")).unwrap();
+    let xml = std::fs::read_to_string(file(&ctx, &status, "quiz.moodle.xml")).unwrap();
     let doc = roxmltree::Document::parse(&xml).unwrap();
     assert_eq!(doc.root_element().tag_name().name(), "quiz");
     let questions: Vec<_> = doc.root_element().children().filter(|n| n.has_tag_name("question")).collect();
@@ -210,17 +211,17 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
         assert_eq!(answers.len(), expected, "{q:?}");
         assert_eq!(answers.iter().filter(|f| **f == "100").count(), 1, "one right answer: {q:?}");
     }
-    let gift = std::fs::read_to_string(file(&status, "quiz.gift.txt")).unwrap();
+    let gift = std::fs::read_to_string(file(&ctx, &status, "quiz.gift.txt")).unwrap();
     assert_eq!(gift.matches("\n::Q").count(), quiz.questions.len(), "{gift}");
-    let csv = std::fs::read_to_string(file(&status, "flashcards.csv")).unwrap();
+    let csv = std::fs::read_to_string(file(&ctx, &status, "flashcards.csv")).unwrap();
     assert!(csv.starts_with("front,back,document,page,kind\r\n"));
 
     // The same documents and seed give the same quiz; another seed another order.
     let quiz_only = Request { kinds: vec![Kind::Quiz], ..every.clone() };
-    let again: Quiz = read_json(&file(&study_until_done(&ctx, &quiz_only).await, "quiz.json")).unwrap();
+    let again: Quiz = read_json(&file(&ctx, &study_until_done(&ctx, &quiz_only).await, "quiz.json")).unwrap();
     assert_eq!(again, quiz);
     let reseeded = Request { seed: 8, ..quiz_only };
-    let other: Quiz = read_json(&file(&study_until_done(&ctx, &reseeded).await, "quiz.json")).unwrap();
+    let other: Quiz = read_json(&file(&ctx, &study_until_done(&ctx, &reseeded).await, "quiz.json")).unwrap();
     let sources = |q: &Quiz| q.questions.iter().map(|q| q.source.clone()).collect::<Vec<_>>();
     assert_ne!(sources(&other), sources(&quiz), "seed 8 deals the questions differently");
     let (mut a, mut b) = (sources(&other), sources(&quiz));
@@ -235,7 +236,7 @@ async fn a_course_study_set_spans_its_documents_and_exports_for_anki_and_moodle(
         "hydrographic network data model".to_string(),
     ];
     let topical = Request { kinds: vec![Kind::Cheatsheet], topics: Some(topics.clone()), ..every.clone() };
-    let sheet = paragraphs(&file(&study_until_done(&ctx, &topical).await, "cheatsheet.docx"));
+    let sheet = paragraphs(&file(&ctx, &study_until_done(&ctx, &topical).await, "cheatsheet.docx"));
     let at: Vec<usize> = topics
         .iter()
         .map(|t| sheet.iter().position(|p| p == t).unwrap_or_else(|| panic!("no part for {t}: {sheet:#?}")))

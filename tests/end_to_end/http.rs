@@ -232,12 +232,8 @@ async fn upload_then_poll_until_done() {
     }
 
     // Review a flashcard: SM-2 moves it to tomorrow; a bad grade is refused.
-    let deck_path =
-        doc["artifacts"].as_array().unwrap().iter().find(|a| a["name"] == "flashcards.json").unwrap()["path"]
-            .as_str()
-            .unwrap()
-            .to_string();
-    let deck: Value = serde_json::from_slice(&std::fs::read(deck_path).unwrap()).unwrap();
+    let deck_url = format!("{base}/v1/documents/{doc_id}/artifacts/flashcards.json");
+    let deck: Value = client.get(deck_url).send().await.unwrap().json().await.unwrap();
     let card_id = deck["cards"][0]["id"].as_str().expect("the scan yields flashcards").to_string();
     let reviewed: Value = client
         .post(format!("{base}/v1/flashcards/{card_id}/review"))

@@ -71,7 +71,7 @@ async fn born_digital_pdf_through_every_stage() {
     let exact = figures.iter().find(|f| f.page == 5 && f.score == 1.0).expect("the embedded image is a figure");
     assert!(exact.bbox.iter().zip(image_box).all(|(a, b)| (a - b).abs() < 0.5), "{exact:?} vs {image_box:?}");
     for f in &figures {
-        let png = image::open(&f.path).expect("figure PNG is readable");
+        let png = image::open(ctx.blobs.path(&f.path)).expect("figure PNG is readable");
         assert!(png.width() > 50 && png.height() > 50);
     }
     // Re-running layout leaves one set of figures.
@@ -109,7 +109,7 @@ async fn born_digital_pdf_through_every_stage() {
     let artifacts = ctx.store.artifacts(&id).await.unwrap();
     let names: Vec<&str> = artifacts.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["cheatsheet.docx", "flashcards.json", "quiz.json", "quiz.pdf"]);
-    let path = |name: &str| artifacts.iter().find(|a| a.name == name).unwrap().path.clone();
+    let path = |name: &str| ctx.blobs.path(&artifacts.iter().find(|a| a.name == name).unwrap().path);
 
     let mut zip = zip_entry(&path("cheatsheet.docx"), "word/document.xml");
     assert!(zip.contains("w:cols") && zip.contains("w:num=\"2\""), "two columns");
@@ -129,7 +129,7 @@ async fn born_digital_pdf_through_every_stage() {
     let quiz = std::fs::read(path("quiz.pdf")).unwrap();
     assert!(quiz.starts_with(b"%PDF-"));
     let pdfium = ctx.pdfium().await.unwrap();
-    let quiz_path = std::path::PathBuf::from(path("quiz.pdf"));
+    let quiz_path = path("quiz.pdf");
     let texts: Vec<String> = pdfium
         .run(move |p| {
             let doc = p.load_pdf_from_file(&quiz_path, None).map_err(|e| StageError::Transient(e.to_string()))?;
@@ -142,7 +142,7 @@ async fn born_digital_pdf_through_every_stage() {
     assert!(texts[0].contains("1.") && !texts[0].contains("Answer key"));
 }
 
-fn zip_entry(path: &str, name: &str) -> String {
+fn zip_entry(path: &std::path::Path, name: &str) -> String {
     let file = std::fs::File::open(path).unwrap();
     let mut archive = zip::ZipArchive::new(file).unwrap();
     let mut s = String::new();
@@ -350,7 +350,7 @@ async fn docx_headings_tables_and_images() {
     assert_eq!(figures.len(), 5, "one figure per embedded picture: {figures:?}");
     let pages = ctx.workdir(&id).load_pages().unwrap();
     for f in &figures {
-        let png = image::open(&f.path).expect("figure PNG is readable");
+        let png = image::open(ctx.blobs.path(&f.path)).expect("figure PNG is readable");
         assert!(png.width() >= 140 && png.height() >= 56, "{f:?}");
         let page = &pages[f.page as usize - 1];
         assert!(f.bbox[3] <= page.height as f64 && f.bbox[2] <= page.width as f64, "{f:?} lies on its page");
@@ -372,7 +372,7 @@ async fn pptx_slides_tables_pictures_and_notes() {
     let text = ctx.workdir(&id).load_pages().unwrap()[0].text();
     assert_eq!(text, "Test text Group test text Box 1 Box 2 Col head 1 | Col head 2 Cell text 1 | Cell text 2");
     let figures = ctx.store.figures(&id).await.unwrap();
-    let widths: Vec<u32> = figures.iter().map(|f| image::open(&f.path).unwrap().width()).collect();
+    let widths: Vec<u32> = figures.iter().map(|f| image::open(ctx.blobs.path(&f.path)).unwrap().width()).collect();
     assert_eq!(widths, [211, 204], "the GIF and the JPEG picture: {figures:?}");
 
     let id = through_chunking(&ctx, "notes.pptx").await;
