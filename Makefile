@@ -35,7 +35,9 @@ demo: build
 # Structure and style first (the document crate's layers, formatting, clippy with warnings
 # as errors), then the hostile-input corpus (fixtures/hostile/) and the binaries (workers
 # start lectern-pdfium), then every test of every crate. PostgreSQL (scripts/pg.sh: a private cluster on a free local port) backs the
-# PostgreSQL half of the store conformance suite and the multi-process tests.
+# PostgreSQL half of the store conformance suite and the multi-process tests; scripts/s3.sh's
+# S3 server the object-store tests. Last, tests/hosts.py: serve and two workers in network
+# namespaces sharing nothing but PostgreSQL and S3 (root).
 test: setup
 	python3 scripts/layers.py
 	cargo fmt --all --check

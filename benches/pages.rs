@@ -104,12 +104,28 @@ fn disk_io(pid: u32) -> Option<(u64, u64)> {
     Some((field("read_bytes:")?, field("write_bytes:")?))
 }
 
+/// `line` without ANSI escape sequences (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The workers' object-store counters, summed from their "object store traffic" log lines:
 /// requests (gets, puts, lists, deletes), bytes read, bytes written.
 fn traffic(log: &Path) -> (u64, u64, u64) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let mut sums = (0, 0, 0);
     for line in text.lines().filter(|l| l.contains("object store traffic")) {
+        // Without a terminal the log still carries colour codes around field names.
+        let line = strip_ansi(line);
         let field = |name: &str| {
             line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))?.parse::<u64>().ok()).unwrap_or(0)
         };
