@@ -61,9 +61,7 @@ def cleanup():
         except ProcessLookupError:
             pass
         proc.wait()
-    for host in HOSTS:
-        run("ip", "netns", "del", ns(host), check=False, capture=True)
-    run("ip", "link", "del", BRIDGE, check=False, capture=True)
+    remove_links()
     run(str(ROOT / "scripts/pg.sh"), "stop", env=pg_env(), check=False, capture=True)
     run(str(ROOT / "scripts/s3.sh"), "stop", env=s3_env(), check=False, capture=True)
     run("rm", "-rf", str(scratch), check=False)
@@ -78,18 +76,27 @@ def s3_env():
     return {**os.environ, "LECTERN_S3_HOST": SERVER}
 
 
+def veth(host):
+    return f"lectern-t{host}0"
+
+
+def remove_links():
+    """Deleting a veth end deletes the pair at once; a namespace's own go with it later."""
+    for host in HOSTS:
+        run("ip", "link", "del", veth(host), check=False, capture=True)
+        run("ip", "netns", "del", ns(host), check=False, capture=True)
+    run("ip", "link", "del", BRIDGE, check=False, capture=True)
+
+
 def network():
-    cleanup_links = [("ip", "netns", "del", ns(h)) for h in HOSTS] + [("ip", "link", "del", BRIDGE)]
-    for cmd in cleanup_links:  # left over from a run that was killed outright
-        run(*cmd, check=False, capture=True)
+    remove_links()  # left over from a run that was killed outright
     run("ip", "link", "add", BRIDGE, "type", "bridge")
     run("ip", "addr", "add", f"{SERVER}/24", "dev", BRIDGE)
     run("ip", "link", "set", BRIDGE, "up")
     for host, addr in HOSTS.items():
-        veth = f"lectern-t{host}0"
         run("ip", "netns", "add", ns(host))
-        run("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns(host))
-        run("ip", "link", "set", veth, "master", BRIDGE, "up")
+        run("ip", "link", "add", veth(host), "type", "veth", "peer", "name", "eth0", "netns", ns(host))
+        run("ip", "link", "set", veth(host), "master", BRIDGE, "up")
         run("ip", "-n", ns(host), "addr", "add", f"{addr}/24", "dev", "eth0")
         run("ip", "-n", ns(host), "link", "set", "eth0", "up")
         run("ip", "-n", ns(host), "link", "set", "lo", "up")
@@ -230,16 +237,17 @@ def main():
 
     # Search on A finds text from pages B and C each processed.
     for host in "bc":
-        pages = sorted({j["payload"]["pages"][0] for j in jobs(paper)
-                        if by(host, j) and j["state"] == "done" and j["stage"] in PAGE_STAGES})
-        assert pages, f"host {host.upper()} processed no page of paper.pdf"
-        query = page_words(paper, pages[0])
+        done = sorted({(doc, j["payload"]["pages"][0]) for doc in (paper, scan) for j in jobs(doc)
+                       if by(host, j) and j["state"] == "done" and j["stage"] in PAGE_STAGES})
+        assert done, f"host {host.upper()} processed no page"
+        doc, page = done[0]
+        query = page_words(doc, page)
         status, body = http("POST", "/v1/search", json.dumps({"query": query, "top_k": 10, "mode": "text"}).encode(),
                             {"Content-Type": "application/json"})
         hits = json.loads(body)["hits"]
-        found = [h for h in hits if h["document_id"] == paper and any(s["page"] == pages[0] for s in h["spans"])]
-        assert found, (host, pages[0], query, hits[:3])
-        say(f"host {host.upper()} processed pages {pages}; search on A finds page {pages[0]}")
+        found = [h for h in hits if h["document_id"] == doc and any(s["page"] == page for s in h["spans"])]
+        assert found, (host, doc, page, query, hits[:3])
+        say(f"host {host.upper()} processed (document, page) {done}; search on A finds {doc} page {page}")
     say(f"passed: {len(all_jobs)} jobs, {chunks} chunks, {len(local)} files in the workers' caches")
 
 
