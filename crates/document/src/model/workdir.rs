@@ -155,7 +155,7 @@ impl WorkDir {
     pub fn save_page(&self, page: &Page) -> Result<(), StageError> {
         write_json(&self.page_file(page.number), page)
     }
-    /// Page numbers from the keys of a pages listing (`…/pages/p0001.json`).
+    /// Page numbers, sorted, from the keys or names of a pages listing (`…/pages/p0001.json`).
     pub fn numbers_of(keys: &[String]) -> Vec<u32> {
         let mut numbers: Vec<u32> = keys
             .iter()
@@ -166,16 +166,11 @@ impl WorkDir {
     }
     /// Numbers of the pages rendered so far, in order.
     pub fn page_numbers(&self) -> Result<Vec<u32>, StageError> {
-        let mut numbers = Vec::new();
+        let mut names = Vec::new();
         for entry in std::fs::read_dir(self.pages_dir())? {
-            let name = entry?.file_name();
-            let name = name.to_string_lossy();
-            if let Some(n) = name.strip_prefix('p').and_then(|n| n.strip_suffix(".json")).and_then(|n| n.parse().ok()) {
-                numbers.push(n);
-            }
+            names.push(entry?.file_name().to_string_lossy().into_owned());
         }
-        numbers.sort_unstable();
-        Ok(numbers)
+        Ok(Self::numbers_of(&names))
     }
     /// Every page rendered so far, in page order.
     pub fn load_pages(&self) -> Result<Vec<Page>, StageError> {
