@@ -17,7 +17,7 @@ DEMO_DATA := ./lectern-data
 # and reuse its artifacts; `-p lectern` alone resolves other features and rebuilds LanceDB's stack.
 BENCH := cargo bench --profile dev --workspace
 
-.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask bench-fidelity eval-study eval-study-terms eval-ocr eval-figures bench-pages bench-scans bench-text-layer bench-course
+.PHONY: setup build demo test fmt hostile bench-queue bench-embed bench-search bench-load bench-generate bench-document eval-retrieval eval-ask eval-fields bench-fidelity eval-study eval-study-terms eval-ocr eval-figures bench-pages bench-scans bench-text-layer bench-course
 
 setup:
 	./scripts/setup.sh
@@ -34,16 +34,18 @@ demo: build
 
 # Structure and style first (the document crate's layers, formatting, clippy with warnings
 # as errors), then the hostile-input corpus (fixtures/hostile/) and the binaries (workers
-# start lectern-pdfium), then every test of every crate. PostgreSQL (scripts/pg.sh: a private cluster on a free local port) backs the
-# PostgreSQL half of the store conformance suite and the multi-process tests; scripts/s3.sh's
-# S3 server the object-store tests. Last, tests/hosts.py: serve and two workers in network
+# start lectern-pdfium) with the tests, in one feature resolution (`--bins` alone resolves
+# other features and builds LanceDB's stack a second time), then every test of every crate.
+# PostgreSQL (scripts/pg.sh: a private cluster on a free local port) backs the PostgreSQL
+# half of the store conformance suite and the multi-process tests; scripts/s3.sh's S3
+# server the object-store tests. Last, tests/hosts.py: serve and two workers in network
 # namespaces sharing nothing but PostgreSQL and S3 (root).
 test: setup
 	python3 scripts/layers.py
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	python3 fixtures/make_hostile.py
-	cargo build --workspace --bins
+	cargo build --workspace --bins --tests
 	LECTERN_TEST_PG_URL=$$(./scripts/pg.sh start) LECTERN_TEST_S3_URL=$$(./scripts/s3.sh start) \
 		cargo test --workspace --no-fail-fast -- --test-threads=2
 	$$(./scripts/s3.sh python) tests/hosts.py
@@ -96,6 +98,10 @@ bench-scans: build
 
 # Extractive answers on the ask question set: top-1/top-3 answer sentence, out-of-scope
 # "not found", latency, per "not found" threshold.
+# Fields of invoices and a form against labels, born-digital and OCR'd, beside invoice2data.
+eval-fields: build
+	$$(./scripts/peers.sh) benches/fields.py --lectern $(LECTERN)
+
 eval-ask: build
 	rm -rf ./lectern-eval-ask
 	$(LECTERN_EVAL) --data-dir ./lectern-eval-ask ask --questions benches/quality/ask_questions.toml --corpus ../shared/corpus

@@ -148,7 +148,7 @@ enum Stages {
 const COMPOSE_WORKERS: [(&str, &[&str], &str); 3] = [
     ("pages", &["ingest", "render", "layout"], "1"),
     ("ocr", &["ocr"], "2"),
-    ("text", &["chunk", "embed", "generate", "webhook"], "1"),
+    ("text", &["chunk", "embed", "extract", "generate", "webhook"], "1"),
 ];
 
 /// Builds a `pages`-page PDF from corpus pages (or the fixtures when there is no corpus).

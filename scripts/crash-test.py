@@ -29,7 +29,7 @@ import time
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 FIXTURES = ["paper.pdf", "scan.pdf", "columns.pdf", "page.png", "headings.docx", "notes.pptx"]
-STAGES = ["ingest", "render", "layout", "ocr", "chunk", "embed", "generate"]
+STAGES = ["ingest", "render", "layout", "ocr", "chunk", "embed", "extract", "generate"]
 
 
 class Run:

@@ -23,10 +23,10 @@ LAYERS = [
     ["model"],
     ["formats", "text"],
     ["engines"],
-    ["schedule", "generate", "index", "classify", "export"],
+    ["schedule", "generate", "index", "classify", "export", "extract"],
     ["context"],
     ["stages", "search", "ask", "webhook", "orphans"],
-    ["pipeline"],
+    ["pipeline", "housekeeping"],
     ["background"],
 ]
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}

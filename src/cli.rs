@@ -18,7 +18,7 @@ use lectern_document::index::Mode;
 use lectern_document::model::workdir::TextSource;
 use lectern_document::stages::ingest;
 use lectern_document::stages::study::{Kind as StudyKind, Request as StudyRequest};
-use lectern_document::{ask, export, pipeline, search};
+use lectern_document::{ask, export, housekeeping, pipeline, search};
 use lectern_queue::engine::QueueSpec;
 use lectern_queue::storage::{DocumentStatus, JobState, Scheduler};
 use lectern_queue::{shutdown, storage};
@@ -80,6 +80,14 @@ pub struct Global {
     /// Hours finished jobs are kept before workers delete them (0: keep forever).
     #[arg(long, global = true, env = "LECTERN_RETENTION_HOURS", default_value_t = 168)]
     pub retention_hours: u64,
+    /// With --store, the most MiB this host's cache of the store may hold; files of the
+    /// least recently used documents go first, never ones used in the last 15 minutes.
+    #[arg(long, global = true, env = "LECTERN_CACHE_MAX_MB", default_value_t = 4096)]
+    pub cache_max_mb: u64,
+    /// Minutes between `serve`'s sweeps of orphan files older than an hour (0: never;
+    /// `lectern sweep` does one by hand).
+    #[arg(long, global = true, env = "LECTERN_SWEEP_EVERY_MINS", default_value_t = 60)]
+    pub sweep_every_mins: u64,
     /// Flush each upload to disk (fsync) before answering it. Default: on with PostgreSQL,
     /// whose commits are durable; off with SQLite, whose WAL runs at synchronous=NORMAL.
     #[arg(long, global = true, env = "LECTERN_SYNC_UPLOADS", action = clap::ArgAction::Set)]
@@ -116,6 +124,8 @@ impl Global {
         settings.grace = Duration::from_secs(self.grace_secs);
         settings.max_upload_bytes = self.max_upload_mb << 20;
         settings.retention = (self.retention_hours > 0).then(|| Duration::from_secs(self.retention_hours * 3600));
+        settings.cache_max_bytes = self.cache_max_mb << 20;
+        settings.sweep_every = (self.sweep_every_mins > 0).then(|| Duration::from_secs(self.sweep_every_mins * 60));
         settings.webhook_secret = self.webhook_secret.clone().filter(|s| !s.is_empty());
         settings.webhook_allow =
             self.webhook_allow.iter().map(|a| a.trim().to_string()).filter(|a| !a.is_empty()).collect();
@@ -880,6 +890,11 @@ async fn serve(
         }
         None => None,
     };
+    tokio::spawn(housekeeping::sweep_orphans(ctx.clone(), shutdown.clone()));
+    if worker_thread.is_none() {
+        // The worker pools trim the cache themselves.
+        tokio::spawn(housekeeping::trim_cache(ctx.clone(), shutdown.clone()));
+    }
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("bind {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, workers = workers.is_some(), "serving");
     let mut server_shutdown = shutdown.clone();
@@ -1043,6 +1058,16 @@ async fn show_status(ctx: &Context, id: &str, json: bool, pages: bool) -> anyhow
     }
     for a in &status.artifacts {
         println!("  artifact {:<16} {}", a.name, a.path);
+    }
+    if let Some(x) = &status.fields {
+        let review = if x.review_needed { "review needed" } else { "checked" };
+        println!("  fields ({}): {review}", x.schema);
+        for (name, f) in &x.fields {
+            println!("    {name:<28} {:<32} page {:>3}  confidence {:.2}", f.text, f.page, f.confidence);
+        }
+        for line in x.missing.iter().map(|m| format!("{m}: not found")).chain(x.review.iter().cloned()) {
+            println!("    - {line}");
+        }
     }
     for p in &pages {
         let layer_check = p.layer_agreement.map_or(String::new(), |a| format!("  invisible layer agrees {a:.2}"));

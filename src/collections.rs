@@ -121,7 +121,7 @@ pub async fn collections(ctx: &Context, scope: Option<&[String]>) -> Result<Vec<
 }
 
 /// Deletes every document of a collection as `lectern delete` does (jobs, indexed chunks,
-/// rows, work directory); returns how many.
+/// rows, files), then frees the files of its LanceDB table's rows; returns how many.
 pub async fn delete_collection(ctx: &Context, name: &str, scope: Option<&[String]>) -> Result<usize, ListError> {
     if scope.is_some_and(|s| !s.iter().any(|c| c == name)) {
         return Err(ListError::Forbidden(name.to_string()));
@@ -142,6 +142,7 @@ pub async fn delete_collection(ctx: &Context, name: &str, scope: Option<&[String
     loop {
         let page = ctx.store.list_documents(&query).await?;
         if page.is_empty() {
+            ctx.index().await?.reclaim(name).await?;
             return Ok(deleted);
         }
         for document in page {

@@ -18,7 +18,9 @@
 //! - `GET /v1/documents/{id}/artifacts`, `…/artifacts/{name}` — list and download.
 //! - `GET /v1/documents/{id}/content?format=markdown|json|text` — the document's content,
 //!   streamed ([`crate::export`]); `GET /v1/documents/{id}/figures/{name}` — a figure it links.
-//! - `GET /v1/documents/{id}` — document status, its jobs, figures and artifacts.
+//! - `GET /v1/documents/{id}` — document status, its jobs, figures, artifacts and fields.
+//! - `GET /v1/documents/{id}/fields` — the fields its type's schema found (`fields.json`:
+//!   value, page, box, source, confidence, problems; rule checks; `review_needed`).
 //! - `POST /v1/documents/{id}/cancel` — cancel every unfinished job of a document.
 //! - `GET /v1/documents/{id}/events` — live progress (server-sent events `job`, `document`,
 //!   then `end` when the document has finished).
@@ -130,6 +132,15 @@ impl From<UploadError> for ApiError {
             UploadError::Io(e) => e.into(),
             UploadError::Blob(e) => e.into(),
             UploadError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::status::StatusError> for ApiError {
+    fn from(e: crate::status::StatusError) -> Self {
+        match e {
+            crate::status::StatusError::Store(e) => e.into(),
+            crate::status::StatusError::Fields(e) => ApiError::Unavailable(e.to_string()),
         }
     }
 }
@@ -470,6 +481,7 @@ fn protected(ctx: Arc<Context>) -> Router {
         .route("/v1/documents/{id}/content", get(content))
         .route("/v1/documents/{id}/figures/{name}", get(figure))
         .route("/v1/documents/{id}/artifacts", get(artifacts))
+        .route("/v1/documents/{id}/fields", get(fields))
         .route("/v1/documents/{id}/artifacts/{name}", get(artifact))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
@@ -815,6 +827,18 @@ async fn document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Re
     let status =
         crate::status::document_status(&ctx, &id).await?.ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
     Ok(Json(status).into_response())
+}
+
+/// The fields its type's schema found; 404 for a document with none (no schema for its
+/// type, or not extracted yet).
+async fn fields(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let status =
+        crate::status::document_status(&ctx, &id).await?.ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
+    let fields = status.fields.ok_or_else(|| {
+        let doc_type = status.document.doc_type.as_deref().unwrap_or("not classified yet");
+        ApiError::NotFound(format!("fields of document {id} (type {doc_type}: no schema, or not extracted yet)"))
+    })?;
+    Ok(Json(fields).into_response())
 }
 
 async fn cancel_job(State(ctx): State<Arc<Context>>, Path(id): Path<i64>) -> Result<Response, ApiError> {

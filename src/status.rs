@@ -7,6 +7,7 @@ use lectern_document::blob::BlobError;
 use lectern_document::context::Context;
 use lectern_document::engines::tesseract::LOW_CONFIDENCE;
 use lectern_document::error::StageError;
+use lectern_document::extract::Extraction;
 use lectern_document::model::workdir::TextSource;
 use lectern_queue::storage::{self, Artifact, Document, Figure, Job, StoreError};
 
@@ -17,14 +18,25 @@ pub struct DocumentStatus {
     pub jobs: Vec<Job>,
     pub figures: Vec<Figure>,
     pub artifacts: Vec<Artifact>,
+    /// Fields extracted by the document type's schema (`fields.json`); null without one.
+    pub fields: Option<Extraction>,
 }
 
-pub async fn document_status(ctx: &Context, id: &str) -> Result<Option<DocumentStatus>, StoreError> {
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("read the document's fields: {0}")]
+    Fields(#[from] StageError),
+}
+
+pub async fn document_status(ctx: &Context, id: &str) -> Result<Option<DocumentStatus>, StatusError> {
     let Some(document) = ctx.store.document(id).await? else { return Ok(None) };
     Ok(Some(DocumentStatus {
         jobs: ctx.store.jobs_for_document(id).await?,
         figures: ctx.store.figures(id).await?,
         artifacts: ctx.store.artifacts(id).await?,
+        fields: lectern_document::stages::extract::load(ctx, id).await?,
         document,
     }))
 }

@@ -79,8 +79,9 @@ async fn upload_then_poll_until_done() {
     let doc = wait_document(&client, &base, &doc_id).await;
     assert_eq!(doc["status"], "done", "{doc}");
     assert_eq!(doc["filename"], "scan?.pdf", "path parts are stripped from the name");
-    assert_eq!(doc["jobs"].as_array().unwrap().len(), 7);
+    assert_eq!(doc["jobs"].as_array().unwrap().len(), 8);
     assert_eq!(doc["artifacts"].as_array().unwrap().len(), 4);
+    assert!(doc["fields"].is_null(), "a scanned paper has no schema: {doc}");
     let job: Value = client.get(format!("{base}/v1/jobs/{job_id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!((job["state"].as_str(), job["attempt"].as_i64()), (Some("done"), Some(1)));
 
@@ -428,7 +429,7 @@ async fn progress_stream_delivers_stage_events_in_order() {
         })
         .collect();
     assert_eq!(frames.last().map(|f| f.0.as_str()), Some("end"), "{text}");
-    let stages = ["ingest", "render", "layout", "ocr", "chunk", "embed", "generate"];
+    let stages = ["ingest", "render", "layout", "ocr", "chunk", "embed", "extract", "generate"];
     let mut done_order = Vec::new();
     for (event, data) in &frames {
         if event == "job" {
@@ -444,7 +445,7 @@ async fn progress_stream_delivers_stage_events_in_order() {
     assert!(first_done.windows(2).all(|w| w[0] < w[1]), "{done_order:?}");
     let last_per_page = done_order.iter().rposition(|&d| (1..=3).contains(&d)).unwrap();
     assert!(first_done[4] > last_per_page, "chunk after every page range: {done_order:?}");
-    assert_eq!(done_order.last(), Some(&6));
+    assert_eq!(done_order.last(), Some(&7));
     let last_doc = frames.iter().rev().find(|f| f.0 == "document").unwrap();
     let v: Value = serde_json::from_str(&last_doc.1).unwrap();
     assert_eq!(v["status"], "done", "{v}");
@@ -703,8 +704,19 @@ async fn auth_matrix_every_route_by_caller() {
         cells += 1;
     }
     println!("auth matrix: {cells} cells as expected");
-    let gone = call(&owner, &Method::DELETE, &format!("/v1/documents/{id}"), None).await.unwrap();
+
+    // The owner deletes the whole collection: its document, its rows in LanceDB and their
+    // files, not left for a later maintenance.
+    let index = ctx.index().await.unwrap();
+    let indexed = index.stats("b").await.unwrap().unwrap();
+    assert!(indexed.rows > 0, "{indexed:?}");
+    let gone = call(&owner, &Method::DELETE, "/v1/collections/b", None).await.unwrap();
     assert!(gone.status().is_success(), "the owner deletes: {}", gone.status());
+    assert_eq!(gone.json::<Value>().await.unwrap()["deleted_documents"], 1);
+    assert!(ctx.store.document(&id).await.unwrap().is_none());
+    let emptied = index.stats("b").await.unwrap().unwrap();
+    assert_eq!(emptied.rows, 0);
+    assert!(emptied.bytes_on_disk * 2 < indexed.bytes_on_disk, "{indexed:?} → {emptied:?}");
 }
 
 /// Slow-loris: a client that sends its request head a byte at a time, or opens connections

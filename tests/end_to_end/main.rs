@@ -7,6 +7,7 @@ mod common;
 mod course;
 mod disk_full;
 mod export;
+mod extract;
 mod hostile;
 mod http;
 mod object_store;

@@ -59,6 +59,18 @@ async fn a_document_made_on_one_host_is_read_on_another_with_no_shared_disk() {
     }
     assert!(!std::path::Path::new(&remote.url_of("lancedb")).exists());
 
+    // A's cache is only a cache: files used in the last hour stay, then a trim to nothing
+    // empties it, and A reads the document back from the store.
+    assert_eq!(a.blobs.trim_cache(0, Duration::from_secs(3600)).await.unwrap().files, 0);
+    let trimmed = a.blobs.trim_cache(0, Duration::ZERO).await.unwrap();
+    assert!(trimmed.files >= 5 && trimmed.bytes > 0, "{trimmed:?}");
+    for dir in ["uploads", "documents"] {
+        assert!(walk(&a_dir.path().join(dir)).is_empty(), "{dir} left in the cache");
+    }
+    let export = lectern::export::prepare(&a, &id).await.unwrap();
+    let markdown = export.write(lectern_document::export::Format::Markdown, String::new(), Vec::new()).await.unwrap();
+    assert!(String::from_utf8(markdown).unwrap().contains("geospatial"));
+
     // Host B has an empty cache: export, artifacts and search still work from the store.
     let b = host(b_dir.path(), &database, &remote).await;
     let export = lectern::export::prepare(&b, &id).await.unwrap();

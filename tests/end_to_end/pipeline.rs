@@ -43,7 +43,7 @@ async fn documents_flow_through_every_queue_and_bad_ones_fail_cleanly() {
         let mut stages: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
         stages.sort_by_key(|s| ctx.pipeline.stages.iter().position(|p| p == s));
         stages.dedup();
-        assert_eq!(stages, ["ingest", "render", "layout", "ocr", "chunk", "embed", "generate"]);
+        assert_eq!(stages, ["ingest", "render", "layout", "ocr", "chunk", "embed", "extract", "generate"]);
         assert!(jobs.iter().all(|j| j.state == JobState::Done && j.attempt == 1));
         // Per-page stages ran once per range of 4 pages; the rest once per document.
         let ranges = (doc.pages.unwrap() as usize).div_ceil(4);

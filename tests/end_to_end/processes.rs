@@ -98,7 +98,7 @@ async fn two_worker_processes_split_a_pdf_page_by_page() {
         pages.sort();
         assert_eq!(pages, [1, 2, 3, 4, 5], "{stage}: one job per page");
     }
-    for stage in ["ingest", "chunk", "embed", "generate"] {
+    for stage in ["ingest", "chunk", "embed", "extract", "generate"] {
         assert_eq!(jobs.iter().filter(|j| j.stage == stage).count(), 1, "{stage} once");
     }
     assert!(jobs.iter().all(|j| j.attempt == 1));

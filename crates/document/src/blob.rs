@@ -195,7 +195,7 @@ impl Blobs {
     async fn fetch_opts(&self, key: &str, immutable: bool) -> Result<PathBuf, BlobError> {
         let path = self.path(key);
         let Some(remote) = &self.remote else { return Ok(path) };
-        if immutable && tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        if immutable && touch(&path).await {
             return Ok(path);
         }
         self.count(&self.traffic.gets, 1);
@@ -335,6 +335,21 @@ impl Blobs {
         }
     }
 
+    /// Keeps this host's cache of a remote store under `max_bytes`: removes the files of
+    /// the least recently used documents, study sets and uploads first, and never those
+    /// used within `min_idle`, so a running stage keeps what it fetched. A stage that
+    /// still loses a file fails transiently and fetches it again. Local store: nothing to
+    /// do, the data directory holds the only copy.
+    pub async fn trim_cache(&self, max_bytes: u64, min_idle: std::time::Duration) -> Result<Trimmed, BlobError> {
+        if self.remote.is_none() {
+            return Ok(Trimmed::default());
+        }
+        let root = self.cache.clone();
+        tokio::task::spawn_blocking(move || trim(&root, max_bytes, min_idle))
+            .await
+            .map_err(|e| BlobError::Io(std::io::Error::other(e)))?
+    }
+
     /// Removes one key, remote and cached.
     pub async fn delete(&self, key: &str) -> Result<(), BlobError> {
         if let Some(remote) = &self.remote {
@@ -349,6 +364,64 @@ impl Blobs {
             _ => Ok(()),
         }
     }
+}
+
+/// What a cache trim removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Trimmed {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Marks a cached file as just used (its time of last change is the cache's clock);
+/// false if it is not cached.
+async fn touch(path: &Path) -> bool {
+    let path = path.to_path_buf();
+    let touched = tokio::task::spawn_blocking(move || {
+        std::fs::File::options().write(true).open(&path)?.set_modified(std::time::SystemTime::now())
+    })
+    .await;
+    matches!(touched, Ok(Ok(())))
+}
+
+/// The cache's units of use: a document's or study set's files together, an upload alone.
+fn cache_units(root: &Path) -> Result<Vec<(String, Vec<BlobMeta>)>, BlobError> {
+    let mut units: std::collections::BTreeMap<String, Vec<BlobMeta>> = Default::default();
+    for dir in ["uploads", "documents", "study"] {
+        for meta in list_files(root, &root.join(dir))? {
+            let unit = match dir {
+                "uploads" => meta.key.clone(),
+                _ => meta.key.splitn(3, '/').take(2).collect::<Vec<_>>().join("/"),
+            };
+            units.entry(unit).or_default().push(meta);
+        }
+    }
+    Ok(units.into_iter().collect())
+}
+
+fn trim(root: &Path, max_bytes: u64, min_idle: std::time::Duration) -> Result<Trimmed, BlobError> {
+    let mut units = cache_units(root)?;
+    let used = |metas: &[BlobMeta]| metas.iter().map(|m| m.modified).max();
+    units.sort_by_key(|(_, metas)| used(metas));
+    let mut total: u64 = units.iter().flat_map(|(_, metas)| metas).map(|m| m.size).sum();
+    let idle_since = chrono::Utc::now() - chrono::Duration::from_std(min_idle).unwrap_or(chrono::Duration::MAX);
+    let mut trimmed = Trimmed::default();
+    for (unit, metas) in units {
+        if total <= max_bytes || used(&metas).is_some_and(|t| t > idle_since) {
+            break;
+        }
+        let path = root.join(&unit);
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        let bytes: u64 = metas.iter().map(|m| m.size).sum();
+        total -= bytes;
+        trimmed.files += metas.len();
+        trimmed.bytes += bytes;
+    }
+    Ok(trimmed)
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -389,5 +462,46 @@ fn list_files(root: &Path, dir: &Path) -> Result<Vec<BlobMeta>, BlobError> {
 impl From<BlobError> for crate::error::StageError {
     fn from(e: BlobError) -> Self {
         crate::error::StageError::Transient(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn file(root: &Path, key: &str, bytes: usize, age: Duration) {
+        let path = root.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, vec![0u8; bytes]).unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(SystemTime::now() - age).unwrap();
+    }
+
+    #[test]
+    fn a_trim_removes_the_least_recently_used_first_and_keeps_what_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = Duration::from_secs(3600);
+        file(dir.path(), "documents/old/pages/p0001.json", 10, 3 * hour);
+        file(dir.path(), "documents/old/chunks.json", 10, 2 * hour);
+        file(dir.path(), "documents/newer/chunks.json", 10, hour);
+        file(dir.path(), "uploads/ab/abcd", 10, hour / 2);
+        file(dir.path(), "documents/busy/chunks.json", 100, Duration::ZERO);
+        // The two old files go as one; then the cache fits.
+        let trimmed = trim(dir.path(), 125, hour / 4).unwrap();
+        assert_eq!(trimmed, Trimmed { files: 2, bytes: 20 });
+        assert!(!dir.path().join("documents/old").exists());
+        assert!(dir.path().join("documents/newer/chunks.json").exists());
+        // Nothing used within the idle time goes, however full the cache.
+        assert_eq!(trim(dir.path(), 0, hour / 4).unwrap(), Trimmed { files: 2, bytes: 20 });
+        assert!(dir.path().join("documents/busy/chunks.json").exists());
+    }
+
+    #[tokio::test]
+    async fn the_local_store_is_never_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        file(dir.path(), "documents/d/chunks.json", 10, Duration::from_secs(3600));
+        let blobs = Blobs::new(dir.path(), None);
+        assert_eq!(blobs.trim_cache(0, Duration::ZERO).await.unwrap(), Trimmed::default());
+        assert!(dir.path().join("documents/d/chunks.json").exists());
     }
 }

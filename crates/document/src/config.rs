@@ -41,6 +41,10 @@ pub struct Settings {
     pub grace: std::time::Duration,
     /// Finished jobs are deleted after this long (`None`: kept).
     pub retention: Option<std::time::Duration>,
+    /// With a remote store, the most this host's cache (the data directory's files) holds.
+    pub cache_max_bytes: u64,
+    /// How often `serve` sweeps orphan files out of the store (`None`: never).
+    pub sweep_every: Option<std::time::Duration>,
     /// Flush each upload to disk (fsync) before answering. Off, the OS writes it back on
     /// its own, as SQLite's WAL at `synchronous=NORMAL` does for the job rows; the ingest
     /// job fails an upload a power loss tore, by its hash.
@@ -75,6 +79,8 @@ impl Settings {
             lease: std::time::Duration::from_secs(30),
             grace: std::time::Duration::from_secs(30),
             retention: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+            cache_max_bytes: 4 << 30,
+            sweep_every: Some(std::time::Duration::from_secs(3600)),
             sync_uploads: false,
             max_upload_bytes: 512 << 20,
             auth_required: true,
@@ -129,7 +135,7 @@ pub fn study_key(study_id: &str) -> String {
 
 /// Settings a TOML file (`--config`, `LECTERN_CONFIG`) may give, and the environment
 /// variable each one stands for. Precedence: flag, then environment, then file, then default.
-pub const FILE_KEYS: [(&str, &str); 30] = [
+pub const FILE_KEYS: [(&str, &str); 32] = [
     ("data_dir", "LECTERN_DATA_DIR"),
     ("store", "LECTERN_STORE"),
     ("s3_endpoint", "AWS_ENDPOINT_URL"),
@@ -149,6 +155,8 @@ pub const FILE_KEYS: [(&str, &str); 30] = [
     ("grace_secs", "LECTERN_GRACE_SECS"),
     ("max_upload_mb", "LECTERN_MAX_UPLOAD_MB"),
     ("retention_hours", "LECTERN_RETENTION_HOURS"),
+    ("cache_max_mb", "LECTERN_CACHE_MAX_MB"),
+    ("sweep_every_mins", "LECTERN_SWEEP_EVERY_MINS"),
     ("log_format", "LECTERN_LOG_FORMAT"),
     ("listen", "LECTERN_LISTEN"),
     ("worker_nice", "LECTERN_WORKER_NICE"),
@@ -338,12 +346,21 @@ pub enum Stage {
     Ocr,
     Chunk,
     Embed,
+    Extract,
     Generate,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] =
-        [Stage::Ingest, Stage::Render, Stage::Layout, Stage::Ocr, Stage::Chunk, Stage::Embed, Stage::Generate];
+    pub const ALL: [Stage; 8] = [
+        Stage::Ingest,
+        Stage::Render,
+        Stage::Layout,
+        Stage::Ocr,
+        Stage::Chunk,
+        Stage::Embed,
+        Stage::Extract,
+        Stage::Generate,
+    ];
 
     pub fn parse(s: &str) -> Option<Stage> {
         Self::ALL.into_iter().find(|stage| stage.name() == s)
@@ -357,6 +374,7 @@ impl Stage {
             Stage::Ocr => "ocr",
             Stage::Chunk => "chunk",
             Stage::Embed => "embed",
+            Stage::Extract => "extract",
             Stage::Generate => "generate",
         }
     }
@@ -460,7 +478,7 @@ mod tests {
     #[test]
     fn builtin_pipeline_runs_every_stage_in_order() {
         let p = PipelineConfig::builtin();
-        assert_eq!(p.stages, ["ingest", "render", "layout", "ocr", "chunk", "embed", "generate"]);
+        assert_eq!(p.stages, ["ingest", "render", "layout", "ocr", "chunk", "embed", "extract", "generate"]);
         assert_eq!(p.next_stage("ocr"), Some("chunk"));
         assert_eq!(p.next_stage("generate"), None);
         assert!(p.queue("ocr").unwrap().concurrency >= 1);
@@ -496,7 +514,7 @@ mod tests {
 
     #[test]
     fn pipeline_may_not_end_with_a_per_page_stage() {
-        let cut = BUILTIN_PIPELINE.replace(r#""ocr", "chunk", "embed", "generate"]"#, r#""ocr"]"#);
+        let cut = BUILTIN_PIPELINE.replace(r#""ocr", "chunk", "embed", "extract", "generate"]"#, r#""ocr"]"#);
         let err = PipelineConfig::parse(&cut, Path::new("x.toml")).unwrap_err();
         assert!(err.to_string().contains("last stage"), "{err}");
     }

@@ -14,6 +14,7 @@ use crate::engines::layout::LayoutModel;
 use crate::engines::pdfium::PdfiumHost;
 use crate::engines::pdfium_child::PdfiumProcess;
 use crate::error::StageError;
+use crate::extract::Schemas;
 use crate::index::{IndexLocation, VectorIndex};
 use crate::model::workdir::{Page, WorkDir, read_json};
 use crate::text::wordfreq::WordFreq;
@@ -27,6 +28,8 @@ pub struct Context {
     pub blobs: Blobs,
     pub store: Arc<Store>,
     pub pipeline: PipelineConfig,
+    /// Extraction schemas per document type, checked when the process starts.
+    pub schemas: Arc<Schemas>,
     layout: OnceCell<Arc<LayoutModel>>,
     embedder: OnceCell<Arc<Embedder>>,
     query_embedder: OnceCell<Arc<Embedder>>,
@@ -44,6 +47,7 @@ impl Context {
             settings,
             store,
             pipeline,
+            schemas: Arc::new(Schemas::builtin().expect("the built-in extraction schemas are valid")),
             layout: OnceCell::new(),
             embedder: OnceCell::new(),
             query_embedder: OnceCell::new(),

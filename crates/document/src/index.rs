@@ -414,6 +414,24 @@ impl VectorIndex {
         Ok(())
     }
 
+    /// Frees the files of a deleted collection's rows now rather than at a maintenance
+    /// that may never come: compacts, then prunes every version but the latest. The empty
+    /// table stays: dropping it under another process's open handle would let that
+    /// process's next append commit a version over files that are gone.
+    pub async fn reclaim(&self, collection: &str) -> Result<(), IndexError> {
+        let Some(table) = self.table(collection, None).await? else { return Ok(()) };
+        let _one = self.maintaining.lock().await;
+        table.optimize(OptimizeAction::Compact { options: CompactionOptions::default(), remap_options: None }).await?;
+        table
+            .optimize(OptimizeAction::Prune {
+                older_than: Some(Duration::zero()),
+                delete_unverified: Some(false),
+                error_if_tagged_old_versions: None,
+            })
+            .await?;
+        Ok(())
+    }
+
     pub async fn stats(&self, collection: &str) -> Result<Option<TableStats>, IndexError> {
         let Some(table) = self.table(collection, None).await? else { return Ok(None) };
         let stats = table.stats().await?;

@@ -20,15 +20,17 @@
 //! - [`schedule`] — flashcard reviews under SM-2 or FSRS; [`generate`] — study material (cheat sheet,
 //!   quiz, flashcards and their Anki, CSV, Moodle XML and GIFT exports); [`index`] — LanceDB, one table of chunks per collection;
 //!   [`classify`] — a document's type from its embedding; [`export`] — a document's
-//!   content as Markdown, JSON or plain text.
+//!   content as Markdown, JSON or plain text; [`extract`] — schema fields (invoice number,
+//!   dates, amounts…) found by geometry on the pages, typed, checked and scored.
 //! - [`context`] — settings, the store, and the engines loaded on first use.
 //! - [`stages`] — one module per stage, all `run(ctx, payload)`: ingest, render, layout,
-//!   ocr, chunk, embed, generate, and `study` (material over a collection); [`search`] — embed a query and ask the index;
+//!   ocr, chunk, embed, extract, generate, and `study` (material over a collection); [`search`] — embed a query and ask the index;
 //!   [`ask`] — answers with citations from retrieved passages (extractive, or an LLM's);
 //!   [`webhook`] — signed callbacks when a document finishes; [`orphans`] — files no row
 //!   refers to, swept.
 //! - [`pipeline`] — the engine's handlers: run a stage, then enqueue what follows;
-//!   [`background`] — worker pools beside a server.
+//!   [`housekeeping`] — periodic cache trims and orphan sweeps.
+//! - [`background`] — worker pools beside a server.
 
 pub mod ask;
 pub mod background;
@@ -39,8 +41,10 @@ pub mod context;
 pub mod engines;
 pub mod error;
 pub mod export;
+pub mod extract;
 pub mod formats;
 pub mod generate;
+pub mod housekeeping;
 pub mod index;
 pub mod model;
 pub mod orphans;

@@ -53,7 +53,9 @@ pub async fn run_workers(
 ) {
     let config = ctx.engine_config();
     let store = ctx.store.clone();
+    let trim = tokio::spawn(crate::housekeeping::trim_cache(ctx.clone(), shutdown.clone()));
     lectern_queue::engine::run(store, handlers(&ctx), config, specs, shutdown).await;
+    let _ = trim.await;
     ctx.close().await;
 }
 
@@ -96,6 +98,7 @@ pub async fn run_stage(ctx: &Context, stage: Stage, payload: &Payload) -> Result
         Stage::Ocr => stages::ocr::run(ctx, payload).await,
         Stage::Chunk => stages::chunk::run(ctx, payload).await,
         Stage::Embed => stages::embed::run(ctx, payload).await,
+        Stage::Extract => stages::extract::run(ctx, payload).await,
         Stage::Generate => stages::generate::run(ctx, payload).await,
     }
 }

@@ -193,6 +193,7 @@ pub async fn deliver(ctx: &Context, job: &Job) -> Result<Outcome, StageError> {
         tracing::info!(doc = %delivery.document_id, "document deleted before its webhook; nothing sent");
         return Ok(Outcome::default());
     };
+    let fields = crate::stages::extract::load(ctx, &doc.id).await?;
     let body = json!({
         "event": format!("document.{}", doc.status),
         "delivery": job.id,
@@ -201,6 +202,7 @@ pub async fn deliver(ctx: &Context, job: &Job) -> Result<Outcome, StageError> {
             "id": doc.id, "status": doc.status, "error": doc.error, "filename": doc.filename,
             "collection": doc.collection, "pages": doc.pages, "doc_type": doc.doc_type,
         },
+        "fields": fields,
     })
     .to_string();
     // Checked again: the name may resolve elsewhere now than at upload.

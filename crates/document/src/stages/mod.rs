@@ -1,5 +1,5 @@
 //! The pipeline's stages, one module each, all run as `run(ctx, payload)`: [`ingest`],
-//! [`render`], [`layout`], [`ocr`], [`chunk`], [`embed`] and [`generate`]. A stage reads
+//! [`render`], [`layout`], [`ocr`], [`chunk`], [`embed`], [`extract`] and [`generate`]. A stage reads
 //! what the previous one wrote in the document's work directory
 //! (`<data>/documents/<id>/`, see [`crate::model::workdir`]) and overwrites its own
 //! outputs, so re-running a stage is idempotent. This module holds what every stage job
@@ -8,6 +8,7 @@
 
 pub mod chunk;
 pub mod embed;
+pub mod extract;
 pub mod generate;
 pub mod ingest;
 pub mod layout;
