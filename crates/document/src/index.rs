@@ -281,9 +281,12 @@ impl VectorIndex {
                 None => return Ok(None),
                 Some(dim) => match db.create_empty_table(&name, schema(dim)).execute().await {
                     Ok(t) => t,
-                    // Another worker created it first.
-                    Err(lancedb::Error::TableAlreadyExists { .. }) => db.open_table(&name).execute().await?,
-                    Err(e) => return Err(e.into()),
+                    // Another writer created it first: locally that is TableAlreadyExists, in
+                    // an object store the loser's conditional PUT of the first version fails.
+                    Err(e) => match db.open_table(&name).execute().await {
+                        Ok(t) => t,
+                        Err(_) => return Err(e.into()),
+                    },
                 },
             },
             Err(e) => return Err(e.into()),
