@@ -832,10 +832,10 @@ async fn document(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Re
 /// The fields its type's schema found; 404 for a document with none (no schema for its
 /// type, or not extracted yet).
 async fn fields(State(ctx): State<Arc<Context>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let status =
-        crate::status::document_status(&ctx, &id).await?.ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
-    let fields = status.fields.ok_or_else(|| {
-        let doc_type = status.document.doc_type.as_deref().unwrap_or("not classified yet");
+    let (document, fields) =
+        crate::status::document_fields(&ctx, &id).await?.ok_or_else(|| ApiError::NotFound(format!("document {id}")))?;
+    let fields = fields.ok_or_else(|| {
+        let doc_type = document.doc_type.as_deref().unwrap_or("not classified yet");
         ApiError::NotFound(format!("fields of document {id} (type {doc_type}: no schema, or not extracted yet)"))
     })?;
     Ok(Json(fields).into_response())

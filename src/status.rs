@@ -32,13 +32,22 @@ pub enum StatusError {
 
 pub async fn document_status(ctx: &Context, id: &str) -> Result<Option<DocumentStatus>, StatusError> {
     let Some(document) = ctx.store.document(id).await? else { return Ok(None) };
+    let artifacts = ctx.store.artifacts(id).await?;
     Ok(Some(DocumentStatus {
         jobs: ctx.store.jobs_for_document(id).await?,
         figures: ctx.store.figures(id).await?,
-        artifacts: ctx.store.artifacts(id).await?,
-        fields: lectern_document::stages::extract::load(ctx, id).await?,
+        fields: lectern_document::stages::extract::load(ctx, &artifacts).await?,
+        artifacts,
         document,
     }))
+}
+
+/// A document's extracted fields: `None` for an unknown document, `Some(None)` for one
+/// without (no schema for its type, or not extracted yet).
+pub async fn document_fields(ctx: &Context, id: &str) -> Result<Option<(Document, Option<Extraction>)>, StatusError> {
+    let Some(document) = ctx.store.document(id).await? else { return Ok(None) };
+    let fields = lectern_document::stages::extract::load(ctx, &ctx.store.artifacts(id).await?).await?;
+    Ok(Some((document, fields)))
 }
 
 /// What happened to one page: which path gave it its text, and how sure OCR was.

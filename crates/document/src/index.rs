@@ -115,6 +115,17 @@ pub struct DocumentMeta<'a> {
     pub model: &'a str,
 }
 
+/// Removes the versions of `table` older than `older_than`, and the files only they used.
+async fn prune(table: &Table, older_than: Duration) -> Result<(), IndexError> {
+    let prune = OptimizeAction::Prune {
+        older_than: Some(older_than),
+        delete_unverified: Some(false),
+        error_if_tagged_old_versions: None,
+    };
+    table.optimize(prune).await?;
+    Ok(())
+}
+
 /// Size facts of one table, for benchmarks and `/metrics`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableStats {
@@ -404,14 +415,7 @@ impl VectorIndex {
         }
         table.optimize(OptimizeAction::Compact { options: CompactionOptions::default(), remap_options: None }).await?;
         table.optimize(OptimizeAction::Index(OptimizeOptions::default())).await?;
-        let older_than = Duration::from_std(KEEP_VERSIONS_FOR).expect("small duration");
-        table
-            .optimize(OptimizeAction::Prune {
-                older_than: Some(older_than),
-                delete_unverified: Some(false),
-                error_if_tagged_old_versions: None,
-            })
-            .await?;
+        prune(&table, Duration::from_std(KEEP_VERSIONS_FOR).expect("small duration")).await?;
         drop(table);
         *self.open.lock().await = Open::connect(&self.location, self.consistency).await?;
         Ok(())
@@ -425,14 +429,7 @@ impl VectorIndex {
         let Some(table) = self.table(collection, None).await? else { return Ok(()) };
         let _one = self.maintaining.lock().await;
         table.optimize(OptimizeAction::Compact { options: CompactionOptions::default(), remap_options: None }).await?;
-        table
-            .optimize(OptimizeAction::Prune {
-                older_than: Some(Duration::zero()),
-                delete_unverified: Some(false),
-                error_if_tagged_old_versions: None,
-            })
-            .await?;
-        Ok(())
+        prune(&table, Duration::zero()).await
     }
 
     pub async fn stats(&self, collection: &str) -> Result<Option<TableStats>, IndexError> {

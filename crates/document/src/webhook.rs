@@ -193,7 +193,7 @@ pub async fn deliver(ctx: &Context, job: &Job) -> Result<Outcome, StageError> {
         tracing::info!(doc = %delivery.document_id, "document deleted before its webhook; nothing sent");
         return Ok(Outcome::default());
     };
-    let fields = crate::stages::extract::load(ctx, &doc.id).await?;
+    let fields = crate::stages::extract::load(ctx, &ctx.store.artifacts(&doc.id).await?).await?;
     let body = json!({
         "event": format!("document.{}", doc.status),
         "delivery": job.id,

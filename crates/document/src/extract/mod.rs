@@ -70,13 +70,15 @@ pub const FILE_NAME: &str = "fields.json";
 /// The extraction of the candidate schema that finds the most: required fields found
 /// first, then the sum of the fields' confidences (a failed check halves a field's).
 pub fn extract_best(schemas: &[&Schema], pages: &[Page]) -> Option<Extraction> {
+    let grids: Vec<Grid> = pages.iter().map(Grid::new).collect();
+    let order = DateOrder::of_words(pages.iter().flat_map(|p| p.words.iter().map(|w| w.text.as_str())));
     let score = |x: &Extraction, schema: &Schema| {
         let required = schema.fields.iter().filter(|f| f.required && x.fields.contains_key(&f.name)).count();
         (required, x.fields.values().map(|f| f.confidence).sum::<f32>())
     };
     let mut best: Option<(Extraction, (usize, f32))> = None;
     for schema in schemas {
-        let x = extract(schema, pages);
+        let x = extract(schema, pages, &grids, order);
         let s = score(&x, schema);
         if best.as_ref().is_none_or(|(_, b)| s.0 > b.0 || (s.0 == b.0 && s.1 > b.1)) {
             best = Some((x, s));
@@ -85,22 +87,25 @@ pub fn extract_best(schemas: &[&Schema], pages: &[Page]) -> Option<Extraction> {
     best.map(|(x, _)| x)
 }
 
-/// The fields of `schema` found on `pages`.
-pub fn extract(schema: &Schema, pages: &[Page]) -> Extraction {
-    let grids: Vec<Grid> = pages.iter().map(Grid::new).collect();
-    let order = DateOrder::of_words(pages.iter().flat_map(|p| p.words.iter().map(|w| w.text.as_str())));
-    // Every label of every field where it occurs, so a short label inside a longer one
-    // ("Date" in "Due Date", "Total" in "Total excl. VAT") is passed over.
-    let all_labels: Vec<Vec<(usize, LabelHit)>> = grids
+/// The fields of `schema` found on `pages` (laid out as `grids`, their dates read in `order`).
+fn extract(schema: &Schema, pages: &[Page], grids: &[Grid], order: DateOrder) -> Extraction {
+    // Every label of every field where it occurs, per page: each field looks for its own
+    // among them, and a short label inside a longer one ("Date" in "Due Date", "Total" in
+    // "Total excl. VAT") is passed over.
+    let all_labels: Vec<Vec<Label>> = grids
         .iter()
         .map(|grid| {
             let labels = schema.fields.iter().flat_map(|f| &f.labels);
-            labels.flat_map(|l| grid.find_label(clean(l)).into_iter().map(move |h| (label_len(l), h))).collect()
+            labels
+                .flat_map(|l| {
+                    grid.find_label(clean(l)).into_iter().map(move |hit| Label { text: l, len: label_len(l), hit })
+                })
+                .collect()
         })
         .collect();
     let mut fields = BTreeMap::new();
     for spec in schema.fields.iter().filter(|f| f.kind != Kind::Currency) {
-        if let Some(field) = find_field(spec, &grids, &all_labels, order) {
+        if let Some(field) = find_field(spec, grids, &all_labels, order) {
             fields.insert(spec.name.clone(), field);
         }
     }
@@ -145,6 +150,13 @@ pub fn extract(schema: &Schema, pages: &[Page]) -> Extraction {
     }
 }
 
+/// Where a schema's label text occurs, and its length as compared.
+struct Label<'a> {
+    text: &'a str,
+    len: usize,
+    hit: LabelHit,
+}
+
 /// A label as matched: without a closing colon or full stop.
 fn clean(label: &str) -> &str {
     label.trim_end_matches([':', '.'])
@@ -156,12 +168,7 @@ fn label_len(label: &str) -> usize {
 
 /// The first value of the field's type next to one of its labels, trying the longest label
 /// first, then the pages top to bottom; a label inside a longer one (`all_labels`) is no label.
-fn find_field(
-    spec: &FieldSpec,
-    grids: &[Grid],
-    all_labels: &[Vec<(usize, LabelHit)>],
-    order: DateOrder,
-) -> Option<Field> {
+fn find_field(spec: &FieldSpec, grids: &[Grid], all_labels: &[Vec<Label>], order: DateOrder) -> Option<Field> {
     let mut labels: Vec<&String> = spec.labels.iter().collect();
     labels.sort_by_key(|l| std::cmp::Reverse(label_len(l)));
     let (right, below) = match spec.position {
@@ -171,13 +178,12 @@ fn find_field(
     };
     for label in labels {
         let label_score = if label.contains(' ') || label.chars().count() >= 6 { 1.0 } else { 0.85 };
-        let len = label_len(label);
-        for (grid, others) in grids.iter().zip(all_labels) {
-            for hit in grid.find_label(clean(label)) {
-                if others.iter().any(|(n, other)| *n > len && other.overlaps(&hit)) {
+        for (grid, on_page) in grids.iter().zip(all_labels) {
+            for found in on_page.iter().filter(|l| l.text == label.as_str()) {
+                if on_page.iter().any(|other| other.len > found.len && other.hit.overlaps(&found.hit)) {
                     continue;
                 }
-                for candidate in grid.candidates(&hit, right, below) {
+                for candidate in grid.candidates(&found.hit, right, below) {
                     let texts = grid.texts(&candidate);
                     let Some(parsed) = parse::find(spec.kind, &texts, order, &spec.values) else { continue };
                     let words: Vec<usize> = candidate.words[parsed.span.clone()].to_vec();
@@ -330,7 +336,7 @@ mod tests {
 
     fn run(p: Page) -> Extraction {
         let schemas = Schemas::builtin().unwrap();
-        extract(schemas.by_name("invoice").unwrap(), &[p])
+        extract_best(&[schemas.by_name("invoice").unwrap()], &[p]).unwrap()
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::Payload;
 use crate::context::Context;
 use crate::error::StageError;
 use crate::extract::{self, Extraction};
+use lectern_queue::storage::Artifact;
 
 pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     let document_id = payload.document_id.as_str();
@@ -35,9 +36,8 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     Ok(())
 }
 
-/// A document's extracted fields, if it has any (its `fields.json`).
-pub async fn load(ctx: &Context, document_id: &str) -> Result<Option<Extraction>, StageError> {
-    let artifacts = ctx.store.artifacts(document_id).await?;
+/// A document's extracted fields, if its `artifacts` hold a `fields.json`.
+pub async fn load(ctx: &Context, artifacts: &[Artifact]) -> Result<Option<Extraction>, StageError> {
     let Some(artifact) = artifacts.iter().find(|a| a.name == extract::FILE_NAME) else { return Ok(None) };
     let path = ctx.blobs.fetch(&artifact.path).await?;
     tokio::task::spawn_blocking(move || crate::model::workdir::read_json(&path)).await?.map(Some)
