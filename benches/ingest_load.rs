@@ -59,6 +59,10 @@ struct Outcome {
     errors: Vec<String>,
     elapsed: f64,
     waiting: i64,
+    /// Jobs the workers finished during the load, and those that failed (with one reason).
+    done: i64,
+    failed: i64,
+    failure: Option<String>,
 }
 
 fn main() {
@@ -133,7 +137,7 @@ fn child(rate: u64, seconds: u64, sync: bool, nice: &str, store: &str) {
     ms.sort_by(f64::total_cmp);
     let p = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
     println!(
-        "workers {:<7}, sync_uploads {sync:<5}, store {store:<5}: sent in {:.1} s ({:.0}/s): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {}; jobs waiting at the end {}",
+        "workers {:<7}, sync_uploads {sync:<5}, store {store:<5}: sent in {:.1} s ({:.0}/s): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms, errors {}; jobs done during the load {}, waiting at the end {}",
         nice.map_or("none".into(), |n| n.to_string()),
         o.elapsed,
         ms.len() as f64 / o.elapsed,
@@ -142,7 +146,16 @@ fn child(rate: u64, seconds: u64, sync: bool, nice: &str, store: &str) {
         p(0.99),
         p(1.0),
         o.errors.len(),
+        o.done,
         o.waiting
+    );
+    // Workers whose jobs fail at once do no work, and uploads then look fast: such a run
+    // measures nothing (it happened with a build that lacked the lectern-pdfium program).
+    assert!(
+        o.failed == 0,
+        "{} jobs failed during the load, so the workers did no real work: {:?}",
+        o.failed,
+        o.failure
     );
     let mut kinds: std::collections::BTreeMap<&str, usize> = Default::default();
     for e in &o.errors {
@@ -194,16 +207,21 @@ fn run(
         runtime.block_on(load(pdf, base, secret, rate, seconds))
     });
     let (ms, errors, elapsed) = generator.join().unwrap();
-    let waiting = server.block_on(async {
+    let (waiting, done, failed, failure) = server.block_on(async {
         let queued = ctx.store.queue_stats(lectern_queue::storage::now_ms()).await.unwrap();
-        queued.iter().map(|q| q.available).sum()
+        let failed: i64 = queued.iter().map(|q| q.failed + q.dead).sum();
+        let failure = match failed {
+            0 => None,
+            _ => ctx.store.recent_documents(i64::MAX).await.unwrap().into_iter().find_map(|d| d.error),
+        };
+        (queued.iter().map(|q| q.available).sum(), queued.iter().map(|q| q.done).sum(), failed, failure)
     });
     trigger.trigger();
     if let Some(workers) = workers {
         workers.join().unwrap();
     }
     server.shutdown_timeout(Duration::from_secs(5));
-    Outcome { ms, errors, elapsed, waiting }
+    Outcome { ms, errors, elapsed, waiting, done, failed, failure }
 }
 
 /// Sends `rate × seconds` uploads on schedule (open loop: a slow answer does not delay the

@@ -38,7 +38,11 @@ run() { # side run bench args...
     local tmp=${TMPDIR:-/tmp}
     [ "$bench" = ingest_load ] && tmp=/dev/shm
     echo "== $side $bench run $n $(date +%T)"
-    (cd "$dir" && TMPDIR=$tmp /usr/bin/time -v "$(bench_bin "$target" "$bench")" --bench "$@") \
+    # Benches built alone lack the lectern-pdfium program beside them; without it every
+    # ingest fails and the workers do no work. Its protocol has not changed since df1e682.
+    local pdfium=$target/debug/lectern-pdfium
+    [ -x "$pdfium" ] || pdfium=$new_target/debug/lectern-pdfium
+    (cd "$dir" && TMPDIR=$tmp LECTERN_PDFIUM_PROGRAM=$pdfium /usr/bin/time -v "$(bench_bin "$target" "$bench")" --bench "$@") \
         >"$out/$bench-$side-$n.txt" 2>&1
 }
 
