@@ -12,8 +12,10 @@ Scores: a labelled field is right when Lectern's value equals the label (ids wit
 leading '#' and spaces, amounts to the cent, dates as ISO). Precision = right / fields Lectern
 gave that have a label; recall = right / labelled fields; a label of null (an empty form box)
 makes any value given for it wrong. Keys of invoice2data's labels that no schema has (issuer,
-lines, hotel details…) are listed, not scored. Also: the extract stage's share of the
-pipeline's job time per document.
+hotel details…) are listed, not scored. Line items, on the documents whose labels list them: a
+labelled line is found when an item's first description line equals the label's (case and
+spacing aside) and its unit price or amount equals the label's price, to the cent. Also: the
+extract stage's share of the pipeline's job time per document.
 
 Run with the peers' Python (scripts/peers.sh installs invoice2data, Pillow):
   $(scripts/peers.sh) benches/fields.py --lectern ~/.cache/lectern/target/debug/lectern
@@ -167,6 +169,29 @@ def invoice2data_run(files: list, reader: str) -> dict:
     return found
 
 
+def line_key(description: str, prices) -> tuple:
+    first = " ".join((description or "").split("\n")[0].split()).lower()
+    return first, {round(float(p), 2) for p in prices if p is not None}
+
+
+def line_counts(labelled: list, given: list) -> tuple:
+    """(right, given, labelled) for line items, each (first description line, prices)."""
+    left = list(given)
+    right = 0
+    for desc, prices in labelled:
+        hit = next((g for g in left if g[0] == desc and g[1] & prices), None)
+        if hit:
+            left.remove(hit)
+            right += 1
+    return right, len(given), len(labelled)
+
+
+def label_lines(lines) -> list:
+    """invoice2data's lines (keys desc/description, price/price_unit) as line keys."""
+    return [line_key(l.get("description") or l.get("desc"), [l.get("price"), l.get("price_unit")])
+            for l in lines or [] if isinstance(l, dict)]
+
+
 def score(rows: list) -> tuple:
     """rows of (expected, given) per field → precision, recall, F1, counts."""
     right = sum(1 for e, g in rows if g is not None and e is not None and g == e)
@@ -189,13 +214,14 @@ def main() -> None:
         ours = lectern_run(args.lectern, files)
         theirs = invoice2data_run([f.with_suffix(".png") if reader == "tesseract" else f for f in files], reader)
         rows, peer_rows, shares, unscored = [], [], [], set()
+        item_counts, peer_item_counts = [0, 0, 0], [0, 0, 0]
         print(f"== {kind}")
         for name, pdf, labels in docs:
             status, extract_s, total_s = ours.get(pdf.name, ({}, 0, 0))
             x = status.get("fields") or {}
             fields = x.get("fields", {})
             want = expected(labels, fields)
-            unscored |= {k for k in labels if k not in MAPPING and not k.startswith("_") and "_source" not in labels}
+            unscored |= {k for k in labels if k not in MAPPING and k != "lines" and not k.startswith("_") and "_source" not in labels}
             doc_rows = []
             for field, value in want.items():
                 got = fields.get(field, {}).get("value")
@@ -204,6 +230,19 @@ def main() -> None:
                 peer = theirs.get(name, {}).get(peer_key) if peer_key else None
                 peer_rows.append((norm(field, value), norm(field, peer)))
             rows += doc_rows
+            if labels.get("lines"):
+                want_lines = label_lines(labels["lines"])
+                ours_lines = [line_key(i["description"], [i.get("unit_price"), i.get("amount")])
+                              for i in x.get("items", [])]
+                counts = line_counts(want_lines, ours_lines)
+                peer_counts = line_counts(want_lines, label_lines(theirs.get(name, {}).get("lines")))
+                item_counts = [a + b for a, b in zip(item_counts, counts)]
+                peer_item_counts = [a + b for a, b in zip(peer_item_counts, peer_counts)]
+                print(f"  {name:<20} line items: {counts[0]} of {counts[2]} labelled found, {counts[1]} given;"
+                      f" rule {next((r for r in x.get('rules', []) if r['rule'].startswith('items')), {}).get('detail', '-')}")
+            elif x.get("items"):
+                print(f"  {name:<20} line items (not labelled): {len(x['items'])} given; "
+                      + "; ".join(f"{i['description'].splitlines()[0][:40]!r} {i['amount'] or i['unit_price']}" for i in x["items"]))
             if total_s:
                 shares.append(extract_s / total_s)
             p, r, f1, *_ = score(doc_rows)
@@ -216,6 +255,9 @@ def main() -> None:
         print(f"  Lectern       P {p:.3f}  R {r:.3f}  F1 {f1:.3f}  ({right} right of {given} given, {labelled} labelled)")
         print(f"  invoice2data  P {pp:.3f}  R {pr:.3f}  F1 {pf1:.3f}  (its own templates, --input-reader {reader};"
               f" the invoice labels are its own output)")
+        for who, (right, given, labelled) in (("Lectern", item_counts), ("invoice2data", peer_item_counts)):
+            p, r = (right / given if given else 0.0), (right / labelled if labelled else 0.0)
+            print(f"  line items, {who:<12} P {p:.3f}  R {r:.3f}  ({right} right of {given} given, {labelled} labelled)")
         if shares:
             print(f"  extract stage: {100 * sum(shares) / len(shares):.2f}% of the pipeline's job time per document"
                   f" (max {100 * max(shares):.2f}%)")

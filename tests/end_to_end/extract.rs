@@ -1,6 +1,7 @@
-//! The extract stage on real PDFs through the pipeline: an invoice's fields found, typed
-//! and checked, served by the API and valid against `jobs/fields.schema.json`; copies with
-//! one injected error each come out flagged for review with the value kept.
+//! The extract stage on real PDFs through the pipeline: an invoice's fields and line items
+//! found, typed and checked, served by the API and valid against `jobs/fields.schema.json`;
+//! copies with one injected error each come out flagged for review with the value kept; a
+//! value in a filled form field (no page text) is found in the field's box.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ async fn invoice_fields_are_found_typed_and_checked() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = common::context(dir.path()).await;
     let (trigger, workers) = common::start_workers(&ctx);
-    let names = ["invoice", "invoice-cent", "invoice-iban", "invoice-dates"];
+    let names = ["invoice", "invoice-cent", "invoice-iban", "invoice-dates", "invoice-form"];
     let mut ids = Vec::new();
     for name in names {
         ids.push(ingest::submit_file(&ctx, &common::fixture(&format!("invoices/{name}.pdf"))).await.unwrap().0);
@@ -53,6 +54,17 @@ async fn invoice_fields_are_found_typed_and_checked() {
     assert_eq!(value("order_id"), json!("PO-88412"));
     assert_eq!(value("customer_id"), json!("C-20931"));
     assert_eq!(value("email"), json!("accounts@lectern-supplies.example"));
+    let items: Vec<_> =
+        clean.items.iter().map(|i| (i.description.as_str(), i.quantity, i.unit_price, i.amount)).collect();
+    assert_eq!(
+        items,
+        [
+            ("Lab notebooks, A4, pack of 10", Some(2.0), Some(45.0), Some(90.0)),
+            ("Whiteboard markers, box of 12", Some(3.0), Some(20.0), Some(60.0)),
+            ("Printed course readers", Some(6.0), Some(15.0), Some(90.0)),
+        ]
+    );
+    assert!(clean.rules.iter().any(|r| r.rule == "items = subtotal"), "{:#?}", clean.rules);
     assert!(clean.rules.iter().all(|r| r.ok == Some(true)), "{:#?}", clean.rules);
     assert!(!clean.review_needed, "{:?}", clean.review);
     let total = &clean.fields["total"];
@@ -70,6 +82,11 @@ async fn invoice_fields_are_found_typed_and_checked() {
     flagged(&found[2], "iban", "check digits");
     assert_eq!(found[2].fields["iban"].value, json!("DE88370400440532013000"));
     flagged(&found[3], "due_date", "not before issue_date");
+
+    // The order number of the last is a form field's value, in no text the page draws.
+    let order = &found[4].fields["order_id"];
+    assert_eq!(order.value, json!("PO-88412"), "{order:?}");
+    assert!(order.bbox[0] >= 450.0 && order.bbox[1] > 160.0 && order.bbox[3] < 200.0, "in the field's box: {order:?}");
 
     // The API serves them, on the document and on a route of their own.
     let (base, client) = crate::http::serve(&ctx, &[]).await;

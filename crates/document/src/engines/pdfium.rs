@@ -161,6 +161,7 @@ pub struct Renders {
 /// [`MAX_RENDER_PIXELS`] is rendered at less.
 pub fn render_pages(
     document: &PdfDocument,
+    form: &mut FormValues,
     pages_dir: &Path,
     range: std::ops::RangeInclusive<u32>,
     renders: Renders,
@@ -169,11 +170,17 @@ pub fn render_pages(
     for number in range {
         let page = document.pages().get((number - 1) as i32).map_err(|e| page_error(number, e))?;
         let (width, height) = (page.width().value, page.height().value);
-        let words = match page.text() {
+        let mut words = match page.text() {
             Ok(text) => words_from_text_layer(&text, height),
             Err(_) => Vec::new(),
         };
         let source = if text_layer_is_usable(&words) { TextSource::TextLayer } else { TextSource::Ocr };
+        // Filled-in field values join a text layer; a scan's are OCR'd from the render.
+        if source == TextSource::TextLayer
+            && page.annotations().iter().any(|a| a.annotation_type() == PdfPageAnnotationType::Widget)
+        {
+            words.extend(form.words(number, height));
+        }
         // An invisible layer is an earlier OCR's: the OCR stage checks it against its own.
         let invisible = source == TextSource::TextLayer && invisible_text_share(&page) >= INVISIBLE_LAYER;
         let images = image_boxes(&page, height);
@@ -227,6 +234,127 @@ pub fn render_pages(
         });
     }
     Ok(pages)
+}
+
+/// The values filled into a document's form fields (widget annotations' `/V`), as words
+/// spread over their boxes: pdfium's text layer does not carry them, yet they are a filled
+/// form's content. pdfium-render reads field values only through an AcroForm dictionary,
+/// which filled forms can lack, so they are read with pdfium's annotation calls on a
+/// second handle of the document, opened on the first page that has widgets.
+pub struct FormValues<'a> {
+    bindings: &'a dyn PdfiumLibraryBindings,
+    path: &'a Path,
+    document: Option<FPDF_DOCUMENT>,
+}
+
+/// `FPDF_ANNOT_WIDGET` and `FPDF_OBJECT_STRING` of pdfium's public headers, which
+/// pdfium-render does not re-export.
+const ANNOT_WIDGET: i64 = 20;
+const OBJECT_STRING: i64 = 3;
+
+impl<'a> FormValues<'a> {
+    pub fn new(pdfium: &'a Pdfium, path: &'a Path) -> Self {
+        Self { bindings: pdfium.bindings(), path, document: None }
+    }
+
+    /// The field values on page `number` (1-based) as words; none if the document or page
+    /// cannot be opened this way.
+    fn words(&mut self, number: u32, page_height: f32) -> Vec<Word> {
+        let b = self.bindings;
+        let document = match self.document {
+            Some(document) => document,
+            None => {
+                let Some(path) = self.path.to_str() else { return Vec::new() };
+                // SAFETY: pdfium copies the path; a null handle (unreadable) is checked.
+                let document = unsafe { b.FPDF_LoadDocument(path, None) };
+                if document.is_null() {
+                    return Vec::new();
+                }
+                *self.document.insert(document)
+            }
+        };
+        let mut words = Vec::new();
+        // SAFETY: each handle is checked for null, used while its parent is open, and closed
+        // once; pdfium is only ever called from this thread.
+        unsafe {
+            let page = b.FPDF_LoadPage(document, number as i32 - 1);
+            if page.is_null() {
+                return words;
+            }
+            for i in 0..b.FPDFPage_GetAnnotCount(page) {
+                let annot = b.FPDFPage_GetAnnot(page, i);
+                if annot.is_null() {
+                    continue;
+                }
+                let mut rect = FS_RECTF { left: 0.0, top: 0.0, right: 0.0, bottom: 0.0 };
+                if b.FPDFAnnot_GetSubtype(annot) as i64 == ANNOT_WIDGET
+                    && b.FPDFAnnot_GetValueType(annot, "V") as i64 == OBJECT_STRING
+                    && b.FPDFAnnot_GetRect(annot, &mut rect) != 0
+                    && let Some(value) = string_value(b, annot, "V")
+                {
+                    let top = page_height - rect.top.max(rect.bottom);
+                    let (left, right) = (rect.left.min(rect.right), rect.left.max(rect.right));
+                    words.extend(spread(&value, [left, top, right, top + (rect.top - rect.bottom).abs()]));
+                }
+                b.FPDFPage_CloseAnnot(annot);
+            }
+            b.FPDF_ClosePage(page);
+        }
+        words
+    }
+}
+
+impl Drop for FormValues<'_> {
+    fn drop(&mut self) {
+        if let Some(document) = self.document.take() {
+            // SAFETY: opened by `words`, closed once.
+            unsafe { self.bindings.FPDF_CloseDocument(document) };
+        }
+    }
+}
+
+/// A string entry of an annotation's dictionary (UTF-16 from pdfium).
+///
+/// # Safety
+/// `annot` must be an open annotation handle.
+unsafe fn string_value(b: &dyn PdfiumLibraryBindings, annot: FPDF_ANNOTATION, key: &str) -> Option<String> {
+    // SAFETY: a null buffer asks for the length; the second call fills a buffer that long.
+    let bytes = unsafe { b.FPDFAnnot_GetStringValue(annot, key, std::ptr::null_mut(), 0) } as usize;
+    if bytes <= 2 {
+        return None;
+    }
+    let mut units = vec![0u16; bytes / 2];
+    unsafe { b.FPDFAnnot_GetStringValue(annot, key, units.as_mut_ptr() as *mut FPDF_WCHAR, bytes as _) };
+    let text = String::from_utf16_lossy(&units[..units.len() - 1]);
+    (!text.trim().is_empty()).then_some(text)
+}
+
+/// A field's text as words in its box (top-left origin): a line per line of the value,
+/// at most 12 pt high, letters at most half as wide as high and narrower when the text
+/// is wider than the box. Positions are estimates: the field's font is not read.
+fn spread(value: &str, bbox: BBox) -> Vec<Word> {
+    let lines: Vec<&str> = value.lines().filter(|l| !l.trim().is_empty()).collect();
+    let widest = lines.iter().map(|l| l.chars().count()).max().unwrap_or(0).max(1) as f32;
+    let height = ((bbox[3] - bbox[1]) / lines.len().max(1) as f32).min(12.0);
+    let advance = (height * 0.5).min((bbox[2] - bbox[0]) / widest);
+    let mut words = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let y = bbox[1] + n as f32 * height;
+        let mut column = 0usize;
+        for part in line.split(' ') {
+            let len = part.chars().count();
+            if len > 0 {
+                let x = bbox[0] + column as f32 * advance;
+                words.push(Word {
+                    text: part.to_string(),
+                    bbox: [x, y, x + len as f32 * advance, y + height],
+                    conf: None,
+                });
+            }
+            column += len + 1;
+        }
+    }
+    words
 }
 
 /// A text layer this much of whose text objects are invisible (render mode 3) is an earlier

@@ -366,10 +366,11 @@ fn serve<'a>(pdfium: &'a Pdfium, open: &mut OpenDocuments<'a>, request: &str) ->
     limit_cpu_of_request()?;
     let (Request::Count { pdf } | Request::Render { pdf, .. }) = &request;
     let document = open.get(pdfium, pdf)?;
-    Ok(match request {
+    Ok(match &request {
         Request::Count { .. } => Reply::Count(super::pdfium::page_count(document)?),
-        Request::Render { pages_dir, first, last, renders, .. } => {
-            Reply::Pages(super::pdfium::render_pages(document, &pages_dir, first..=last, renders)?)
+        Request::Render { pdf, pages_dir, first, last, renders } => {
+            let mut form = super::pdfium::FormValues::new(pdfium, pdf);
+            Reply::Pages(super::pdfium::render_pages(document, &mut form, pages_dir, *first..=*last, *renders)?)
         }
     })
 }

@@ -1,9 +1,11 @@
 //! Fields out of business documents: a document whose type has a schema
 //! (`jobs/schemas/*.toml`, [`schema`]) gets each field found by geometry on its pages
 //! ([`locate`]: a label, then the value right of it or below it), read as its type
-//! ([`parse`]), checked against the schema's rules, and scored. Values that fail a check
-//! are kept and flagged, never dropped.
+//! ([`parse`]), checked against the schema's rules, and scored; its line items are read
+//! from the table under their header ([`items`]) and must add up to the subtotal. Values
+//! that fail a check are kept and flagged, never dropped.
 
+pub mod items;
 pub mod locate;
 pub mod parse;
 pub mod schema;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::workdir::{BBox, Page, TextSource};
+use items::Item;
 use locate::{Grid, LabelHit};
 use parse::DateOrder;
 use schema::{FieldSpec, Kind, Position, Rule, Schema};
@@ -58,6 +61,9 @@ pub struct Extraction {
     /// Fields of the schema that were not found, required ones first.
     pub missing: Vec<String>,
     pub rules: Vec<RuleCheck>,
+    /// The rows of its line-item table, top to bottom.
+    #[serde(default)]
+    pub items: Vec<Item>,
     /// A required field is missing, a value failed a check, or one's confidence is low.
     pub review_needed: bool,
     /// Why review is needed, one reason per line.
@@ -124,13 +130,20 @@ fn extract(schema: &Schema, pages: &[Page], grids: &[Grid], order: DateOrder) ->
             }
         }
     }
-    let rules: Vec<RuleCheck> = schema.rules.iter().map(|r| check(r, &mut fields)).collect();
+    let mut rules: Vec<RuleCheck> = schema.rules.iter().map(|r| check(r, &mut fields)).collect();
+    let items = items::find(schema, grids, order);
+    let sum_to = schema.items.iter().flat_map(|spec| &spec.sum_to).find(|name| fields.contains_key(*name));
+    let items_check = sum_to.filter(|_| !items.is_empty()).map(|target| check_items(&items, target, &mut fields));
     let mut missing: Vec<&FieldSpec> = schema.fields.iter().filter(|f| !fields.contains_key(&f.name)).collect();
     missing.sort_by_key(|f| !f.required);
     let mut review = Vec::new();
     for f in missing.iter().filter(|f| f.required) {
         review.push(format!("{}: required, not found", f.name));
     }
+    if let Some(check) = items_check.as_ref().filter(|c| c.ok == Some(false)) {
+        review.push(format!("{}: {}", check.rule, check.detail));
+    }
+    rules.extend(items_check);
     for (name, field) in &fields {
         for problem in &field.problems {
             review.push(format!("{name}: {problem}"));
@@ -145,6 +158,7 @@ fn extract(schema: &Schema, pages: &[Page], grids: &[Grid], order: DateOrder) ->
         fields,
         missing: missing.iter().map(|f| f.name.clone()).collect(),
         rules,
+        items,
         review_needed: !review.is_empty(),
         review,
     }
@@ -261,6 +275,24 @@ fn cents(fields: &BTreeMap<String, Field>, name: &str) -> Option<i64> {
     Some((amount * 100.0).round() as i64)
 }
 
+/// Checks that the items' amounts add up to the `target` field. When they do, half the
+/// field's doubt goes; when not, the table was misread or the field is wrong: review.
+fn check_items(items: &[Item], target: &str, fields: &mut BTreeMap<String, Field>) -> RuleCheck {
+    let rule = format!("items = {target}");
+    let show = |c: i64| format!("{:.2}", c as f64 / 100.0);
+    let parts: Option<Vec<i64>> = items.iter().map(Item::cents).collect();
+    let (Some(parts), Some(total)) = (parts, cents(fields, target)) else {
+        return RuleCheck { rule, ok: None, detail: "an item has no amount".into() };
+    };
+    let sum: i64 = parts.iter().sum();
+    let detail = format!("{} items add up to {}, {target} is {}", parts.len(), show(sum), show(total));
+    let ok = sum == total;
+    if ok && let Some(f) = fields.get_mut(target) {
+        f.confidence = 1.0 - (1.0 - f.confidence) / 2.0;
+    }
+    RuleCheck { rule, ok: Some(ok), detail }
+}
+
 /// Checks a rule. Its fields gain confidence when it holds (half their doubt goes); when
 /// it fails, the field it blames gets the problem and half its confidence.
 fn check(rule: &Rule, fields: &mut BTreeMap<String, Field>) -> RuleCheck {
@@ -363,5 +395,30 @@ mod tests {
         let swapped = run(invoice("119.00", "DE30507500940000048567", "17.02.2024", "03.02.2024"));
         assert!(swapped.fields["due_date"].problems[0].contains("not before"), "{:?}", swapped.fields["due_date"]);
         assert!(swapped.review_needed);
+    }
+
+    #[test]
+    fn line_items_must_add_up_to_the_subtotal() {
+        let with_items = |second: &str| {
+            let mut p = invoice("119.00", "DE30507500940000048567", "03.02.2024", "17.02.2024");
+            let table = [
+                ("Description", 50.0, 200.0),
+                ("Amount", 450.0, 200.0),
+                ("Paper", 50.0, 220.0),
+                ("60.00", 450.0, 220.0),
+                ("Ink", 50.0, 240.0),
+                (second, 450.0, 240.0),
+            ];
+            p.words.extend(page(&table).words);
+            run(p)
+        };
+        let good = with_items("40.00");
+        assert_eq!(good.items.len(), 2, "{:?}", good.items);
+        let rule = good.rules.iter().find(|r| r.rule == "items = subtotal").unwrap();
+        assert_eq!(rule.ok, Some(true), "{rule:?}");
+        assert!(!good.review_needed, "{:?}", good.review);
+        let bad = with_items("40.01");
+        assert_eq!(bad.items[1].amount, Some(40.01), "kept");
+        assert!(bad.review_needed && bad.review.iter().any(|r| r.starts_with("items = subtotal")), "{:?}", bad.review);
     }
 }

@@ -242,6 +242,11 @@ fn number_cents(s: &str) -> Option<(i64, bool)> {
     Some((if negative { -cents } else { cents }, !frac.is_empty()))
 }
 
+/// A plain number (a quantity): `2`, `1,5`, `1.000`.
+pub fn number(s: &str) -> Option<f64> {
+    number_cents(s).map(|(cents, _)| cents as f64 / 100.0)
+}
+
 /// An amount: `$4.11`, `29.99 €`, `Rs 1939`, `EUR 34,73`, `34,73`; strength 1 with a
 /// currency mark, 0.9 with decimals only.
 fn amount(s: &str) -> Option<(Value, f32)> {

@@ -39,6 +39,26 @@ pub struct Schema {
     pub fields: Vec<FieldSpec>,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
+    /// The document's line-item table, if it has one.
+    #[serde(default)]
+    pub items: Option<ItemsSpec>,
+}
+
+/// A line-item table: the header texts of its columns, in any language, and the amount
+/// fields the items' amounts add up to (the first of them found: subtotal, else total).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemsSpec {
+    pub description: Vec<String>,
+    #[serde(default)]
+    pub quantity: Vec<String>,
+    #[serde(default)]
+    pub unit_price: Vec<String>,
+    pub amount: Vec<String>,
+    /// Columns whose words belong to no item field (position, discount, tax rate).
+    #[serde(default)]
+    pub other: Vec<String>,
+    pub sum_to: Vec<String>,
 }
 
 fn default_review_below() -> f32 {
@@ -136,6 +156,12 @@ impl Schema {
                     want(field, Kind::Date)?;
                     want(than, Kind::Date)?;
                 }
+            }
+        }
+        if let Some(items) = &self.items {
+            items.sum_to.iter().try_for_each(|name| want(name, Kind::Amount))?;
+            if items.description.is_empty() || items.amount.is_empty() {
+                return bad("items need description and amount column labels".into());
             }
         }
         if !(0.0..=1.0).contains(&self.review_below) {
