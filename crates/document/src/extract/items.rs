@@ -10,9 +10,10 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::locate::{Grid, union};
+use super::Label;
+use super::locate::{Grid, ocr_confidence, union};
 use super::parse::{self, DateOrder};
-use super::schema::{Kind, Schema};
+use super::schema::{ItemsSpec, Kind, Schema};
 use crate::model::workdir::{BBox, Page, TextSource};
 
 /// A gap between two lines of a table larger than this many line heights ends it.
@@ -73,8 +74,9 @@ struct Named {
 }
 
 impl Marks {
-    fn new(schema: &Schema, grid: &Grid) -> Option<Self> {
-        let spec = schema.items.as_ref()?;
+    /// `labels`: the schema's field labels found on the page, of which those of amount
+    /// fields that start a line end a table.
+    fn new(spec: &ItemsSpec, schema: &Schema, grid: &Grid, labels: &[Label]) -> Self {
         let columns = [
             (Column::Description, &spec.description),
             (Column::Quantity, &spec.quantity),
@@ -102,13 +104,14 @@ impl Marks {
                 }
             }
         }
-        let amounts = schema.fields.iter().filter(|f| f.kind == Kind::Amount).flat_map(|f| &f.labels);
-        let stops = amounts
-            .flat_map(|l| grid.find_label(l.trim_end_matches([':', '.'])))
-            .filter(|h| h.cell == 0 && h.start == 0)
-            .map(|h| h.line)
+        let amount =
+            |text: &str| schema.fields.iter().any(|f| f.kind == Kind::Amount && f.labels.iter().any(|l| l == text));
+        let stops = labels
+            .iter()
+            .filter(|l| l.hit.cell == 0 && l.hit.start == 0 && amount(l.text))
+            .map(|l| l.hit.line)
             .collect();
-        Some(Self { named, stops })
+        Self { named, stops }
     }
 
     /// The columns named on `line`, if it is a table header: a description column and an
@@ -124,11 +127,18 @@ impl Marks {
     }
 }
 
-/// The line items of every page (`grids`), top to bottom.
-pub fn find(schema: &Schema, grids: &[Grid], order: DateOrder) -> Vec<Item> {
+/// The line items of every page (`grids`, with the schema's field labels found on each),
+/// top to bottom.
+pub(crate) fn find(
+    spec: &ItemsSpec,
+    schema: &Schema,
+    grids: &[Grid],
+    labels: &[Vec<Label>],
+    order: DateOrder,
+) -> Vec<Item> {
     let mut items = Vec::new();
-    for grid in grids {
-        let Some(marks) = Marks::new(schema, grid) else { return items };
+    for (grid, on_page) in grids.iter().zip(labels) {
+        let marks = Marks::new(spec, schema, grid, on_page);
         let mut line = 0;
         while line < grid.lines.len() {
             line = match marks.header(grid, line) {
@@ -219,7 +229,6 @@ struct Row {
 
 impl Row {
     fn item(self, page: &Page) -> Item {
-        let conf: Vec<f32> = self.words.iter().filter_map(|w| page.words[*w].conf).map(|c| c / 100.0).collect();
         Item {
             description: self.description,
             quantity: self.quantity,
@@ -228,7 +237,7 @@ impl Row {
             page: page.number,
             bbox: union(self.words.iter().map(|w| page.words[*w].bbox)),
             source: page.source,
-            confidence: if conf.is_empty() { 1.0 } else { conf.iter().sum::<f32>() / conf.len() as f32 },
+            confidence: ocr_confidence(page, &self.words),
         }
     }
 }
@@ -241,8 +250,7 @@ mod tests {
 
     fn items(words: &[(&str, f32, f32)]) -> Vec<Item> {
         let schemas = Schemas::builtin().unwrap();
-        let p = page(words);
-        find(schemas.by_name("invoice").unwrap(), &[Grid::new(&p)], DateOrder::DayFirst)
+        crate::extract::extract_best(&[schemas.by_name("invoice").unwrap()], &[page(words)]).unwrap().items
     }
 
     #[test]

@@ -198,6 +198,12 @@ fn overlaps(a: &BBox, b: &BBox) -> bool {
     a[0].max(b[0]) < a[2].min(b[2])
 }
 
+/// The mean OCR confidence (0–1) of a page's `words`; 1 for words of a text layer.
+pub fn ocr_confidence(page: &Page, words: &[usize]) -> f32 {
+    let conf: Vec<f32> = words.iter().filter_map(|w| page.words[*w].conf).map(|c| c / 100.0).collect();
+    if conf.is_empty() { 1.0 } else { conf.iter().sum::<f32>() / conf.len() as f32 }
+}
+
 pub fn union(boxes: impl Iterator<Item = BBox>) -> BBox {
     boxes.fold([f32::MAX, f32::MAX, f32::MIN, f32::MIN], |u, b| {
         [u[0].min(b[0]), u[1].min(b[1]), u[2].max(b[2]), u[3].max(b[3])]

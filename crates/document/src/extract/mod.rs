@@ -131,7 +131,8 @@ fn extract(schema: &Schema, pages: &[Page], grids: &[Grid], order: DateOrder) ->
         }
     }
     let mut rules: Vec<RuleCheck> = schema.rules.iter().map(|r| check(r, &mut fields)).collect();
-    let items = items::find(schema, grids, order);
+    let items =
+        schema.items.as_ref().map_or_else(Vec::new, |spec| items::find(spec, schema, grids, &all_labels, order));
     let sum_to = schema.items.iter().flat_map(|spec| &spec.sum_to).find(|name| fields.contains_key(*name));
     let items_check = sum_to.filter(|_| !items.is_empty()).map(|target| check_items(&items, target, &mut fields));
     let mut missing: Vec<&FieldSpec> = schema.fields.iter().filter(|f| !fields.contains_key(&f.name)).collect();
@@ -165,7 +166,7 @@ fn extract(schema: &Schema, pages: &[Page], grids: &[Grid], order: DateOrder) ->
 }
 
 /// Where a schema's label text occurs, and its length as compared.
-struct Label<'a> {
+pub(crate) struct Label<'a> {
     text: &'a str,
     len: usize,
     hit: LabelHit,
@@ -202,8 +203,7 @@ fn find_field(spec: &FieldSpec, grids: &[Grid], all_labels: &[Vec<Label>], order
                     let Some(parsed) = parse::find(spec.kind, &texts, order, &spec.values) else { continue };
                     let words: Vec<usize> = candidate.words[parsed.span.clone()].to_vec();
                     let page = grid.page;
-                    let ocr = words.iter().filter_map(|w| page.words[*w].conf).map(|c| c / 100.0).collect::<Vec<_>>();
-                    let reading = if ocr.is_empty() { 1.0 } else { ocr.iter().sum::<f32>() / ocr.len() as f32 };
+                    let reading = locate::ocr_confidence(page, &words);
                     return Some(Field {
                         value: parsed.value,
                         text: texts[parsed.span].join(" "),
@@ -275,20 +275,29 @@ fn cents(fields: &BTreeMap<String, Field>, name: &str) -> Option<i64> {
     Some((amount * 100.0).round() as i64)
 }
 
+/// Cents as an amount: `1234` → `12.34`.
+fn money(cents: i64) -> String {
+    format!("{:.2}", cents as f64 / 100.0)
+}
+
+/// A check the field passed takes away half its doubt.
+fn reassure(field: &mut Field) {
+    field.confidence = 1.0 - (1.0 - field.confidence) / 2.0;
+}
+
 /// Checks that the items' amounts add up to the `target` field. When they do, half the
 /// field's doubt goes; when not, the table was misread or the field is wrong: review.
 fn check_items(items: &[Item], target: &str, fields: &mut BTreeMap<String, Field>) -> RuleCheck {
     let rule = format!("items = {target}");
-    let show = |c: i64| format!("{:.2}", c as f64 / 100.0);
     let parts: Option<Vec<i64>> = items.iter().map(Item::cents).collect();
     let (Some(parts), Some(total)) = (parts, cents(fields, target)) else {
         return RuleCheck { rule, ok: None, detail: "an item has no amount".into() };
     };
     let sum: i64 = parts.iter().sum();
-    let detail = format!("{} items add up to {}, {target} is {}", parts.len(), show(sum), show(total));
+    let detail = format!("{} items add up to {}, {target} is {}", parts.len(), money(sum), money(total));
     let ok = sum == total;
     if ok && let Some(f) = fields.get_mut(target) {
-        f.confidence = 1.0 - (1.0 - f.confidence) / 2.0;
+        reassure(f);
     }
     RuleCheck { rule, ok: Some(ok), detail }
 }
@@ -306,9 +315,8 @@ fn check(rule: &Rule, fields: &mut BTreeMap<String, Field>) -> RuleCheck {
             let parts: Option<Vec<i64>> = of.iter().map(|f| cents(fields, f)).collect();
             let outcome = parts.zip(cents(fields, equals)).map(|(parts, total)| {
                 let sum: i64 = parts.iter().sum();
-                let show = |c: i64| format!("{:.2}", c as f64 / 100.0);
-                let shown: Vec<String> = parts.iter().map(|c| show(*c)).collect();
-                (sum == total, format!("{} = {}, {equals} is {}", shown.join(" + "), show(sum), show(total)))
+                let shown: Vec<String> = parts.iter().map(|c| money(*c)).collect();
+                (sum == total, format!("{} = {}, {equals} is {}", shown.join(" + "), money(sum), money(total)))
             });
             (name, outcome, equals.as_str())
         }
@@ -323,7 +331,7 @@ fn check(rule: &Rule, fields: &mut BTreeMap<String, Field>) -> RuleCheck {
         Some((true, detail)) => {
             for name in &involved {
                 if let Some(f) = fields.get_mut(*name) {
-                    f.confidence = 1.0 - (1.0 - f.confidence) / 2.0;
+                    reassure(f);
                 }
             }
             RuleCheck { rule: name, ok: Some(true), detail }
