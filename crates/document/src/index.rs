@@ -244,6 +244,25 @@ pub fn table_name(collection: &str) -> Result<String, IndexError> {
     if ok { Ok(format!("chunks_{collection}")) } else { Err(IndexError::Collection(collection.into())) }
 }
 
+/// Creates the table's first, empty version with a commit that fails, rather than
+/// overwrites, when another writer created the table first. (lancedb's create rechecks
+/// for the table before its commit and, if it now exists, commits an overwrite that may
+/// land after the winner's rows and drop them: lance issue #4451.)
+async fn create_table(location: &IndexLocation, name: &str, schema: SchemaRef) -> Result<(), lance::Error> {
+    use lance::dataset::{CommitBuilder, InsertBuilder, WriteMode, WriteParams};
+    use lance::io::{ObjectStoreParams, StorageOptionsAccessor};
+    // Where lancedb's connection keeps the table.
+    let uri = format!("{}/{name}.lance", location.uri.trim_end_matches('/'));
+    let options = StorageOptionsAccessor::with_static_options(location.storage_options.iter().cloned().collect());
+    let store = ObjectStoreParams { storage_options_accessor: Some(Arc::new(options)), ..Default::default() };
+    let params = WriteParams { mode: WriteMode::Create, store_params: Some(store.clone()), ..Default::default() };
+    let empty = RecordBatch::new_empty(schema);
+    let create = InsertBuilder::new(uri.as_str()).with_params(&params).execute_uncommitted(vec![empty]).await?;
+    // No retries: a create that finds the table at commit time would be an overwrite.
+    CommitBuilder::new(uri.as_str()).with_store_params(store).with_max_retries(0).execute(create).await?;
+    Ok(())
+}
+
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
@@ -290,15 +309,15 @@ impl VectorIndex {
             Ok(t) => t,
             Err(lancedb::Error::TableNotFound { .. }) => match dim {
                 None => return Ok(None),
-                Some(dim) => match db.create_empty_table(&name, schema(dim)).execute().await {
-                    Ok(t) => t,
-                    // Another writer created it first: locally that is TableAlreadyExists, in
-                    // an object store the loser's conditional PUT of the first version fails.
-                    Err(e) => match db.open_table(&name).execute().await {
+                Some(dim) => {
+                    // Another writer may have created it first: then this create fails, and
+                    // the table it made is opened.
+                    let created = create_table(&self.location, &name, schema(dim)).await;
+                    match db.open_table(&name).execute().await {
                         Ok(t) => t,
-                        Err(_) => return Err(e.into()),
-                    },
-                },
+                        Err(e) => return Err(created.err().map(lancedb::Error::from).unwrap_or(e).into()),
+                    }
+                }
             },
             Err(e) => return Err(e.into()),
         };
