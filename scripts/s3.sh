@@ -2,7 +2,8 @@
 # A private S3-compatible server for Lectern's tests, benchmarks and docker-less scale-out
 # trials: moto's server mode (PyPI `moto[server]`, pinned), which keeps objects in memory and
 # honours conditional writes (`If-None-Match: *` on PUT and on completing a multipart
-# upload), the commit protocol LanceDB's tables rely on. Idempotent.
+# upload), the commit protocol LanceDB's tables rely on. It runs through s3_server.py, which
+# makes those writes atomic (moto alone lets two racing ones both succeed). Idempotent.
 #
 #   export AWS_ENDPOINT_URL=$(scripts/s3.sh start)   # install if needed, start; prints the URL
 #   scripts/s3.sh url                                # URL of the running server (exit 1 if down)
@@ -33,6 +34,8 @@ PY
 running_url() {
   [[ -f $run/pid && -f $run/url ]] || return 1
   kill -0 "$(cat "$run/pid")" 2>/dev/null || return 1
+  # A server started by an older version of this script (plain moto_server) is replaced.
+  grep -q s3_server.py "/proc/$(cat "$run/pid")/cmdline" 2>/dev/null || return 1
   answers "$(cat "$run/url")" || return 1
   cat "$run/url"
 }
@@ -69,7 +72,8 @@ start() {
   local port; port=$(free_port)
   [[ -n $port ]] || die "no free port on $host"
   say "starting moto on $host:$port (log $run/server.log)"
-  setsid "$dir/venv/bin/moto_server" -H "$host" -p "$port" >"$run/server.log" 2>&1 < /dev/null &
+  setsid "$dir/venv/bin/python" "$(dirname "${BASH_SOURCE[0]}")/s3_server.py" "$host" "$port" \
+    >"$run/server.log" 2>&1 < /dev/null &
   echo $! >"$run/pid"
   local url="http://$host:$port"
   for _ in $(seq 100); do
@@ -103,5 +107,5 @@ case "${1:-}" in
   url) running_url ;;
   stop) stop ;;
   python) install; echo "$dir/venv/bin/python" ;;
-  *) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
