@@ -83,7 +83,8 @@ async fn invoice_fields_are_found_typed_and_checked() {
     assert_eq!(found[2].fields["iban"].value, json!("DE88370400440532013000"));
     flagged(&found[3], "due_date", "not before issue_date");
 
-    // The order number of the last is a form field's value, in no text the page draws.
+    // The order number of the last is a form field's value; the page's text draws a stale
+    // one under the field, which the value replaces.
     let order = &found[4].fields["order_id"];
     assert_eq!(order.value, json!("PO-88412"), "{order:?}");
     assert!(order.bbox[0] >= 450.0 && order.bbox[1] > 160.0 && order.bbox[3] < 200.0, "in the field's box: {order:?}");

@@ -175,11 +175,19 @@ pub fn render_pages(
             Err(_) => Vec::new(),
         };
         let source = if text_layer_is_usable(&words) { TextSource::TextLayer } else { TextSource::Ocr };
-        // Filled-in field values join a text layer; a scan's are OCR'd from the render.
+        // Filled-in field values join a text layer, over what the page draws in their boxes
+        // (a placeholder, or a value printed before the form was filled); a scan's are
+        // OCR'd from the render.
         if source == TextSource::TextLayer
             && page.annotations().iter().any(|a| a.annotation_type() == PdfPageAnnotationType::Widget)
         {
-            words.extend(form.words(number, height));
+            for (field, values) in form.fields(number, height) {
+                words.retain(|w| {
+                    let (x, y) = ((w.bbox[0] + w.bbox[2]) / 2.0, (w.bbox[1] + w.bbox[3]) / 2.0);
+                    !(field[0] <= x && x <= field[2] && field[1] <= y && y <= field[3])
+                });
+                words.extend(values);
+            }
         }
         // An invisible layer is an earlier OCR's: the OCR stage checks it against its own.
         let invisible = source == TextSource::TextLayer && invisible_text_share(&page) >= INVISIBLE_LAYER;
@@ -257,9 +265,9 @@ impl<'a> FormValues<'a> {
         Self { bindings: pdfium.bindings(), path, document: None }
     }
 
-    /// The field values on page `number` (1-based) as words; none if the document or page
-    /// cannot be opened this way.
-    fn words(&mut self, number: u32, page_height: f32) -> Vec<Word> {
+    /// The filled fields on page `number` (1-based): each one's box (top-left origin) and
+    /// value as words; none if the document or page cannot be opened this way.
+    fn fields(&mut self, number: u32, page_height: f32) -> Vec<(BBox, Vec<Word>)> {
         let b = self.bindings;
         let document = match self.document {
             Some(document) => document,
@@ -273,13 +281,13 @@ impl<'a> FormValues<'a> {
                 *self.document.insert(document)
             }
         };
-        let mut words = Vec::new();
+        let mut fields = Vec::new();
         // SAFETY: each handle is checked for null, used while its parent is open, and closed
         // once; pdfium is only ever called from this thread.
         unsafe {
             let page = b.FPDF_LoadPage(document, number as i32 - 1);
             if page.is_null() {
-                return words;
+                return fields;
             }
             for i in 0..b.FPDFPage_GetAnnotCount(page) {
                 let annot = b.FPDFPage_GetAnnot(page, i);
@@ -294,20 +302,21 @@ impl<'a> FormValues<'a> {
                 {
                     let top = page_height - rect.top.max(rect.bottom);
                     let (left, right) = (rect.left.min(rect.right), rect.left.max(rect.right));
-                    words.extend(spread(&value, [left, top, right, top + (rect.top - rect.bottom).abs()]));
+                    let bbox = [left, top, right, top + (rect.top - rect.bottom).abs()];
+                    fields.push((bbox, spread(&value, bbox)));
                 }
                 b.FPDFPage_CloseAnnot(annot);
             }
             b.FPDF_ClosePage(page);
         }
-        words
+        fields
     }
 }
 
 impl Drop for FormValues<'_> {
     fn drop(&mut self) {
         if let Some(document) = self.document.take() {
-            // SAFETY: opened by `words`, closed once.
+            // SAFETY: opened by `fields`, closed once.
             unsafe { self.bindings.FPDF_CloseDocument(document) };
         }
     }
