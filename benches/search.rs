@@ -3,9 +3,10 @@
 //! 1. ingest: 1,000 documents × 100 chunks (100k rows), written a document at a time as the
 //!    embed stage does → rows/s;
 //! 2. search latency, top-10, p50/p99: exact vector search before any index, then — after
-//!    one maintenance run builds the IVF-PQ and full-text indices — vector (ANN), text and
-//!    hybrid; ANN recall@10 against the exact results for the same queries, for the
-//!    default probe/refine setting and two others; then `ask` (extractive) on the same table;
+//!    maintenance builds each kind of vector index ([`AnnKind`]) and the full-text index —
+//!    ANN recall@10 against the exact results for the same queries at a few probe/refine
+//!    settings per kind; with the default index, vector, text and hybrid; then `ask`
+//!    (extractive) on the same table;
 //! 3. bloat: 1,000 re-indexings of random documents with maintenance every 20 writes, as the
 //!    embed stage does; rows, versions, fragments and bytes on disk at checkpoints.
 //!
@@ -30,7 +31,7 @@ use lectern_document::config::Stage;
 use lectern_document::config::{PipelineConfig, Settings};
 use lectern_document::context::Context;
 use lectern_document::engines::embedder::normalise;
-use lectern_document::index::{AnnParams, DocumentMeta, MAINTAIN_EVERY, Mode, Query, VectorIndex};
+use lectern_document::index::{AnnKind, AnnParams, DocumentMeta, MAINTAIN_EVERY, Mode, Query, VectorIndex};
 use lectern_document::model::chunk::{Chunk, Span};
 use lectern_document::stages::{Payload, ingest};
 use rand::rngs::StdRng;
@@ -193,36 +194,48 @@ async fn run(args: Args) {
     println!("\nsearch top-10 over {rows} rows, {n} queries each:");
     println!("  vector, exact (no index)   {}", latencies(exact_ms));
 
-    let t = Instant::now();
-    index.maintain("bench").await.unwrap();
-    let stats = index.stats("bench").await.unwrap().unwrap();
-    println!(
-        "  maintenance (build IVF-PQ + FTS, compact, prune): {:.1} s → indices {:?}",
-        t.elapsed().as_secs_f64(),
-        stats.indices
-    );
-
-    // Vector search over the index: the default setting last (it stays in force), and
-    // a few others to show what recall costs.
+    // Each kind of vector index, built by maintenance (the default kind last, so that it
+    // stays for what follows), with a few probe/refine settings: recall against exact
+    // search, and what it costs.
     let default = AnnParams::default();
-    let sweep = [
-        AnnParams { nprobes: 10, refine_factor: 1 },
-        AnnParams { nprobes: 20, refine_factor: 5 },
-        AnnParams { nprobes: 80, refine_factor: 40 },
-        default,
-    ];
-    for ann in sweep {
-        index.set_ann(ann);
-        let mut ms = Vec::new();
-        let mut overlap = 0;
-        for (i, exact) in exact_ids.iter().enumerate().take(n) {
-            let (m, ids) = search(&index, Mode::Vector, i, false).await;
-            ms.push(m);
-            overlap += ids.iter().filter(|id| exact.contains(id)).count();
+    let kinds = [AnnKind::IvfPq, AnnKind::IvfSq, AnnKind::IvfHnswSq];
+    for kind in kinds.into_iter().filter(|k| *k != default.kind).chain([default.kind]) {
+        let sweep: Vec<AnnParams> = match kind {
+            AnnKind::IvfPq => vec![(10, 1), (20, 5), (80, 40), (40, 20)],
+            AnnKind::IvfSq | AnnKind::IvfHnswSq => vec![(10, 2), (20, 2), (40, 2), (80, 4)],
         }
-        let label = format!("vector, IVF-PQ {}/{}", ann.nprobes, ann.refine_factor);
-        let tag = if ann == default { "  (default)" } else { "" };
-        println!("  {label:<26} {}   recall@10 vs exact {:.3}{tag}", latencies(ms), overlap as f64 / (10 * n) as f64);
+        .into_iter()
+        .map(|(nprobes, refine_factor)| AnnParams { kind, nprobes, refine_factor })
+        .filter(|p| *p != default)
+        .chain((kind == default.kind).then_some(default))
+        .collect();
+        index.set_ann(sweep[0]);
+        let t = Instant::now();
+        index.maintain("bench").await.unwrap();
+        let stats = index.stats("bench").await.unwrap().unwrap();
+        println!(
+            "  maintenance (build {} + FTS, compact, prune): {:.1} s → indices {:?}",
+            kind.name(),
+            t.elapsed().as_secs_f64(),
+            stats.indices
+        );
+        for ann in sweep {
+            index.set_ann(ann);
+            let mut ms = Vec::new();
+            let mut overlap = 0;
+            for (i, exact) in exact_ids.iter().enumerate().take(n) {
+                let (m, ids) = search(&index, Mode::Vector, i, false).await;
+                ms.push(m);
+                overlap += ids.iter().filter(|id| exact.contains(id)).count();
+            }
+            let label = format!("vector, {} {}/{}", kind.name(), ann.nprobes, ann.refine_factor);
+            let tag = if ann == default { "  (default)" } else { "" };
+            println!(
+                "  {label:<30} {}   recall@10 vs exact {:.3}{tag}",
+                latencies(ms),
+                overlap as f64 / (10 * n) as f64
+            );
+        }
     }
     // The same searches through a second handle that looks for other processes' commits
     // at most once a second instead of on every read.
@@ -234,7 +247,7 @@ async fn run(args: Args) {
     for (handle, label) in [(&index, "checks every read"), (&lazy, "checks once a second")] {
         println!("  handle that {label}:");
         for (mode, label) in
-            [(Mode::Vector, "vector, IVF-PQ default"), (Mode::Text, "text, BM25 index"), (Mode::Hybrid, "hybrid, RRF")]
+            [(Mode::Vector, "vector, default index"), (Mode::Text, "text, BM25 index"), (Mode::Hybrid, "hybrid, RRF")]
         {
             let mut ms = Vec::new();
             for i in 0..n {

@@ -138,3 +138,73 @@ async fn indexing_searching_and_deleting_a_document() {
     assert!(index.count("default", Some(&scan)).await.unwrap() > 0, "other documents stay");
     assert!(!lectern::status::delete_document(&ctx, &id).await.unwrap(), "already gone");
 }
+
+/// From [`ANN_MIN_ROWS`] rows maintenance builds the configured kind of vector index, and
+/// replaces one of another kind (a table indexed before the default changed); the index's
+/// top 10 are exact search's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_builds_the_configured_vector_index_and_replaces_another() {
+    use lectern_document::index::{ANN_MIN_ROWS, AnnKind, AnnParams, DocumentMeta, Query, VectorIndex};
+    use lectern_document::model::chunk::Chunk;
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let index = VectorIndex::open(dir.path()).await.unwrap();
+    // Rows gather around topics, as texts' embeddings do: a topic's direction plus noise.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let topics: Vec<Vec<f32>> = (0..200).map(|_| (0..32).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
+    let mut unit = || {
+        let topic = &topics[rng.random_range(0..topics.len())];
+        let mut v: Vec<f32> = topic.iter().map(|x| x + rng.random_range(-0.3f32..0.3)).collect();
+        lectern_document::engines::embedder::normalise(&mut v);
+        v
+    };
+    const PER_DOCUMENT: usize = 5_000;
+    for d in 0..ANN_MIN_ROWS.div_ceil(PER_DOCUMENT) {
+        let document_id = format!("d{d}");
+        let chunks: Vec<Chunk> = (0..PER_DOCUMENT)
+            .map(|i| Chunk {
+                id: format!("{document_id}-{i}"),
+                document_id: document_id.clone(),
+                index: i as u32,
+                page: 1,
+                bbox: [0.0, 0.0, 1.0, 1.0],
+                spans: Vec::new(),
+                heading_path: Vec::new(),
+                figures: Vec::new(),
+                tokens: 1,
+                text: format!("row {i}"),
+            })
+            .collect();
+        let vectors: Vec<Vec<f32>> = (0..PER_DOCUMENT).map(|_| unit()).collect();
+        let meta = DocumentMeta { collection: "ann", document_id: &document_id, doc_type: "test", model: "test" };
+        index.replace_document(&meta, &chunks, &vectors).await.unwrap();
+    }
+    let vector_index = |indices: Vec<String>| indices.into_iter().find(|i| i.starts_with("IVF")).unwrap_or_default();
+
+    index.set_ann(AnnParams { kind: AnnKind::IvfPq, ..AnnParams::default() });
+    index.maintain("ann").await.unwrap();
+    assert_eq!(vector_index(index.stats("ann").await.unwrap().unwrap().indices), "IVF_PQ");
+
+    index.set_ann(AnnParams::default());
+    index.maintain("ann").await.unwrap();
+    assert_eq!(vector_index(index.stats("ann").await.unwrap().unwrap().indices), "IVF_SQ");
+    let (mut found, mut wanted) = (0, 0);
+    for _ in 0..20 {
+        let vector = unit();
+        let query = |exact| Query {
+            collection: "ann",
+            text: "",
+            vector: Some(&vector),
+            top_k: 10,
+            mode: Mode::Vector,
+            document_ids: None,
+            doc_type: None,
+            exact,
+        };
+        let exact: Vec<String> = index.search(&query(true)).await.unwrap().into_iter().map(|h| h.chunk_id).collect();
+        let ann = index.search(&query(false)).await.unwrap();
+        found += ann.iter().filter(|h| exact.contains(&h.chunk_id)).count();
+        wanted += exact.len();
+    }
+    assert!(found as f64 >= 0.9 * wanted as f64, "recall@10 {found} of {wanted}");
+}

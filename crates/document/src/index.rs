@@ -5,7 +5,7 @@
 //! type and the model that made the vector. Writing a document appends its rows (a retry first
 //! deletes the ones it finds). Every [`MAINTAIN_EVERY`] writes the table is maintained: a full-text
 //! index is created (or updated), small files are compacted, old versions pruned, and once
-//! the table holds [`ANN_MIN_ROWS`] rows an IVF-PQ vector index is built; below that, vector
+//! the table holds [`ANN_MIN_ROWS`] rows a vector index ([`AnnKind`]) is built; below that, vector
 //! search is exact.
 
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use lancedb::arrow::arrow_array::{
 };
 use lancedb::arrow::arrow_schema::{DataType, Field, Schema, SchemaRef};
 use lancedb::index::scalar::FtsIndexBuilder;
-use lancedb::index::vector::IvfPqIndexBuilder;
+use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder, IvfSqIndexBuilder};
 use lancedb::index::{Index, IndexType};
 use lancedb::query::{ExecutableQuery, QueryBase};
 use lancedb::table::{CompactionOptions, Duration, OptimizeAction, OptimizeOptions};
@@ -204,19 +204,58 @@ impl Open {
     }
 }
 
-/// How vector search uses an IVF-PQ index: partitions searched, and how many times `k`
-/// candidates are re-ranked by exact distance.
+/// The vector index maintenance builds once a table holds [`ANN_MIN_ROWS`] rows: IVF
+/// partitions (√rows of them) and how the vectors in each are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnKind {
+    /// Product-quantised: a byte per 16 dimensions (lancedb's default sub-vectors).
+    IvfPq,
+    /// Scalar-quantised: a byte per dimension.
+    IvfSq,
+    /// A graph (HNSW) per partition over scalar-quantised vectors.
+    IvfHnswSq,
+}
+
+impl AnnKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::IvfPq => "IVF-PQ",
+            Self::IvfSq => "IVF-SQ",
+            Self::IvfHnswSq => "IVF-HNSW-SQ",
+        }
+    }
+
+    fn index(self) -> Index {
+        match self {
+            Self::IvfPq => Index::IvfPq(IvfPqIndexBuilder::default().distance_type(DistanceType::Cosine)),
+            Self::IvfSq => Index::IvfSq(IvfSqIndexBuilder::default().distance_type(DistanceType::Cosine)),
+            Self::IvfHnswSq => Index::IvfHnswSq(IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine)),
+        }
+    }
+
+    fn built_as(self, t: &IndexType) -> bool {
+        matches!(
+            (self, t),
+            (Self::IvfPq, IndexType::IvfPq) | (Self::IvfSq, IndexType::IvfSq) | (Self::IvfHnswSq, IndexType::IvfHnswSq)
+        )
+    }
+}
+
+/// The vector index to build and how searches use it: partitions searched, and how many
+/// times `k` candidates are re-ranked by exact distance.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AnnParams {
+    pub kind: AnnKind,
     pub nprobes: usize,
     pub refine_factor: u32,
 }
 
 impl Default for AnnParams {
     fn default() -> Self {
-        // benches/search.rs at 100k rows (results/search-2026-12-03.txt): 20/5 gave
-        // recall@10 0.28 at p50 7.8 ms, 40/20 0.65 at 8.9 ms, 80/40 0.86 at 12.3 ms.
-        Self { nprobes: 40, refine_factor: 20 }
+        // benches/search.rs at 100k rows (results/search-2026-12-06-ann.txt): IVF-PQ 40/20
+        // found 0.67 of exact search's top 10, IVF-SQ 1.00 at every setting tried, in the
+        // same time (its distances are near exact; 40 probes for data less clustered).
+        Self { kind: AnnKind::IvfSq, nprobes: 40, refine_factor: 2 }
     }
 }
 
@@ -292,7 +331,8 @@ impl VectorIndex {
         })
     }
 
-    /// Changes how later vector searches use the IVF-PQ index (benches sweep it).
+    /// Changes how later vector searches use the vector index, and which kind the next
+    /// maintenance builds (benches sweep them).
     pub fn set_ann(&self, ann: AnnParams) {
         *self.ann.lock().expect("ann lock") = ann;
     }
@@ -423,14 +463,14 @@ impl VectorIndex {
         let Some(table) = self.table(collection, None).await? else { return Ok(()) };
         let _one = self.maintaining.lock().await;
         let indices = table.list_indices().await?;
-        let has = |t: fn(&IndexType) -> bool| indices.iter().any(|i| t(&i.index_type));
         let rows = table.count_rows(None).await?;
-        if rows > 0 && !has(|t| matches!(t, IndexType::FTS)) {
+        if rows > 0 && !indices.iter().any(|i| matches!(i.index_type, IndexType::FTS)) {
             table.create_index(&["text"], Index::FTS(FtsIndexBuilder::default())).execute().await?;
         }
-        if rows >= ANN_MIN_ROWS && !has(|t| matches!(t, IndexType::IvfPq)) {
-            let ivf = IvfPqIndexBuilder::default().distance_type(DistanceType::Cosine);
-            table.create_index(&["vector"], Index::IvfPq(ivf)).execute().await?;
+        // A vector index of another kind is replaced.
+        let kind = self.ann.lock().expect("ann lock").kind;
+        if rows >= ANN_MIN_ROWS && !indices.iter().any(|i| kind.built_as(&i.index_type)) {
+            table.create_index(&["vector"], kind.index()).execute().await?;
         }
         table.optimize(OptimizeAction::Compact { options: CompactionOptions::default(), remap_options: None }).await?;
         table.optimize(OptimizeAction::Index(OptimizeOptions::default())).await?;
@@ -500,7 +540,7 @@ impl VectorIndex {
         if q.exact {
             query = query.bypass_vector_index();
         } else {
-            // Used once an IVF-PQ index exists; flat search ignores them. The candidates
+            // Used once a vector index exists; flat search ignores them. The candidates
             // re-ranked exactly stay refine_factor × top_k when hybrid search asks for a
             // deeper list: fusion only needs the ranks.
             let ann = *self.ann.lock().expect("ann lock");
