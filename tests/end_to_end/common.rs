@@ -216,3 +216,21 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// `n` bare chunks of one document, to write to an index directly.
+pub fn chunks(document_id: &str, n: usize) -> Vec<lectern_document::model::chunk::Chunk> {
+    (0..n)
+        .map(|i| lectern_document::model::chunk::Chunk {
+            id: format!("{document_id}-{i}"),
+            document_id: document_id.to_string(),
+            index: i as u32,
+            page: 1,
+            bbox: [0.0, 0.0, 1.0, 1.0],
+            spans: Vec::new(),
+            heading_path: Vec::new(),
+            figures: Vec::new(),
+            tokens: 2,
+            text: format!("chunk {i}"),
+        })
+        .collect()
+}

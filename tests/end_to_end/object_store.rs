@@ -9,7 +9,6 @@ use lectern_document::config::PipelineConfig;
 use lectern_document::context::Context;
 use lectern_document::index::Mode;
 use lectern_document::index::{DocumentMeta, VectorIndex};
-use lectern_document::model::chunk::Chunk;
 use lectern_document::search::{SearchRequest, search};
 use lectern_document::stages::ingest;
 
@@ -125,20 +124,7 @@ async fn concurrent_writers(location: lectern_document::index::IndexLocation) {
                 start.wait().await;
                 for d in 0..DOCUMENTS {
                     let document_id = format!("w{writer}-d{d}");
-                    let chunks: Vec<Chunk> = (0..CHUNKS)
-                        .map(|i| Chunk {
-                            id: format!("{document_id}-{i}"),
-                            document_id: document_id.clone(),
-                            index: i as u32,
-                            page: 1,
-                            bbox: [0.0, 0.0, 1.0, 1.0],
-                            spans: Vec::new(),
-                            heading_path: Vec::new(),
-                            figures: Vec::new(),
-                            tokens: 2,
-                            text: format!("chunk {i}"),
-                        })
-                        .collect();
+                    let chunks = common::chunks(&document_id, CHUNKS);
                     let vectors: Vec<Vec<f32>> =
                         (0..CHUNKS).map(|i| vec![i as f32, writer as f32, d as f32, 1.0]).collect();
                     let meta = DocumentMeta {

@@ -145,7 +145,6 @@ async fn indexing_searching_and_deleting_a_document() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_builds_the_configured_vector_index_and_replaces_another() {
     use lectern_document::index::{ANN_MIN_ROWS, AnnKind, AnnParams, DocumentMeta, Query, VectorIndex};
-    use lectern_document::model::chunk::Chunk;
     use rand::{Rng, SeedableRng};
     let dir = tempfile::tempdir().unwrap();
     let index = VectorIndex::open(dir.path()).await.unwrap();
@@ -161,20 +160,7 @@ async fn maintenance_builds_the_configured_vector_index_and_replaces_another() {
     const PER_DOCUMENT: usize = 5_000;
     for d in 0..ANN_MIN_ROWS.div_ceil(PER_DOCUMENT) {
         let document_id = format!("d{d}");
-        let chunks: Vec<Chunk> = (0..PER_DOCUMENT)
-            .map(|i| Chunk {
-                id: format!("{document_id}-{i}"),
-                document_id: document_id.clone(),
-                index: i as u32,
-                page: 1,
-                bbox: [0.0, 0.0, 1.0, 1.0],
-                spans: Vec::new(),
-                heading_path: Vec::new(),
-                figures: Vec::new(),
-                tokens: 1,
-                text: format!("row {i}"),
-            })
-            .collect();
+        let chunks = common::chunks(&document_id, PER_DOCUMENT);
         let vectors: Vec<Vec<f32>> = (0..PER_DOCUMENT).map(|_| unit()).collect();
         let meta = DocumentMeta { collection: "ann", document_id: &document_id, doc_type: "test", model: "test" };
         index.replace_document(&meta, &chunks, &vectors).await.unwrap();
