@@ -16,7 +16,7 @@
 //!
 //! ```text
 //! make bench-search
-//! cargo bench --profile dev --bench search -- [--docs 1000] [--chunks-per-doc 100] [--reindex 1000] [--queries 200]
+//! cargo bench --profile dev --bench search -- [--docs 1000] [--chunks-per-doc 100] [--reindex 1000] [--queries 200] [--all-corpus]
 //! ```
 
 #[path = "common/args.rs"]
@@ -52,6 +52,10 @@ struct Args {
     /// Search queries per mode (at most one per real chunk).
     #[arg(long, default_value_t = 200)]
     queries: usize,
+    /// Base the rows on every born-digital PDF of the corpus (thousands of real chunks, so
+    /// less clustered rows) instead of six.
+    #[arg(long)]
+    all_corpus: bool,
 }
 
 const SOURCES: [&str; 6] = [
@@ -64,9 +68,14 @@ const SOURCES: [&str; 6] = [
 ];
 
 /// Real chunk texts and their vectors.
-async fn real(ctx: &Context) -> (Vec<String>, Vec<Vec<f32>>) {
+async fn real(ctx: &Context, all_corpus: bool) -> (Vec<String>, Vec<Vec<f32>>) {
     let corpus = Path::new("../shared/corpus");
-    let files: Vec<PathBuf> = if corpus.exists() {
+    let files: Vec<PathBuf> = if corpus.exists() && all_corpus {
+        let mut all: Vec<PathBuf> =
+            std::fs::read_dir(corpus.join("pdf_text")).unwrap().map(|e| e.unwrap().path()).collect();
+        all.sort();
+        all
+    } else if corpus.exists() {
         SOURCES.iter().map(|p| corpus.join(p)).collect()
     } else {
         vec![PathBuf::from("fixtures/paper.pdf")]
@@ -142,10 +151,15 @@ async fn run(args: Args) {
     settings.onnx_threads = 2;
     let store = lectern_queue::storage::open(None, &settings.data_dir).await.unwrap();
     let ctx = Context::new(settings, store, PipelineConfig::builtin());
-    let (texts, vectors) = real(&ctx).await;
+    let (texts, vectors) = real(&ctx, args.all_corpus).await;
     println!("{} real chunks embedded as the base of the synthetic rows", texts.len());
-    let queries: Vec<String> =
-        texts.iter().take(args.queries).map(|t| t.split_whitespace().take(12).collect::<Vec<_>>().join(" ")).collect();
+    // Spread over the real chunks, so over all the documents.
+    let queries: Vec<String> = texts
+        .iter()
+        .step_by((texts.len() / args.queries).max(1))
+        .take(args.queries)
+        .map(|t| t.split_whitespace().take(12).collect::<Vec<_>>().join(" "))
+        .collect();
     let query_vectors = ctx.embedder().await.unwrap().embed(queries.clone()).await.unwrap();
     let mut synth = Synth { texts, vectors, rng: StdRng::seed_from_u64(7) };
 

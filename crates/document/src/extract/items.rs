@@ -5,13 +5,15 @@
 //! its description. The table ends at a line that starts with the label of an amount field
 //! ("Subtotal", "Total"…), at a gap of more than [`MAX_GAP`] line heights, at another
 //! header line, or at the page's end; a header repeated on the next page goes on with it.
+//! A document with no such header may list its items one per line with their amounts
+//! ([`unheaded`]): those are taken only when they add up to the subtotal or total.
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
 use super::Label;
-use super::locate::{Grid, ocr_confidence, union};
+use super::locate::{Cell, Grid, ocr_confidence, union};
 use super::parse::{self, DateOrder};
 use super::schema::{ItemsSpec, Kind, Schema};
 use crate::model::workdir::{BBox, Page, TextSource};
@@ -211,6 +213,99 @@ fn rows(grid: &Grid, marks: &Marks, first: usize, headers: &[Named], order: Date
     line
 }
 
+/// Line items of a table with no header line, as statements print them (a service per
+/// line, its amount in the line's last cell, its breakdown indented under it): the longest
+/// run of such lines at one indent whose amounts add up to `target`, in cents (the
+/// subtotal or total found), none of them the whole of it (that is a total and its
+/// breakdown: "Charges 4.11, Credits 0.00"). Lines indented deeper between them are passed
+/// over; a line further left, or one at the same indent without an amount or starting
+/// with an amount field's label ("Total") ends a run. Only the sum tells such rows from any
+/// other amounts.
+pub(crate) fn unheaded(
+    spec: &ItemsSpec,
+    schema: &Schema,
+    grids: &[Grid],
+    labels: &[Vec<Label>],
+    order: DateOrder,
+    target: i64,
+) -> Vec<Item> {
+    let mut best: Vec<Item> = Vec::new();
+    for (grid, on_page) in grids.iter().zip(labels) {
+        let stops = Marks::new(spec, schema, grid, on_page).stops;
+        let lines: Vec<Listed> = (0..grid.lines.len()).map(|line| Listed::new(grid, line, order)).collect();
+        for (start, first) in lines.iter().enumerate() {
+            if first.amount.is_none() || stops.contains(&start) {
+                continue;
+            }
+            let mut run = vec![start];
+            for (line, next) in lines.iter().enumerate().skip(start + 1) {
+                if next.indent < first.indent - INDENT {
+                    break;
+                }
+                if next.indent <= first.indent + INDENT {
+                    if next.amount.is_none() || stops.contains(&line) {
+                        break;
+                    }
+                    run.push(line);
+                }
+            }
+            let amounts: Vec<i64> = run.iter().filter_map(|l| lines[*l].amount).collect();
+            let adds_up = amounts.iter().sum::<i64>() == target && !amounts.contains(&target);
+            if adds_up && run.len() >= 2 && run.len() > best.len() {
+                best = run.iter().map(|l| lines[*l].item(grid)).collect();
+            }
+        }
+    }
+    best
+}
+
+/// Lines within this many points of each other's left edge share an indent.
+const INDENT: f32 = 3.0;
+
+/// A line as a header-less table sees it: where it starts, and, if its last cell is an
+/// amount and the cells before it have words, that amount in cents.
+struct Listed {
+    indent: f32,
+    amount: Option<i64>,
+    line: usize,
+}
+
+impl Listed {
+    fn new(grid: &Grid, line: usize, order: DateOrder) -> Self {
+        let page = grid.page;
+        let cells = &grid.lines[line];
+        let indent = cells.first().and_then(|c| c.words.first()).map_or(0.0, |w| page.upright(&page.words[*w].bbox)[0]);
+        let texts = |cell: &Cell| cell.words.iter().map(|w| page.words[*w].text.as_str()).collect::<Vec<_>>();
+        let amount = match cells.split_last() {
+            Some((last, before)) if !before.is_empty() && texts(last).len() <= 2 => {
+                let described = before.iter().flat_map(texts).any(|t| t.chars().any(char::is_alphabetic));
+                parse::find(Kind::Amount, &texts(last), order, &[])
+                    .and_then(|p| p.value["amount"].as_f64())
+                    .filter(|_| described)
+                    .map(|v| (v * 100.0).round() as i64)
+            }
+            _ => None,
+        };
+        Self { indent, amount, line }
+    }
+
+    fn item(&self, grid: &Grid) -> Item {
+        let page = grid.page;
+        let (last, before) = grid.lines[self.line].split_last().expect("a listed amount has cells");
+        let words: Vec<usize> = before.iter().chain([last]).flat_map(|c| c.words.iter().copied()).collect();
+        let description: Vec<&str> =
+            before.iter().flat_map(|c| c.words.iter().map(|w| page.words[*w].text.as_str())).collect();
+        Row {
+            description: description.join(" "),
+            quantity: None,
+            unit_price: None,
+            amount: self.amount.map(|c| c as f64 / 100.0),
+            words,
+        }
+        .item(page)
+    }
+}
+
 /// The column whose header is nearest to the word across the page (of those it
 /// overlaps, the one it overlaps most).
 fn nearest(headers: &[Named], b: &BBox) -> Column {
@@ -283,6 +378,43 @@ mod tests {
         assert_eq!(found[0].description, "Hosting Mai\nDienst: mail");
         assert_eq!((found[0].quantity, found[0].unit_price, found[0].amount), (Some(2.0), Some(3.89), Some(7.78)));
         assert_eq!((found[1].description.as_str(), found[1].cents()), ("Domain", Some(539)));
+    }
+
+    #[test]
+    fn without_a_header_the_lines_that_add_up_to_the_total_are_the_items() {
+        let found = items(&[
+            ("Summary", 40.0, 100.0),
+            ("Charges", 60.0, 112.0),
+            ("$4.11", 500.0, 112.0),
+            ("Total", 40.0, 130.0),
+            ("$4.11", 500.0, 130.0),
+            ("Detail", 40.0, 160.0),
+            ("Data", 60.0, 172.0),
+            ("Transfer", 90.0, 172.0),
+            ("$0.01", 500.0, 172.0),
+            ("VAT", 80.0, 184.0),
+            ("$0.00", 500.0, 184.0),
+            ("Compute", 60.0, 196.0),
+            ("$1.87", 500.0, 196.0),
+            ("Charges", 80.0, 208.0),
+            ("$1.87", 500.0, 208.0),
+            ("Glacier", 60.0, 220.0),
+            ("$2.23", 500.0, 220.0),
+        ]);
+        let found: Vec<(&str, Option<i64>)> = found.iter().map(|i| (i.description.as_str(), i.cents())).collect();
+        assert_eq!(found, [("Data Transfer", Some(1)), ("Compute", Some(187)), ("Glacier", Some(223))]);
+        // Amounts that do not add up to the total are no items.
+        assert!(
+            items(&[
+                ("Total", 40.0, 100.0),
+                ("9.00", 500.0, 100.0),
+                ("Paper", 60.0, 130.0),
+                ("2.00", 500.0, 130.0),
+                ("Ink", 60.0, 142.0),
+                ("3.00", 500.0, 142.0),
+            ])
+            .is_empty()
+        );
     }
 
     #[test]
