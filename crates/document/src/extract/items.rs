@@ -130,26 +130,37 @@ impl Marks {
 }
 
 /// The line items of every page (`grids`, with the schema's field labels found on each),
-/// top to bottom.
+/// top to bottom. With no table under a header, those of a header-less one ([`unheaded`])
+/// whose amounts add up to `target`, in cents (the subtotal or total found).
 pub(crate) fn find(
     spec: &ItemsSpec,
     schema: &Schema,
     grids: &[Grid],
     labels: &[Vec<Label>],
     order: DateOrder,
+    target: Option<i64>,
 ) -> Vec<Item> {
+    let marks: Vec<Marks> =
+        grids.iter().zip(labels).map(|(grid, on_page)| Marks::new(spec, schema, grid, on_page)).collect();
     let mut items = Vec::new();
-    for (grid, on_page) in grids.iter().zip(labels) {
-        let marks = Marks::new(spec, schema, grid, on_page);
+    for (grid, marks) in grids.iter().zip(&marks) {
         let mut line = 0;
         while line < grid.lines.len() {
             line = match marks.header(grid, line) {
-                Some(headers) => rows(grid, &marks, line + 1, headers, order, &mut items),
+                Some(headers) => rows(grid, marks, line + 1, headers, order, &mut items),
                 None => line + 1,
             };
         }
     }
-    items
+    match target {
+        Some(target) if items.is_empty() => unheaded(grids, &marks, order, target),
+        _ => items,
+    }
+}
+
+/// The amount among `words`, if any.
+fn amount(words: &[&str], order: DateOrder) -> Option<f64> {
+    parse::find(Kind::Amount, words, order, &[]).and_then(|p| p.value["amount"].as_f64())
 }
 
 /// Reads the rows from line `first` down into `items`; returns the first line after them.
@@ -182,16 +193,14 @@ fn rows(grid: &Grid, marks: &Marks, first: usize, headers: &[Named], order: Date
                 .map(|(w, _)| page.words[*w].text.as_str())
                 .collect()
         };
-        let amount =
-            |c: Column| parse::find(Kind::Amount, &texts(c), order, &[]).and_then(|p| p.value["amount"].as_f64());
         let description = texts(Column::Description).join(" ");
-        match amount(money) {
+        match amount(&texts(money), order) {
             Some(value) => {
                 items.extend(current.take().map(|r| r.item(page)));
                 current = Some(Row {
                     description,
                     quantity: texts(Column::Quantity).iter().find_map(|t| parse::number(t)),
-                    unit_price: if has_amount { amount(Column::UnitPrice) } else { Some(value) },
+                    unit_price: if has_amount { amount(&texts(Column::UnitPrice), order) } else { Some(value) },
                     amount: has_amount.then_some(value),
                     words,
                 });
@@ -221,38 +230,28 @@ fn rows(grid: &Grid, marks: &Marks, first: usize, headers: &[Named], order: Date
 /// over; a line further left, or one at the same indent without an amount or starting
 /// with an amount field's label ("Total") ends a run. Only the sum tells such rows from any
 /// other amounts.
-pub(crate) fn unheaded(
-    spec: &ItemsSpec,
-    schema: &Schema,
-    grids: &[Grid],
-    labels: &[Vec<Label>],
-    order: DateOrder,
-    target: i64,
-) -> Vec<Item> {
+fn unheaded(grids: &[Grid], marks: &[Marks], order: DateOrder, target: i64) -> Vec<Item> {
     let mut best: Vec<Item> = Vec::new();
-    for (grid, on_page) in grids.iter().zip(labels) {
-        let stops = Marks::new(spec, schema, grid, on_page).stops;
+    for (grid, marks) in grids.iter().zip(marks) {
         let lines: Vec<Listed> = (0..grid.lines.len()).map(|line| Listed::new(grid, line, order)).collect();
         for (start, first) in lines.iter().enumerate() {
-            if first.amount.is_none() || stops.contains(&start) {
-                continue;
-            }
-            let mut run = vec![start];
+            let Some(item) = first.item.as_ref().filter(|_| !marks.stops.contains(&start)) else { continue };
+            let mut run = vec![item];
             for (line, next) in lines.iter().enumerate().skip(start + 1) {
                 if next.indent < first.indent - INDENT {
                     break;
                 }
                 if next.indent <= first.indent + INDENT {
-                    if next.amount.is_none() || stops.contains(&line) {
-                        break;
+                    match next.item.as_ref().filter(|_| !marks.stops.contains(&line)) {
+                        Some(item) => run.push(item),
+                        None => break,
                     }
-                    run.push(line);
                 }
             }
-            let amounts: Vec<i64> = run.iter().filter_map(|l| lines[*l].amount).collect();
+            let amounts: Vec<i64> = run.iter().filter_map(|i| i.cents()).collect();
             let adds_up = amounts.iter().sum::<i64>() == target && !amounts.contains(&target);
             if adds_up && run.len() >= 2 && run.len() > best.len() {
-                best = run.iter().map(|l| lines[*l].item(grid)).collect();
+                best = run.into_iter().cloned().collect();
             }
         }
     }
@@ -263,11 +262,10 @@ pub(crate) fn unheaded(
 const INDENT: f32 = 3.0;
 
 /// A line as a header-less table sees it: where it starts, and, if its last cell is an
-/// amount and the cells before it have words, that amount in cents.
+/// amount and the cells before it have words, the line as an item.
 struct Listed {
     indent: f32,
-    amount: Option<i64>,
-    line: usize,
+    item: Option<Item>,
 }
 
 impl Listed {
@@ -276,33 +274,25 @@ impl Listed {
         let cells = &grid.lines[line];
         let indent = cells.first().and_then(|c| c.words.first()).map_or(0.0, |w| page.upright(&page.words[*w].bbox)[0]);
         let texts = |cell: &Cell| cell.words.iter().map(|w| page.words[*w].text.as_str()).collect::<Vec<_>>();
-        let amount = match cells.split_last() {
+        let item = match cells.split_last() {
             Some((last, before)) if !before.is_empty() && texts(last).len() <= 2 => {
-                let described = before.iter().flat_map(texts).any(|t| t.chars().any(char::is_alphabetic));
-                parse::find(Kind::Amount, &texts(last), order, &[])
-                    .and_then(|p| p.value["amount"].as_f64())
-                    .filter(|_| described)
-                    .map(|v| (v * 100.0).round() as i64)
+                let description: Vec<&str> = before.iter().flat_map(texts).collect();
+                amount(&texts(last), order)
+                    .filter(|_| description.iter().any(|t| t.chars().any(char::is_alphabetic)))
+                    .map(|value| {
+                        Row {
+                            description: description.join(" "),
+                            quantity: None,
+                            unit_price: None,
+                            amount: Some(value),
+                            words: cells.iter().flat_map(|c| c.words.iter().copied()).collect(),
+                        }
+                        .item(page)
+                    })
             }
             _ => None,
         };
-        Self { indent, amount, line }
-    }
-
-    fn item(&self, grid: &Grid) -> Item {
-        let page = grid.page;
-        let (last, before) = grid.lines[self.line].split_last().expect("a listed amount has cells");
-        let words: Vec<usize> = before.iter().chain([last]).flat_map(|c| c.words.iter().copied()).collect();
-        let description: Vec<&str> =
-            before.iter().flat_map(|c| c.words.iter().map(|w| page.words[*w].text.as_str())).collect();
-        Row {
-            description: description.join(" "),
-            quantity: None,
-            unit_price: None,
-            amount: self.amount.map(|c| c as f64 / 100.0),
-            words,
-        }
-        .item(page)
+        Self { indent, item }
     }
 }
 

@@ -131,15 +131,12 @@ fn extract(schema: &Schema, pages: &[Page], grids: &[Grid], order: DateOrder) ->
         }
     }
     let mut rules: Vec<RuleCheck> = schema.rules.iter().map(|r| check(r, &mut fields)).collect();
-    let mut items =
-        schema.items.as_ref().map_or_else(Vec::new, |spec| items::find(spec, schema, grids, &all_labels, order));
     let sum_to = schema.items.iter().flat_map(|spec| &spec.sum_to).find(|name| fields.contains_key(*name));
-    // No table with a header: rows that add up to the subtotal or total, if any do.
-    if items.is_empty()
-        && let (Some(spec), Some(target)) = (schema.items.as_ref(), sum_to.and_then(|t| cents(&fields, t)))
-    {
-        items = items::unheaded(spec, schema, grids, &all_labels, order, target);
-    }
+    let target = sum_to.and_then(|t| cents(&fields, t));
+    let items = schema
+        .items
+        .as_ref()
+        .map_or_else(Vec::new, |spec| items::find(spec, schema, grids, &all_labels, order, target));
     let items_check = sum_to.filter(|_| !items.is_empty()).map(|target| check_items(&items, target, &mut fields));
     let mut missing: Vec<&FieldSpec> = schema.fields.iter().filter(|f| !fields.contains_key(&f.name)).collect();
     missing.sort_by_key(|f| !f.required);
