@@ -1063,7 +1063,8 @@ async fn show_status(ctx: &Context, id: &str, json: bool, pages: bool) -> anyhow
         let review = if x.review_needed { "review needed" } else { "checked" };
         println!("  fields ({}): {review}", x.schema);
         for (name, f) in &x.fields {
-            println!("    {name:<28} {:<32} page {:>3}  confidence {:.2}", f.text, f.page, f.confidence);
+            let by = if f.found_by == lectern_document::extract::FoundBy::Llm { "  (read by the LLM)" } else { "" };
+            println!("    {name:<28} {:<32} page {:>3}  confidence {:.2}{by}", f.text, f.page, f.confidence);
         }
         for line in x.missing.iter().map(|m| format!("{m}: not found")).chain(x.review.iter().cloned()) {
             println!("    - {line}");

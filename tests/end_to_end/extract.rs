@@ -98,3 +98,104 @@ async fn invoice_fields_are_found_typed_and_checked() {
     let cent: Value = response.json().await.unwrap();
     assert_eq!(cent["review_needed"], true, "{cent}");
 }
+
+/// The optional LLM pass, wire format only: a local stub stands in for an OpenAI-compatible
+/// endpoint. Only the fields geometry left empty or invalid are asked for; an answer counts
+/// only where its words stand on the page it names and parse as the field's type, and the
+/// rules then check it like any other field.
+#[tokio::test]
+async fn llm_reads_only_missing_or_invalid_fields_and_only_what_the_page_says() {
+    use axum::{Json, Router, routing::post};
+    use lectern_document::config::LlmConfig;
+    use lectern_document::extract::{self, FoundBy, Schemas};
+    use lectern_document::model::workdir::Page;
+    use std::sync::{Arc, Mutex};
+
+    let at = |text: &str, x: f32, y: f32| json!({"text": text, "bbox": [x, y, x + 6.0 * text.len() as f32, y + 10.0]});
+    let words = vec![
+        at("Invoice", 50.0, 50.0),
+        at("No:", 98.0, 50.0),
+        at("INV-2024-17", 200.0, 50.0),
+        at("Invoice", 50.0, 70.0),
+        at("date:", 98.0, 70.0),
+        at("03.02.2024", 200.0, 70.0),
+        at("Please", 50.0, 90.0),
+        at("pay", 92.0, 90.0),
+        at("by", 116.0, 90.0),
+        at("17.02.2024", 134.0, 90.0),
+        at("Subtotal", 300.0, 300.0),
+        at("100.00", 450.0, 300.0),
+        at("VAT", 300.0, 320.0),
+        at("19.00", 450.0, 320.0),
+        at("Total", 300.0, 340.0),
+        at("119.00", 450.0, 340.0),
+        at("EUR", 490.0, 340.0),
+        at("IBAN", 50.0, 500.0),
+        at("DE31507500940000048567", 100.0, 500.0),
+    ];
+    let page: Page = serde_json::from_value(
+        json!({"number": 1, "width": 600.0, "height": 800.0, "source": "text_layer", "words": words}),
+    )
+    .unwrap();
+    let pages = [page];
+    let schemas = Schemas::builtin().unwrap();
+    let schema = schemas.by_name("invoice").unwrap();
+    let first = extract::extract_best(&[schema], &pages).unwrap();
+    assert!(first.missing.contains(&"due_date".to_string()), "{:?}", first.missing);
+    assert_eq!(first.fields["iban"].problems, ["IBAN check digits do not match"]);
+
+    let reply = json!({"fields": [
+        {"name": "due_date", "value": "17.02.2024", "page": 1},
+        {"name": "iban", "value": "DE31507500940000048567", "page": 1},
+        {"name": "order_id", "value": "PO-555", "page": 1},
+        {"name": "customer_id", "value": "INV-2024-17", "page": 2},
+        {"name": "email", "value": "Subtotal", "page": 1},
+        {"name": "number", "value": "INV-9", "page": 1}
+    ]});
+    let prompts: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = prompts.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |Json(body): Json<Value>| async move {
+            seen.lock().unwrap().push(body["messages"][1]["content"].as_str().unwrap().to_string());
+            let content = format!("```json\n{reply}\n```");
+            Json(json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let config =
+        LlmConfig { url: format!("http://{addr}/v1"), model: "tiny".into(), api_key_env: None, timeout_secs: 5 };
+
+    let x = lectern_document::stages::extract::with_llm(&config, "inv.pdf", schema, &pages, first.clone()).await;
+    let prompt = prompts.lock().unwrap().pop().unwrap();
+    assert!(prompt.contains("- due_date (date)") && prompt.contains("- iban (iban)"), "{prompt}");
+    assert!(!prompt.contains("- number (") && !prompt.contains("- currency ("), "asked only what is missing: {prompt}");
+    assert!(prompt.contains("--- page 1 ---\nInvoice No: INV-2024-17"), "{prompt}");
+
+    let due = &x.fields["due_date"];
+    assert_eq!((due.value.clone(), due.found_by, due.page), (json!("2024-02-17"), FoundBy::Llm, 1));
+    assert_eq!(due.bbox, pages[0].words[9].bbox, "the box of the words on the page");
+    let rule = x.rules.iter().find(|r| r.rule == "due_date not before issue_date").unwrap();
+    assert_eq!(rule.ok, Some(true), "{rule:?}");
+    // Refused: the same bad check digits, a value not on the page, a page that does not
+    // exist, words that are no e-mail address; not asked: the number geometry found.
+    assert_eq!(x.fields["iban"].found_by, FoundBy::Geometry);
+    assert!(!x.fields["iban"].problems.is_empty());
+    for name in ["order_id", "customer_id", "email"] {
+        assert!(x.missing.contains(&name.to_string()), "{name}: {:?}", x.fields.get(name));
+    }
+    assert_eq!(
+        (x.fields["number"].value.clone(), x.fields["number"].found_by),
+        (json!("INV-2024-17"), FoundBy::Geometry)
+    );
+    assert!(x.review_needed, "the IBAN still needs review: {:?}", x.review);
+
+    // An LLM that cannot be reached leaves the extraction as geometry found it.
+    let down = LlmConfig { url: "http://127.0.0.1:9/v1".into(), ..config };
+    assert_eq!(
+        lectern_document::stages::extract::with_llm(&down, "inv.pdf", schema, &pages, first.clone()).await,
+        first
+    );
+}

@@ -3,7 +3,9 @@
 //! ([`locate`]: a label, then the value right of it or below it), read as its type
 //! ([`parse`]), checked against the schema's rules, and scored; its line items are read
 //! from the table under their header ([`items`]) and must add up to the subtotal. Values
-//! that fail a check are kept and flagged, never dropped.
+//! that fail a check are kept and flagged, never dropped. Fields left empty or invalid may
+//! be read by an LLM ([`wanted`], [`read_supplied`], [`extract_with`]): its answers count
+//! only when the words stand on the page it names and parse as the field's type.
 
 pub mod items;
 pub mod locate;
@@ -19,9 +21,9 @@ use crate::model::workdir::{BBox, Page, TextSource};
 use items::Item;
 use locate::{Grid, LabelHit};
 use parse::DateOrder;
-use schema::{FieldSpec, Kind, Position, Rule, Schema};
+use schema::{FieldSpec, Kind, Position, Rule};
 
-pub use schema::Schemas;
+pub use schema::{Schema, Schemas};
 
 /// A field's value and where it came from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -41,6 +43,17 @@ pub struct Field {
     pub confidence: f32,
     /// What is wrong with it (a failed rule, bad check digits); empty when it checks out.
     pub problems: Vec<String>,
+    /// Whether the page's geometry or the configured LLM found it.
+    #[serde(default)]
+    pub found_by: FoundBy,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FoundBy {
+    #[default]
+    Geometry,
+    Llm,
 }
 
 /// The result of a schema's rule.
@@ -84,7 +97,7 @@ pub fn extract_best(schemas: &[&Schema], pages: &[Page]) -> Option<Extraction> {
     };
     let mut best: Option<(Extraction, (usize, f32))> = None;
     for schema in schemas {
-        let x = extract(schema, pages, &grids, order);
+        let x = extract(schema, pages, &grids, order, BTreeMap::new());
         let s = score(&x, schema);
         if best.as_ref().is_none_or(|(_, b)| s.0 > b.0 || (s.0 == b.0 && s.1 > b.1)) {
             best = Some((x, s));
@@ -93,8 +106,93 @@ pub fn extract_best(schemas: &[&Schema], pages: &[Page]) -> Option<Extraction> {
     best.map(|(x, _)| x)
 }
 
-/// The fields of `schema` found on `pages` (laid out as `grids`, their dates read in `order`).
-fn extract(schema: &Schema, pages: &[Page], grids: &[Grid], order: DateOrder) -> Extraction {
+/// Fields of `schema` the geometric pass left out of `x` or found invalid (the document's
+/// currency aside: it follows from the amounts).
+pub fn wanted<'a>(schema: &'a Schema, x: &Extraction) -> Vec<&'a FieldSpec> {
+    let invalid = |f: &FieldSpec| x.fields.get(&f.name).is_none_or(|found| !found.problems.is_empty());
+    schema.fields.iter().filter(|f| f.kind != Kind::Currency && invalid(f)).collect()
+}
+
+/// A value an LLM read for a field: its text as printed and the page it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Supplied {
+    pub field: String,
+    pub text: String,
+    pub page: u32,
+}
+
+/// Confidence of a value an LLM read, before its reading and checks: it comes with no label.
+const SUPPLIED_CONFIDENCE: f32 = 0.6;
+
+/// The LLM's values that hold up as fields of `schema`: the words stand in a row on the
+/// page named, and parse as the field's type without a problem. The rest are refused, each
+/// with its reason.
+pub fn read_supplied(schema: &Schema, pages: &[Page], supplied: &[Supplied]) -> (BTreeMap<String, Field>, Vec<String>) {
+    let order = DateOrder::of_words(pages.iter().flat_map(|p| p.words.iter().map(|w| w.text.as_str())));
+    let mut fields = BTreeMap::new();
+    let mut refused = Vec::new();
+    for s in supplied {
+        match read_one(schema, pages, s, order) {
+            Ok(field) => {
+                fields.insert(s.field.clone(), field);
+            }
+            Err(why) => refused.push(format!("{} = {:?} (page {}): {why}", s.field, s.text, s.page)),
+        }
+    }
+    (fields, refused)
+}
+
+fn read_one(schema: &Schema, pages: &[Page], s: &Supplied, order: DateOrder) -> Result<Field, String> {
+    let spec = schema.field(&s.field).ok_or("not a field of the schema")?;
+    let page = pages.iter().find(|p| p.number == s.page).ok_or("no such page")?;
+    let key = |t: &str| schema::fold(t.trim_matches(|c: char| matches!(c, ',' | ';' | ':' | '"')));
+    let wanted: Vec<String> = s.text.split_whitespace().map(key).collect();
+    if wanted.is_empty() {
+        return Err("empty".into());
+    }
+    let start = (0..page.words.len())
+        .find(|&i| {
+            page.words.len() - i >= wanted.len()
+                && wanted.iter().zip(&page.words[i..]).all(|(w, word)| *w == key(&word.text))
+        })
+        .ok_or("not on that page")?;
+    let run: Vec<usize> = (start..start + wanted.len()).collect();
+    let texts: Vec<&str> = run.iter().map(|&i| page.words[i].text.as_str()).collect();
+    let parsed = parse::find(spec.kind, &texts, order, &spec.values).ok_or("not a value of the field's type")?;
+    if let Some(problem) = parsed.problems.first() {
+        return Err(problem.clone());
+    }
+    let words = &run[parsed.span.clone()];
+    Ok(Field {
+        value: parsed.value,
+        text: texts[parsed.span].join(" "),
+        page: page.number,
+        bbox: locate::union(words.iter().map(|w| page.words[*w].bbox)),
+        source: page.source,
+        label: None,
+        confidence: SUPPLIED_CONFIDENCE * parsed.strength * locate::ocr_confidence(page, words),
+        problems: vec![],
+        found_by: FoundBy::Llm,
+    })
+}
+
+/// The extraction of `schema` with `supplied` fields (from [`read_supplied`]) in place of
+/// what geometry found for them, checked by the rules like any other.
+pub fn extract_with(schema: &Schema, pages: &[Page], supplied: BTreeMap<String, Field>) -> Extraction {
+    let grids: Vec<Grid> = pages.iter().map(Grid::new).collect();
+    let order = DateOrder::of_words(pages.iter().flat_map(|p| p.words.iter().map(|w| w.text.as_str())));
+    extract(schema, pages, &grids, order, supplied)
+}
+
+/// The fields of `schema` found on `pages` (laid out as `grids`, their dates read in
+/// `order`), those `supplied` taking the place of what was found.
+fn extract(
+    schema: &Schema,
+    pages: &[Page],
+    grids: &[Grid],
+    order: DateOrder,
+    supplied: BTreeMap<String, Field>,
+) -> Extraction {
     // Every label of every field where it occurs, per page: each field looks for its own
     // among them, and a short label inside a longer one ("Date" in "Due Date", "Total" in
     // "Total excl. VAT") is passed over.
@@ -115,6 +213,7 @@ fn extract(schema: &Schema, pages: &[Page], grids: &[Grid], order: DateOrder) ->
             fields.insert(spec.name.clone(), field);
         }
     }
+    fields.extend(supplied);
     for spec in schema.fields.iter().filter(|f| f.kind == Kind::Currency) {
         if let Some(field) = currency(pages, &fields) {
             fields.insert(spec.name.clone(), field);
@@ -216,6 +315,7 @@ fn find_field(spec: &FieldSpec, grids: &[Grid], all_labels: &[Vec<Label>], order
                         label: Some(label.clone()),
                         confidence: label_score * candidate.nearness * parsed.strength * reading,
                         problems: parsed.problems,
+                        found_by: FoundBy::Geometry,
                     });
                 }
             }
@@ -270,6 +370,7 @@ fn currency(pages: &[Page], fields: &BTreeMap<String, Field>) -> Option<Field> {
         label: None,
         confidence: n as f32 / total as f32,
         problems: vec![],
+        found_by: FoundBy::Geometry,
     })
 }
 

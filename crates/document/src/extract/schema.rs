@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::config::ConfigError;
@@ -84,7 +84,7 @@ pub struct FieldSpec {
     pub position: Position,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Text,
@@ -102,6 +102,15 @@ pub enum Kind {
     Enum,
     /// The document's currency (ISO 4217), from the currency marks of its amounts.
     Currency,
+}
+
+impl FieldSpec {
+    /// Its type as the schema writes it ("date", "vat_id"), an enum's with its values.
+    pub fn type_name(&self) -> String {
+        let name = serde_json::to_value(self.kind).ok().and_then(|v| v.as_str().map(str::to_string));
+        let name = name.unwrap_or_default();
+        if self.values.is_empty() { name } else { format!("{name}: one of {}", self.values.join(", ")) }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -207,7 +216,6 @@ impl Schemas {
         own.chain(also).filter(fits).collect()
     }
 
-    #[cfg(test)]
     pub fn by_name(&self, name: &str) -> Option<&Schema> {
         self.0.iter().find(|s| s.name == name)
     }

@@ -1,9 +1,11 @@
 //! Optional: an OpenAI-compatible chat endpoint (Ollama's `/v1`, llama.cpp's server, …)
 //! writes a short summary that opens the cheat sheet, drafts quiz questions and flashcards
-//! from the most important passages (checked by [`super::draft`] before any is used), and
-//! answers `ask` from retrieved passages. Off unless `[generate.llm]` is set; without it, or
-//! when the call fails, the material is generated exactly the same and `ask` answers with
-//! extracted sentences.
+//! from the most important passages (checked by [`super::draft`] before any is used),
+//! answers `ask` from retrieved passages, and reads the fields of a business document that
+//! the geometric pass left empty or invalid (checked by [`crate::extract::read_supplied`]).
+//! Off unless `[generate.llm]` is set; without it, or when the call fails, the material is
+//! generated exactly the same, `ask` answers with extracted sentences and fields stay as
+//! found.
 
 use std::time::Duration;
 
@@ -86,7 +88,60 @@ pub async fn draft(
                 "Document: {title}\n\n{}\n\nWrite {questions} questions and {cards} cards.", numbered.join("\n"))},
         ],
     });
-    let (url, response) = send(config, &body).await?;
+    let value = json_object(config, &body).await?;
+    Ok(Drafts { questions: items(&value, "questions"), cards: items(&value, "cards") })
+}
+
+/// A field the LLM is asked to read.
+#[derive(Debug, Clone)]
+pub struct FieldQuestion {
+    pub name: String,
+    /// Its type, as the schema names it ("date", "amount", "iban"…).
+    pub kind: String,
+    /// Labels it is printed under.
+    pub labels: Vec<String>,
+}
+
+/// A field as the LLM read it, unchecked.
+#[derive(Debug, Deserialize)]
+pub struct FieldAnswer {
+    pub name: String,
+    pub value: String,
+    pub page: u32,
+}
+
+const FIELDS_SYSTEM: &str = "You read fields out of business documents (invoices, receipts, forms). \
+Reply with one JSON object and nothing else: {\"fields\": [{\"name\": \"...\", \"value\": \"...\", \"page\": N}]}. \
+A value is copied exactly as printed, with the number of the page it is printed on. \
+Leave out a field the text does not give; never guess.";
+
+/// Asks for `fields` out of `pages` (number and text of each).
+pub async fn fields(
+    config: &LlmConfig,
+    title: &str,
+    fields: &[FieldQuestion],
+    pages: &[(u32, String)],
+) -> Result<Vec<FieldAnswer>, LlmError> {
+    let wanted: Vec<String> =
+        fields.iter().map(|f| format!("- {} ({}), printed as: {}", f.name, f.kind, f.labels.join(", "))).collect();
+    let text: Vec<String> = pages.iter().map(|(n, text)| format!("--- page {n} ---\n{text}")).collect();
+    let body = json!({
+        "model": config.model,
+        "temperature": 0.0,
+        "max_tokens": 800,
+        "response_format": {"type": "json_object"},
+        "messages": [
+            {"role": "system", "content": FIELDS_SYSTEM},
+            {"role": "user", "content": format!(
+                "Document: {title}\n\nFields:\n{}\n\n{}", wanted.join("\n"), text.join("\n\n"))},
+        ],
+    });
+    Ok(items(&json_object(config, &body).await?, "fields"))
+}
+
+/// Sends `body` and reads the answer's JSON object.
+async fn json_object(config: &LlmConfig, body: &Value) -> Result<Value, LlmError> {
+    let (url, response) = send(config, body).await?;
     let completion: Completion = response.json().await.map_err(|source| LlmError::Http { url, source })?;
     let text = completion.choices.into_iter().next().and_then(|c| c.message.content).ok_or(LlmError::Empty)?;
     // Models wrap JSON in prose or code fences: take the outermost object.
@@ -95,13 +150,14 @@ pub async fn draft(
         (Some(s), Some(e)) if s < e => &text[s..=e],
         _ => return Err(LlmError::Format("no JSON object".into())),
     };
-    // Item by item: one malformed item (a string for a number, a missing field) costs only itself.
-    let value: Value = serde_json::from_str(json).map_err(|e| LlmError::Format(e.to_string()))?;
-    fn items<T: serde::de::DeserializeOwned>(value: &Value, key: &str) -> Vec<T> {
-        let list = value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-        list.into_iter().filter_map(|item| serde_json::from_value(item).ok()).collect()
-    }
-    Ok(Drafts { questions: items(&value, "questions"), cards: items(&value, "cards") })
+    serde_json::from_str(json).map_err(|e| LlmError::Format(e.to_string()))
+}
+
+/// The list under `key`, item by item: one malformed item (a string for a number, a
+/// missing field) costs only itself.
+fn items<T: serde::de::DeserializeOwned>(value: &Value, key: &str) -> Vec<T> {
+    let list = value.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    list.into_iter().filter_map(|item| serde_json::from_value(item).ok()).collect()
 }
 
 #[derive(Deserialize)]
