@@ -169,8 +169,12 @@ def whole_share(output, sentences):
 
 
 def strip_numbering(title):
-    title = re.sub(r"^\s*(appendix\s+)?([\dA-Z]+(\.\d+)*\.?)\s+", "", title.strip(), flags=re.I)
-    return " ".join(words(title))
+    """A title without its numbering: "2.1", "3.", "B.2", "Appendix C", "D Function index"
+    (a bare capital letter before a capitalised word), but not a first word ("Related
+    software") or an article ("A sample session")."""
+    number = r"(?:\d+(?:\.\d+)*\.?|[A-Z](?:\.\d+)+\.?|[A-Z]\.)"
+    pattern = rf"^\s*(?:(?i:appendix)\s+[A-Z](?:\.\d+)*\.?|{number}|[A-Z](?=\s+[A-Z]))(?:\s+|$)"
+    return " ".join(words(re.sub(pattern, "", title.strip())))
 
 
 def outline(path):
