@@ -45,7 +45,7 @@ impl<'a> Writer<'a> {
                     }
                     writeln!(out)
                 }
-                None => writeln!(out, "{text}\n"),
+                None => writeln!(out, "{}\n", escape_start(&text)),
             },
         }
     }
@@ -104,6 +104,12 @@ impl PageWriter for Writer<'_> {
     fn finish(&mut self, _out: &mut dyn Write) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// A paragraph that starts the way a heading or a quote does (an R comment "## then …",
+/// a shell prompt "> ls") gets a backslash, so Markdown keeps it a paragraph.
+fn escape_start(text: &str) -> String {
+    if text.starts_with(['#', '>']) { format!("\\{text}") } else { text.to_string() }
 }
 
 /// A list item: its Markdown marker and its words (the bullet or number left out).
@@ -175,5 +181,12 @@ mod tests {
         let prose = line(&["2021", "was", "a", "year."], 100.0);
         let prose: Vec<(u32, &Word)> = prose.iter().map(|w| (1, w)).collect();
         assert!(list_items(&prose).is_none());
+    }
+
+    #[test]
+    fn a_paragraph_that_starts_like_a_heading_or_quote_stays_a_paragraph() {
+        assert_eq!(escape_start("## then the same function"), "\\## then the same function");
+        assert_eq!(escape_start("> search()"), "\\> search()");
+        assert_eq!(escape_start("C# is a language"), "C# is a language");
     }
 }

@@ -137,7 +137,10 @@ pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
             let (region, words) = &groups[g];
             let label = region.map(|i| page.regions[i].label.as_str()).unwrap_or("text");
             let kind = match label {
-                "title" if words.len() <= MAX_HEADING_WORDS && !is_contents_entry(words) => Kind::Heading,
+                "title" if words.len() <= MAX_HEADING_WORDS && !is_contents_entry(words) && reads_as_title(words) => {
+                    Kind::Heading
+                }
+                "text" if is_numbered_title_line(words) => Kind::Heading,
                 "table" => Kind::Table,
                 "figure_caption" | "table_caption" => Kind::Caption,
                 "notes" => Kind::Notes,
@@ -152,6 +155,45 @@ pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
             }
         })
         .collect()
+}
+
+/// Whether a "title" reads as one: it does not end in a colon (a sentence leading into a
+/// list), carries no measured number after its numbering ("error: 10.93 on 10 degrees"), and
+/// at least half its words are words (a formula or a line of code is not a title).
+fn reads_as_title(words: &[&Word]) -> bool {
+    let is_decimal = |t: &str| {
+        let t = t.trim_end_matches([',', ';', ')']);
+        t.split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && a.chars().all(|c| c.is_ascii_digit())
+                && b.chars().all(|c| c.is_ascii_digit())
+        })
+    };
+    let wordlike = words.iter().filter(|w| w.text.chars().filter(|c| c.is_alphabetic()).count() >= 2).count();
+    !words.last().is_some_and(|w| w.text.ends_with(':'))
+        && !words.iter().skip(1).any(|w| is_decimal(&w.text))
+        && 2 * wordlike >= words.len()
+}
+
+/// Most words of a numbered section title set as a line of text.
+const MAX_NUMBERED_TITLE_WORDS: usize = 12;
+
+/// A line of text that is a numbered section title the layout model took for text ("6.1
+/// Lists", "12.5.1 Graphical elements"): one line, a multi-level section number, at most
+/// [`MAX_NUMBERED_TITLE_WORDS`] words, no closing punctuation, and it reads as a title.
+fn is_numbered_title_line(words: &[&Word]) -> bool {
+    let (Some(first), Some(last)) = (words.first(), words.last()) else { return false };
+    let numbered = first.text.split('.').count() >= 2
+        && first.text.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    let middle = |b: &BBox| (b[1] + b[3]) / 2.0;
+    let half_height = (first.bbox[3] - first.bbox[1]) / 2.0;
+    let one_line = words.iter().all(|w| (middle(&w.bbox) - middle(&first.bbox)).abs() < half_height);
+    numbered
+        && (2..=MAX_NUMBERED_TITLE_WORDS).contains(&words.len())
+        && one_line
+        && !last.text.ends_with(['.', ':', ',', ';'])
+        && reads_as_title(words)
 }
 
 /// A table-of-contents line ("1 Introduction . . . . 3"): its dot leader, three dots or more
@@ -346,6 +388,35 @@ mod tests {
         assert!(is_contents_entry(&leader.iter().collect::<Vec<_>>()));
         let title = [word("Wait...", 0.0, 0.0), word("2.1", 40.0, 0.0), word("Setup.", 80.0, 0.0)];
         assert!(!is_contents_entry(&title.iter().collect::<Vec<_>>()));
+    }
+
+    #[test]
+    fn titles_that_are_sentences_code_or_measurements_are_not_headings() {
+        let line = |texts: &[&str]| -> Vec<Word> {
+            texts.iter().enumerate().map(|(i, t)| word(t, 40.0 * i as f32, 100.0)).collect()
+        };
+        let reads = |texts: &[&str]| reads_as_title(&line(texts).iter().collect::<Vec<_>>());
+        assert!(reads(&["11.7.2", "Maximum", "likelihood"]));
+        assert!(reads(&["Conditional", "execution:", "if", "statements"]));
+        assert!(!reads(&["arguments", "may", "be", "passed", "as", "follows:"]));
+        assert!(!reads(&["Residual", "standard", "error:", "10.93", "on", "10", "degrees"]));
+        assert!(!reads(&["y", "~", "A*B", "y", "~", "A", "+", "B"]));
+    }
+
+    #[test]
+    fn a_numbered_line_of_text_is_a_heading() {
+        let numbered = |texts: &[&str]| {
+            let words: Vec<Word> = texts.iter().enumerate().map(|(i, t)| word(t, 40.0 * i as f32, 100.0)).collect();
+            is_numbered_title_line(&words.iter().collect::<Vec<_>>())
+        };
+        assert!(numbered(&["12.5.1", "Graphical", "elements"]));
+        assert!(numbered(&["6.3.2", "attach()", "and", "detach()"]));
+        assert!(!numbered(&["6", "Lists", "and", "data", "frames"]), "one level: a list item as likely");
+        assert!(!numbered(&["2.1", "Setup", "is", "done."]));
+        let mut two_lines: Vec<Word> =
+            ["6.1", "Lists"].iter().enumerate().map(|(i, t)| word(t, 40.0 * i as f32, 100.0)).collect();
+        two_lines.push(word("continue", 0.0, 114.0));
+        assert!(!is_numbered_title_line(&two_lines.iter().collect::<Vec<_>>()));
     }
 
     #[test]
