@@ -77,18 +77,9 @@ pub async fn draft(
 ) -> Result<Drafts, LlmError> {
     let numbered: Vec<String> =
         passages.iter().enumerate().map(|(i, p)| format!("[{}] (page {}) {}", i + 1, p.page, p.text)).collect();
-    let body = json!({
-        "model": config.model,
-        "temperature": 0.2,
-        "max_tokens": 2000,
-        "response_format": {"type": "json_object"},
-        "messages": [
-            {"role": "system", "content": DRAFT_SYSTEM},
-            {"role": "user", "content": format!(
-                "Document: {title}\n\n{}\n\nWrite {questions} questions and {cards} cards.", numbered.join("\n"))},
-        ],
-    });
-    let value = json_object(config, &body).await?;
+    let user =
+        format!("Document: {title}\n\n{}\n\nWrite {questions} questions and {cards} cards.", numbered.join("\n"));
+    let value = json_object(config, DRAFT_SYSTEM, &user, 0.2, 2000).await?;
     Ok(Drafts { questions: items(&value, "questions"), cards: items(&value, "cards") })
 }
 
@@ -125,23 +116,26 @@ pub async fn fields(
     let wanted: Vec<String> =
         fields.iter().map(|f| format!("- {} ({}), printed as: {}", f.name, f.kind, f.labels.join(", "))).collect();
     let text: Vec<String> = pages.iter().map(|(n, text)| format!("--- page {n} ---\n{text}")).collect();
-    let body = json!({
-        "model": config.model,
-        "temperature": 0.0,
-        "max_tokens": 800,
-        "response_format": {"type": "json_object"},
-        "messages": [
-            {"role": "system", "content": FIELDS_SYSTEM},
-            {"role": "user", "content": format!(
-                "Document: {title}\n\nFields:\n{}\n\n{}", wanted.join("\n"), text.join("\n\n"))},
-        ],
-    });
-    Ok(items(&json_object(config, &body).await?, "fields"))
+    let user = format!("Document: {title}\n\nFields:\n{}\n\n{}", wanted.join("\n"), text.join("\n\n"));
+    Ok(items(&json_object(config, FIELDS_SYSTEM, &user, 0.0, 800).await?, "fields"))
 }
 
-/// Sends `body` and reads the answer's JSON object.
-async fn json_object(config: &LlmConfig, body: &Value) -> Result<Value, LlmError> {
-    let (url, response) = send(config, body).await?;
+/// One chat turn that asks for a JSON object; the object out of the answer.
+async fn json_object(
+    config: &LlmConfig,
+    system: &str,
+    user: &str,
+    temperature: f32,
+    max_tokens: u32,
+) -> Result<Value, LlmError> {
+    let body = json!({
+        "model": config.model,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "response_format": {"type": "json_object"},
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+    });
+    let (url, response) = send(config, &body).await?;
     let completion: Completion = response.json().await.map_err(|source| LlmError::Http { url, source })?;
     let text = completion.choices.into_iter().next().and_then(|c| c.message.content).ok_or(LlmError::Empty)?;
     // Models wrap JSON in prose or code fences: take the outermost object.

@@ -390,11 +390,13 @@ mod tests {
         assert!(!is_contents_entry(&title.iter().collect::<Vec<_>>()));
     }
 
+    /// Words side by side on one line at y = 100.
+    fn line(texts: &[&str]) -> Vec<Word> {
+        texts.iter().enumerate().map(|(i, t)| word(t, 40.0 * i as f32, 100.0)).collect()
+    }
+
     #[test]
     fn titles_that_are_sentences_code_or_measurements_are_not_headings() {
-        let line = |texts: &[&str]| -> Vec<Word> {
-            texts.iter().enumerate().map(|(i, t)| word(t, 40.0 * i as f32, 100.0)).collect()
-        };
         let reads = |texts: &[&str]| reads_as_title(&line(texts).iter().collect::<Vec<_>>());
         assert!(reads(&["11.7.2", "Maximum", "likelihood"]));
         assert!(reads(&["Conditional", "execution:", "if", "statements"]));
@@ -405,18 +407,14 @@ mod tests {
 
     #[test]
     fn a_numbered_line_of_text_is_a_heading() {
-        let numbered = |texts: &[&str]| {
-            let words: Vec<Word> = texts.iter().enumerate().map(|(i, t)| word(t, 40.0 * i as f32, 100.0)).collect();
-            is_numbered_title_line(&words.iter().collect::<Vec<_>>())
-        };
-        assert!(numbered(&["12.5.1", "Graphical", "elements"]));
-        assert!(numbered(&["6.3.2", "attach()", "and", "detach()"]));
-        assert!(!numbered(&["6", "Lists", "and", "data", "frames"]), "one level: a list item as likely");
-        assert!(!numbered(&["2.1", "Setup", "is", "done."]));
-        let mut two_lines: Vec<Word> =
-            ["6.1", "Lists"].iter().enumerate().map(|(i, t)| word(t, 40.0 * i as f32, 100.0)).collect();
+        let numbered = |words: &[Word]| is_numbered_title_line(&words.iter().collect::<Vec<_>>());
+        assert!(numbered(&line(&["12.5.1", "Graphical", "elements"])));
+        assert!(numbered(&line(&["6.3.2", "attach()", "and", "detach()"])));
+        assert!(!numbered(&line(&["6", "Lists", "and", "data", "frames"])), "one level: a list item as likely");
+        assert!(!numbered(&line(&["2.1", "Setup", "is", "done."])));
+        let mut two_lines = line(&["6.1", "Lists"]);
         two_lines.push(word("continue", 0.0, 114.0));
-        assert!(!is_numbered_title_line(&two_lines.iter().collect::<Vec<_>>()));
+        assert!(!numbered(&two_lines));
     }
 
     #[test]
