@@ -137,7 +137,7 @@ async fn llm_reads_only_missing_or_invalid_fields_and_only_what_the_page_says() 
         json!({"number": 1, "width": 600.0, "height": 800.0, "source": "text_layer", "words": words}),
     )
     .unwrap();
-    let pages = [page];
+    let pages = Arc::new(vec![page]);
     let schemas = Schemas::builtin().unwrap();
     let schema = schemas.by_name("invoice").unwrap();
     let first = extract::extract_best(&[schema], &pages).unwrap();
@@ -168,7 +168,9 @@ async fn llm_reads_only_missing_or_invalid_fields_and_only_what_the_page_says() 
     let config =
         LlmConfig { url: format!("http://{addr}/v1"), model: "tiny".into(), api_key_env: None, timeout_secs: 5 };
 
-    let x = lectern_document::stages::extract::with_llm(&config, "inv.pdf", schema, &pages, first.clone()).await;
+    let x = lectern_document::stages::extract::with_llm(&config, "inv.pdf", schema, pages.clone(), first.clone())
+        .await
+        .unwrap();
     let prompt = prompts.lock().unwrap().pop().unwrap();
     assert!(prompt.contains("- due_date (date)") && prompt.contains("- iban (iban)"), "{prompt}");
     assert!(!prompt.contains("- number (") && !prompt.contains("- currency ("), "asked only what is missing: {prompt}");
@@ -195,7 +197,9 @@ async fn llm_reads_only_missing_or_invalid_fields_and_only_what_the_page_says() 
     // An LLM that cannot be reached leaves the extraction as geometry found it.
     let down = LlmConfig { url: "http://127.0.0.1:9/v1".into(), ..config };
     assert_eq!(
-        lectern_document::stages::extract::with_llm(&down, "inv.pdf", schema, &pages, first.clone()).await,
+        lectern_document::stages::extract::with_llm(&down, "inv.pdf", schema, pages.clone(), first.clone())
+            .await
+            .unwrap(),
         first
     );
 }

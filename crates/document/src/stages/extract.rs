@@ -35,7 +35,7 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
     if let Some(config) = ctx.pipeline.generate.llm.as_ref()
         && let Some(schema) = ctx.schemas.by_name(&extraction.schema)
     {
-        extraction = with_llm(config, &doc.filename, schema, &pages, extraction).await;
+        extraction = with_llm(config, &doc.filename, schema, pages, extraction).await?;
     }
     let json = serde_json::to_vec_pretty(&extraction).map_err(|e| StageError::transient("write fields", e))?;
     let workdir = ctx.workdir(document_id);
@@ -53,19 +53,25 @@ pub async fn run(ctx: &Context, payload: &Payload) -> Result<(), StageError> {
 const LLM_TEXT_CHARS: usize = 12_000;
 
 /// `x` with the fields it lacks or found invalid read by the LLM where its answers hold up
-/// ([`extract::read_supplied`]). When the LLM cannot be reached, or nothing holds up, `x`
-/// is kept as it is; refused answers are logged.
-pub async fn with_llm(config: &LlmConfig, title: &str, schema: &Schema, pages: &[Page], x: Extraction) -> Extraction {
+/// ([`extract::read_supplied`]), extracted again off the runtime. When the LLM cannot be
+/// reached, or nothing holds up, `x` is kept as it is; refused answers are logged.
+pub async fn with_llm(
+    config: &LlmConfig,
+    title: &str,
+    schema: &Schema,
+    pages: Arc<Vec<Page>>,
+    x: Extraction,
+) -> Result<Extraction, StageError> {
     let questions: Vec<llm::FieldQuestion> = extract::wanted(schema, &x)
         .into_iter()
         .map(|f| llm::FieldQuestion { name: f.name.clone(), kind: f.type_name(), labels: f.labels.clone() })
         .collect();
     if questions.is_empty() {
-        return x;
+        return Ok(x);
     }
     let mut text = Vec::new();
     let mut budget = LLM_TEXT_CHARS;
-    for page in pages {
+    for page in pages.iter() {
         let t: String = page.text().chars().take(budget).collect();
         budget -= t.chars().count();
         text.push((page.number, t));
@@ -77,7 +83,7 @@ pub async fn with_llm(config: &LlmConfig, title: &str, schema: &Schema, pages: &
         Ok(answers) => answers,
         Err(e) => {
             tracing::warn!(error = %e, "LLM did not read the missing fields; keeping what geometry found");
-            return x;
+            return Ok(x);
         }
     };
     let asked = |name: &str| questions.iter().any(|q| q.name == name);
@@ -86,11 +92,15 @@ pub async fn with_llm(config: &LlmConfig, title: &str, schema: &Schema, pages: &
         .filter(|a| asked(&a.name))
         .map(|a| Supplied { field: a.name, text: a.value, page: a.page })
         .collect();
-    let (fields, refused) = extract::read_supplied(schema, pages, &supplied);
-    for why in &refused {
-        tracing::info!(answer = %why, "LLM field answer refused");
-    }
-    if fields.is_empty() { x } else { extract::extract_with(schema, pages, fields) }
+    let schema = schema.clone();
+    Ok(crate::engines::cpu::spawn_cpu(move || {
+        let (fields, refused) = extract::read_supplied(&schema, &pages, &supplied);
+        for why in &refused {
+            tracing::info!(answer = %why, "LLM field answer refused");
+        }
+        if fields.is_empty() { x } else { extract::extract_with(&schema, &pages, fields) }
+    })
+    .await?)
 }
 
 /// A document's extracted fields, if its `artifacts` hold a `fields.json`.
