@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::StageError;
-use crate::model::workdir::{BBox, Page, TextSource, Word};
+use crate::model::workdir::{BBox, Page, TextSource, Word, centre_in};
 
 pub const LAYOUT_DPI: f32 = 150.0;
 
@@ -182,10 +182,7 @@ pub fn render_pages(
             && page.annotations().iter().any(|a| a.annotation_type() == PdfPageAnnotationType::Widget)
         {
             for (field, values) in form.fields(number, height) {
-                words.retain(|w| {
-                    let (x, y) = ((w.bbox[0] + w.bbox[2]) / 2.0, (w.bbox[1] + w.bbox[3]) / 2.0);
-                    !(field[0] <= x && x <= field[2] && field[1] <= y && y <= field[3])
-                });
+                words.retain(|w| !centre_in(&w.bbox, &field));
                 words.extend(values);
             }
         }

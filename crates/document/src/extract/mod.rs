@@ -90,7 +90,7 @@ pub const FILE_NAME: &str = "fields.json";
 /// first, then the sum of the fields' confidences (a failed check halves a field's).
 pub fn extract_best(schemas: &[&Schema], pages: &[Page]) -> Option<Extraction> {
     let grids: Vec<Grid> = pages.iter().map(Grid::new).collect();
-    let order = DateOrder::of_words(pages.iter().flat_map(|p| p.words.iter().map(|w| w.text.as_str())));
+    let order = date_order(pages);
     let score = |x: &Extraction, schema: &Schema| {
         let required = schema.fields.iter().filter(|f| f.required && x.fields.contains_key(&f.name)).count();
         (required, x.fields.values().map(|f| f.confidence).sum::<f32>())
@@ -104,6 +104,11 @@ pub fn extract_best(schemas: &[&Schema], pages: &[Page]) -> Option<Extraction> {
         }
     }
     best.map(|(x, _)| x)
+}
+
+/// How the document writes its dates, read from all its pages' words.
+fn date_order(pages: &[Page]) -> DateOrder {
+    DateOrder::of_words(pages.iter().flat_map(|p| p.words.iter().map(|w| w.text.as_str())))
 }
 
 /// Fields of `schema` the geometric pass left out of `x` or found invalid (the document's
@@ -128,7 +133,7 @@ const SUPPLIED_CONFIDENCE: f32 = 0.6;
 /// page named, and parse as the field's type without a problem. The rest are refused, each
 /// with its reason.
 pub fn read_supplied(schema: &Schema, pages: &[Page], supplied: &[Supplied]) -> (BTreeMap<String, Field>, Vec<String>) {
-    let order = DateOrder::of_words(pages.iter().flat_map(|p| p.words.iter().map(|w| w.text.as_str())));
+    let order = date_order(pages);
     let mut fields = BTreeMap::new();
     let mut refused = Vec::new();
     for s in supplied {
@@ -146,17 +151,17 @@ fn read_one(schema: &Schema, pages: &[Page], s: &Supplied, order: DateOrder) -> 
     let spec = schema.field(&s.field).ok_or("not a field of the schema")?;
     let page = pages.iter().find(|p| p.number == s.page).ok_or("no such page")?;
     let key = |t: &str| schema::fold(t.trim_matches(|c: char| matches!(c, ',' | ';' | ':' | '"')));
-    let wanted: Vec<String> = s.text.split_whitespace().map(key).collect();
-    if wanted.is_empty() {
+    let sought: Vec<String> = s.text.split_whitespace().map(key).collect();
+    if sought.is_empty() {
         return Err("empty".into());
     }
     let start = (0..page.words.len())
         .find(|&i| {
-            page.words.len() - i >= wanted.len()
-                && wanted.iter().zip(&page.words[i..]).all(|(w, word)| *w == key(&word.text))
+            page.words.len() - i >= sought.len()
+                && sought.iter().zip(&page.words[i..]).all(|(w, word)| *w == key(&word.text))
         })
         .ok_or("not on that page")?;
-    let run: Vec<usize> = (start..start + wanted.len()).collect();
+    let run: Vec<usize> = (start..start + sought.len()).collect();
     let texts: Vec<&str> = run.iter().map(|&i| page.words[i].text.as_str()).collect();
     let parsed = parse::find(spec.kind, &texts, order, &spec.values).ok_or("not a value of the field's type")?;
     if let Some(problem) = parsed.problems.first() {
@@ -180,7 +185,7 @@ fn read_one(schema: &Schema, pages: &[Page], s: &Supplied, order: DateOrder) -> 
 /// what geometry found for them, checked by the rules like any other.
 pub fn extract_with(schema: &Schema, pages: &[Page], supplied: BTreeMap<String, Field>) -> Extraction {
     let grids: Vec<Grid> = pages.iter().map(Grid::new).collect();
-    let order = DateOrder::of_words(pages.iter().flat_map(|p| p.words.iter().map(|w| w.text.as_str())));
+    let order = date_order(pages);
     extract(schema, pages, &grids, order, supplied)
 }
 

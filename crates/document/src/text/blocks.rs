@@ -184,8 +184,7 @@ const MAX_NUMBERED_TITLE_WORDS: usize = 12;
 /// [`MAX_NUMBERED_TITLE_WORDS`] words, no closing punctuation, and it reads as a title.
 fn is_numbered_title_line(words: &[&Word]) -> bool {
     let (Some(first), Some(last)) = (words.first(), words.last()) else { return false };
-    let numbered = first.text.split('.').count() >= 2
-        && first.text.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    let numbered = !first.text.ends_with('.') && section_depth(&first.text).is_some_and(|depth| depth >= 2);
     let middle = |b: &BBox| (b[1] + b[3]) / 2.0;
     let half_height = (first.bbox[3] - first.bbox[1]) / 2.0;
     let one_line = words.iter().all(|w| (middle(&w.bbox) - middle(&first.bbox)).abs() < half_height);
@@ -251,15 +250,18 @@ fn region_of(page: &Page, word: &Word) -> Option<usize> {
 /// A heading's level (1 = top): the source's when it gives one, else the depth of its
 /// numbering ("2.1 Methods" is 2), else 1.
 pub fn heading_level(title: &str, level: Option<u8>) -> usize {
-    let number = title.split_whitespace().next().unwrap_or("");
-    let number = number.trim_end_matches('.');
-    let numbered =
-        !number.is_empty() && number.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
     match level {
         Some(level) => usize::from(level.max(1)),
-        None if numbered => number.split('.').count(),
-        None => 1,
+        None => title.split_whitespace().next().and_then(section_depth).unwrap_or(1),
     }
+}
+
+/// The depth of a section number ("2" or "2." is 1, "2.1" is 2); `None` for any other word.
+fn section_depth(word: &str) -> Option<usize> {
+    let number = word.trim_end_matches('.');
+    let numbered =
+        !number.is_empty() && number.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    numbered.then(|| number.split('.').count())
 }
 
 /// "interac-": a letter, then a hyphen.
