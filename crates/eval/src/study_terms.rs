@@ -311,6 +311,27 @@ async fn measure(
         doc.kind,
         terms.iter().take(6).collect::<Vec<_>>()
     )];
+    let marks: Vec<String> = material
+        .terms
+        .iter()
+        .take(20)
+        .map(|term| {
+            let s = stems(&term.text);
+            let mark = if terms.contains(&s) {
+                "+"
+            } else if terms.iter().any(|a| contains(a, &s) || contains(&s, a)) {
+                "~"
+            } else {
+                "-"
+            };
+            format!("{}{mark}", term.text)
+        })
+        .collect();
+    lines.push(format!(
+        "key terms (first 20; + strict, ~ loose): {} of 20 strict: {}",
+        marks.iter().filter(|m| m.ends_with('+')).count(),
+        marks.join(", ")
+    ));
     let mut t = Tally::default();
     let judge = |text: &str, t: &mut Tally| -> &'static str {
         let s = stems(text);

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::model::workdir::Page;
+use crate::text::wordfreq::WordFreq;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
@@ -17,6 +18,7 @@ pub enum Reason {
     Licence,
     FrontMatter,
     NotProse,
+    NotEnglish,
 }
 
 impl Reason {
@@ -28,6 +30,7 @@ impl Reason {
             Reason::Licence => "copyright or licence text",
             Reason::FrontMatter => "front matter and links (authors, affiliations, addresses, keywords, URLs)",
             Reason::NotProse => "titles, names or navigation lines, not prose",
+            Reason::NotEnglish => "text not in English (placeholder text such as lorem ipsum, another language)",
         }
     }
 }
@@ -41,6 +44,33 @@ pub fn is_page_number(w: &str) -> bool {
 /// A dot leader (". . . ." comes as words of dots).
 pub fn is_leader(w: &str) -> bool {
     !w.is_empty() && w.chars().all(|c| c == '.')
+}
+
+/// Of a sentence's words, the share that must be among the most common English words
+/// for it to read as English; lorem ipsum falls below, and so does terse technical
+/// prose, which [`ENGLISH_MARKS`] then keeps.
+const ENGLISH_SHARE: f32 = 0.6;
+const ENGLISH_WORDS: u32 = 30_000;
+/// English function words that Latin placeholder text and the Romance languages lack
+/// ("a", "in", "non" and "per" are shared, so not here).
+const ENGLISH_MARKS: &[&str] = &[
+    "the", "is", "are", "of", "to", "and", "for", "with", "this", "that", "be", "by", "it", "as", "from", "or", "on",
+    "can", "which", "not", "an", "will", "when", "if", "you", "we",
+];
+
+/// Whether a sentence is not English: few of its words are common English words and none
+/// is an English function word. The study material is English-only (its question
+/// patterns and word list are).
+pub fn not_english(text: &str, freq: &WordFreq) -> Option<Reason> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphabetic()).to_lowercase())
+        .filter(|w| w.chars().count() >= 2 && w.chars().all(char::is_alphabetic))
+        .collect();
+    let known = words.iter().filter(|w| freq.is_top(w, ENGLISH_WORDS)).count();
+    let marked = words.iter().any(|w| ENGLISH_MARKS.contains(&w.as_str()));
+    (words.len() >= 4 && !marked && (known as f32) < ENGLISH_SHARE * words.len() as f32)
+        .then_some(Reason::NotEnglish)
 }
 
 /// Pages that list entries with page numbers: tables of contents and indexes. A reference is
@@ -208,9 +238,29 @@ const AFFILIATION: &[&str] = &[
 ];
 
 /// Marks of a reference-list entry: phrases, then whole words; a sentence with three of
-/// them (a year counts as one) is one.
+/// them (a year counts as one, an author–year entry as three) is one.
 const REFERENCE_PHRASES: &[&str] = &["et al", " pp.", " vol.", "in proceedings", "conference on"];
 const REFERENCE_WORDS: &[&str] = &["proc", "journal", "press", "arxiv", "isbn", "retrieved", "thesis", "doi"];
+
+/// How many author–year reference entries a text holds: an author's initial right before a
+/// year in parentheses ("Sailor, W. (2006).", APA's form). In-text citations ("Smith
+/// (2006)", "(Smith, 2006)") have no initial there.
+pub fn author_year_entries(text: &str) -> usize {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let initial = |w: &str| {
+        let w = w.trim_end_matches(',');
+        let mut cs = w.chars();
+        matches!((cs.next(), cs.next(), cs.next()), (Some(c), Some('.'), None) if c.is_uppercase())
+    };
+    let year = |w: &str| {
+        let inner = w.trim_end_matches(['.', ',']);
+        inner.starts_with('(')
+            && inner.ends_with(')')
+            && inner[1..inner.len() - 1].trim_end_matches(char::is_alphabetic).len() == 4
+            && inner[1..5].chars().all(|c| c.is_ascii_digit())
+    };
+    words.windows(2).filter(|w| initial(w[0]) && year(w[1])).count()
+}
 
 fn has_email(text: &str) -> bool {
     text.split_whitespace().any(|w| {
@@ -265,7 +315,8 @@ pub fn sentence_reason(text: &str) -> Option<Reason> {
     let marks = REFERENCE_PHRASES.iter().filter(|p| lower.contains(*p)).count()
         + REFERENCE_WORDS.iter().filter(|w| tokens.contains(*w)).count()
         + has_year(text) as usize
-        + 2 * cited as usize;
+        + 2 * cited as usize
+        + 3 * author_year_entries(text);
     if marks >= 3 {
         return Some(Reason::References);
     }
@@ -372,5 +423,21 @@ mod tests {
             skipped.add(Reason::References, p);
         }
         assert_eq!(skipped.lines(), ["reference list: 3 sentence(s) not used (pages 9–10, 12)"]);
+    }
+
+    #[test]
+    fn reference_entries_and_foreign_text() {
+        let list = "Lassen, S. R., Steele, M. M., & Sailor, W. (2006). The relationship of school-wide support. \
+                    Shotton, M. A. (1989). Computer addiction? A study of computer dependency.";
+        assert_eq!(author_year_entries(list), 2);
+        assert_eq!(sentence_reason("Carstensen, C. H. (2011). Measuring growth in a model."), Some(Reason::References));
+        assert_eq!(author_year_entries("As Smith (2006) and Lee et al. (2019a) showed (Smith, 2006)."), 0);
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/cache/wordfreq/small_en.msgpack.gz");
+        let freq = WordFreq::load(std::path::Path::new(path)).expect("run scripts/setup.sh");
+        let latin = "Nam lacus libero, pretium at, lobortis vitae, ultricies et, tellus.";
+        assert_eq!(not_english(latin, &freq), Some(Reason::NotEnglish));
+        let terse = "A linestyle is a temporary association of properties linecolor, linewidth, dashtype, and pointtype.";
+        assert_eq!(not_english(terse, &freq), None);
+        assert_eq!(not_english("A data frame is a list of vectors of equal length.", &freq), None);
     }
 }

@@ -19,6 +19,8 @@ use crate::text::wordfreq::WordFreq;
 const COMMON_ZIPF: f32 = 6.0;
 /// One-word terms must be rarer than the this many most common English words.
 pub const COMMON_WORDS: u32 = 5000;
+/// How much more a candidate weighs when a section title names it.
+const HEADING_BOOST: f64 = 2.0;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Term {
@@ -57,16 +59,22 @@ const ADJECTIVE_ENDINGS: &[&str] =
 fn singular(words: &[String]) -> Vec<String> {
     let mut out = words.to_vec();
     if let Some(last) = out.last_mut() {
-        if ["sses", "xes", "ches", "shes"].iter().any(|e| last.ends_with(e)) {
-            last.truncate(last.len() - 2);
-        } else if last.len() > 4 && last.ends_with("ies") {
-            last.truncate(last.len() - 3);
-            last.push('y');
-        } else if last.len() > 3 && last.ends_with('s') && !["ss", "is", "us"].iter().any(|e| last.ends_with(e)) {
-            last.pop();
-        }
+        *last = singular_word(last);
     }
     out
+}
+
+fn singular_word(w: &str) -> String {
+    let mut w = w.to_string();
+    if ["sses", "xes", "ches", "shes"].iter().any(|e| w.ends_with(e)) {
+        w.truncate(w.len() - 2);
+    } else if w.len() > 4 && w.ends_with("ies") {
+        w.truncate(w.len() - 3);
+        w.push('y');
+    } else if w.len() > 3 && w.ends_with('s') && !["ss", "is", "us"].iter().any(|e| w.ends_with(e)) {
+        w.pop();
+    }
+    w
 }
 
 #[derive(Default)]
@@ -84,9 +92,15 @@ struct Candidate {
 pub fn key_terms(
     sentences: &[(&str, usize)],
     defined: &HashSet<Vec<String>>,
+    headings: &[Vec<String>],
     freq: &WordFreq,
     limit: usize,
 ) -> Vec<Term> {
+    let headings: Vec<Vec<String>> = headings.iter().map(|h| h.iter().map(|w| singular_word(w)).collect()).collect();
+    let in_heading = |ws: &[String]| {
+        let ws: Vec<String> = ws.iter().map(|w| singular_word(w)).collect();
+        headings.iter().any(|h| find_phrase(h, &ws).is_some())
+    };
     let mut word_count: HashMap<String, usize> = HashMap::new();
     let mut names: HashSet<String> = HashSet::new();
     let mut candidates: HashMap<Vec<String>, Candidate> = HashMap::new();
@@ -127,10 +141,16 @@ pub fn key_terms(
                 let opened = before.is_some_and(|(n, r)| {
                     (DETERMINERS.contains(&n) || (len > 1 && PREPOSITIONS.contains(&n))) && !r.ends_with([',', '.'])
                 });
-                // Closed by punctuation, a stop-word or a verb form ("the package contains").
+                // Closed by punctuation, a stop-word or a verb form ("the package contains"); a
+                // word ending in -s after an adjective is rather a plural noun ("graphical
+                // functions").
+                let adjective = ADJECTIVE_ENDINGS.iter().any(|e| ws[len - 1].ends_with(e));
                 let closed = raw[end - 1].ends_with([',', ';', ':', '.', ')', '?', '!'])
                     || norm.get(end).is_none_or(|n| {
-                        is_stopword(n) || n.is_empty() || (n.ends_with('s') && !n.ends_with("ss")) || n.ends_with("ed")
+                        is_stopword(n)
+                            || n.is_empty()
+                            || (!adjective && n.ends_with('s') && !n.ends_with("ss"))
+                            || n.ends_with("ed")
                     });
                 let c = candidates.entry(ws.to_vec()).or_default();
                 c.noun_use |= opened && closed;
@@ -160,7 +180,8 @@ pub fn key_terms(
             let specificity = ws.iter().map(|w| rarity(w)).fold(0.0, f64::max) + 0.5 * (ws.len() - 1) as f64 * cohesion;
             let spread = 1.0 + (c.sections.len() as f64).ln();
             let defined = if defined.contains(&ws) { 1.5 } else { 1.0 };
-            let weight = specificity * (1.0 + c.count as f64).ln() * spread * defined;
+            let titled = if in_heading(&ws) { HEADING_BOOST } else { 1.0 };
+            let weight = specificity * (1.0 + c.count as f64).ln() * spread * defined * titled;
             let text = c
                 .surfaces
                 .into_iter()
@@ -208,7 +229,7 @@ mod tests {
             ("Each data frame is specified by the worker and the heartbeats.", 3),
         ];
         let defined: HashSet<Vec<String>> = [vec!["lease".to_string()]].into();
-        let terms = key_terms(&text, &defined, &freq, 10);
+        let terms = key_terms(&text, &defined, &[], &freq, 10);
         let names: Vec<&str> = terms.iter().map(|t| t.text.as_str()).collect();
         for want in ["heartbeats", "lease", "data frame", "exponential backoff"] {
             assert!(names.iter().any(|n| n.eq_ignore_ascii_case(want)), "{want} missing from {names:?}");

@@ -257,7 +257,10 @@ impl Material {
         let mut m = Material::default();
         let mut seen = HashSet::new();
         for chunk in chunks {
-            let section_skip = skip::section_reason(&chunk.heading_path);
+            // A chunk with two author–year entries is a reference list, even when its
+            // "References" title was not read as a heading.
+            let section_skip = skip::section_reason(&chunk.heading_path)
+                .or((skip::author_year_entries(&chunk.text) >= 2).then_some(skip::Reason::References));
             if m.sections.last().is_none_or(|s| s.path != chunk.heading_path) {
                 m.sections.push(Section { path: chunk.heading_path.clone(), page: chunk.page, sentences: Vec::new() });
             }
@@ -283,7 +286,7 @@ impl Material {
                     continue;
                 }
                 let listing = listings.contains(&page).then_some(skip::Reason::Listing);
-                if let Some(reason) = listing.or(section_skip).or_else(|| skip::sentence_reason(&text)) {
+                if let Some(reason) = listing.or(section_skip).or_else(|| skip::sentence_reason(&text)).or_else(|| skip::not_english(&text, freq)) {
                     m.skipped.add(reason, page);
                     continue;
                 }
@@ -299,7 +302,15 @@ impl Material {
             .collect();
         let defined: HashSet<Vec<String>> = found.iter().map(|d| words(&d.subject)).collect();
         let texts: Vec<(&str, usize)> = m.sentences.iter().map(|s| (s.text.as_str(), s.section)).collect();
-        m.terms = super::terms::key_terms(&texts, &defined, freq, 60);
+        let mut headings: Vec<Vec<String>> = m
+            .sections
+            .iter()
+            .filter(|s| skip::section_reason(&s.path).is_none())
+            .filter_map(|s| s.path.last().map(|t| words(t)))
+            .collect();
+        headings.sort();
+        headings.dedup();
+        m.terms = super::terms::key_terms(&texts, &defined, &headings, freq, 60);
         // A subject the document names only once ("Suppose the data vectors are …") is
         // rarely what it defines.
         let texts: Vec<Vec<String>> = m.sentences.iter().map(|s| words(&s.text)).collect();
