@@ -21,6 +21,7 @@ use lectern_document::context::Context;
 use lectern_document::generate::flashcards::Card;
 use lectern_document::generate::quiz::{Kind, Question};
 use lectern_document::generate::skip::{is_leader, is_page_number};
+use lectern_document::generate::terms::IRREGULAR_PLURALS;
 use lectern_document::model::workdir::Page;
 use lectern_document::stages::{chunk, generate};
 use lectern_document::text::wordfreq::WordFreq;
@@ -52,13 +53,15 @@ impl TermDocument {
 }
 
 /// Words compared: lower case, surrounding punctuation trimmed, an English plural made
-/// singular ("frames", "boxes", "entries").
+/// singular ("frames", "boxes", "entries", "matrices").
 fn stems(text: &str) -> Vec<String> {
     text.split(|c: char| c.is_whitespace() || c == '-')
         .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase())
         .filter(|w| !w.is_empty())
         .map(|w| {
-            if ["sses", "xes", "zes", "ches", "shes"].iter().any(|e| w.ends_with(e)) {
+            if let Some((_, one)) = IRREGULAR_PLURALS.iter().find(|(many, _)| *many == w) {
+                one.to_string()
+            } else if ["sses", "xes", "zes", "ches", "shes"].iter().any(|e| w.ends_with(e)) {
                 w[..w.len() - 2].to_string()
             } else if w.len() > 4 && w.ends_with("ies") {
                 format!("{}y", &w[..w.len() - 3])

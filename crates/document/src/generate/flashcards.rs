@@ -171,6 +171,10 @@ mod tests {
             d("We define the lease as the time a worker owns a job."),
             Some(("lease".into(), Some("the".into()), "means"))
         );
+        assert_eq!(d("Font names are case-insensitive and may be left out."), None);
+        assert_eq!(d("Labels are always drawn with an opacity of 1."), None);
+        assert_eq!(d("The defaults are 6Mb and 350k respectively."), None);
+        assert_eq!(d("Outer margins are particularly useful for page-wise titles."), None);
         assert_eq!(d("In this long introductory sentence the thing is a test."), None);
         assert_eq!(d("It is a good idea."), None);
         assert_eq!(d("If you want more, the manual is the place."), None);

@@ -158,7 +158,9 @@ pub fn section_reason(path: &[String]) -> Option<Reason> {
             }
             "contents" | "table of contents" | "index" | "list of figures" | "list of tables" => Reason::Listing,
             _ if INDEX_TITLES.iter().any(|k| t == format!("{k} index")) => Reason::Listing,
-            "copyright" | "license" | "licence" | "copying" => Reason::Licence,
+            "copyright" | "copyright notice" | "license" | "licence" | "copying" | "rights information" => {
+                Reason::Licence
+            }
             _ if t.starts_with("gnu ") && (t.contains("license") || t.contains("licence")) => Reason::Licence,
             "author note"
             | "about the author"
@@ -167,8 +169,10 @@ pub fn section_reason(path: &[String]) -> Option<Reason> {
             | "conflict of interest"
             | "conflicts of interest"
             | "declaration of competing interest"
-            | "ccs concepts"
+            | "index terms"
             | "keywords" => Reason::FrontMatter,
+            // "CCS Concepts and user-defined keywords"
+            _ if t.starts_with("ccs concepts") => Reason::FrontMatter,
             _ => return None,
         })
     })
@@ -389,6 +393,8 @@ mod tests {
         assert_eq!(section_reason(&path("5 Acknowledgments")), Some(Reason::Acknowledgements));
         assert_eq!(section_reason(&path("2.7 Index vectors; selecting and modifying subsets")), None);
         assert_eq!(section_reason(&path("3 Results")), None);
+        assert_eq!(section_reason(&path("8 CCS CONCEPTS AND USER-DEFINED KEYWORDS")), Some(Reason::FrontMatter));
+        assert_eq!(section_reason(&path("7 Rights information")), Some(Reason::Licence));
         let s = |t: &str| sentence_reason(t);
         assert_eq!(
             s("Authors’ addresses: Ben Trovato, trovato@corporation.com; G.K.M. Tobin."),

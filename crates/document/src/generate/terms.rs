@@ -64,7 +64,21 @@ fn singular(words: &[String]) -> Vec<String> {
     out
 }
 
+/// Plurals no ending rule undoes ("devices" is not "devix").
+pub const IRREGULAR_PLURALS: &[(&str, &str)] = &[
+    ("matrices", "matrix"),
+    ("indices", "index"),
+    ("vertices", "vertex"),
+    ("appendices", "appendix"),
+    ("axes", "axis"),
+    ("analyses", "analysis"),
+    ("hypotheses", "hypothesis"),
+];
+
 fn singular_word(w: &str) -> String {
+    if let Some((_, one)) = IRREGULAR_PLURALS.iter().find(|(many, _)| *many == w) {
+        return one.to_string();
+    }
     let mut w = w.to_string();
     if ["sses", "xes", "ches", "shes"].iter().any(|e| w.ends_with(e)) {
         w.truncate(w.len() - 2);
@@ -236,6 +250,7 @@ mod tests {
         }
         assert_eq!(singular(&["data".into(), "frames".into()]), ["data", "frame"]);
         assert_eq!(singular(&["boxes".into()]), ["box"]);
+        assert_eq!(singular(&["matrices".into()]), ["matrix"]);
         // Common words, verb forms and names are not terms.
         for not in ["document", "job", "specified", "Smith"] {
             assert!(!names.contains(&not), "{not} in {names:?}");

@@ -112,6 +112,9 @@ const NOT_A_CLASS: &[&str] = &[
     "put",
     "read",
     "written",
+    "drawn",
+    "always",
+    "never",
     "kept",
     "found",
     "both",
@@ -126,6 +129,19 @@ const NOT_A_CLASS: &[&str] = &[
     "same",
     "different",
 ];
+
+/// Endings of adjectives: "Font names are case-insensitive", "… are similar in effect"
+/// describe, they do not define.
+const ADJECTIVE_ENDINGS: &[&str] = &["al", "ar", "ic", "ive", "ous", "able", "ible", "ful", "less", "ary", "ant", "ent"];
+
+/// Whether the word after "are" can open the class a plural subject belongs to ("lists",
+/// "an", "those"): not a verb form, adverb, number or adjective.
+fn names_a_class(next: &str) -> bool {
+    !(NOT_A_CLASS.contains(&next)
+        || ["ed", "ing", "ly"].iter().any(|e| next.ends_with(e))
+        || ADJECTIVE_ENDINGS.iter().any(|e| next.ends_with(e))
+        || next.starts_with(|c: char| c.is_ascii_digit()))
+}
 
 /// The definition a sentence makes, if it is one whose subject reads as a noun phrase of
 /// one to five words (after an optional article).
@@ -150,7 +166,7 @@ pub fn definition(sentence: &str) -> Option<(String, Option<String>, &'static st
         let (pos, pattern, verb) =
             patterns.iter().filter_map(|(p, v)| lower.find(p).map(|i| (i, *p, *v))).min_by_key(|m| m.0)?;
         let next = lower[pos + pattern.len()..].split_whitespace().next().unwrap_or("");
-        if verb == "are" && (NOT_A_CLASS.contains(&next) || next.ends_with("ed") || next.ends_with("ing")) {
+        if verb == "are" && !names_a_class(next) {
             return None;
         }
         (&sentence[..pos], verb)
