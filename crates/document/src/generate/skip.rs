@@ -69,8 +69,7 @@ pub fn not_english(text: &str, freq: &WordFreq) -> Option<Reason> {
         .collect();
     let known = words.iter().filter(|w| freq.is_top(w, ENGLISH_WORDS)).count();
     let marked = words.iter().any(|w| ENGLISH_MARKS.contains(&w.as_str()));
-    (words.len() >= 4 && !marked && (known as f32) < ENGLISH_SHARE * words.len() as f32)
-        .then_some(Reason::NotEnglish)
+    (words.len() >= 4 && !marked && (known as f32) < ENGLISH_SHARE * words.len() as f32).then_some(Reason::NotEnglish)
 }
 
 /// Pages that list entries with page numbers: tables of contents and indexes. A reference is
@@ -442,7 +441,8 @@ mod tests {
         let freq = WordFreq::load(std::path::Path::new(path)).expect("run scripts/setup.sh");
         let latin = "Nam lacus libero, pretium at, lobortis vitae, ultricies et, tellus.";
         assert_eq!(not_english(latin, &freq), Some(Reason::NotEnglish));
-        let terse = "A linestyle is a temporary association of properties linecolor, linewidth, dashtype, and pointtype.";
+        let terse =
+            "A linestyle is a temporary association of properties linecolor, linewidth, dashtype, and pointtype.";
         assert_eq!(not_english(terse, &freq), None);
         assert_eq!(not_english("A data frame is a list of vectors of equal length.", &freq), None);
     }

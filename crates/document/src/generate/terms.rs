@@ -51,7 +51,7 @@ fn verb_or_adverb(w: &str) -> bool {
 
 /// Endings of adjectives and participles ("optional", "geometric", "attributive",
 /// "resonant", "plotting"): a candidate ending so must be seen used as a noun phrase.
-const ADJECTIVE_ENDINGS: &[&str] =
+pub(super) const ADJECTIVE_ENDINGS: &[&str] =
     &["al", "ar", "ic", "ive", "ous", "able", "ible", "ful", "less", "ary", "ant", "ent", "ing"];
 
 /// The words with the last one made singular ("data frames" → "data frame"), so that a

@@ -130,16 +130,13 @@ const NOT_A_CLASS: &[&str] = &[
     "different",
 ];
 
-/// Endings of adjectives: "Font names are case-insensitive", "… are similar in effect"
-/// describe, they do not define.
-const ADJECTIVE_ENDINGS: &[&str] = &["al", "ar", "ic", "ive", "ous", "able", "ible", "ful", "less", "ary", "ant", "ent"];
-
 /// Whether the word after "are" can open the class a plural subject belongs to ("lists",
-/// "an", "those"): not a verb form, adverb, number or adjective.
+/// "an", "those"): not a verb form, adverb, number or adjective ("Font names are
+/// case-insensitive", "… are similar in effect" describe, they do not define).
 fn names_a_class(next: &str) -> bool {
     !(NOT_A_CLASS.contains(&next)
         || ["ed", "ing", "ly"].iter().any(|e| next.ends_with(e))
-        || ADJECTIVE_ENDINGS.iter().any(|e| next.ends_with(e))
+        || super::terms::ADJECTIVE_ENDINGS.iter().any(|e| next.ends_with(e))
         || next.starts_with(|c: char| c.is_ascii_digit()))
 }
 
@@ -302,7 +299,11 @@ impl Material {
                     continue;
                 }
                 let listing = listings.contains(&page).then_some(skip::Reason::Listing);
-                if let Some(reason) = listing.or(section_skip).or_else(|| skip::sentence_reason(&text)).or_else(|| skip::not_english(&text, freq)) {
+                if let Some(reason) = listing
+                    .or(section_skip)
+                    .or_else(|| skip::sentence_reason(&text))
+                    .or_else(|| skip::not_english(&text, freq))
+                {
                     m.skipped.add(reason, page);
                     continue;
                 }
