@@ -78,6 +78,26 @@ fn contains(hay: &[String], needle: &[String]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
+enum Verdict {
+    /// The same words as an author's term.
+    Strict,
+    /// One contains the other word for word.
+    Loose,
+    Neither,
+}
+
+/// How `text` matches the author's `terms` (stemmed).
+fn verdict(terms: &[Vec<String>], text: &str) -> Verdict {
+    let s = stems(text);
+    if terms.contains(&s) {
+        Verdict::Strict
+    } else if terms.iter().any(|term| contains(term, &s) || contains(&s, term)) {
+        Verdict::Loose
+    } else {
+        Verdict::Neither
+    }
+}
+
 /// Index entries of pages: the words before each run of page numbers or dot leaders
 /// ("binary format . . . 55", "errorbars, 65–67, 70"), without a group's heading letter;
 /// one- and two-letter entries and running heads ("Appendix E: …") left out.
@@ -319,13 +339,10 @@ async fn measure(
         .iter()
         .take(20)
         .map(|term| {
-            let s = stems(&term.text);
-            let mark = if terms.contains(&s) {
-                "+"
-            } else if terms.iter().any(|a| contains(a, &s) || contains(&s, a)) {
-                "~"
-            } else {
-                "-"
+            let mark = match verdict(&terms, &term.text) {
+                Verdict::Strict => "+",
+                Verdict::Loose => "~",
+                Verdict::Neither => "-",
             };
             format!("{}{mark}", term.text)
         })
@@ -337,17 +354,18 @@ async fn measure(
     ));
     let mut t = Tally::default();
     let judge = |text: &str, t: &mut Tally| -> &'static str {
-        let s = stems(text);
         t.answers += 1;
-        if terms.contains(&s) {
-            t.strict += 1;
-            t.loose += 1;
-            "strict"
-        } else if terms.iter().any(|term| contains(term, &s) || contains(&s, term)) {
-            t.loose += 1;
-            "loose"
-        } else {
-            "-"
+        match verdict(&terms, text) {
+            Verdict::Strict => {
+                t.strict += 1;
+                t.loose += 1;
+                "strict"
+            }
+            Verdict::Loose => {
+                t.loose += 1;
+                "loose"
+            }
+            Verdict::Neither => "-",
         }
     };
     let people: Vec<String> = doc.people.iter().map(|p| p.to_lowercase()).collect();

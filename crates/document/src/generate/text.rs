@@ -131,11 +131,12 @@ const NOT_A_CLASS: &[&str] = &[
 ];
 
 /// Whether the word after "are" can open the class a plural subject belongs to ("lists",
-/// "an", "those"): not a verb form, adverb, number or adjective ("Font names are
-/// case-insensitive", "… are similar in effect" describe, they do not define).
+/// "an", "those"): not a verb form, adverb, number or adjective or participle (the
+/// adjective endings hold "-ing"; "Font names are case-insensitive", "… are similar in
+/// effect" describe, they do not define).
 fn names_a_class(next: &str) -> bool {
     !(NOT_A_CLASS.contains(&next)
-        || ["ed", "ing", "ly"].iter().any(|e| next.ends_with(e))
+        || ["ed", "ly"].iter().any(|e| next.ends_with(e))
         || super::terms::ADJECTIVE_ENDINGS.iter().any(|e| next.ends_with(e))
         || next.starts_with(|c: char| c.is_ascii_digit()))
 }
