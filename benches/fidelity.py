@@ -272,6 +272,8 @@ def main():
                   + ", ".join(f"{t.name} {v:.3f}" for t, v in zip(tools, row)))
 
         print("\n## Headings vs the outline: precision / recall (found, outline)")
+        # Per tool: right headings found, headings found, outline entries found, outline entries.
+        pooled = {t.name: [0.0, 0, 0.0, 0] for t in tools}
         for f in OUTLINED:
             path = corpus / f
             cells = []
@@ -282,7 +284,11 @@ def main():
                     continue
                 p, r, n, m = heading_scores(headings(md), outline(path))
                 cells.append(f"{p:.2f}/{r:.2f} ({n},{m})")
+                for i, v in enumerate((p * n, n, r * m, m)):
+                    pooled[t.name][i] += v
             print(f"{path.name:<44}" + "".join(f"{c:>22}" for c in cells))
+        cells = [f"{a / n:.2f}/{b / m:.2f} ({n},{m})" if n and m else "n/a" for a, n, b, m in pooled.values()]
+        print(f"{'all documents pooled':<44}" + "".join(f"{c:>22}" for c in cells))
         print(f"{'':<44}" + "".join(f"{t.name:>22}" for t in tools))
 
         print("\n## Tables: cell accuracy vs the tabula CSVs (higher is better)")

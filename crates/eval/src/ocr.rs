@@ -408,8 +408,12 @@ mod tests {
 
     #[test]
     fn line_order_and_normalisation_hide_layout_not_errors() {
-        let word =
-            |text: &str, x: f32, y: f32| Word { text: text.into(), bbox: [x, y, x + 20.0, y + 10.0], conf: None };
+        let word = |text: &str, x: f32, y: f32| Word {
+            text: text.into(),
+            bbox: [x, y, x + 20.0, y + 10.0],
+            conf: None,
+            bold: false,
+        };
         // Two columns: the text layer lists the left column first, OCR goes line by line.
         let layer = [word("a1", 0.0, 0.0), word("a2", 0.0, 20.0), word("b1", 100.0, 1.0), word("b2", 100.0, 21.0)];
         let ocr = [word("a1", 0.0, 1.0), word("b1", 100.0, 0.0), word("a2", 0.0, 20.0), word("b2", 100.0, 20.0)];

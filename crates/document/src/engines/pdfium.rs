@@ -355,6 +355,7 @@ fn spread(value: &str, bbox: BBox) -> Vec<Word> {
                     text: part.to_string(),
                     bbox: [x, y, x + len as f32 * advance, y + height],
                     conf: None,
+                    bold: false,
                 });
             }
             column += len + 1;
@@ -457,21 +458,27 @@ pub fn page_count(document: &PdfDocument) -> Result<u32, StageError> {
 /// or at a horizontal gap wider than a third of the glyph height; in text turned 90°
 /// (characters stacked in a column) it goes on down or up the column. A word hyphenated at a
 /// line end (pdfium marks the hyphen as U+FFFE; U+00AD and U+0002 also occur) is joined
-/// with its end on the next line, keeping the box of its start.
+/// with its end on the next line, keeping the box of its start. A word is bold when its
+/// font is heavier than the page's body text (see [`mark_bold`]).
 pub fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> {
     let mut words = Vec::new();
+    // Each word's font weight: that of its first character that has one.
+    let mut weights = Vec::new();
+    let mut weight = None;
     let mut current = String::new();
     let mut bbox: Option<BBox> = None;
     // The previous character's box: line changes and gaps are measured from it.
     let mut last: Option<BBox> = None;
     let mut hyphenated = false;
-    let mut flush = |current: &mut String, bbox: &mut Option<BBox>| {
+    let mut flush = |current: &mut String, bbox: &mut Option<BBox>, weight: &mut Option<u32>| {
         if let Some(b) = bbox.take()
             && !current.is_empty()
         {
-            words.push(Word { text: compose_accents(current), bbox: b, conf: None });
+            words.push(Word { text: compose_accents(current), bbox: b, conf: None, bold: false });
+            weights.push(weight.take());
         }
         current.clear();
+        *weight = None;
     };
     for ch in text.chars().iter() {
         let Some(c) = ch.unicode_char() else { continue };
@@ -481,7 +488,7 @@ pub fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> 
         }
         if c.is_whitespace() || c.is_control() {
             if !hyphenated {
-                flush(&mut current, &mut bbox);
+                flush(&mut current, &mut bbox, &mut weight);
             }
             continue;
         }
@@ -502,8 +509,11 @@ pub fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> 
             let new_line = (b[1] - prev[1]).abs() > h * 0.5;
             let gap = b[0] - prev[2];
             if new_line || gap > h / 3.0 || gap < -h {
-                flush(&mut current, &mut bbox);
+                flush(&mut current, &mut bbox, &mut weight);
             }
+        }
+        if weight.is_none() {
+            weight = ch.font_weight().map(weight_value);
         }
         current.push(c);
         last = Some(b);
@@ -516,8 +526,43 @@ pub fn words_from_text_layer(text: &PdfPageText, page_height: f32) -> Vec<Word> 
             None => b,
         });
     }
-    flush(&mut current, &mut bbox);
+    flush(&mut current, &mut bbox, &mut weight);
+    mark_bold(&mut words, &weights);
     words
+}
+
+fn weight_value(weight: PdfFontWeight) -> u32 {
+    match weight {
+        PdfFontWeight::Weight100 => 100,
+        PdfFontWeight::Weight200 => 200,
+        PdfFontWeight::Weight300 => 300,
+        PdfFontWeight::Weight400Normal => 400,
+        PdfFontWeight::Weight500 => 500,
+        PdfFontWeight::Weight600 => 600,
+        PdfFontWeight::Weight700Bold => 700,
+        PdfFontWeight::Weight800 => 800,
+        PdfFontWeight::Weight900 => 900,
+        PdfFontWeight::Custom(v) => v,
+    }
+}
+
+/// Marks the words set in a bold weight: at least 500 and 100 above the body text's (the
+/// weight of most characters on the page). pdfium derives a weight from the font's stem
+/// width when the font does not state one, so Latin Modern reads 325 and its bold 545; a
+/// font family whose bold has no heavier stems (some beamer sans fonts) is not told apart.
+fn mark_bold(words: &mut [Word], weights: &[Option<u32>]) {
+    let mut chars_of: Vec<(u32, usize)> = Vec::new();
+    for (w, weight) in words.iter().zip(weights) {
+        let Some(weight) = *weight else { continue };
+        match chars_of.iter_mut().find(|(v, _)| *v == weight) {
+            Some((_, n)) => *n += w.text.chars().count(),
+            None => chars_of.push((weight, w.text.chars().count())),
+        }
+    }
+    let Some(&(body, _)) = chars_of.iter().max_by_key(|(_, n)| *n) else { return };
+    for (w, weight) in words.iter_mut().zip(weights) {
+        w.bold = weight.is_some_and(|v| v >= 500 && v >= body + 100);
+    }
 }
 
 /// Whether `b` continues `prev` in text turned 90°: nearly the same left and right
@@ -595,7 +640,23 @@ pub fn pixels_per_point(dpi: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::compose_accents;
+    use super::{compose_accents, mark_bold};
+    use crate::model::workdir::Word;
+
+    #[test]
+    fn words_heavier_than_the_body_text_are_bold() {
+        let mut words: Vec<Word> = ["Body", "text", "here", "Materials", "Semi", "Alone"]
+            .iter()
+            .map(|t| Word { text: t.to_string(), bbox: [0.0; 4], conf: None, bold: false })
+            .collect();
+        // Latin Modern: regular 325, bold 545; a medium 400 is not bold; no weight is not.
+        mark_bold(&mut words, &[Some(325), Some(325), Some(325), Some(545), Some(400), None]);
+        let bold: Vec<bool> = words.iter().map(|w| w.bold).collect();
+        assert_eq!(bold, [false, false, false, true, false, false]);
+        // A page set all in one heavy weight has no bold words.
+        mark_bold(&mut words, &[Some(700); 6]);
+        assert!(words.iter().all(|w| !w.bold));
+    }
 
     #[test]
     fn tex_spacing_accents_compose_with_their_letter() {

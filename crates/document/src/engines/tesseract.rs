@@ -149,7 +149,12 @@ fn parse_tsv(tsv: &str) -> OcrPage {
             }
             _ => {
                 let (l, t, w, h) = (num(6), num(7), num(8), num(9));
-                words.push(Word { text: text.to_string(), bbox: [l, t, l + w, t + h], conf: Some(num(10)) });
+                words.push(Word {
+                    text: text.to_string(),
+                    bbox: [l, t, l + w, t + h],
+                    conf: Some(num(10)),
+                    bold: false,
+                });
             }
         }
     }

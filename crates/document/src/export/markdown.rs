@@ -161,6 +161,7 @@ mod tests {
                 text: (*t).into(),
                 bbox: [50.0 + 30.0 * i as f32, y, 75.0 + 30.0 * i as f32, y + 10.0],
                 conf: None,
+                bold: false,
             })
             .collect()
     }

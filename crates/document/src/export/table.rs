@@ -56,7 +56,7 @@ mod tests {
     use super::*;
 
     fn word(text: &str, x: f32, y: f32) -> Word {
-        Word { text: text.into(), bbox: [x, y, x + 6.0 * text.len() as f32, y + 10.0], conf: None }
+        Word { text: text.into(), bbox: [x, y, x + 6.0 * text.len() as f32, y + 10.0], conf: None, bold: false }
     }
 
     #[test]

@@ -245,6 +245,7 @@ pub(crate) mod tests {
                     text: t.to_string(),
                     bbox: [*x, *y, x + 6.0 * t.chars().count() as f32, y + 10.0],
                     conf: None,
+                    bold: false,
                 })
                 .collect(),
             layout_image: None,

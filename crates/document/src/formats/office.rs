@@ -507,7 +507,12 @@ fn lay_out(number: u32, blocks: Vec<Block>) -> Result<LaidOut, StageError> {
                     x = MARGIN;
                     y += LINE_H;
                 }
-                words.push(Word { text: word.to_string(), bbox: [x, y, x + w, y + LINE_H * 0.8], conf: None });
+                words.push(Word {
+                    text: word.to_string(),
+                    bbox: [x, y, x + w, y + LINE_H * 0.8],
+                    conf: None,
+                    bold: false,
+                });
                 x += w + CHAR_W;
             }
             y += LINE_H;

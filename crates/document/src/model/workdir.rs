@@ -19,6 +19,9 @@ pub struct Word {
     /// OCR confidence 0–100; `None` for the PDF text layer.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub conf: Option<f32>,
+    /// Set in a heavier weight than the page's body text (PDF text layer only).
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub bold: bool,
 }
 
 /// Where a page's text came from.

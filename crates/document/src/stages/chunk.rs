@@ -326,7 +326,7 @@ mod tests {
         for (row, line) in lines.iter().enumerate() {
             for (i, t) in line.split_whitespace().enumerate() {
                 let (x, y) = (50.0 + i as f32 * 20.0, 100.0 + row as f32 * 14.0);
-                words.push(Word { text: t.to_string(), bbox: [x, y, x + 18.0, y + 10.0], conf: None });
+                words.push(Word { text: t.to_string(), bbox: [x, y, x + 18.0, y + 10.0], conf: None, bold: false });
             }
         }
         Page {
@@ -437,6 +437,7 @@ mod tests {
                         text: format!("{side}{row}{i}"),
                         bbox: [x, y, x + 35.0, y + 10.0],
                         conf: None,
+                        bold: false,
                     });
                 }
             }

@@ -126,35 +126,96 @@ fn groups(page: &Page) -> Groups<'_> {
 
 /// One page's blocks in reading order, headers and footers left out. Words outside every
 /// region are grouped by run of source order.
-pub fn page_blocks(page: &Page) -> Vec<Block<'_>> {
+pub fn page_blocks<'a>(page: &'a Page) -> Vec<Block<'a>> {
     let mut groups = groups(page);
     groups.retain(|(region, _)| !is_furniture(page, *region));
     let boxes: Vec<BBox> =
         groups.iter().map(|(_, words)| union(words.iter().map(|w| w.bbox)).expect("a group has a word")).collect();
-    reading_order::order(&upright_boxes(page, &groups))
-        .into_iter()
-        .map(|g| {
-            let (region, words) = &groups[g];
-            let label = region.map(|i| page.regions[i].label.as_str()).unwrap_or("text");
-            let kind = match label {
-                "title" if words.len() <= MAX_HEADING_WORDS && !is_contents_entry(words) && reads_as_title(words) => {
-                    Kind::Heading
-                }
-                "text" if is_numbered_title_line(words) => Kind::Heading,
-                "table" => Kind::Table,
-                "figure_caption" | "table_caption" => Kind::Caption,
-                "notes" => Kind::Notes,
-                _ => Kind::Text,
-            };
-            Block {
-                kind,
-                label,
-                level: region.and_then(|i| page.regions[i].level),
-                words: words.iter().map(|&w| (page.number, w)).collect(),
-                bbox: boxes[g],
+    let bold: Vec<&Word> = page.words.iter().filter(|w| w.bold).collect();
+    let mut blocks = Vec::new();
+    for g in reading_order::order(&upright_boxes(page, &groups)) {
+        let (region, words) = &groups[g];
+        let label = region.map(|i| page.regions[i].label.as_str()).unwrap_or("text");
+        let kind = match label {
+            "title" if is_float_label(words) => Kind::Caption,
+            "title" if words.len() <= MAX_HEADING_WORDS && !is_contents_entry(words) && reads_as_title(words) => {
+                Kind::Heading
             }
-        })
-        .collect()
+            "text" if is_numbered_title_line(words) => Kind::Heading,
+            "table" => Kind::Table,
+            "figure_caption" | "table_caption" => Kind::Caption,
+            "notes" => Kind::Notes,
+            _ => Kind::Text,
+        };
+        let level = region.and_then(|i| page.regions[i].level);
+        let block = |kind, words: &[&'a Word], bbox| Block {
+            kind,
+            label,
+            level,
+            words: words.iter().map(|&w| (page.number, w)).collect(),
+            bbox,
+        };
+        let pieces = if kind == Kind::Text { bold_title_pieces(words, &bold) } else { vec![(kind, &words[..])] };
+        if pieces.len() == 1 {
+            blocks.push(block(pieces[0].0, words, boxes[g]));
+        } else {
+            for (kind, words) in pieces {
+                blocks.push(block(kind, words, union(words.iter().map(|w| w.bbox)).expect("a piece has a word")));
+            }
+        }
+    }
+    blocks
+}
+
+/// Most lines of a bold title set in running text.
+const MAX_BOLD_TITLE_LINES: usize = 2;
+
+/// A text group cut at its bold title lines, each piece with its kind. A bold title is a
+/// run of at most [`MAX_BOLD_TITLE_LINES`] lines whose words are all bold (see
+/// [`Word::bold`]), at most [`MAX_NUMBERED_TITLE_WORDS`] words, not ending like a sentence
+/// or a lead-in, that reads as a title: a section heading the layout model read as text
+/// ("Materials" in an APA paper, alone on its line or closing a paragraph's region). Bold
+/// words elsewhere on the same line (`bold` holds the page's) make it a table's header row.
+fn bold_title_pieces<'a, 'w>(words: &'a [&'w Word], bold: &[&Word]) -> Vec<(Kind, &'a [&'w Word])> {
+    // Lines as ranges of `words`, and whether each is all bold.
+    let mut lines: Vec<(usize, usize, bool)> = Vec::new();
+    let mut start = 0;
+    for end in 1..=words.len() {
+        if end == words.len() || !same_line(&words[end - 1].bbox, &words[end].bbox) {
+            lines.push((start, end, words[start..end].iter().all(|w| w.bold)));
+            start = end;
+        }
+    }
+    let mut pieces = Vec::new();
+    let mut text_from = 0;
+    let mut i = 0;
+    while i < lines.len() {
+        let run = lines[i..].iter().take_while(|l| l.2).count();
+        if run == 0 {
+            i += 1;
+            continue;
+        }
+        let (from, to) = (lines[i].0, lines[i + run - 1].1);
+        let title = &words[from..to];
+        let is_title = run <= MAX_BOLD_TITLE_LINES
+            && title.len() <= MAX_NUMBERED_TITLE_WORDS
+            && !title.last().is_some_and(|w| w.text.ends_with(['.', ':', ',', ';']))
+            && !is_float_label(title)
+            && reads_as_title(title)
+            && !bold.iter().any(|b| !title.iter().any(|t| std::ptr::eq(*t, *b)) && title.iter().any(|t| level(t, b)));
+        if is_title {
+            if text_from < from {
+                pieces.push((Kind::Text, &words[text_from..from]));
+            }
+            pieces.push((Kind::Heading, title));
+            text_from = to;
+        }
+        i += run;
+    }
+    if text_from < words.len() {
+        pieces.push((Kind::Text, &words[text_from..]));
+    }
+    pieces
 }
 
 /// Whether a "title" reads as one: it does not end in a colon (a sentence leading into a
@@ -185,14 +246,23 @@ const MAX_NUMBERED_TITLE_WORDS: usize = 12;
 fn is_numbered_title_line(words: &[&Word]) -> bool {
     let (Some(first), Some(last)) = (words.first(), words.last()) else { return false };
     let numbered = !first.text.ends_with('.') && section_depth(&first.text).is_some_and(|depth| depth >= 2);
-    let middle = |b: &BBox| (b[1] + b[3]) / 2.0;
-    let half_height = (first.bbox[3] - first.bbox[1]) / 2.0;
-    let one_line = words.iter().all(|w| (middle(&w.bbox) - middle(&first.bbox)).abs() < half_height);
+    let one_line = words.iter().all(|w| level(w, first));
     numbered
         && (2..=MAX_NUMBERED_TITLE_WORDS).contains(&words.len())
         && one_line
         && !last.text.ends_with(['.', ':', ',', ';'])
         && reads_as_title(words)
+}
+
+/// A figure's or table's number set on a line of its own ("Figure A1", "Table 2"), as APA
+/// style does above the caption: part of the caption, not a section title.
+fn is_float_label(words: &[&Word]) -> bool {
+    match words {
+        [name, number] => {
+            matches!(name.text.as_str(), "Figure" | "Fig." | "Table") && number.text.chars().any(|c| c.is_ascii_digit())
+        }
+        _ => false,
+    }
 }
 
 /// A table-of-contents line ("1 Introduction . . . . 3"): its dot leader, three dots or more
@@ -227,6 +297,13 @@ fn word_regions(page: &Page) -> Vec<Option<usize>> {
 
 /// Widest gap between two words of one line, in line heights: wider is a column gutter.
 const MAX_WORD_GAP: f32 = 1.5;
+
+/// Whether two words stand on one baseline: their vertical middles less than half a line
+/// height apart, however far apart across.
+fn level(a: &Word, b: &Word) -> bool {
+    let height = (a.bbox[3] - a.bbox[1]).max(b.bbox[3] - b.bbox[1]).max(1.0);
+    ((a.bbox[1] + a.bbox[3]) - (b.bbox[1] + b.bbox[3])).abs() / 2.0 < height / 2.0
+}
 
 /// Whether `b` follows `a` on the same line.
 fn same_line(a: &BBox, b: &BBox) -> bool {
@@ -293,7 +370,7 @@ mod tests {
     use super::*;
 
     fn word(text: &str, x: f32, y: f32) -> Word {
-        Word { text: text.into(), bbox: [x, y, x + 30.0, y + 10.0], conf: None }
+        Word { text: text.into(), bbox: [x, y, x + 30.0, y + 10.0], conf: None, bold: false }
     }
 
     #[test]
@@ -417,6 +494,45 @@ mod tests {
         let mut two_lines = line(&["6.1", "Lists"]);
         two_lines.push(word("continue", 0.0, 114.0));
         assert!(!numbered(&two_lines));
+    }
+
+    #[test]
+    fn bold_title_lines_in_running_text_are_headings() {
+        let bold = |t: &str, x: f32, y: f32| Word { bold: true, ..word(t, x, y) };
+        let words = [
+            bold("Materials", 50.0, 100.0),
+            word("Fusce", 50.0, 114.0),
+            word("mauris.", 85.0, 114.0),
+            // A table's number on a line of its own belongs to its caption.
+            bold("Table", 50.0, 128.0),
+            bold("2", 85.0, 128.0),
+            word("Vestibulum", 50.0, 142.0),
+            bold("Discussion", 150.0, 156.0),
+            // A bold lead-in word, then a bold sentence: text.
+            bold("Note", 50.0, 170.0),
+            word("that", 85.0, 170.0),
+            bold("A", 50.0, 184.0),
+            bold("bold", 85.0, 184.0),
+            bold("sentence.", 120.0, 184.0),
+        ];
+        // A table's header row: bold cells side by side, each a group of its own.
+        let header = [bold("Family", 50.0, 300.0), bold("name", 85.0, 300.0), bold("Link", 200.0, 300.0)];
+        let refs: Vec<&Word> = words.iter().chain(&header).collect();
+        let bold_words: Vec<&Word> = refs.iter().copied().filter(|w| w.bold).collect();
+        let row = &refs[words.len()..words.len() + 2];
+        assert_eq!(bold_title_pieces(row, &bold_words), [(Kind::Text, row)]);
+        let refs = &refs[..words.len()];
+        let pieces: Vec<(Kind, String)> = bold_title_pieces(refs, &bold_words)
+            .into_iter()
+            .map(|(kind, words)| (kind, words.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" ")))
+            .collect();
+        let expected = [
+            (Kind::Heading, "Materials"),
+            (Kind::Text, "Fusce mauris. Table 2 Vestibulum"),
+            (Kind::Heading, "Discussion"),
+            (Kind::Text, "Note that A bold sentence."),
+        ];
+        assert_eq!(pieces, expected.map(|(k, t)| (k, t.to_string())));
     }
 
     #[test]

@@ -41,12 +41,16 @@ fn cut(boxes: &[BBox], set: Vec<usize>, out: &mut Vec<usize>) {
         out.extend(set);
         return;
     }
-    // 1. Columns.
+    // 1. Columns, when they stand side by side: two blocks one above the other that no
+    // vertical band separates (a centred section title, then a flush-left subtitle) are
+    // rows, read top to bottom.
     if let Some(x) = widest_gap(boxes, &set, 0) {
         let (left, right): (Vec<usize>, Vec<usize>) = set.iter().partition(|&&i| boxes[i][2] <= x);
-        cut(boxes, left, out);
-        cut(boxes, right, out);
-        return;
+        if side_by_side(boxes, &left, &right) {
+            cut(boxes, left, out);
+            cut(boxes, right, out);
+            return;
+        }
     }
     // 2. A gutter between narrow blocks, crossed by wide ones.
     let x0 = set.iter().map(|&i| boxes[i][0]).fold(f32::INFINITY, f32::min);
@@ -88,6 +92,17 @@ fn cut(boxes: &[BBox], set: Vec<usize>, out: &mut Vec<usize>) {
     for row in rows {
         cut(boxes, row, out);
     }
+}
+
+/// Whether the vertical extents of two sets of blocks overlap.
+fn side_by_side(boxes: &[BBox], a: &[usize], b: &[usize]) -> bool {
+    let extent = |set: &[usize]| {
+        set.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(top, bottom), &i| {
+            (top.min(boxes[i][1]), bottom.max(boxes[i][3]))
+        })
+    };
+    let ((a0, a1), (b0, b1)) = (extent(a), extent(b));
+    a0.max(b0) < a1.min(b1)
 }
 
 /// Middle of the widest empty band (at least [`MIN_GAP`]) between the blocks along `axis`
@@ -162,6 +177,16 @@ mod tests {
     fn side_by_side_blocks_read_left_to_right() {
         let boxes = [[320.0, 100.0, 540.0, 120.0], [72.0, 100.0, 290.0, 120.0]];
         assert_eq!(order(&boxes), [1, 0]);
+    }
+
+    #[test]
+    fn a_centred_title_above_a_flush_left_one_reads_first() {
+        // An APA paper's "Method" (centred), then "Participants" (flush left) below it, in
+        // either source order; no vertical band holds them side by side.
+        let method = [284.0, 540.0, 329.0, 551.0];
+        let participants = [72.0, 568.0, 143.0, 578.0];
+        assert_eq!(order(&[participants, method]), [1, 0]);
+        assert_eq!(order(&[method, participants]), [0, 1]);
     }
 
     #[test]
