@@ -186,6 +186,10 @@ fn bold_title_pieces<'a, 'w>(words: &'a [&'w Word], bold: &[&Word]) -> Vec<(Kind
             start = end;
         }
     }
+    // Bold words elsewhere on a title's line: a table's header row.
+    let in_a_row = |title: &[&Word]| {
+        bold.iter().any(|b| !title.iter().any(|t| std::ptr::eq(*t, *b)) && title.iter().any(|t| level(t, b)))
+    };
     let mut pieces = Vec::new();
     let mut text_from = 0;
     let mut i = 0;
@@ -202,7 +206,7 @@ fn bold_title_pieces<'a, 'w>(words: &'a [&'w Word], bold: &[&Word]) -> Vec<(Kind
             && !title.last().is_some_and(|w| w.text.ends_with(['.', ':', ',', ';']))
             && !is_float_label(title)
             && reads_as_title(title)
-            && !bold.iter().any(|b| !title.iter().any(|t| std::ptr::eq(*t, *b)) && title.iter().any(|t| level(t, b)));
+            && !in_a_row(title);
         if is_title {
             if text_from < from {
                 pieces.push((Kind::Text, &words[text_from..from]));
