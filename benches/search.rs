@@ -12,11 +12,13 @@
 //!
 //! Texts and vectors are synthetic-from-real: real chunks of corpus PDFs (or the fixtures)
 //! are embedded with the real model; each synthetic row mixes two real chunks' vectors with
-//! noise and takes one real chunk's text with a random tag word.
+//! noise and takes one real chunk's text with a random tag word. With `--text-dir`, every
+//! row is a real chunk of text, embedded: `scripts/realtext.py DIR` writes 11.8 M words of
+//! Debian's HTML manuals (Python, Linux, PostgreSQL, Django, SQLite, LLVM, pandas) there.
 //!
 //! ```text
 //! make bench-search
-//! cargo bench --profile dev --bench search -- [--docs 1000] [--chunks-per-doc 100] [--reindex 1000] [--queries 200] [--all-corpus]
+//! cargo bench --profile dev --bench search -- [--docs 1000] [--chunks-per-doc 100] [--reindex 1000] [--queries 200] [--all-corpus | --text-dir DIR]
 //! ```
 
 #[path = "common/args.rs"]
@@ -56,7 +58,15 @@ struct Args {
     /// less clustered rows) instead of six.
     #[arg(long)]
     all_corpus: bool,
+    /// Rows of real text instead of synthetic ones: the `.txt` files under this directory
+    /// (`scripts/realtext.py`), their paragraphs packed into chunks of at most
+    /// [`REAL_CHUNK_WORDS`] words, each embedded; the first docs × chunks-per-doc of them.
+    #[arg(long)]
+    text_dir: Option<PathBuf>,
 }
+
+/// Most words of a chunk of real text (Lectern's chunks hold at most 250 tokens).
+const REAL_CHUNK_WORDS: usize = 150;
 
 const SOURCES: [&str; 6] = [
     "pdf_text/acmart-sample-acmsmall.pdf",
@@ -92,14 +102,60 @@ async fn real(ctx: &Context, all_corpus: bool) -> (Vec<String>, Vec<Vec<f32>>) {
     (texts, vectors)
 }
 
+/// Chunks of the text files under `dir`, in path order: paragraphs (blank-line separated)
+/// packed up to [`REAL_CHUNK_WORDS`] words, a longer paragraph cut; chunks under 8 words
+/// (navigation crumbs) left out; at most `limit`.
+fn real_text_chunks(dir: &Path, limit: usize) -> Vec<String> {
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "txt") {
+                out.push(path);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    files(dir, &mut paths);
+    paths.sort();
+    let mut chunks = Vec::new();
+    let mut push = |words: &mut Vec<&str>| {
+        if words.len() >= 8 {
+            chunks.push(words.join(" "));
+        }
+        words.clear();
+    };
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut current: Vec<&str> = Vec::new();
+        for paragraph in text.split("\n\n") {
+            for piece in paragraph.split_whitespace().collect::<Vec<_>>().chunks(REAL_CHUNK_WORDS) {
+                if current.len() + piece.len() > REAL_CHUNK_WORDS {
+                    push(&mut current);
+                }
+                current.extend(piece);
+            }
+        }
+        push(&mut current);
+    }
+    chunks.truncate(limit);
+    chunks
+}
+
+/// The rows: real chunks as they are (`--text-dir`), or synthetic ones mixed from them.
 struct Synth {
     texts: Vec<String>,
     vectors: Vec<Vec<f32>>,
     rng: StdRng,
+    real: bool,
 }
 
 impl Synth {
     fn document(&mut self, doc: usize, n: usize) -> (Vec<Chunk>, Vec<Vec<f32>>) {
+        if self.real {
+            return self.real_document(doc, n);
+        }
         let mut chunks = Vec::with_capacity(n);
         let mut vectors = Vec::with_capacity(n);
         for i in 0..n {
@@ -111,22 +167,34 @@ impl Synth {
                 .map(|(x, y)| w * x + (1.0 - w) * y + self.rng.random_range(-0.02..0.02))
                 .collect();
             normalise(&mut v);
-            let bbox = [50.0, 100.0, 500.0, 300.0];
-            chunks.push(Chunk {
-                id: format!("d{doc:05}-c{i:04}"),
-                document_id: format!("doc-{doc:05}"),
-                index: i as u32,
-                page: 1 + (i / 5) as u32,
-                bbox,
-                spans: vec![Span { page: 1 + (i / 5) as u32, bbox }],
-                heading_path: vec![format!("Section {}", i / 10)],
-                figures: vec![],
-                tokens: 200,
-                text: format!("{} tag{}", self.texts[a], self.rng.random_range(0..10_000)),
-            });
+            chunks.push(chunk(doc, i, format!("{} tag{}", self.texts[a], self.rng.random_range(0..10_000))));
             vectors.push(v);
         }
         (chunks, vectors)
+    }
+
+    /// Document `doc`: real chunks `doc × n ..` with their own vectors.
+    fn real_document(&self, doc: usize, n: usize) -> (Vec<Chunk>, Vec<Vec<f32>>) {
+        let rows = doc * n..(doc + 1) * n;
+        let chunks = rows.clone().map(|r| chunk(doc, r - doc * n, self.texts[r].clone())).collect();
+        (chunks, self.vectors[rows].to_vec())
+    }
+}
+
+/// Chunk `i` of document `doc`, five to a page.
+fn chunk(doc: usize, i: usize, text: String) -> Chunk {
+    let bbox = [50.0, 100.0, 500.0, 300.0];
+    Chunk {
+        id: format!("d{doc:05}-c{i:04}"),
+        document_id: format!("doc-{doc:05}"),
+        index: i as u32,
+        page: 1 + (i / 5) as u32,
+        bbox,
+        spans: vec![Span { page: 1 + (i / 5) as u32, bbox }],
+        heading_path: vec![format!("Section {}", i / 10)],
+        figures: vec![],
+        tokens: 200,
+        text,
     }
 }
 
@@ -151,8 +219,28 @@ async fn run(args: Args) {
     settings.onnx_threads = 2;
     let store = lectern_queue::storage::open(None, &settings.data_dir).await.unwrap();
     let ctx = Context::new(settings, store, PipelineConfig::builtin());
-    let (texts, vectors) = real(&ctx, args.all_corpus).await;
-    println!("{} real chunks embedded as the base of the synthetic rows", texts.len());
+    let rows = args.docs * args.chunks_per_doc;
+    let (texts, vectors) = match &args.text_dir {
+        Some(dir) => {
+            let texts = real_text_chunks(dir, rows);
+            assert_eq!(texts.len(), rows, "{} holds only {} chunks", dir.display(), texts.len());
+            let words = texts.iter().map(|t| t.split_whitespace().count()).sum::<usize>() as f64 / rows as f64;
+            let t = Instant::now();
+            let vectors = ctx.embedder().await.unwrap().embed(texts.clone()).await.unwrap();
+            let secs = t.elapsed().as_secs_f64();
+            println!(
+                "{rows} chunks of real text from {} ({words:.0} words on average) embedded in {secs:.0} s ({:.1}/s); the rows are these",
+                dir.display(),
+                rows as f64 / secs
+            );
+            (texts, vectors)
+        }
+        None => {
+            let (texts, vectors) = real(&ctx, args.all_corpus).await;
+            println!("{} real chunks embedded as the base of the synthetic rows", texts.len());
+            (texts, vectors)
+        }
+    };
     // Spread over the real chunks, so over all the documents.
     let queries: Vec<String> = texts
         .iter()
@@ -161,7 +249,7 @@ async fn run(args: Args) {
         .map(|t| t.split_whitespace().take(12).collect::<Vec<_>>().join(" "))
         .collect();
     let query_vectors = ctx.embedder().await.unwrap().embed(queries.clone()).await.unwrap();
-    let mut synth = Synth { texts, vectors, rng: StdRng::seed_from_u64(7) };
+    let mut synth = Synth { texts, vectors, rng: StdRng::seed_from_u64(7), real: args.text_dir.is_some() };
 
     // The context's own index, so `ask` below reads the same table.
     let index = ctx.index().await.unwrap();
@@ -173,7 +261,6 @@ async fn run(args: Args) {
         index.replace_document(&meta(&chunks[0].document_id), &chunks, &vectors).await.unwrap();
     }
     let secs = start.elapsed().as_secs_f64();
-    let rows = args.docs * args.chunks_per_doc;
     println!("\ningest: {rows} rows in {} upserts, {secs:.1} s → {:.0} rows/s", args.docs, rows as f64 / secs);
 
     // 2. Latency: exact first, then with indices.
