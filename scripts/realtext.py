@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Real English text for `make bench-search --text-dir`: the HTML manuals of three Debian
-documentation packages (Python 3.11, the Linux kernel 6.1, PostgreSQL 15; about 12.5 M
-words, so about 100k chunks of 120 words), fetched with `apt-get download` (no install),
-pinned by version and sha256, and written as one text file per page, paragraphs separated
-by blank lines.
+"""Real English text for the search bench's `--text-dir`: the HTML manuals of seven Debian
+documentation packages (Python 3.11, Linux 6.1, PostgreSQL 15, Django, SQLite, LLVM 15,
+pandas: 11.8 M words, well over 100k chunks of up to 150 words), fetched with
+`apt-get download` (no install), pinned by version and sha256, and written as one text
+file per page, paragraphs separated by blank lines.
 
     scripts/realtext.py OUT_DIR    # idempotent; the .debs are kept in OUT_DIR/debs
 """
