@@ -178,14 +178,11 @@ const MAX_BOLD_TITLE_LINES: usize = 2;
 /// words elsewhere on the same line (`bold` holds the page's) make it a table's header row.
 fn bold_title_pieces<'a, 'w>(words: &'a [&'w Word], bold: &[&Word]) -> Vec<(Kind, &'a [&'w Word])> {
     // Lines as ranges of `words`, and whether each is all bold.
-    let mut lines: Vec<(usize, usize, bool)> = Vec::new();
-    let mut start = 0;
-    for end in 1..=words.len() {
-        if end == words.len() || !same_line(&words[end - 1].bbox, &words[end].bbox) {
-            lines.push((start, end, words[start..end].iter().all(|w| w.bold)));
-            start = end;
-        }
-    }
+    let boxes: Vec<BBox> = words.iter().map(|w| w.bbox).collect();
+    let lines: Vec<(usize, usize, bool)> = line_ranges(&boxes)
+        .into_iter()
+        .map(|line| (line.start, line.end, words[line].iter().all(|w| w.bold)))
+        .collect();
     // Bold words elsewhere on a title's line: a table's header row.
     let in_a_row = |title: &[&Word]| {
         bold.iter().any(|b| !title.iter().any(|t| std::ptr::eq(*t, *b)) && title.iter().any(|t| level(t, b)))
@@ -284,19 +281,28 @@ fn word_regions(page: &Page) -> Vec<Option<usize>> {
     let own: Vec<Option<usize>> = page.words.iter().map(|w| region_of(page, w)).collect();
     let boxes: Vec<BBox> = page.words.iter().map(|w| page.upright(&w.bbox)).collect();
     let mut regions = own.clone();
-    let mut start = 0;
-    for end in 1..=boxes.len() {
-        if end < boxes.len() && same_line(&boxes[end - 1], &boxes[end]) {
-            continue;
-        }
-        let line = &own[start..end];
+    for range in line_ranges(&boxes) {
+        let line = &own[range.clone()];
         // Most votes wins; on a tie a region beats none, then the first seen.
         let votes = |r: &Option<usize>| line.iter().filter(|o| *o == r).count();
         let winner = line.iter().copied().rev().max_by_key(|r| (votes(r), r.is_some())).flatten();
-        regions[start..end].fill(winner);
-        start = end;
+        regions[range].fill(winner);
     }
     regions
+}
+
+/// `boxes`, in source order, cut into lines: runs in which each box is [`same_line`] as the
+/// one before it.
+fn line_ranges(boxes: &[BBox]) -> Vec<std::ops::Range<usize>> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for end in 1..=boxes.len() {
+        if end == boxes.len() || !same_line(&boxes[end - 1], &boxes[end]) {
+            lines.push(start..end);
+            start = end;
+        }
+    }
+    lines
 }
 
 /// Widest gap between two words of one line, in line heights: wider is a column gutter.
