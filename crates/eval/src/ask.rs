@@ -145,7 +145,7 @@ async fn evaluate(
     let mut run = Run { scope: Vec::new(), outside: Vec::new(), latencies: Vec::new(), misses: Vec::new() };
     for q in &set.question {
         let id = ids.get(&q.document).with_context(|| format!("unknown document key {}", q.document))?;
-        let answer = ask_once(ctx, &q.query, scoring, &mut run.latencies).await?;
+        let answer = ask_once(ctx, ids, &q.query, scoring, &mut run.latencies).await?;
         let want = normalize(&q.answer);
         let rank = answer
             .citations
@@ -162,15 +162,23 @@ async fn evaluate(
         run.scope.push(Outcome { best: best(&answer), rank, in_passages });
     }
     for q in &set.out_of_scope {
-        let answer = ask_once(ctx, &q.query, scoring, &mut run.latencies).await?;
+        let answer = ask_once(ctx, ids, &q.query, scoring, &mut run.latencies).await?;
         run.outside.push((best(&answer), q.query.clone(), answer.answer));
     }
     Ok(run)
 }
 
-async fn ask_once(ctx: &Context, query: &str, scoring: Scoring, latencies: &mut Vec<f64>) -> anyhow::Result<Answer> {
+/// Asks over the documents just indexed (not copies left in the collection by an earlier run).
+async fn ask_once(
+    ctx: &Context,
+    ids: &BTreeMap<String, String>,
+    query: &str,
+    scoring: Scoring,
+    latencies: &mut Vec<f64>,
+) -> anyhow::Result<Answer> {
     let mut req = AskRequest::new(query);
     req.collection = COLLECTION.into();
+    req.documents = Some(ids.values().cloned().collect());
     let started = Instant::now();
     let answer = ask::ask_with(ctx, &req, scoring, &mut |_| {}).await?;
     latencies.push(started.elapsed().as_secs_f64() * 1000.0);

@@ -80,6 +80,8 @@ pub async fn retrieval(ctx: Arc<Context>, questions: &Path, corpus: &Path, k: us
             let id = ids.get(&q.document).with_context(|| format!("unknown document key {}", q.document))?;
             let mut req = SearchRequest::new(q.query.clone(), k, mode);
             req.collection = COLLECTION.into();
+            // Only the documents just indexed, not copies an earlier run left in the collection.
+            req.document_ids = Some(ids.values().cloned().collect());
             let hits: Vec<_> = search(&ctx, &req).await?.into_iter().map(|h| h.hit).collect();
             let on_page = |h: &lectern_document::index::Hit| h.spans.iter().any(|s| q.pages.contains(&(s.page as i32)));
             let rank = hits.iter().position(|h| &h.document_id == id && on_page(h));

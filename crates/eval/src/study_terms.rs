@@ -348,8 +348,9 @@ async fn measure(
         })
         .collect();
     lines.push(format!(
-        "key terms (first 20; + strict, ~ loose): {} of 20 strict: {}",
+        "key terms (first 20; + strict, ~ loose): {} of {} strict: {}",
         marks.iter().filter(|m| m.ends_with('+')).count(),
+        marks.len(),
         marks.join(", ")
     ));
     let mut t = Tally::default();
