@@ -185,7 +185,8 @@ fn bold_title_pieces<'a, 'w>(words: &'a [&'w Word], bold: &[&Word]) -> Vec<(Kind
         .collect();
     // Bold words elsewhere on a title's line: a table's header row.
     let in_a_row = |title: &[&Word]| {
-        bold.iter().any(|b| !title.iter().any(|t| std::ptr::eq(*t, *b)) && title.iter().any(|t| level(t, b)))
+        bold.iter()
+            .any(|b| !title.iter().any(|t| std::ptr::eq(*t, *b)) && title.iter().any(|t| level(&t.bbox, &b.bbox)))
     };
     let mut pieces = Vec::new();
     let mut text_from = 0;
@@ -247,7 +248,7 @@ const MAX_NUMBERED_TITLE_WORDS: usize = 12;
 fn is_numbered_title_line(words: &[&Word]) -> bool {
     let (Some(first), Some(last)) = (words.first(), words.last()) else { return false };
     let numbered = !first.text.ends_with('.') && section_depth(&first.text).is_some_and(|depth| depth >= 2);
-    let one_line = words.iter().all(|w| level(w, first));
+    let one_line = words.iter().all(|w| level(&w.bbox, &first.bbox));
     numbered
         && (2..=MAX_NUMBERED_TITLE_WORDS).contains(&words.len())
         && one_line
@@ -308,19 +309,20 @@ fn line_ranges(boxes: &[BBox]) -> Vec<std::ops::Range<usize>> {
 /// Widest gap between two words of one line, in line heights: wider is a column gutter.
 const MAX_WORD_GAP: f32 = 1.5;
 
-/// Whether two words stand on one baseline: their vertical middles less than half a line
+/// Whether two boxes stand on one baseline: their vertical middles less than half a line
 /// height apart, however far apart across.
-fn level(a: &Word, b: &Word) -> bool {
-    let height = (a.bbox[3] - a.bbox[1]).max(b.bbox[3] - b.bbox[1]).max(1.0);
-    ((a.bbox[1] + a.bbox[3]) - (b.bbox[1] + b.bbox[3])).abs() / 2.0 < height / 2.0
+fn level(a: &BBox, b: &BBox) -> bool {
+    ((a[1] + a[3]) - (b[1] + b[3])).abs() / 2.0 < line_height(a, b) / 2.0
+}
+
+fn line_height(a: &BBox, b: &BBox) -> f32 {
+    (a[3] - a[1]).max(b[3] - b[1]).max(1.0)
 }
 
 /// Whether `b` follows `a` on the same line.
 fn same_line(a: &BBox, b: &BBox) -> bool {
-    let height = (a[3] - a[1]).max(b[3] - b[1]).max(1.0);
-    let drop = ((b[1] + b[3]) - (a[1] + a[3])).abs() / 2.0;
     let gap = b[0] - a[2];
-    drop < height / 2.0 && gap > -height / 2.0 && gap < MAX_WORD_GAP * height
+    level(a, b) && gap > -line_height(a, b) / 2.0 && gap < MAX_WORD_GAP * line_height(a, b)
 }
 
 /// The smallest layout region holding the word's centre (on a tilted scan, both upright).

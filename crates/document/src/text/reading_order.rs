@@ -11,7 +11,7 @@
 //! 3. else every empty horizontal band splits it into rows, read top to bottom;
 //! 4. blocks that no band separates keep their source order.
 
-use crate::model::workdir::BBox;
+use crate::model::workdir::{BBox, union};
 
 /// Narrowest empty band that separates blocks, in points.
 const MIN_GAP: f32 = 3.0;
@@ -96,13 +96,9 @@ fn cut(boxes: &[BBox], set: Vec<usize>, out: &mut Vec<usize>) {
 
 /// Whether the vertical extents of two sets of blocks overlap.
 fn side_by_side(boxes: &[BBox], a: &[usize], b: &[usize]) -> bool {
-    let extent = |set: &[usize]| {
-        set.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(top, bottom), &i| {
-            (top.min(boxes[i][1]), bottom.max(boxes[i][3]))
-        })
-    };
-    let ((a0, a1), (b0, b1)) = (extent(a), extent(b));
-    a0.max(b0) < a1.min(b1)
+    let extent = |set: &[usize]| union(set.iter().map(|&i| boxes[i]));
+    let (Some(a), Some(b)) = (extent(a), extent(b)) else { return false };
+    a[1].max(b[1]) < a[3].min(b[3])
 }
 
 /// Middle of the widest empty band (at least [`MIN_GAP`]) between the blocks along `axis`
